@@ -63,6 +63,15 @@ pub mod pfn {
     include!(concat!(env!("OUT_DIR"), "/pfn.rs"));
 }
 
+#[cfg(not(feature = "bindgen"))]
+#[path = "generated/codes.rs"]
+mod codes;
+
+#[cfg(feature = "bindgen")]
+mod codes {
+    include!(concat!(env!("OUT_DIR"), "/codes.rs"));
+}
+
 pub mod loader;
 
 pub use loader::{Api, Attempt, LoadError, Resolver, Search};
