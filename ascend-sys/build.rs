@@ -427,8 +427,16 @@ mod generate {
     /// generated from the bindings instead of typed by hand.
     fn render_codes(constants: &BTreeMap<String, String>) -> String {
         let families: &[(&str, &str, &[&str])] = &[
-            ("for_each_acl_error", "AscendCL (`aclError`)", &["ACL_ERROR_"]),
-            ("for_each_aclnn_error", "aclnn (`aclnnStatus`)", &["ACLNN_ERR_"]),
+            (
+                "for_each_acl_error",
+                "AscendCL (`aclError`)",
+                &["ACL_ERROR_"],
+            ),
+            (
+                "for_each_aclnn_error",
+                "aclnn (`aclnnStatus`)",
+                &["ACLNN_ERR_"],
+            ),
             ("for_each_hccl_result", "HCCL (`HcclResult`)", &["HCCL_E_"]),
         ];
         let mut text = String::from(
@@ -441,7 +449,9 @@ mod generate {
                 if !prefixes.iter().any(|p| name.starts_with(p)) || name == "HCCL_E_RESERVED" {
                     continue;
                 }
-                let Ok(v) = value.parse::<i64>() else { continue };
+                let Ok(v) = value.parse::<i64>() else {
+                    continue;
+                };
                 if v == 0 {
                     continue;
                 }
