@@ -1,1 +1,146 @@
-//! placeholder
+//! Safe runtime for Huawei Ascend NPUs: devices, contexts, streams, events
+//! and memory over AscendCL, on real CANN or on the CPU mock device.
+//!
+//! # Layers
+//!
+//! As in cudarc, there are three layers, each doing one thing:
+//!
+//! 1. `ascend_sys`: the raw C declarations and the lazily resolved function
+//!    tables ([`ascend_sys::Api`]).
+//! 2. [`result`]: one thin function per C call, returning [`Result`] with the
+//!    runtime's error message captured at the failure; `unsafe` wherever the
+//!    C call needs guarantees from the caller. Grouped by topic:
+//!    [`result::device`], [`result::context`], [`result::stream`],
+//!    [`result::event`], [`result::memory`].
+//! 3. Safe types with RAII: [`Device`], [`Context`], [`Stream`], [`Event`],
+//!    [`DeviceBuffer`], [`PinnedBuffer`].
+//!
+//! # Backends
+//!
+//! [`init`] picks the implementation of the C ABI once per process
+//! ([`Backend::Cann`], [`Backend::Mock`], [`Backend::Auto`] or
+//! [`Backend::Library`]); without an explicit [`init`], the first call uses
+//! the environment variable `ASCEND_RT_BACKEND` (`cann`, `mock`, `auto` or a
+//! library path; `auto` when unset). `auto` takes CANN when
+//! `libascendcl.so` loads and otherwise the mock device (feature `mock`, on
+//! by default), printing one line on stderr that says what was tried.
+//! [`backend_kind`] and [`is_mock`] tell which one is active.
+//!
+//! ```no_run
+//! use ascend_rt::{Context, DeviceBuffer};
+//! let ctx = Context::new(0)?;
+//! let stream = ctx.new_stream()?;
+//! let x = DeviceBuffer::from_host(&ctx, &[1.0f32, 2.0, 3.0])?;
+//! let mut y = DeviceBuffer::<f32>::zeroed(&ctx, 3)?;
+//! y.copy_from(&x, &stream)?;                // queued on `stream`
+//! assert_eq!(y.to_vec()?, [1.0, 2.0, 3.0]); // waits for the copy first
+//! # Ok::<(), ascend_rt::Error>(())
+//! ```
+//!
+//! # Concepts, for CUDA and cudarc users
+//!
+//! | CUDA / cudarc | ascend-rt | AscendCL |
+//! |---|---|---|
+//! | `cuInit` (implicit in cudarc) | [`init`] / first use ([`api`]) | `aclInit` |
+//! | device ordinal | [`Device`] | `int32_t deviceId` |
+//! | `CudaContext::new(ordinal)` (primary context) | [`Context::new`] (default context) | `aclrtSetDevice` |
+//! | `cuCtxCreate` | [`Context::new_explicit`] | `aclrtCreateContext` |
+//! | `CudaContext::bind_to_thread` | [`Context::bind_to_thread`] | `aclrtSetCurrentContext` |
+//! | `CudaStream` (`ctx.new_stream()`, `ctx.default_stream()`) | [`Stream`] ([`Context::new_stream`], [`Context::default_stream`]) | `aclrtStream` (NULL = default) |
+//! | `stream.synchronize()` / `cuStreamQuery` | [`Stream::synchronize`] / [`Stream::is_complete`] | `aclrtSynchronizeStream` / `aclrtStreamQuery` |
+//! | `stream.join(&other)` / `cuStreamWaitEvent` | [`Stream::join`] / [`Stream::wait`] | `aclrtStreamWaitEvent` |
+//! | `CudaEvent` (record, synchronize, elapsed_ms) | [`Event`] | `aclrtEvent` |
+//! | `cuLaunchHostFunc` | [`Stream::launch_host_fn`] | `aclrtLaunchHostFunc` |
+//! | `CudaSlice<T>` (a `Vec<T>` on the device) | [`DeviceBuffer<T>`] | `aclrtMalloc` / `aclrtFree` |
+//! | `stream.alloc_zeros` / `memcpy_stod` / `memcpy_dtov` | [`DeviceBuffer::zeroed`] / [`DeviceBuffer::from_host`] / [`DeviceBuffer::to_vec`] | `aclrtMemset` / `aclrtMemcpy` |
+//! | `memcpy_dtod` | [`DeviceBuffer::copy_from`] | `aclrtMemcpyAsync(DEVICE_TO_DEVICE)` |
+//! | `PinnedHostSlice<T>` | [`PinnedBuffer<T>`] | `aclrtMallocHost` |
+//! | `DeviceRepr` | [`DeviceRepr`] (sealed) with [`DType`] | `aclDataType` |
+//! | `DriverError` | [`Error`] with [`AclCode`] | `aclError` + `aclGetRecentErrMsg` |
+//! | `CudaContext::disable_event_tracking` (unsafe) | [`DeviceBuffer::set_tracking`] (unsafe) | — |
+//! | a host thread | a [`Stream`]: work is ordered within it, not across | — |
+//!
+//! # Contexts and threads
+//!
+//! AscendCL keeps the current context per thread, and a thread without one
+//! fails with `ACL_ERROR_RT_CONTEXT_NULL` (107002). Every safe call here first
+//! binds its object's context to the calling thread; a thread-local cache of
+//! the last context bound makes that a comparison when it already is. So
+//! `Arc<Context>`, `Arc<Stream>`, buffers and events can be moved to and
+//! shared between threads freely.
+//!
+//! # Soundness of asynchronous work
+//!
+//! Queued work runs later, so safe code must not be able to (a) free memory
+//! that queued work still uses, (b) let the host read memory that a queued
+//! copy is still writing (or write memory one is still reading), or (c) let
+//! two streams race on one buffer. The mechanism:
+//!
+//! - Each [`DeviceBuffer`] and [`PinnedBuffer`] keeps, behind a small mutex,
+//!   the stream that last wrote it and the streams that have read it since
+//!   (as `Arc<Stream>`, so those streams stay alive).
+//! - Queuing a **write** on stream S: S waits for every *other* stream in
+//!   {last writer} ∪ {readers} (an event recorded on that stream now, then
+//!   `aclrtStreamWaitEvent` on S); then S becomes the writer and the readers
+//!   are cleared.
+//! - Queuing a **read** on S: S waits for the last writer if it is another
+//!   stream; S joins the readers.
+//! - On a single stream this is one id comparison: no event is created.
+//! - The **host** touching the memory synchronizes first (an event recorded
+//!   on the stream, then `aclrtSynchronizeEvent`): reading
+//!   ([`DeviceBuffer::to_vec`], [`PinnedBuffer::as_slice`]) waits for the
+//!   writer, writing ([`DeviceBuffer::copy_from_host`],
+//!   [`DeviceBuffer::memset`], [`PinnedBuffer::as_mut_slice`]) and freeing
+//!   (`Drop`, `free`) wait for everyone. This is why `as_slice` and
+//!   `as_mut_slice` return `Result`.
+//! - Only pinned memory takes part in asynchronous host copies: AscendCL
+//!   completes an asynchronous copy only at a synchronization, and a copy
+//!   from pageable memory is synchronous anyway. So there is no
+//!   `memcpy_async(&[T])` whose borrow could end before the copy does.
+//! - Events waited on stay alive until the waiting stream has passed the
+//!   wait (the stream keeps them), and a recorded event is synchronized
+//!   before it is destroyed.
+//! - Tracking can be turned off per buffer with the `unsafe`
+//!   [`DeviceBuffer::set_tracking`] / [`PinnedBuffer::set_tracking`], for
+//!   callers who order their work themselves.
+//!
+//! What is not checked: work queued through raw handles or pointers
+//! ([`Stream::handle`], [`DeviceBuffer::as_ptr`]) is outside the tracker
+//! unless declared with [`DeviceBuffer::track_read`] /
+//! [`DeviceBuffer::track_write`].
+//!
+//! # Errors
+//!
+//! A failing C call becomes [`Error::Acl`] with the function's name, the
+//! numeric code, its name ([`AclCode`], generated from the declarations) and
+//! the `aclGetRecentErrMsg` text, on one line:
+//! `aclrtMalloc failed: 207001 ACL_ERROR_RT_MEMORY_ALLOCATION: <message>`.
+//! `Drop` never panics: a failure there is recorded in the [`Context`] and
+//! returned by the next fallible call on it ([`Context::check_err`]); the
+//! `free` methods destroy explicitly and return the error instead.
+
+pub mod backend;
+pub mod context;
+pub mod device;
+pub mod error;
+pub mod event;
+pub mod memory;
+pub mod result;
+pub mod stream;
+
+pub use backend::{
+    Backend, BackendKind, api, backend_kind, backend_notice, init, init_with_api, is_mock,
+};
+pub use context::Context;
+pub use device::{Device, MemInfo};
+pub use error::{AclCode, AclnnCode, Error, HcclCode, Result};
+pub use event::Event;
+pub use memory::{DType, DeviceBuffer, DeviceRepr, PinnedBuffer};
+pub use stream::Stream;
+
+/// The mock device, when it is compiled in (for configuring it before
+/// [`init`]).
+#[cfg(feature = "mock")]
+pub use ascend_mock as mock;
+
+pub use half::{bf16, f16};

@@ -1,0 +1,228 @@
+//! Contexts: the device binding every other object hangs off, and binding
+//! to the calling thread.
+//!
+//! Invariants:
+//! - A [`Context`] made by [`Context::new`] holds one `aclrtSetDevice`
+//!   reference on its device and gives it back (`aclrtResetDevice`) when
+//!   dropped; one made by [`Context::new_explicit`] owns an
+//!   `aclrtCreateContext` context and destroys it when dropped. Streams,
+//!   events and buffers hold an `Arc<Context>`, so the context outlives them.
+//! - Every safe call first runs [`Context::bind_to_thread`]: it surfaces an
+//!   error recorded by an earlier `Drop`, then makes the context current on
+//!   the calling thread unless this thread's cache says it already is. The
+//!   cache is a thread-local holding the id of the last context bound here;
+//!   ids are never reused, so a stale id can never match a live context.
+//!   Code that changes the current context behind this crate's back must
+//!   call [`Context::bind_to_thread_force`] before using ours again.
+//! - `Drop` never panics: failures are stored in the context (the first one
+//!   wins) and returned by its next fallible call ([`Context::check_err`]).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use ascend_sys::aclrtContext;
+
+use crate::device::{Device, MemInfo};
+use crate::error::{Error, Result};
+use crate::result;
+use crate::stream::Stream;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// Id of the context last made current on this thread (0: none known).
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The device's default context, held through `aclrtSetDevice`.
+    Default,
+    /// A context from `aclrtCreateContext`.
+    Explicit,
+}
+
+/// A device context.
+#[derive(Debug)]
+pub struct Context {
+    id: u64,
+    device: Device,
+    handle: aclrtContext,
+    kind: Kind,
+    error: Mutex<Option<Error>>,
+    default_stream: Mutex<Weak<Stream>>,
+}
+
+// SAFETY: an aclrtContext is a handle the runtime lets any thread make
+// current (`aclrtSetCurrentContext`) and use; this type never dereferences
+// it. The mutable state (recorded error, default-stream cache) is behind
+// mutexes.
+unsafe impl Send for Context {}
+// SAFETY: as above; every method takes `&self` and synchronises through the
+// runtime or a mutex.
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// The default context of device `ordinal`: binds the device to the
+    /// calling thread (`aclrtSetDevice`) and keeps that binding until the
+    /// context is dropped. Contexts made this way for one device share the
+    /// runtime's default context.
+    pub fn new(ordinal: i32) -> Result<Arc<Context>> {
+        result::device::set(ordinal)?;
+        let handle = match result::context::get_current() {
+            Ok(h) => h,
+            Err(e) => {
+                // SAFETY: we took the reference just above and made nothing
+                // on the device since.
+                let _ = unsafe { result::device::reset(ordinal) };
+                return Err(e);
+            }
+        };
+        Ok(Context::wrap(Device::new(ordinal), handle, Kind::Default))
+    }
+
+    /// A new, separate context on device `ordinal` (`aclrtCreateContext`),
+    /// destroyed when dropped.
+    pub fn new_explicit(ordinal: i32) -> Result<Arc<Context>> {
+        let handle = result::context::create(ordinal)?;
+        Ok(Context::wrap(Device::new(ordinal), handle, Kind::Explicit))
+    }
+
+    fn wrap(device: Device, handle: aclrtContext, kind: Kind) -> Arc<Context> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // Both creating calls leave the new context current on this thread.
+        CURRENT.with(|c| c.set(id));
+        Arc::new(Context {
+            id,
+            device,
+            handle,
+            kind,
+            error: Mutex::new(None),
+            default_stream: Mutex::new(Weak::new()),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The device's ordinal.
+    pub fn ordinal(&self) -> i32 {
+        self.device.ordinal()
+    }
+
+    /// The raw handle, for calls this crate does not wrap.
+    pub fn handle(&self) -> aclrtContext {
+        self.handle
+    }
+
+    /// Whether this is the device's default context (from [`Context::new`]).
+    pub fn is_default(&self) -> bool {
+        self.kind == Kind::Default
+    }
+
+    /// Makes this context current on the calling thread, unless it already
+    /// is; first returns any error recorded by an earlier `Drop`.
+    pub fn bind_to_thread(&self) -> Result<()> {
+        self.check_err()?;
+        if CURRENT.with(Cell::get) != self.id {
+            self.bind_to_thread_force()?;
+        }
+        Ok(())
+    }
+
+    /// Makes this context current on the calling thread unconditionally.
+    pub fn bind_to_thread_force(&self) -> Result<()> {
+        // SAFETY: `handle` is live for as long as `self` is (it is released
+        // only in Drop).
+        unsafe { result::context::set_current(self.handle) }?;
+        CURRENT.with(|c| c.set(self.id));
+        Ok(())
+    }
+
+    /// Returns (and clears) the first error recorded by a `Drop` of an
+    /// object of this context.
+    pub fn check_err(&self) -> Result<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an error that could not be returned (from a `Drop`); the
+    /// first one is kept until [`Context::check_err`] returns it.
+    pub fn record_err(&self, err: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+    }
+
+    /// Records the error of a `Result` that cannot be returned.
+    pub(crate) fn record_result(&self, r: Result<()>) {
+        if let Err(e) = r {
+            self.record_err(e);
+        }
+    }
+
+    /// Free and total memory of the device.
+    pub fn memory_info(&self) -> Result<MemInfo> {
+        self.bind_to_thread()?;
+        let (free, total) = result::device::mem_info(ascend_sys::ACL_HBM_MEM)?;
+        Ok(MemInfo { free, total })
+    }
+
+    /// Waits for all work on the device (`aclrtSynchronizeDevice`).
+    pub fn synchronize(&self) -> Result<()> {
+        self.bind_to_thread()?;
+        result::device::synchronize()
+    }
+
+    /// A new stream in this context.
+    pub fn new_stream(self: &Arc<Self>) -> Result<Arc<Stream>> {
+        Stream::new(self)
+    }
+
+    /// The context's default stream (the runtime's null stream). The same
+    /// `Arc` is returned while any clone of it lives.
+    pub fn default_stream(self: &Arc<Self>) -> Arc<Stream> {
+        let mut cached = self
+            .default_stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.upgrade() {
+            return s;
+        }
+        let s = Stream::default_of(self);
+        *cached = Arc::downgrade(&s);
+        s
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        let r = match self.kind {
+            // SAFETY: every object of this context holds an Arc to it, so
+            // none is left; this gives back the reference `new` took.
+            Kind::Default => unsafe { result::device::reset(self.ordinal()) },
+            // SAFETY: as above; the handle came from aclrtCreateContext and
+            // is destroyed only here.
+            Kind::Explicit => unsafe { result::context::destroy(self.handle) },
+        };
+        CURRENT.with(|c| {
+            if c.get() == self.id {
+                c.set(0);
+            }
+        });
+        // Nobody is left to read an error recorded in this context; report
+        // it on stderr rather than lose it.
+        if let Err(e) = r {
+            eprintln!("ascend-rt: releasing {} failed: {e}", self.device);
+        }
+        if let Some(e) = self.error.get_mut().ok().and_then(Option::take) {
+            eprintln!("ascend-rt: unreported error on {}: {e}", self.device);
+        }
+    }
+}

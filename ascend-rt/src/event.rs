@@ -1,0 +1,128 @@
+//! Events: markers recorded on a stream, for waiting and timing.
+//!
+//! Invariants:
+//! - An [`Event`] is a cheap, clonable handle to one runtime event; the
+//!   event is destroyed when the last clone goes. A stream that waits on an
+//!   event keeps a clone until it has passed the wait (see
+//!   [`Stream::wait`]), so an event is never destroyed while in use.
+//! - Before destroying an event that was recorded, `Drop` waits for the
+//!   record to complete: AscendCL asks that no call still uses an event
+//!   being destroyed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ascend_sys::aclrtEvent;
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::result;
+use crate::stream::Stream;
+
+#[derive(Debug)]
+struct Inner {
+    ctx: Arc<Context>,
+    handle: aclrtEvent,
+    recorded: AtomicBool,
+}
+
+// SAFETY: the event handle is usable from any thread (the runtime
+// synchronises its own state); this type never dereferences it.
+unsafe impl Send for Inner {}
+// SAFETY: as above; all methods take `&self` and only pass the handle to
+// the runtime.
+unsafe impl Sync for Inner {}
+
+/// An event of one context.
+#[derive(Debug, Clone)]
+pub struct Event {
+    inner: Arc<Inner>,
+}
+
+impl Event {
+    /// A new event (`aclrtCreateEvent`), usable for waits and timing.
+    pub fn new(ctx: &Arc<Context>) -> Result<Event> {
+        ctx.bind_to_thread()?;
+        let handle = result::event::create()?;
+        Ok(Event::wrap(ctx, handle))
+    }
+
+    /// A new event with `ACL_EVENT_*` flags (`aclrtCreateEventWithFlag`).
+    /// Waiting on it needs `ACL_EVENT_SYNC`, timing `ACL_EVENT_TIME_LINE`.
+    pub fn with_flags(ctx: &Arc<Context>, flags: u32) -> Result<Event> {
+        ctx.bind_to_thread()?;
+        let handle = result::event::create_with_flag(flags)?;
+        Ok(Event::wrap(ctx, handle))
+    }
+
+    fn wrap(ctx: &Arc<Context>, handle: aclrtEvent) -> Event {
+        Event {
+            inner: Arc::new(Inner {
+                ctx: ctx.clone(),
+                handle,
+                recorded: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The context the event belongs to.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.inner.ctx
+    }
+
+    /// The raw handle, for calls this crate does not wrap.
+    pub fn handle(&self) -> aclrtEvent {
+        self.inner.handle
+    }
+
+    /// Records the event on `stream`: it completes when the stream reaches
+    /// this point.
+    pub fn record(&self, stream: &Stream) -> Result<()> {
+        stream.check_same_context(self.context(), "Event::record")?;
+        self.inner.ctx.bind_to_thread()?;
+        // SAFETY: the event is live (we hold it) and so is the stream (the
+        // caller's borrow).
+        unsafe { result::event::record(self.inner.handle, stream.handle()) }?;
+        self.inner.recorded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Blocks until the event's last record completes.
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner.ctx.bind_to_thread()?;
+        // SAFETY: the event is live while we hold it.
+        unsafe { result::event::synchronize(self.inner.handle) }
+    }
+
+    /// Whether the event's last record has completed.
+    pub fn is_complete(&self) -> Result<bool> {
+        self.inner.ctx.bind_to_thread()?;
+        // SAFETY: the event is live while we hold it.
+        unsafe { result::event::query(self.inner.handle) }
+    }
+
+    /// Milliseconds from this event to `end`; both must have completed
+    /// (synchronize `end` first).
+    pub fn elapsed_ms(&self, end: &Event) -> Result<f32> {
+        self.inner.ctx.bind_to_thread()?;
+        // SAFETY: both events are live while we hold them.
+        unsafe { result::event::elapsed_ms(self.inner.handle, end.inner.handle) }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let r = self.ctx.bind_to_thread().and_then(|()| {
+            if *self.recorded.get_mut() {
+                // SAFETY: the event is live; waiting for its record means no
+                // stream still refers to it when it is destroyed.
+                unsafe { result::event::synchronize(self.handle) }?;
+            }
+            // SAFETY: the last clone is going away and the record (if any)
+            // has completed; streams that wait on the event hold clones, so
+            // none waits on it any more.
+            unsafe { result::event::destroy(self.handle) }
+        });
+        self.ctx.record_result(r);
+    }
+}

@@ -1,0 +1,133 @@
+//! Access tracking: which streams may still be using a buffer, and the
+//! waits that order new work after them.
+//!
+//! Invariants (for one buffer, while tracking is on):
+//! - `writer` is the stream that last queued a write, `readers` the streams
+//!   that queued reads since that write (each at most once).
+//! - Before a write is queued on stream S, S waits for every other stream in
+//!   `{writer} ∪ readers`; then `writer = S` and `readers` is empty.
+//! - Before a read is queued on S, S waits for `writer` if it is another
+//!   stream; then S is among `readers`.
+//! - On one stream all of this is an id comparison: no event is made.
+//! - Before the host reads the memory, the writer's queued work is waited
+//!   for; before the host writes or frees it, everyone's is. A stream whose
+//!   work has been waited for is forgotten.
+//! - The tracked streams are held as `Arc`s, so they outlive the work queued
+//!   on them that touches this buffer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::Result;
+use crate::stream::Stream;
+
+#[derive(Debug, Default)]
+struct State {
+    writer: Option<Arc<Stream>>,
+    readers: Vec<Arc<Stream>>,
+}
+
+/// The tracking state of one buffer.
+#[derive(Debug)]
+pub(crate) struct Access {
+    enabled: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Access {
+    pub(crate) fn new() -> Access {
+        Access {
+            enabled: AtomicBool::new(true),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Turns tracking on or off. While off, nothing is recorded or waited
+    /// for; what was recorded before stays.
+    pub(crate) fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Release);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Orders a read about to be queued on `s` after the last write.
+    pub(crate) fn before_read(&self, s: &Arc<Stream>) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if let Some(w) = &st.writer {
+            if w.id() != s.id() {
+                s.join(w)?;
+            }
+        }
+        if !st.readers.iter().any(|r| r.id() == s.id()) {
+            st.readers.push(s.clone());
+        }
+        Ok(())
+    }
+
+    /// Orders a write about to be queued on `s` after every earlier use.
+    pub(crate) fn before_write(&self, s: &Arc<Stream>) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        let mut joined: Vec<u64> = vec![s.id()];
+        for other in st.writer.iter().chain(st.readers.iter()) {
+            if !joined.contains(&other.id()) {
+                s.join(other)?;
+                joined.push(other.id());
+            }
+        }
+        st.writer = Some(s.clone());
+        st.readers.clear();
+        Ok(())
+    }
+
+    /// Waits (on the host) for the queued write, before the host reads.
+    pub(crate) fn sync_writer(&self) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if let Some(w) = &st.writer {
+            w.sync_point()?;
+            st.writer = None;
+        }
+        Ok(())
+    }
+
+    /// Waits (on the host) for every queued use, before the host writes or
+    /// frees the memory.
+    pub(crate) fn sync_all(&self) -> Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if let Some(w) = &st.writer {
+            w.sync_point()?;
+            st.writer = None;
+        }
+        while let Some(r) = st.readers.last() {
+            r.sync_point()?;
+            st.readers.pop();
+        }
+        Ok(())
+    }
+
+    /// The ids of the streams recorded now: `(writer, readers)`.
+    pub(crate) fn snapshot(&self) -> (Option<u64>, Vec<u64>) {
+        let st = self.lock();
+        (
+            st.writer.as_ref().map(|w| w.id()),
+            st.readers.iter().map(|r| r.id()).collect(),
+        )
+    }
+}

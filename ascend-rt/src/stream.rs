@@ -1,0 +1,216 @@
+//! Streams: ordered queues of device work.
+//!
+//! Invariants:
+//! - A [`Stream`] is shared as `Arc<Stream>`; buffers that were used on a
+//!   stream hold a clone, so a stream outlives the work queued on it that
+//!   touches memory.
+//! - Every stream has a process-unique [`Stream::id`]; access tracking
+//!   compares ids, so one stream costs a comparison and no event.
+//! - An event a stream waits on stays alive until the stream has passed the
+//!   wait: the stream keeps it together with a marker event recorded right
+//!   after the wait, and lets both go once the marker has completed (checked
+//!   lazily, and at every synchronize).
+//! - Dropping an explicit stream synchronizes it, then destroys it; errors go
+//!   to the context. The default stream is the runtime's and is never
+//!   destroyed.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ascend_sys::aclrtStream;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::result;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many waited-on events a stream keeps before it prunes the finished
+/// ones.
+const PRUNE_AT: usize = 16;
+
+/// A stream of one context.
+#[derive(Debug)]
+pub struct Stream {
+    id: u64,
+    ctx: Arc<Context>,
+    handle: aclrtStream,
+    is_default: bool,
+    /// Events this stream waits on (or waited on), each with a marker
+    /// recorded on this stream after the wait.
+    waits: Mutex<Vec<(Event, Event)>>,
+}
+
+// SAFETY: a stream handle may be used from any thread; the runtime
+// serialises submissions to it. This type never dereferences it, and its
+// own mutable state is behind a mutex.
+unsafe impl Send for Stream {}
+// SAFETY: as above; every method takes `&self`.
+unsafe impl Sync for Stream {}
+
+impl Stream {
+    pub(crate) fn new(ctx: &Arc<Context>) -> Result<Arc<Stream>> {
+        ctx.bind_to_thread()?;
+        let handle = result::stream::create()?;
+        Ok(Stream::wrap(ctx, handle, false))
+    }
+
+    pub(crate) fn default_of(ctx: &Arc<Context>) -> Arc<Stream> {
+        Stream::wrap(ctx, std::ptr::null_mut(), true)
+    }
+
+    fn wrap(ctx: &Arc<Context>, handle: aclrtStream, is_default: bool) -> Arc<Stream> {
+        Arc::new(Stream {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            ctx: ctx.clone(),
+            handle,
+            is_default,
+            waits: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A process-unique id (never reused).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The context the stream belongs to.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// The raw handle (null for the default stream), for calls this crate
+    /// does not wrap. Bind the context first.
+    pub fn handle(&self) -> aclrtStream {
+        self.handle
+    }
+
+    /// Whether this is the context's default stream.
+    pub fn is_default(&self) -> bool {
+        self.is_default
+    }
+
+    pub(crate) fn check_same_context(&self, ctx: &Arc<Context>, api: &'static str) -> Result<()> {
+        if Arc::ptr_eq(&self.ctx, ctx) || self.ctx.handle() == ctx.handle() {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                api,
+                format!(
+                    "the stream belongs to a context of {} but the object to a context of {}",
+                    self.ctx.device(),
+                    ctx.device()
+                ),
+            ))
+        }
+    }
+
+    /// Blocks until all work queued so far has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        self.ctx.bind_to_thread()?;
+        // SAFETY: the stream is live while `self` is.
+        unsafe { result::stream::synchronize(self.handle) }?;
+        self.waits.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(())
+    }
+
+    /// Whether all work queued so far has finished.
+    pub fn is_complete(&self) -> Result<bool> {
+        self.ctx.bind_to_thread()?;
+        // SAFETY: the stream is live while `self` is.
+        unsafe { result::stream::query(self.handle) }
+    }
+
+    /// Makes later work on this stream wait until `event` completes. The
+    /// stream keeps a clone of the event until it has passed the wait.
+    pub fn wait(&self, event: &Event) -> Result<()> {
+        self.check_same_context(event.context(), "Stream::wait")?;
+        self.ctx.bind_to_thread()?;
+        // SAFETY: both are live; the clone kept below keeps the event alive
+        // until this stream has passed the wait.
+        unsafe { result::stream::wait_event(self.handle, event.handle()) }?;
+        let marker = Event::new(&self.ctx)?;
+        marker.record(self)?;
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        waits.push((event.clone(), marker));
+        if waits.len() >= PRUNE_AT {
+            // A failed query keeps the entry; it is retried later.
+            waits.retain(|(_, m)| !matches!(m.is_complete(), Ok(true)));
+        }
+        Ok(())
+    }
+
+    /// Makes later work on this stream wait for all work queued on `other`
+    /// so far (an event recorded on `other` now, waited on here).
+    pub fn join(&self, other: &Stream) -> Result<()> {
+        if other.id == self.id {
+            return Ok(());
+        }
+        let ev = Event::new(&other.ctx)?;
+        ev.record(other)?;
+        self.wait(&ev)
+    }
+
+    /// Records a new event on this stream and returns it.
+    pub fn record_event(&self) -> Result<Event> {
+        let ev = Event::new(&self.ctx)?;
+        ev.record(self)?;
+        Ok(ev)
+    }
+
+    /// Blocks until the work queued on this stream so far has finished, via
+    /// an event (other work queued later is not waited for).
+    pub(crate) fn sync_point(&self) -> Result<()> {
+        self.record_event()?.synchronize()
+    }
+
+    /// Runs `f` on a runtime thread once the stream reaches this point;
+    /// later work on the stream waits until `f` returns. `f` must not call
+    /// AscendCL (the runtime may deadlock); a panic in `f` is caught and
+    /// reported on stderr.
+    pub fn launch_host_fn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<()> {
+        type Boxed = Box<dyn FnOnce() + Send>;
+        unsafe extern "C" fn trampoline(args: *mut c_void) {
+            // SAFETY: `args` is the Box<Boxed> leaked by launch_host_fn, and
+            // the runtime calls each host function exactly once.
+            let f: Box<Boxed> = unsafe { Box::from_raw(args.cast::<Boxed>()) };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "ascend-rt: a host function panicked");
+            }
+        }
+        self.ctx.bind_to_thread()?;
+        let raw = Box::into_raw(Box::new(Box::new(f) as Boxed));
+        // SAFETY: the stream is live; `trampoline` takes ownership of `raw`
+        // exactly once, the closure is Send + 'static, and does not call
+        // AscendCL unless the caller breaks the documented rule (a
+        // deadlock, not memory unsafety).
+        let r = unsafe {
+            result::stream::launch_host_func(self.handle, Some(trampoline), raw.cast::<c_void>())
+        };
+        if r.is_err() {
+            // SAFETY: the launch failed, so the runtime will never call the
+            // trampoline: the box is still ours.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+        r
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let r = self.ctx.bind_to_thread().and_then(|()| {
+            // SAFETY: the stream is live until destroyed below.
+            unsafe { result::stream::synchronize(self.handle) }?;
+            self.waits.get_mut().map(Vec::clear).ok();
+            if self.is_default {
+                return Ok(());
+            }
+            // SAFETY: explicit stream, synchronized, never used again.
+            unsafe { result::stream::destroy(self.handle) }
+        });
+        self.ctx.record_result(r);
+    }
+}
