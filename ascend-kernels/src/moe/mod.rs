@@ -1,0 +1,329 @@
+//! The MoE (mixture of experts) routing operators of a DeepSeek-style layer,
+//! one module per operator, and the checks and row math they share.
+//!
+//! | module | operator |
+//! |---|---|
+//! | [`gating_top_k_softmax`] | aclnnMoeGatingTopKSoftmax |
+//! | [`gating_top_k_softmax_v2`] | aclnnMoeGatingTopKSoftmaxV2 |
+//! | [`gating_top_k`] | aclnnMoeGatingTopK (grouped sigmoid/softmax routing) |
+//! | [`init_routing_v2`] | aclnnMoeInitRoutingV2 |
+//! | [`init_routing_v3`] | aclnnMoeInitRoutingV3 |
+//! | [`compute_expert_tokens`] | aclnnMoeComputeExpertTokens |
+//! | [`finalize_routing_v2`] | aclnnMoeFinalizeRoutingV2 |
+//!
+//! Every `run` first repeats its `check` (so a `run` on unchecked arguments
+//! returns the same error instead of touching memory), then validates the
+//! index values it dereferences (expert ids, row indices) and returns
+//! `ACLNN_ERR_PARAM_INVALID` for out-of-range data rather than reading or
+//! writing outside a tensor. Inputs are read completely before any output is
+//! written. Selections break ties towards the lower index.
+
+use crate::tensor::{DType, KernelError, TensorArg};
+
+pub mod compute_expert_tokens;
+pub mod finalize_routing_v2;
+pub mod gating_top_k;
+pub mod gating_top_k_softmax;
+pub mod gating_top_k_softmax_v2;
+pub mod init_routing_v2;
+pub mod init_routing_v3;
+
+/// `[a, b, c]` for messages.
+pub(crate) fn fmt_shape(shape: &[i64]) -> String {
+    let parts: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The view is well-formed: one stride per dimension, no negative size.
+pub(crate) fn check_view(op: &str, name: &str, t: &TensorArg) -> Result<(), KernelError> {
+    if t.strides.len() != t.shape.len() {
+        return Err(KernelError::invalid(format!(
+            "{op}: {name} has {} strides for {} dimensions.",
+            t.strides.len(),
+            t.shape.len()
+        )));
+    }
+    if let Some(d) = t.shape.iter().find(|&&d| d < 0) {
+        return Err(KernelError::invalid(format!(
+            "{op}: {name} has a negative dimension {d} in shape {}.",
+            fmt_shape(&t.shape)
+        )));
+    }
+    Ok(())
+}
+
+/// The tensor's dtype is one of `allowed`.
+pub(crate) fn check_dtype(
+    op: &str,
+    name: &str,
+    t: &TensorArg,
+    allowed: &[DType],
+) -> Result<(), KernelError> {
+    if allowed.contains(&t.dtype) {
+        return Ok(());
+    }
+    let names: Vec<&str> = allowed.iter().map(|d| d.name()).collect();
+    Err(KernelError::invalid(format!(
+        "{op}: {name} dtype {} is not supported, should be in dtype support list [{}].",
+        t.dtype.name(),
+        names.join(", ")
+    )))
+}
+
+/// The tensor's dtype equals `want` (the dtype of `other`).
+pub(crate) fn check_same_dtype(
+    op: &str,
+    name: &str,
+    t: &TensorArg,
+    other: &str,
+    want: DType,
+) -> Result<(), KernelError> {
+    if t.dtype == want {
+        return Ok(());
+    }
+    Err(KernelError::invalid(format!(
+        "{op}: {name} dtype {} should be the same as {other} dtype {}.",
+        t.dtype.name(),
+        want.name()
+    )))
+}
+
+/// The tensor's rank lies in `lo..=hi`.
+pub(crate) fn check_rank(
+    op: &str,
+    name: &str,
+    t: &TensorArg,
+    lo: usize,
+    hi: usize,
+) -> Result<(), KernelError> {
+    let r = t.rank();
+    if (lo..=hi).contains(&r) {
+        return Ok(());
+    }
+    let want = if lo == hi {
+        format!("{lo}")
+    } else {
+        format!("{lo}-{hi}")
+    };
+    Err(KernelError::invalid(format!(
+        "{op}: {name} should be {want}D, but got {r}D with shape {}.",
+        fmt_shape(&t.shape)
+    )))
+}
+
+/// The tensor's shape equals `want`.
+pub(crate) fn check_shape(
+    op: &str,
+    name: &str,
+    t: &TensorArg,
+    want: &[i64],
+) -> Result<(), KernelError> {
+    if t.shape == want {
+        return Ok(());
+    }
+    Err(KernelError::invalid(format!(
+        "{op}: the shape of {name} should be {}, but got {}.",
+        fmt_shape(want),
+        fmt_shape(&t.shape)
+    )))
+}
+
+/// A required optional tensor, or a clear error naming why it is required.
+pub(crate) fn require<'a>(
+    op: &str,
+    name: &str,
+    t: &'a Option<TensorArg>,
+    why: &str,
+) -> Result<&'a TensorArg, KernelError> {
+    t.as_ref().ok_or_else(|| {
+        KernelError::invalid(format!("{op}: {name} must not be null when {why}."))
+    })
+}
+
+/// Max-subtracted softmax of one row, in f32.
+pub(crate) fn softmax_row(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = row.iter().map(|&v| (v - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// The logistic function in f32.
+pub(crate) fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// Positions of the `k` largest values, largest first, ties to the lower index.
+pub(crate) fn top_k_desc(values: &[f32], k: usize) -> Vec<usize> {
+    crate::topk::select_top_k(values, k, true, crate::topk::f32_order)
+}
+
+/// Stable argsort of integer keys: positions in key order, equal keys in
+/// position order.
+pub(crate) fn stable_argsort(keys: &[i64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    order
+}
+
+/// Test helpers shared by the operator tests: a seeded generator and host
+/// buffers of any dtype that hand out strided views.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use half::{bf16, f16};
+
+    use crate::tensor::{DType, TensorArg, contiguous_strides};
+
+    /// xorshift64: small, seeded, reproducible.
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        /// Uniform in [-1, 1).
+        pub fn f32(&mut self) -> f32 {
+            ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        /// Uniform in [0, n).
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    /// `v` as stored in `dtype` and read back.
+    pub fn round(dtype: DType, v: f64) -> f64 {
+        match dtype {
+            DType::F16 => f64::from(f16::from_f64(v).to_f32()),
+            DType::BF16 => f64::from(bf16::from_f64(v).to_f32()),
+            DType::F32 => f64::from(v as f32),
+            _ => v,
+        }
+    }
+
+    /// Relative tolerance of one result computed in f32 and stored in `dtype`.
+    pub fn tol(dtype: DType) -> f64 {
+        match dtype {
+            DType::F16 => 2e-3,
+            DType::BF16 => 1.6e-2,
+            _ => 1e-5,
+        }
+    }
+
+    /// An 8-byte aligned host buffer of `len` elements of one dtype.
+    pub struct Buf {
+        data: Vec<u64>,
+        pub dtype: DType,
+        pub len: usize,
+    }
+
+    impl Buf {
+        pub fn zeros(dtype: DType, len: usize) -> Buf {
+            Buf {
+                data: vec![0u64; (len * dtype.size()).div_ceil(8).max(1)],
+                dtype,
+                len,
+            }
+        }
+        pub fn from_f32(dtype: DType, vals: &[f32]) -> Buf {
+            let b = Buf::zeros(dtype, vals.len());
+            // SAFETY: the flat view covers exactly the buffer.
+            unsafe { b.flat().write_f32(vals) };
+            b
+        }
+        pub fn from_i64(dtype: DType, vals: &[i64]) -> Buf {
+            let b = Buf::zeros(dtype, vals.len());
+            // SAFETY: the flat view covers exactly the buffer.
+            unsafe { b.flat().write_i64(vals) };
+            b
+        }
+        pub fn ptr(&self) -> *mut u8 {
+            self.data.as_ptr() as *mut u8
+        }
+        pub fn flat(&self) -> TensorArg {
+            TensorArg::contiguous(self.ptr(), self.dtype, &[self.len as i64])
+        }
+        /// A contiguous view of the buffer with `shape`.
+        pub fn tensor(&self, shape: &[i64]) -> TensorArg {
+            TensorArg::contiguous(self.ptr(), self.dtype, shape)
+        }
+        pub fn view(&self, shape: &[i64], strides: &[i64], offset: i64) -> TensorArg {
+            TensorArg {
+                ptr: self.ptr(),
+                dtype: self.dtype,
+                shape: shape.to_vec(),
+                strides: strides.to_vec(),
+                offset,
+            }
+        }
+        pub fn to_f32(&self) -> Vec<f32> {
+            // SAFETY: the flat view covers exactly the buffer.
+            unsafe { self.flat().read_f32() }
+        }
+        pub fn to_f64(&self) -> Vec<f64> {
+            self.to_f32().into_iter().map(f64::from).collect()
+        }
+        pub fn to_i64(&self) -> Vec<i64> {
+            // SAFETY: the flat view covers exactly the buffer.
+            unsafe { self.flat().read_i64() }
+        }
+    }
+
+    /// A logical tensor of `shape` holding `vals` (row-major) stored
+    /// non-contiguously: every dimension padded by one element and the view
+    /// starting 3 elements in. Returns the storage and the view.
+    pub fn padded(dtype: DType, shape: &[i64], vals: &[f32]) -> (Buf, TensorArg) {
+        let storage: Vec<i64> = shape.iter().map(|&d| d + 1).collect();
+        let strides = contiguous_strides(&storage);
+        let len = 3 + storage.iter().product::<i64>() as usize;
+        let buf = Buf::zeros(dtype, len);
+        let view = buf.view(shape, &strides, 3);
+        // SAFETY: the padded view lies inside `buf` (offset 3 plus the
+        // storage extent).
+        unsafe { view.write_f32(vals) };
+        (buf, view)
+    }
+
+    /// As [`padded`], for integer values.
+    pub fn padded_i64(dtype: DType, shape: &[i64], vals: &[i64]) -> (Buf, TensorArg) {
+        let storage: Vec<i64> = shape.iter().map(|&d| d + 1).collect();
+        let strides = contiguous_strides(&storage);
+        let len = 3 + storage.iter().product::<i64>() as usize;
+        let buf = Buf::zeros(dtype, len);
+        let view = buf.view(shape, &strides, 3);
+        // SAFETY: as in `padded`.
+        unsafe { view.write_i64(vals) };
+        (buf, view)
+    }
+
+    /// Assert `got` matches `want` within `tol(dtype)` relative error.
+    pub fn assert_close(got: &[f64], want: &[f64], dtype: DType, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let t = tol(dtype);
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= t * (1.0 + w.abs()),
+                "{what}: element {i}: got {g}, want {w}"
+            );
+        }
+    }
+
+    /// Assert that `r` is a 161002 error whose message contains `needle`.
+    pub fn assert_invalid(r: Result<(), crate::tensor::KernelError>, needle: &str) {
+        let e = r.expect_err("expected the arguments to be refused");
+        assert_eq!(e.code, crate::tensor::PARAM_INVALID, "{}", e.message);
+        assert!(
+            e.message.contains(needle),
+            "message {:?} does not contain {needle:?}",
+            e.message
+        );
+    }
+}
