@@ -205,6 +205,7 @@ pub(crate) mod testkit {
             DType::F16 => f64::from(f16::from_f64(v).to_f32()),
             DType::BF16 => f64::from(bf16::from_f64(v).to_f32()),
             DType::F32 => f64::from(v as f32),
+            DType::I8 => f64::from(v as f32 as i8),
             _ => v,
         }
     }
