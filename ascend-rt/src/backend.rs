@@ -196,7 +196,8 @@ fn select(backend: &Backend) -> Result<Selected> {
                     let notice = format!(
                         "ascend-rt: CANN not found, using the CPU mock device ({load_err})"
                     );
-                    eprintln!("{notice}");
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stderr(), "{notice}");
                     Ok((api, BackendKind::Mock, Some(notice)))
                 }
                 // Without the mock, the reason CANN failed is the useful one.

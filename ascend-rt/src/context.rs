@@ -217,12 +217,22 @@ impl Drop for Context {
             }
         });
         // Nobody is left to read an error recorded in this context; report
-        // it on stderr rather than lose it.
+        // it on stderr rather than lose it (ignoring a closed stderr: Drop
+        // must not panic).
+        use std::io::Write as _;
         if let Err(e) = r {
-            eprintln!("ascend-rt: releasing {} failed: {e}", self.device);
+            let _ = writeln!(
+                std::io::stderr(),
+                "ascend-rt: releasing {} failed: {e}",
+                self.device
+            );
         }
         if let Some(e) = self.error.get_mut().ok().and_then(Option::take) {
-            eprintln!("ascend-rt: unreported error on {}: {e}", self.device);
+            let _ = writeln!(
+                std::io::stderr(),
+                "ascend-rt: unreported error on {}: {e}",
+                self.device
+            );
         }
     }
 }

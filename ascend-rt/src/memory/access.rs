@@ -62,10 +62,10 @@ impl Access {
             return Ok(());
         }
         let mut st = self.lock();
-        if let Some(w) = &st.writer {
-            if w.id() != s.id() {
-                s.join(w)?;
-            }
+        if let Some(w) = &st.writer
+            && w.id() != s.id()
+        {
+            s.join(w)?;
         }
         if !st.readers.iter().any(|r| r.id() == s.id()) {
             st.readers.push(s.clone());

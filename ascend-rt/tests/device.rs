@@ -1,0 +1,132 @@
+//! Devices and contexts on the mock: count, SoC name, memory, set/reset,
+//! invalid ordinals, errors recorded by Drop, context binding across threads.
+#![cfg(feature = "mock")]
+
+mod common;
+
+use std::sync::Arc;
+
+use ascend_rt::{AclCode, Context, Device, DeviceBuffer, Error};
+
+#[test]
+fn devices_are_counted_and_named() {
+    common::init();
+    assert!(ascend_rt::is_mock());
+    assert_eq!(
+        ascend_rt::backend_kind(),
+        Some(ascend_rt::BackendKind::Mock)
+    );
+    let n = Device::count().unwrap();
+    assert_eq!(n, ascend_mock::config().devices);
+    let all = Device::all().unwrap();
+    assert_eq!(all.len(), n as usize);
+    assert_eq!(all[1].ordinal(), 1);
+    assert_eq!(all[1].to_string(), "npu:1");
+    let soc = Device::new(0).soc_name().unwrap();
+    assert_eq!(soc, ascend_mock::config().soc_name);
+}
+
+#[test]
+fn memory_info_follows_allocations_and_drop() {
+    // Device 1 is used by no other test of this file, so its free memory
+    // changes only here.
+    common::init();
+    let ctx = Context::new(1).unwrap();
+    let before = ctx.memory_info().unwrap();
+    assert_eq!(before.total as u64, ascend_mock::config().memory_per_device);
+    assert!(before.free <= before.total);
+    let buf = DeviceBuffer::<u8>::zeroed(&ctx, 16 << 20).unwrap();
+    let during = ctx.memory_info().unwrap();
+    assert!(
+        during.free + (16 << 20) <= before.free,
+        "free memory did not drop by 16 MiB: {before:?} -> {during:?}"
+    );
+    drop(buf);
+    let after = ctx.memory_info().unwrap();
+    assert!(after.free > during.free, "{during:?} -> {after:?}");
+    // The same query through Device, which opens its own context.
+    assert_eq!(Device::new(1).memory_info().unwrap(), after);
+}
+
+#[test]
+fn contexts_set_and_reset_their_device() {
+    common::init();
+    let ctx = Context::new(0).unwrap();
+    assert_eq!(ctx.ordinal(), 0);
+    assert!(ctx.is_default());
+    assert_eq!(ascend_rt::result::device::get().unwrap(), 0);
+    let stream = ctx.new_stream().unwrap();
+    let buf = DeviceBuffer::from_host(&ctx, &[1i32, 2, 3]).unwrap();
+    let mut copy = DeviceBuffer::<i32>::zeroed(&ctx, 3).unwrap();
+    copy.copy_from(&buf, &stream).unwrap();
+    assert_eq!(copy.to_vec().unwrap(), [1, 2, 3]);
+    drop((copy, buf, stream));
+    ctx.synchronize().unwrap();
+    drop(ctx);
+
+    // An explicit context works the same way and is destroyed on drop.
+    let explicit = Context::new_explicit(0).unwrap();
+    assert!(!explicit.is_default());
+    let b = DeviceBuffer::from_host(&explicit, &[7u8; 100]).unwrap();
+    assert_eq!(b.to_vec().unwrap(), vec![7u8; 100]);
+}
+
+#[test]
+fn an_invalid_device_reports_its_code() {
+    common::init();
+    let bad = i32::try_from(Device::count().unwrap()).unwrap() + 5;
+    let err = Context::new(bad).unwrap_err();
+    assert_eq!(
+        err.acl_code(),
+        Some(AclCode::ACL_ERROR_RT_INVALID_DEVICEID),
+        "{err}"
+    );
+    assert_eq!(err.api(), Some("aclrtSetDevice"));
+    let text = err.to_string();
+    assert!(
+        text.starts_with("aclrtSetDevice failed: 107001 ACL_ERROR_RT_INVALID_DEVICEID: "),
+        "{text}"
+    );
+    let err = Context::new(-1).unwrap_err();
+    assert_eq!(err.acl_code(), Some(AclCode::ACL_ERROR_RT_INVALID_DEVICEID));
+}
+
+#[test]
+fn errors_recorded_by_drop_surface_at_the_next_call() {
+    let ctx = common::ctx();
+    ctx.record_err(Error::Acl {
+        api: "aclrtFree",
+        code: AclCode::ACL_ERROR_RT_MEMORY_FREE,
+        message: "recorded".into(),
+    });
+    // The first later call on the context returns it, once.
+    let err = DeviceBuffer::<f32>::zeroed(&ctx, 4).unwrap_err();
+    assert_eq!(err.acl_code(), Some(AclCode::ACL_ERROR_RT_MEMORY_FREE));
+    assert_eq!(err.message(), Some("recorded"));
+    assert!(DeviceBuffer::<f32>::zeroed(&ctx, 4).is_ok());
+    assert!(ctx.check_err().is_ok());
+}
+
+#[test]
+fn a_context_is_usable_from_threads_that_never_set_the_device() {
+    let ctx = common::ctx();
+    let buf = Arc::new(DeviceBuffer::from_host(&ctx, &[1.5f32; 64]).unwrap());
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let ctx = ctx.clone();
+            let buf = buf.clone();
+            std::thread::spawn(move || {
+                // No aclrtSetDevice on this thread: binding the context is
+                // what avoids ACL_ERROR_RT_CONTEXT_NULL.
+                let stream = ctx.new_stream().unwrap();
+                let mut mine = DeviceBuffer::<f32>::zeroed(&ctx, 64).unwrap();
+                mine.copy_from(&buf, &stream).unwrap();
+                let v = mine.to_vec().unwrap();
+                assert!(v.iter().all(|&x| x == 1.5), "thread {i}");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
