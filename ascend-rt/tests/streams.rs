@@ -61,6 +61,12 @@ fn writes_on_two_streams_land_in_program_order() {
     dev.copy_from(&second_dev, &b).unwrap();
     assert_eq!(dev.tracked_streams(), (Some(b.id()), vec![]));
     assert!(dev.to_vec().unwrap() == second);
+    // A's write must not land afterwards either.
+    a.synchronize().unwrap();
+    assert!(
+        dev.to_vec().unwrap() == second,
+        "the first write landed last"
+    );
 }
 
 /// A read on slow stream A, then a write on B: the read must see the old
