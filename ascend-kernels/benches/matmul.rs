@@ -11,10 +11,16 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn square(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul");
     group.sample_size(10);
-    for &(n, dtype) in &[(1024usize, DType::F32), (2048, DType::F32), (1024, DType::BF16)] {
+    for &(n, dtype) in &[
+        (1024usize, DType::F32),
+        (2048, DType::F32),
+        (1024, DType::BF16),
+    ] {
         // u64 storage keeps every buffer 8-byte aligned.
         let words = (n * n * dtype.size()).div_ceil(8);
-        let a: Vec<u64> = (0..words as u64).map(|i| (i * 2654435761) & 0x3F00_3F00_3F00_3F00).collect();
+        let a: Vec<u64> = (0..words as u64)
+            .map(|i| (i * 2654435761) & 0x3F00_3F00_3F00_3F00)
+            .collect();
         let b = a.clone();
         let mut out = vec![0u64; words];
         let shape = [n as i64, n as i64];

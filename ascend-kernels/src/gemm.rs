@@ -112,8 +112,10 @@ impl F32Matrix {
         debug_assert_eq!(view.rank(), 2);
         let rows = view.shape[0].max(0) as usize;
         let cols = view.shape[1].max(0) as usize;
-        let base = view.ptr.wrapping_offset((view.offset as isize).wrapping_mul(4));
-        let aligned = (base as usize).is_multiple_of(std::mem::align_of::<f32>());
+        let base = view
+            .ptr
+            .wrapping_offset((view.offset as isize).wrapping_mul(4));
+        let aligned = (base as usize) % std::mem::align_of::<f32>() == 0;
         if view.dtype == DType::F32 && aligned && !round_to_f16 {
             return F32Matrix {
                 owned: None,
@@ -194,12 +196,27 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|_| rng.f32()).collect();
             let want = naive(&a, &b, m, k, n);
             for par in [false, true] {
-                let ar = MatRef { ptr: a.as_ptr(), rows: m, cols: k, rs: k as isize, cs: 1 };
-                let br = MatRef { ptr: b.as_ptr(), rows: k, cols: n, rs: n as isize, cs: 1 };
+                let ar = MatRef {
+                    ptr: a.as_ptr(),
+                    rows: m,
+                    cols: k,
+                    rs: k as isize,
+                    cs: 1,
+                };
+                let br = MatRef {
+                    ptr: b.as_ptr(),
+                    rows: k,
+                    cols: n,
+                    rs: n as isize,
+                    cs: 1,
+                };
                 // SAFETY: both operands are dense buffers of the stated size.
                 let got = unsafe { matmul_vec(ar, br, par) };
                 for (g, w) in got.iter().zip(&want) {
-                    assert!((f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{g} vs {w}"
+                    );
                 }
             }
         }
@@ -208,8 +225,20 @@ mod tests {
     #[test]
     fn empty_k_gives_zeros() {
         let a: Vec<f32> = vec![];
-        let ar = MatRef { ptr: a.as_ptr(), rows: 2, cols: 0, rs: 0, cs: 1 };
-        let br = MatRef { ptr: a.as_ptr(), rows: 0, cols: 3, rs: 3, cs: 1 };
+        let ar = MatRef {
+            ptr: a.as_ptr(),
+            rows: 2,
+            cols: 0,
+            rs: 0,
+            cs: 1,
+        };
+        let br = MatRef {
+            ptr: a.as_ptr(),
+            rows: 0,
+            cols: 3,
+            rs: 3,
+            cs: 1,
+        };
         // SAFETY: k = 0, so no operand element is read.
         let got = unsafe { matmul_vec(ar, br, false) };
         assert_eq!(got, vec![0.0; 6]);

@@ -248,8 +248,11 @@ fn check_dtypes(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
             od.name()
         )));
     }
-    if let Some(b) = args.bias.as_ref().and_then(|l| l.first())
-        && b.dtype != bias_d
+    if let Some(b) = args
+        .bias
+        .as_ref()
+        .and_then(|l| l.first())
+        .filter(|b| b.dtype != bias_d)
     {
         return Err(invalid(format!(
             "bias dtype should be {} for x dtype {}, but got {}.",
@@ -396,9 +399,7 @@ fn check_no_group(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
             "groupListOptional should be null when groupType is -1.".to_string(),
         ));
     }
-    if let Some(b) = args.bias.as_ref().filter(|l| !l.is_empty())
-        && b.len() != n
-    {
+    if let Some(b) = args.bias.as_ref().filter(|l| !l.is_empty() && l.len() != n) {
         return Err(invalid(format!(
             "bias should hold {n} tensors, but got {}.",
             b.len()
@@ -416,8 +417,10 @@ fn check_no_group(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
                 fmt_shape(&w.shape)
             )));
         }
-        if let Some(b) = args.bias.as_ref().filter(|l| !l.is_empty())
-            && b[i].shape != [w.shape[1]]
+        if let Some(b) = args
+            .bias
+            .as_ref()
+            .filter(|l| !l.is_empty() && l[i].shape != [w.shape[1]])
         {
             return Err(invalid(format!(
                 "bias[{i}] should have shape [{}], but got {}.",
@@ -476,10 +479,22 @@ pub fn check(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
     }
     let must_be_null = [
         (args.activation_input.is_some(), "activationInputOptional"),
-        (args.activation_quant_scale.is_some(), "activationQuantScaleOptional"),
-        (args.activation_quant_offset.is_some(), "activationQuantOffsetOptional"),
-        (args.activation_feature_out.is_some(), "activationFeatureOutOptional"),
-        (args.dyn_quant_scale_out.is_some(), "dynQuantScaleOutOptional"),
+        (
+            args.activation_quant_scale.is_some(),
+            "activationQuantScaleOptional",
+        ),
+        (
+            args.activation_quant_offset.is_some(),
+            "activationQuantOffsetOptional",
+        ),
+        (
+            args.activation_feature_out.is_some(),
+            "activationFeatureOutOptional",
+        ),
+        (
+            args.dyn_quant_scale_out.is_some(),
+            "dynQuantScaleOutOptional",
+        ),
     ];
     for (given, name) in must_be_null {
         if given {
@@ -685,7 +700,16 @@ unsafe fn compute(task: &Task, dst: &mut [f32], parallel: bool) {
     debug_assert_eq!(dst.len(), a.rows * n);
     // SAFETY: `dst` is a dense row-major a.rows × n buffer we own exclusively;
     // the operands are readable f32 matrices disjoint from it.
-    unsafe { matmul_into(dst.as_mut_ptr(), n as isize, 1, a.as_ref(), b.as_ref(), parallel) };
+    unsafe {
+        matmul_into(
+            dst.as_mut_ptr(),
+            n as isize,
+            1,
+            a.as_ref(),
+            b.as_ref(),
+            parallel,
+        )
+    };
     if let Some(bias) = &task.bias {
         // SAFETY: the bias view is part of the call's tensors.
         let bv = unsafe { bias.read_f32() };
@@ -714,8 +738,10 @@ pub unsafe fn run(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
     // one output come in increasing, non-overlapping row order.
     let mut work: Vec<(&Task, &mut [f32])> = Vec::with_capacity(tasks.len());
     {
-        let mut rest: Vec<(&mut [f32], usize)> =
-            staging.iter_mut().map(|v| (v.as_mut_slice(), 0usize)).collect();
+        let mut rest: Vec<(&mut [f32], usize)> = staging
+            .iter_mut()
+            .map(|v| (v.as_mut_slice(), 0usize))
+            .collect();
         for t in &tasks {
             let n = ncols[t.out_idx];
             let (buf, pos) = &mut rest[t.out_idx];
@@ -738,7 +764,11 @@ pub unsafe fn run(args: &GroupedMatmulV4Args) -> Result<(), KernelError> {
         });
     } else {
         for (t, dst) in work.iter_mut() {
-            let big = worth_parallel(t.x.shape[0] as usize, t.w.shape[1] as usize, t.w.shape[0] as usize);
+            let big = worth_parallel(
+                t.x.shape[0] as usize,
+                t.w.shape[1] as usize,
+                t.w.shape[0] as usize,
+            );
             // SAFETY: run's contract covers every task view.
             unsafe { compute(t, dst, big) };
         }
@@ -773,7 +803,10 @@ mod tests {
     ) -> Vec<f64> {
         let mut y: Vec<f64> = init.iter().map(|&v| f64::from(v)).collect();
         for r in 0..m {
-            let Some(&(g, _, _)) = bounds.iter().find(|&&(_, s, e)| (s..e).contains(&(r as i64))) else {
+            let Some(&(g, _, _)) = bounds
+                .iter()
+                .find(|&&(_, s, e)| (s..e).contains(&(r as i64)))
+            else {
                 continue;
             };
             for j in 0..n {
@@ -805,7 +838,17 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn moe_case(dt: DType, counts: &[i64], m: usize, k: usize, n: usize, kind: i64, transposed_w: bool, with_bias: bool, seed: u64) {
+    fn moe_case(
+        dt: DType,
+        counts: &[i64],
+        m: usize,
+        k: usize,
+        n: usize,
+        kind: i64,
+        transposed_w: bool,
+        with_bias: bool,
+        seed: u64,
+    ) {
         let mut rng = Rng::new(seed);
         let g = counts.len();
         let x = Buf::random(dt, m * k, &mut rng);
@@ -822,7 +865,11 @@ mod tests {
                 }
             }
             (
-                wbuf.view(&[g as i64, k as i64, n as i64], &[(n * k) as i64, 1, k as i64], 0),
+                wbuf.view(
+                    &[g as i64, k as i64, n as i64],
+                    &[(n * k) as i64, 1, k as i64],
+                    0,
+                ),
                 logical,
             )
         } else {
@@ -832,12 +879,27 @@ mod tests {
         let sentinel = 7.0f32;
         let out = Buf::from_f32(dt, &vec![sentinel; m * n]);
         let gl_vals: Vec<i64> = match kind {
-            0 => counts.iter().scan(0, |s, &c| { *s += c; Some(*s) }).collect(),
+            0 => counts
+                .iter()
+                .scan(0, |s, &c| {
+                    *s += c;
+                    Some(*s)
+                })
+                .collect(),
             1 => counts.to_vec(),
-            _ => counts.iter().enumerate().filter(|(_, c)| **c > 0).flat_map(|(g, &c)| [g as i64, c]).collect(),
+            _ => counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .flat_map(|(g, &c)| [g as i64, c])
+                .collect(),
         };
         let gl = Buf::from_i64(DType::I64, &gl_vals);
-        let gl_t = if kind == 2 { gl.tensor(&[(gl_vals.len() / 2) as i64, 2]) } else { gl.tensor(&[g as i64]) };
+        let gl_t = if kind == 2 {
+            gl.tensor(&[(gl_vals.len() / 2) as i64, 2])
+        } else {
+            gl.tensor(&[g as i64])
+        };
         let args = GroupedMatmulV4Args {
             x: vec![x.tensor(&[m as i64, k as i64])],
             weight: vec![wview],
@@ -863,7 +925,12 @@ mod tests {
             n,
             &vec![sentinel; m * n],
         );
-        assert_close(&out.to_f32(), &want, dt, &format!("{dt:?} kind {kind} counts {counts:?}"));
+        assert_close(
+            &out.to_f32(),
+            &want,
+            dt,
+            &format!("{dt:?} kind {kind} counts {counts:?}"),
+        );
     }
 
     #[test]
@@ -890,7 +957,17 @@ mod tests {
         let counts: Vec<i64> = (0..40).map(|i| (i * 7 % 13) as i64).collect();
         let m: i64 = counts.iter().sum();
         moe_case(DType::BF16, &counts, m as usize, 64, 48, 1, true, true, 77);
-        moe_case(DType::F32, &counts, m as usize + 5, 64, 48, 0, false, true, 78);
+        moe_case(
+            DType::F32,
+            &counts,
+            m as usize + 5,
+            64,
+            48,
+            0,
+            false,
+            true,
+            78,
+        );
     }
 
     #[test]
@@ -907,7 +984,10 @@ mod tests {
         let m = 5usize;
         let x = Buf::random(dt, m * k, &mut rng);
         let ws: Vec<Buf> = (0..3).map(|_| Buf::random(dt, k * n, &mut rng)).collect();
-        let outs: Vec<Buf> = counts.iter().map(|&c| Buf::zeros(dt, c as usize * n)).collect();
+        let outs: Vec<Buf> = counts
+            .iter()
+            .map(|&c| Buf::zeros(dt, c as usize * n))
+            .collect();
         let gl = Buf::from_i64(DType::I64, &[3, 3, 5]);
         let args = GroupedMatmulV3Args {
             x: vec![x.tensor(&[m as i64, k as i64])],
@@ -915,14 +995,27 @@ mod tests {
             group_list: Some(gl.tensor(&[3])),
             split_item: 0,
             group_type: 0,
-            y: outs.iter().zip(&counts).map(|(o, &c)| o.tensor(&[c, n as i64])).collect(),
+            y: outs
+                .iter()
+                .zip(&counts)
+                .map(|(o, &c)| o.tensor(&[c, n as i64]))
+                .collect(),
             ..Default::default()
         };
         check_v3(&args).unwrap();
         // SAFETY: every view lies inside its buffer.
         unsafe { run_v3(&args) }.unwrap();
         let wall: Vec<f32> = ws.iter().flat_map(|w| w.to_f32()).collect();
-        let want = reference(&x.to_f32(), &wall, None, &bounds_of(&counts), m, k, n, &vec![0.0; m * n]);
+        let want = reference(
+            &x.to_f32(),
+            &wall,
+            None,
+            &bounds_of(&counts),
+            m,
+            k,
+            n,
+            &vec![0.0; m * n],
+        );
         let got: Vec<f32> = outs.iter().flat_map(|o| o.to_f32()).collect();
         assert_close(&got, &want, dt, "per-group outputs");
     }
@@ -932,12 +1025,29 @@ mod tests {
         let mut rng = Rng::new(4);
         let dt = DType::BF16;
         let shapes = [(3usize, 4usize, 5usize), (2, 7, 5), (1, 3, 5)];
-        let xs: Vec<Buf> = shapes.iter().map(|&(m, k, _)| Buf::random(dt, m * k, &mut rng)).collect();
-        let ws: Vec<Buf> = shapes.iter().map(|&(_, k, n)| Buf::random(dt, k * n, &mut rng)).collect();
-        let bs: Vec<Buf> = shapes.iter().map(|&(_, _, n)| Buf::random(DType::F32, n, &mut rng)).collect();
+        let xs: Vec<Buf> = shapes
+            .iter()
+            .map(|&(m, k, _)| Buf::random(dt, m * k, &mut rng))
+            .collect();
+        let ws: Vec<Buf> = shapes
+            .iter()
+            .map(|&(_, k, n)| Buf::random(dt, k * n, &mut rng))
+            .collect();
+        let bs: Vec<Buf> = shapes
+            .iter()
+            .map(|&(_, _, n)| Buf::random(DType::F32, n, &mut rng))
+            .collect();
         let mk = |split: i64, outs: Vec<TensorArg>| GroupedMatmulV4Args {
-            x: xs.iter().zip(&shapes).map(|(b, &(m, k, _))| b.tensor(&[m as i64, k as i64])).collect(),
-            weight: ws.iter().zip(&shapes).map(|(b, &(_, k, n))| b.tensor(&[k as i64, n as i64])).collect(),
+            x: xs
+                .iter()
+                .zip(&shapes)
+                .map(|(b, &(m, k, _))| b.tensor(&[m as i64, k as i64]))
+                .collect(),
+            weight: ws
+                .iter()
+                .zip(&shapes)
+                .map(|(b, &(_, k, n))| b.tensor(&[k as i64, n as i64]))
+                .collect(),
             bias: Some(bs.iter().map(|b| b.tensor(&[5])).collect()),
             split_item: split,
             group_type: -1,
@@ -948,7 +1058,16 @@ mod tests {
         let mut want = Vec::new();
         for (i, &(m, k, n)) in shapes.iter().enumerate() {
             let (xv, wv, bv) = (xs[i].to_f32(), ws[i].to_f32(), bs[i].to_f32());
-            want.extend(reference(&xv, &wv, Some(&bv), &[(0, 0, m as i64)], m, k, n, &vec![0.0; m * n]));
+            want.extend(reference(
+                &xv,
+                &wv,
+                Some(&bv),
+                &[(0, 0, m as i64)],
+                m,
+                k,
+                n,
+                &vec![0.0; m * n],
+            ));
         }
         let cat = Buf::zeros(dt, 6 * 5);
         let args = mk(2, vec![cat.tensor(&[6, 5])]);
@@ -956,8 +1075,17 @@ mod tests {
         // SAFETY: every view lies inside its buffer.
         unsafe { run(&args) }.unwrap();
         assert_close(&cat.to_f32(), &want, dt, "concatenated");
-        let outs: Vec<Buf> = shapes.iter().map(|&(m, _, n)| Buf::zeros(dt, m * n)).collect();
-        let args = mk(1, outs.iter().zip(&shapes).map(|(o, &(m, _, n))| o.tensor(&[m as i64, n as i64])).collect());
+        let outs: Vec<Buf> = shapes
+            .iter()
+            .map(|&(m, _, n)| Buf::zeros(dt, m * n))
+            .collect();
+        let args = mk(
+            1,
+            outs.iter()
+                .zip(&shapes)
+                .map(|(o, &(m, _, n))| o.tensor(&[m as i64, n as i64]))
+                .collect(),
+        );
         // SAFETY: every view lies inside its buffer.
         unsafe { run(&args) }.unwrap();
         let got: Vec<f32> = outs.iter().flat_map(|o| o.to_f32()).collect();
@@ -982,7 +1110,11 @@ mod tests {
             let args = GroupedMatmulV4Args {
                 x: vec![x.tensor(&[4, 2])],
                 weight: vec![w.tensor(&[2, 2, 3])],
-                group_list: Some(if kind == 2 { gl.tensor(&[2, 2]) } else { gl.tensor(&[2]) }),
+                group_list: Some(if kind == 2 {
+                    gl.tensor(&[2, 2])
+                } else {
+                    gl.tensor(&[2])
+                }),
                 split_item: 2,
                 group_type: 0,
                 group_list_type: kind,
@@ -996,6 +1128,9 @@ mod tests {
             assert!(e.message.contains(needle), "{} lacks {needle}", e.message);
         }
     }
+
+    /// A change to valid arguments that makes them invalid.
+    type Edit<'a> = Box<dyn Fn(&mut GroupedMatmulV4Args) + 'a>;
 
     #[test]
     fn invalid_arguments_are_refused() {
@@ -1019,78 +1154,161 @@ mod tests {
         };
         check(&ok).unwrap();
         let one = || Some(vec![f.tensor(&[1])]);
-        let cases: Vec<(Box<dyn Fn(&mut GroupedMatmulV4Args)>, &str)> = vec![
+        let cases: Vec<(Edit<'_>, &str)> = vec![
             (Box::new(|a| a.x.clear()), "empty tensor list"),
-            (Box::new(|a| a.weight = vec![w.tensor(&[3, 4]); 129]), "no more than 128"),
-            (Box::new(|a| a.activation_input = one()), "activationInputOptional must be nullptr"),
-            (Box::new(|a| a.activation_quant_scale = one()), "activationQuantScaleOptional"),
-            (Box::new(|a| a.activation_quant_offset = one()), "activationQuantOffsetOptional"),
-            (Box::new(|a| a.activation_feature_out = one()), "activationFeatureOutOptional"),
-            (Box::new(|a| a.dyn_quant_scale_out = one()), "dynQuantScaleOutOptional"),
+            (
+                Box::new(|a| a.weight = vec![w.tensor(&[3, 4]); 129]),
+                "no more than 128",
+            ),
+            (
+                Box::new(|a| a.activation_input = one()),
+                "activationInputOptional must be nullptr",
+            ),
+            (
+                Box::new(|a| a.activation_quant_scale = one()),
+                "activationQuantScaleOptional",
+            ),
+            (
+                Box::new(|a| a.activation_quant_offset = one()),
+                "activationQuantOffsetOptional",
+            ),
+            (
+                Box::new(|a| a.activation_feature_out = one()),
+                "activationFeatureOutOptional",
+            ),
+            (
+                Box::new(|a| a.dyn_quant_scale_out = one()),
+                "dynQuantScaleOutOptional",
+            ),
             (Box::new(|a| a.scale = one()), "scaleOptional"),
-            (Box::new(|a| a.antiquant_offset = one()), "antiquantOffsetOptional"),
-            (Box::new(|a| a.per_token_scale = one()), "perTokenScaleOptional"),
+            (
+                Box::new(|a| a.antiquant_offset = one()),
+                "antiquantOffsetOptional",
+            ),
+            (
+                Box::new(|a| a.per_token_scale = one()),
+                "perTokenScaleOptional",
+            ),
             (Box::new(|a| a.split_item = 4), "splitItem"),
             (Box::new(|a| a.group_list_type = 3), "groupListType"),
             (Box::new(|a| a.act_type = 5), "actType"),
             (Box::new(|a| a.group_type = 1), "groupType 1"),
             (Box::new(|a| a.group_type = 7), "groupType should be"),
-            (Box::new(|a| { a.group_type = -1; a.group_list_type = 2 }), "only supported when groupType is 0"),
-            (Box::new(|a| a.weight = vec![bf.tensor(&[2, 3, 4])]), "weight dtype DT_BF16"),
+            (
+                Box::new(|a| {
+                    a.group_type = -1;
+                    a.group_list_type = 2
+                }),
+                "only supported when groupType is 0",
+            ),
+            (
+                Box::new(|a| a.weight = vec![bf.tensor(&[2, 3, 4])]),
+                "weight dtype DT_BF16",
+            ),
             (Box::new(|a| a.out = vec![bf.tensor(&[2, 4])]), "out dtype"),
-            (Box::new(|a| a.bias = Some(vec![f.tensor(&[2, 4])])), "bias dtype"),
-            (Box::new(|a| a.bias = Some(vec![w.tensor(&[3, 4])])), "bias should be"),
+            (
+                Box::new(|a| a.bias = Some(vec![f.tensor(&[2, 4])])),
+                "bias dtype",
+            ),
+            (
+                Box::new(|a| a.bias = Some(vec![w.tensor(&[3, 4])])),
+                "bias should be",
+            ),
             (Box::new(|a| a.x = vec![x.tensor(&[2, 5])]), "The K of x[0]"),
-            (Box::new(|a| a.x = vec![x.tensor(&[2, 3, 1])]), "dim of x[0]"),
+            (
+                Box::new(|a| a.x = vec![x.tensor(&[2, 3, 1])]),
+                "dim of x[0]",
+            ),
             (Box::new(|a| a.group_list = None), "must not be null"),
-            (Box::new(|a| a.group_list = Some(gl32.tensor(&[2]))), "DT_INT64"),
-            (Box::new(|a| a.group_list = Some(gl.tensor(&[1]))), "one entry per group"),
-            (Box::new(|a| { a.group_list_type = 2; }), "[e, 2]"),
-            (Box::new(|a| a.out = vec![out.tensor(&[3, 4])]), "out should be one tensor"),
-            (Box::new(|a| { a.split_item = 0; }), "one per group"),
-            (Box::new(|a| a.weight = vec![w.tensor(&[3, 4]), w.tensor(&[3, 5])]), "same shape"),
-            (Box::new(|a| {
-                a.x = vec![f.tensor(&[2, 3]), f.tensor(&[2, 3])];
-                a.weight = vec![f.tensor(&[3, 4]), f.tensor(&[3, 4])];
-                a.bias = None;
-                a.out = vec![f.tensor(&[4, 4])];
-                a.group_type = -1;
-                a.group_list = None;
-            }), "single-tensor"),
-            (Box::new(|a| {
-                a.x = vec![x.tensor(&[2, 3]), x.tensor(&[2, 3])];
-                a.weight = vec![w.tensor(&[3, 4])];
-                a.group_type = -1;
-            }), "same length"),
-            (Box::new(|a| {
-                a.weight = vec![w.tensor(&[3, 4])];
-                a.bias = None;
-                a.group_type = -1;
-            }), "should be null when groupType is -1"),
-            (Box::new(|a| {
-                a.x = vec![x.tensor(&[2, 3]), x.tensor(&[1, 3])];
-                a.weight = vec![w.tensor(&[3, 4]), w.tensor(&[3, 2])];
-                a.bias = None;
-                a.group_type = -1;
-                a.group_list = None;
-                a.out = vec![out.tensor(&[3, 4])];
-            }), "same N"),
-            (Box::new(|a| {
-                a.x = vec![x.tensor(&[2, 3])];
-                a.weight = vec![w.tensor(&[3, 4])];
-                a.bias = None;
-                a.group_type = -1;
-                a.group_list = None;
-                a.split_item = 0;
-                a.out = vec![out.tensor(&[2, 5])];
-            }), "out[0] should have shape"),
+            (
+                Box::new(|a| a.group_list = Some(gl32.tensor(&[2]))),
+                "DT_INT64",
+            ),
+            (
+                Box::new(|a| a.group_list = Some(gl.tensor(&[1]))),
+                "one entry per group",
+            ),
+            (
+                Box::new(|a| {
+                    a.group_list_type = 2;
+                }),
+                "[e, 2]",
+            ),
+            (
+                Box::new(|a| a.out = vec![out.tensor(&[3, 4])]),
+                "out should be one tensor",
+            ),
+            (
+                Box::new(|a| {
+                    a.split_item = 0;
+                }),
+                "one per group",
+            ),
+            (
+                Box::new(|a| a.weight = vec![w.tensor(&[3, 4]), w.tensor(&[3, 5])]),
+                "same shape",
+            ),
+            (
+                Box::new(|a| {
+                    a.x = vec![f.tensor(&[2, 3]), f.tensor(&[2, 3])];
+                    a.weight = vec![f.tensor(&[3, 4]), f.tensor(&[3, 4])];
+                    a.bias = None;
+                    a.out = vec![f.tensor(&[4, 4])];
+                    a.group_type = -1;
+                    a.group_list = None;
+                }),
+                "single-tensor",
+            ),
+            (
+                Box::new(|a| {
+                    a.x = vec![x.tensor(&[2, 3]), x.tensor(&[2, 3])];
+                    a.weight = vec![w.tensor(&[3, 4])];
+                    a.group_type = -1;
+                }),
+                "same length",
+            ),
+            (
+                Box::new(|a| {
+                    a.weight = vec![w.tensor(&[3, 4])];
+                    a.bias = None;
+                    a.group_type = -1;
+                }),
+                "should be null when groupType is -1",
+            ),
+            (
+                Box::new(|a| {
+                    a.x = vec![x.tensor(&[2, 3]), x.tensor(&[1, 3])];
+                    a.weight = vec![w.tensor(&[3, 4]), w.tensor(&[3, 2])];
+                    a.bias = None;
+                    a.group_type = -1;
+                    a.group_list = None;
+                    a.out = vec![out.tensor(&[3, 4])];
+                }),
+                "same N",
+            ),
+            (
+                Box::new(|a| {
+                    a.x = vec![x.tensor(&[2, 3])];
+                    a.weight = vec![w.tensor(&[3, 4])];
+                    a.bias = None;
+                    a.group_type = -1;
+                    a.group_list = None;
+                    a.split_item = 0;
+                    a.out = vec![out.tensor(&[2, 5])];
+                }),
+                "out[0] should have shape",
+            ),
         ];
         for (f, needle) in cases {
             let mut a = ok.clone();
             f(&mut a);
             let e = check(&a).unwrap_err();
             assert_eq!(e.code, 161002, "{}", e.message);
-            assert!(e.message.contains(needle), "{:?} lacks {needle:?}", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{:?} lacks {needle:?}",
+                e.message
+            );
         }
     }
 }

@@ -21,10 +21,14 @@
 //! helpers, [`scalar`] the value of an `aclScalar`.
 
 pub mod broadcast;
+pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;
 pub mod matmul;
+pub mod rms_norm;
 pub mod scalar;
+pub mod softmax;
+pub mod swiglu;
 pub mod tensor;
 
 pub use scalar::Scalar;
@@ -55,10 +59,6 @@ pub(crate) mod testutil {
         /// Uniform in [-1, 1).
         pub fn f32(&mut self) -> f32 {
             ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        /// Uniform in [0, n).
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
         }
     }
 

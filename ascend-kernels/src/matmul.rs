@@ -217,6 +217,13 @@ fn broadcast_index(out_batch: &[i64], own: &[i64]) -> Vec<usize> {
 /// its own disjoint block.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: the blocks written through it are disjoint per task (see run).
 unsafe impl Send for SendPtr {}
 // SAFETY: as above.
@@ -242,10 +249,12 @@ pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
     let b_idx = broadcast_index(&out_batch, &b.batch);
 
     let out = &args.out;
-    let out_base = out.ptr.wrapping_offset((out.offset as isize).wrapping_mul(4)) as *mut f32;
+    let out_base = out
+        .ptr
+        .wrapping_offset((out.offset as isize).wrapping_mul(4)) as *mut f32;
     let direct = out.dtype == DType::F32
         && out.is_contiguous()
-        && (out_base as usize).is_multiple_of(4)
+        && (out_base as usize) % 4 == 0
         && !may_overlap(out, &args.self_)
         && !may_overlap(out, &args.mat2);
     let mut staging = if direct {
@@ -261,21 +270,11 @@ pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
     let block = |bi: usize, parallel: bool| {
         let ar: MatRef = a_slabs[a_idx[bi]].as_ref();
         let br: MatRef = b_slabs[b_idx[bi]].as_ref();
-        let base = base;
         // SAFETY: block `bi` of the dense row-major destination (the
         // contiguous f32 `out`, or `staging`) is written by this task only;
         // the operands are readable (slabs) and, on the direct path, do not
         // overlap `out`.
-        unsafe {
-            matmul_into(
-                base.0.add(bi * m * n),
-                n as isize,
-                1,
-                ar,
-                br,
-                parallel,
-            )
-        };
+        unsafe { matmul_into(base.get().add(bi * m * n), n as isize, 1, ar, br, parallel) };
     };
     if nbatch <= 1 || worth_parallel(m, n, k) {
         for bi in 0..nbatch {
@@ -307,8 +306,16 @@ mod tests {
         bshape: &[i64],
         round_f16: bool,
     ) -> (Vec<i64>, Vec<f64>) {
-        let a2: Vec<i64> = if ashape.len() == 1 { vec![1, ashape[0]] } else { ashape.to_vec() };
-        let b2: Vec<i64> = if bshape.len() == 1 { vec![bshape[0], 1] } else { bshape.to_vec() };
+        let a2: Vec<i64> = if ashape.len() == 1 {
+            vec![1, ashape[0]]
+        } else {
+            ashape.to_vec()
+        };
+        let b2: Vec<i64> = if bshape.len() == 1 {
+            vec![bshape[0], 1]
+        } else {
+            bshape.to_vec()
+        };
         let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
         let n = b2[b2.len() - 1];
         let ab = &a2[..a2.len() - 2];
@@ -373,7 +380,12 @@ mod tests {
         };
         // SAFETY: every view covers exactly its buffer.
         unsafe { run(&args) }.unwrap();
-        assert_close(&out.to_f32(), &want, dt, &format!("{ashape:?}@{bshape:?} {dt:?}"));
+        assert_close(
+            &out.to_f32(),
+            &want,
+            dt,
+            &format!("{ashape:?}@{bshape:?} {dt:?}"),
+        );
     }
 
     #[test]
@@ -413,7 +425,12 @@ mod tests {
             // Output as a transposed view too: (3, 4) stored as (4, 3).
             let out = Buf::zeros(dt, 12);
             let ov = out.view(&[3, 4], &[1, 3], 0);
-            let args = MatmulArgs { self_: av, mat2: bv, out: ov.clone(), cube_math_type: 1 };
+            let args = MatmulArgs {
+                self_: av,
+                mat2: bv,
+                out: ov.clone(),
+                cube_math_type: 1,
+            };
             // SAFETY: views inside their buffers.
             unsafe { run(&args) }.unwrap();
             // SAFETY: as above.
@@ -436,7 +453,12 @@ mod tests {
         }
         let (_, want) = reference(&afull, &[4, 3, 8], &bbuf.to_f32(), &[4, 8, 2], true);
         let out = Buf::zeros(DType::F32, 24);
-        let args = MatmulArgs { self_: av, mat2: bv, out: out.tensor(&[4, 3, 2]), cube_math_type: 2 };
+        let args = MatmulArgs {
+            self_: av,
+            mat2: bv,
+            out: out.tensor(&[4, 3, 2]),
+            cube_math_type: 2,
+        };
         // SAFETY: views inside their buffers.
         unsafe { run(&args) }.unwrap();
         assert_close(&out.to_f32(), &want, DType::F32, "fp16 mode");
@@ -449,7 +471,12 @@ mod tests {
         let b = Buf::random(DType::F32, 6, &mut rng);
         let (_, want) = reference(&a.to_f32(), &[2, 3], &b.to_f32(), &[3, 2], false);
         let out = Buf::zeros(DType::F32, 4);
-        let args = MatmulArgs { self_: a.tensor(&[2, 3]), mat2: b.tensor(&[3, 2]), out: out.tensor(&[2, 2]), cube_math_type: 0 };
+        let args = MatmulArgs {
+            self_: a.tensor(&[2, 3]),
+            mat2: b.tensor(&[3, 2]),
+            out: out.tensor(&[2, 2]),
+            cube_math_type: 0,
+        };
         // SAFETY: views inside their buffers.
         unsafe { run(&args) }.unwrap();
         assert_close(&out.to_f32(), &want, DType::F32, "mixed");
@@ -480,19 +507,28 @@ mod tests {
         bad(&|x| x.self_ = i.tensor(&[2, 3]), "self dtype");
         bad(&|x| x.mat2 = bf.tensor(&[3, 4]), "cannot be mixed");
         bad(&|x| x.out = bf.tensor(&[2, 4]), "not compatible");
-        bad(&|x| {
-            x.self_ = bf.tensor(&[2, 3]);
-            x.mat2 = bf.tensor(&[3, 4]);
-            x.out = h.tensor(&[2, 4]);
-        }, "not compatible");
+        bad(
+            &|x| {
+                x.self_ = bf.tensor(&[2, 3]);
+                x.mat2 = bf.tensor(&[3, 4]);
+                x.out = h.tensor(&[2, 4]);
+            },
+            "not compatible",
+        );
         bad(&|x| x.cube_math_type = 5, "cubeMathType");
         bad(&|x| x.cube_math_type = -1, "cubeMathType");
         bad(&|x| x.self_ = a.tensor(&[]), "dim of self");
-        bad(&|x| x.self_ = a.tensor(&[1, 1, 1, 1, 1, 2, 3]), "no more than 6");
-        bad(&|x| {
-            x.self_ = a.tensor(&[2, 2, 3]);
-            x.mat2 = a.tensor(&[3, 3, 4]);
-        }, "cannot broadcast");
+        bad(
+            &|x| x.self_ = a.tensor(&[1, 1, 1, 1, 1, 2, 3]),
+            "no more than 6",
+        );
+        bad(
+            &|x| {
+                x.self_ = a.tensor(&[2, 2, 3]);
+                x.mat2 = a.tensor(&[3, 3, 4]);
+            },
+            "cannot broadcast",
+        );
         bad(&|x| x.self_ = a.view(&[2, 3], &[3], 0), "strides");
         // `run` re-checks rather than trusting its caller.
         let mut x = ok.clone();
