@@ -92,6 +92,21 @@ impl Stream {
         self.is_default
     }
 
+    pub(crate) fn check_same_device(&self, ctx: &Arc<Context>, api: &'static str) -> Result<()> {
+        if self.ctx.ordinal() == ctx.ordinal() {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                api,
+                format!(
+                    "the stream runs on {} but the event belongs to {}",
+                    self.ctx.device(),
+                    ctx.device()
+                ),
+            ))
+        }
+    }
+
     pub(crate) fn check_same_context(&self, ctx: &Arc<Context>, api: &'static str) -> Result<()> {
         if Arc::ptr_eq(&self.ctx, ctx) || self.ctx.handle() == ctx.handle() {
             Ok(())
@@ -124,9 +139,10 @@ impl Stream {
     }
 
     /// Makes later work on this stream wait until `event` completes. The
-    /// stream keeps a clone of the event until it has passed the wait.
+    /// event may belong to another context of the same device. The stream
+    /// keeps a clone of the event until it has passed the wait.
     pub fn wait(&self, event: &Event) -> Result<()> {
-        self.check_same_context(event.context(), "Stream::wait")?;
+        self.check_same_device(event.context(), "Stream::wait")?;
         self.ctx.bind_to_thread()?;
         // SAFETY: both are live; the clone kept below keeps the event alive
         // until this stream has passed the wait.

@@ -105,7 +105,9 @@ fn one_stream_needs_no_cross_stream_waits() {
     assert_eq!(again.tracked_streams(), (None, vec![]));
 }
 
-/// Dropping a buffer waits for the queued work that writes it.
+/// Dropping a buffer waits for the queued work that writes it. (The mock's
+/// `aclrtFree` also drains queued work, so on the mock this checks the
+/// contract end to end rather than the tracker alone.)
 #[test]
 fn dropping_a_buffer_waits_for_its_queued_work() {
     let ctx = common::ctx();
@@ -121,6 +123,23 @@ fn dropping_a_buffer_waits_for_its_queued_work() {
     dev.memset_async(0, &s).unwrap();
     drop(dev);
     assert!(done.load(Ordering::SeqCst), "the buffer was freed early");
+}
+
+/// Writing a pinned buffer from the host waits for a queued copy that still
+/// reads it; otherwise the slow copy would send the new values.
+#[test]
+fn host_writes_to_pinned_memory_wait_for_queued_reads() {
+    let ctx = common::ctx();
+    let s = ctx.new_stream().unwrap();
+    let original = as_i32(data(5));
+    let mut host = PinnedBuffer::from_slice(&ctx, &original).unwrap();
+    let mut dev = DeviceBuffer::<i32>::zeroed(&ctx, N).unwrap();
+    s.launch_host_fn(|| std::thread::sleep(Duration::from_millis(300)))
+        .unwrap();
+    dev.copy_from_pinned(&host, &s).unwrap();
+    host.as_mut_slice().unwrap().fill(-7);
+    assert!(dev.to_vec().unwrap() == original);
+    assert!(host.as_slice().unwrap().iter().all(|&x| x == -7));
 }
 
 #[test]
@@ -208,4 +227,23 @@ fn a_panicking_host_function_does_not_take_the_process_down() {
     s.synchronize().unwrap();
     let b = DeviceBuffer::from_host(&ctx, &[9u8]).unwrap();
     assert_eq!(b.to_vec().unwrap(), [9]);
+}
+
+/// Streams of two contexts of one device share a buffer: the tracker joins
+/// them across the contexts.
+#[test]
+fn streams_of_two_contexts_on_one_device_are_ordered() {
+    let ctx = common::ctx();
+    let other = ascend_rt::Context::new_explicit(0).unwrap();
+    let a = ctx.new_stream().unwrap();
+    let b = other.new_stream().unwrap();
+    let expected = as_i32(data(6));
+    let src = PinnedBuffer::from_slice(&ctx, &expected).unwrap();
+    let mut dev = DeviceBuffer::<i32>::zeroed(&ctx, N).unwrap();
+    let mut out = PinnedBuffer::<i32>::zeroed(&other, N).unwrap();
+    a.launch_host_fn(|| std::thread::sleep(Duration::from_millis(300)))
+        .unwrap();
+    dev.copy_from_pinned(&src, &a).unwrap();
+    dev.copy_to_pinned(&mut out, &b).unwrap();
+    assert!(out.as_slice().unwrap() == &expected[..]);
 }
