@@ -63,7 +63,11 @@ fn plan(args: &TopkArgs) -> Result<(usize, Vec<i64>), KernelError> {
             rank, args.dim
         )));
     }
-    let d = if args.dim < 0 { args.dim + rank } else { args.dim } as usize;
+    let d = if args.dim < 0 {
+        args.dim + rank
+    } else {
+        args.dim
+    } as usize;
     let size = shape[d];
     if args.k < 0 || args.k > size {
         return Err(KernelError::invalid(format!(
@@ -280,7 +284,8 @@ pub unsafe fn run(args: &TopkArgs) -> Result<(), KernelError> {
             for (r, &j) in chosen.iter().enumerate() {
                 let dst = (o * k + r) * inner + i;
                 let src = pos(j);
-                values[dst * size..(dst + 1) * size].copy_from_slice(&raw[src * size..(src + 1) * size]);
+                values[dst * size..(dst + 1) * size]
+                    .copy_from_slice(&raw[src * size..(src + 1) * size]);
                 indices[dst] = j as i64;
             }
         }
@@ -319,7 +324,13 @@ mod tests {
 
     /// Naive reference: for each lane, repeatedly pick the best remaining
     /// element by a linear scan (first occurrence wins ties).
-    fn naive(vals: &[f64], shape: &[usize], d: usize, k: usize, largest: bool) -> (Vec<f64>, Vec<i64>) {
+    fn naive(
+        vals: &[f64],
+        shape: &[usize],
+        d: usize,
+        k: usize,
+        largest: bool,
+    ) -> (Vec<f64>, Vec<i64>) {
         let outer: usize = shape[..d].iter().product();
         let inner: usize = shape[d + 1..].iter().product();
         let n = shape[d];
@@ -373,7 +384,11 @@ mod tests {
                 let inp = Buf::from_f32(dtype, &vals);
                 let vals: Vec<f64> = inp.to_f32().into_iter().map(f64::from).collect();
                 let shp: Vec<i64> = shape.iter().map(|&v| v as i64).collect();
-                let d = if dim < 0 { dim + shape.len() as i64 } else { dim } as usize;
+                let d = if dim < 0 {
+                    dim + shape.len() as i64
+                } else {
+                    dim
+                } as usize;
                 let out_n = n / shape[d] * k as usize;
                 let v = Buf::zeros(dtype, out_n);
                 let ix = Buf::zeros(DType::I64, out_n);
@@ -444,7 +459,10 @@ mod tests {
         cases.push((a, "indicesOut"));
         let mut a = good.clone();
         a.values_out.dtype = DType::F16;
-        cases.push((a, "valuesOut dtype DT_FLOAT16 must be the same as self dtype DT_FLOAT"));
+        cases.push((
+            a,
+            "valuesOut dtype DT_FLOAT16 must be the same as self dtype DT_FLOAT",
+        ));
         let mut a = good.clone();
         a.input.dtype = DType::Bool;
         a.values_out.dtype = DType::Bool;
@@ -459,7 +477,11 @@ mod tests {
         for (a, msg) in cases {
             let e = check(&a).unwrap_err();
             assert_eq!(e.code, PARAM_INVALID);
-            assert!(e.message.contains(msg), "{} does not contain {msg}", e.message);
+            assert!(
+                e.message.contains(msg),
+                "{} does not contain {msg}",
+                e.message
+            );
             // run refuses as well instead of touching memory.
             // SAFETY: run validates first and fails before any access.
             assert!(unsafe { run(&a) }.is_err());

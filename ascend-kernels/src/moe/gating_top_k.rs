@@ -76,7 +76,7 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
         check_same_dtype(OP, "biasOptional", b, "x", x.dtype)?;
         check_shape(OP, "biasOptional", b, &[e])?;
     }
-    if e < 1 || e > 2048 {
+    if !(1..=2048).contains(&e) {
         return Err(invalid(format!(
             "the expert count (last dim of x) should be in range [1, 2048], but got {e}."
         )));
@@ -132,7 +132,10 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
             args.norm_type
         )));
     }
-    for (name, t) in [("yOut", &args.y_out), ("expertIdxOut", &args.expert_idx_out)] {
+    for (name, t) in [
+        ("yOut", &args.y_out),
+        ("expertIdxOut", &args.expert_idx_out),
+    ] {
         check_view(OP, name, t)?;
         check_shape(OP, name, t, &[n, args.k])?;
     }
@@ -148,7 +151,11 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
 }
 
 /// Route one row: `(chosen experts best first, their un-biased scores, s)`.
-fn route_row(args: &MoeGatingTopKArgs, logits: &[f32], bias: Option<&[f32]>) -> (Vec<usize>, Vec<f32>) {
+fn route_row(
+    args: &MoeGatingTopKArgs,
+    logits: &[f32],
+    bias: Option<&[f32]>,
+) -> (Vec<usize>, Vec<f32>) {
     let e = logits.len();
     let s: Vec<f32> = if args.norm_type == 1 {
         logits.iter().map(|&v| sigmoid(v)).collect()
@@ -247,7 +254,14 @@ mod tests {
     /// Reference in f64, written as explicit loops: score every group by
     /// scanning it, pick groups and experts by repeated arg-max scans (first
     /// maximum wins ties).
-    fn reference(c: &Case, x: &[f64], b: &[f64], rsf: f64, eps: f64) -> (Vec<f64>, Vec<i64>, Vec<f64>) {
+    #[allow(clippy::needless_range_loop)]
+    fn reference(
+        c: &Case,
+        x: &[f64],
+        b: &[f64],
+        rsf: f64,
+        eps: f64,
+    ) -> (Vec<f64>, Vec<i64>, Vec<f64>) {
         let per = c.e / c.gc;
         let mut y = Vec::new();
         let mut ix = Vec::new();
@@ -301,7 +315,11 @@ mod tests {
             }
             let sum: f64 = w.iter().sum();
             for v in w {
-                y.push(if c.norm == 1 { v / (sum + eps) * rsf } else { v * rsf });
+                y.push(if c.norm == 1 {
+                    v / (sum + eps) * rsf
+                } else {
+                    v * rsf
+                });
             }
             out.extend(s);
         }
@@ -312,8 +330,12 @@ mod tests {
         let mut rng = Rng::new(c.seed);
         let (rsf, eps) = (2.5, 1e-20);
         // Quantised logits make ties between experts and groups likely.
-        let vals: Vec<f32> = (0..c.n * c.e).map(|_| (rng.below(9) as f32 - 4.0) * 0.25).collect();
-        let bvals: Vec<f32> = (0..c.e).map(|_| if c.bias { rng.f32() * 0.1 } else { 0.0 }).collect();
+        let vals: Vec<f32> = (0..c.n * c.e)
+            .map(|_| (rng.below(9) as f32 - 4.0) * 0.25)
+            .collect();
+        let bvals: Vec<f32> = (0..c.e)
+            .map(|_| if c.bias { rng.f32() * 0.1 } else { 0.0 })
+            .collect();
         let (_xb, x) = if c.strided {
             padded(c.dtype, &[c.n as i64, c.e as i64], &vals)
         } else {
@@ -323,7 +345,10 @@ mod tests {
         };
         let bb = Buf::from_f32(c.dtype, &bvals);
         let xv: Vec<f64> = vals.iter().map(|&v| round(c.dtype, f64::from(v))).collect();
-        let bv: Vec<f64> = bvals.iter().map(|&v| round(c.dtype, f64::from(v))).collect();
+        let bv: Vec<f64> = bvals
+            .iter()
+            .map(|&v| round(c.dtype, f64::from(v)))
+            .collect();
         let y = Buf::zeros(c.dtype, c.n * c.k);
         let ei = Buf::zeros(DType::I32, c.n * c.k);
         let oo = Buf::zeros(DType::F32, c.n * c.e);
@@ -354,19 +379,79 @@ mod tests {
 
     #[test]
     fn deepseek_v3_shape_sigmoid_sum_of_top2() {
-        run_case(Case { dtype: DType::F32, n: 5, e: 256, k: 8, k_group: 4, gc: 8, mode: 1, norm: 1, bias: true, strided: false, seed: 21 });
+        run_case(Case {
+            dtype: DType::F32,
+            n: 5,
+            e: 256,
+            k: 8,
+            k_group: 4,
+            gc: 8,
+            mode: 1,
+            norm: 1,
+            bias: true,
+            strided: false,
+            seed: 21,
+        });
     }
 
     #[test]
     fn variants() {
         // bf16, max group score, softmax without division.
-        run_case(Case { dtype: DType::BF16, n: 4, e: 32, k: 4, k_group: 2, gc: 4, mode: 0, norm: 0, bias: true, strided: false, seed: 22 });
+        run_case(Case {
+            dtype: DType::BF16,
+            n: 4,
+            e: 32,
+            k: 4,
+            k_group: 2,
+            gc: 4,
+            mode: 0,
+            norm: 0,
+            bias: true,
+            strided: false,
+            seed: 22,
+        });
         // f16, strided input, no bias.
-        run_case(Case { dtype: DType::F16, n: 3, e: 24, k: 3, k_group: 3, gc: 6, mode: 1, norm: 1, bias: false, strided: true, seed: 23 });
+        run_case(Case {
+            dtype: DType::F16,
+            n: 3,
+            e: 24,
+            k: 3,
+            k_group: 3,
+            gc: 6,
+            mode: 1,
+            norm: 1,
+            bias: false,
+            strided: true,
+            seed: 23,
+        });
         // k equal to all experts of the kept groups, one token.
-        run_case(Case { dtype: DType::F32, n: 1, e: 16, k: 8, k_group: 2, gc: 4, mode: 0, norm: 1, bias: true, strided: false, seed: 24 });
+        run_case(Case {
+            dtype: DType::F32,
+            n: 1,
+            e: 16,
+            k: 8,
+            k_group: 2,
+            gc: 4,
+            mode: 0,
+            norm: 1,
+            bias: true,
+            strided: false,
+            seed: 24,
+        });
         // one group holding every expert, k = E.
-        run_case(Case { dtype: DType::F32, n: 2, e: 12, k: 12, k_group: 1, gc: 1, mode: 1, norm: 1, bias: true, strided: true, seed: 25 });
+        run_case(Case {
+            dtype: DType::F32,
+            n: 2,
+            e: 12,
+            k: 12,
+            k_group: 1,
+            gc: 1,
+            mode: 1,
+            norm: 1,
+            bias: true,
+            strided: true,
+            seed: 25,
+        });
     }
 
     #[test]
@@ -426,15 +511,27 @@ mod tests {
             f(&mut a);
             a
         };
-        assert_invalid(check(&set(&|a| a.group_count = 7)), "groupCount should be positive and divide");
+        assert_invalid(
+            check(&set(&|a| a.group_count = 7)),
+            "groupCount should be positive and divide",
+        );
         assert_invalid(check(&set(&|a| a.group_count = 0)), "groupCount");
-        assert_invalid(check(&set(&|a| a.k_group = 0)), "kGroup should be in range [1, 8]");
-        assert_invalid(check(&set(&|a| a.k_group = 9)), "kGroup should be in range [1, 8]");
+        assert_invalid(
+            check(&set(&|a| a.k_group = 0)),
+            "kGroup should be in range [1, 8]",
+        );
+        assert_invalid(
+            check(&set(&|a| a.k_group = 9)),
+            "kGroup should be in range [1, 8]",
+        );
         assert_invalid(check(&set(&|a| a.k = 17)), "k should be in range [1, 16]");
         assert_invalid(check(&set(&|a| a.k = 0)), "k should be in range");
         assert_invalid(check(&set(&|a| a.renorm = 1)), "renorm only supports 0");
         assert_invalid(check(&set(&|a| a.norm_type = 2)), "normType should be 0");
-        assert_invalid(check(&set(&|a| a.group_select_mode = 2)), "groupSelectMode should be 0 or 1");
+        assert_invalid(
+            check(&set(&|a| a.group_select_mode = 2)),
+            "groupSelectMode should be 0 or 1",
+        );
         assert_invalid(
             check(&set(&|a| {
                 a.group_count = 64;
@@ -443,15 +540,42 @@ mod tests {
             })),
             "should be greater than groupSelectMode",
         );
-        assert_invalid(check(&set(&|a| a.out_out = None)), "outOut must not be null");
-        assert_invalid(check(&set(&|a| a.out_out.as_mut().unwrap().dtype = DType::F16)), "outOut dtype DT_FLOAT16");
-        assert_invalid(check(&set(&|a| a.bias = Some(x.tensor(&[32])))), "the shape of biasOptional should be [64]");
-        assert_invalid(check(&set(&|a| a.bias.as_mut().unwrap().dtype = DType::F16)), "biasOptional dtype");
-        assert_invalid(check(&set(&|a| a.y_out.dtype = DType::BF16)), "yOut dtype DT_BF16");
-        assert_invalid(check(&set(&|a| a.expert_idx_out.dtype = DType::I64)), "expertIdxOut dtype DT_INT64");
-        assert_invalid(check(&set(&|a| a.y_out = x.tensor(&[2, 5]))), "the shape of yOut should be [2, 4]");
-        assert_invalid(check(&set(&|a| a.x = x.tensor(&[2, 4, 16]))), "x should be 2D");
-        assert_invalid(check(&set(&|a| a.x.dtype = DType::F64)), "x dtype DT_DOUBLE");
+        assert_invalid(
+            check(&set(&|a| a.out_out = None)),
+            "outOut must not be null",
+        );
+        assert_invalid(
+            check(&set(&|a| a.out_out.as_mut().unwrap().dtype = DType::F16)),
+            "outOut dtype DT_FLOAT16",
+        );
+        assert_invalid(
+            check(&set(&|a| a.bias = Some(x.tensor(&[32])))),
+            "the shape of biasOptional should be [64]",
+        );
+        assert_invalid(
+            check(&set(&|a| a.bias.as_mut().unwrap().dtype = DType::F16)),
+            "biasOptional dtype",
+        );
+        assert_invalid(
+            check(&set(&|a| a.y_out.dtype = DType::BF16)),
+            "yOut dtype DT_BF16",
+        );
+        assert_invalid(
+            check(&set(&|a| a.expert_idx_out.dtype = DType::I64)),
+            "expertIdxOut dtype DT_INT64",
+        );
+        assert_invalid(
+            check(&set(&|a| a.y_out = x.tensor(&[2, 5]))),
+            "the shape of yOut should be [2, 4]",
+        );
+        assert_invalid(
+            check(&set(&|a| a.x = x.tensor(&[2, 4, 16]))),
+            "x should be 2D",
+        );
+        assert_invalid(
+            check(&set(&|a| a.x.dtype = DType::F64)),
+            "x dtype DT_DOUBLE",
+        );
         // E > 2048, and the aligned-group limit: 40 groups of 40 experts → 64·40 > 2048.
         let big = Buf::zeros(DType::F32, 4096);
         let a = set(&|a| {

@@ -14,7 +14,9 @@
 //! Softmax is computed in f32 with the row maximum subtracted; ties between
 //! equal probabilities go to the lower expert index.
 
-use super::{check_dtype, check_rank, check_same_dtype, check_shape, check_view, softmax_row, top_k_desc};
+use super::{
+    check_dtype, check_rank, check_same_dtype, check_shape, check_view, softmax_row, top_k_desc,
+};
 use crate::tensor::{DType, KernelError, TensorArg};
 
 const OP: &str = "aclnnMoeGatingTopKSoftmax";
@@ -151,7 +153,13 @@ mod tests {
 
     /// Reference in f64: sort all experts by probability (descending, then
     /// index) with a full sort and take the first k.
-    fn reference(x: &[f64], fin: &[bool], n: usize, e: usize, k: usize) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
+    fn reference(
+        x: &[f64],
+        fin: &[bool],
+        n: usize,
+        e: usize,
+        k: usize,
+    ) -> (Vec<f64>, Vec<i64>, Vec<i64>) {
         let mut y = vec![0.0; n * k];
         let mut ix = vec![0i64; n * k];
         let mut rows = vec![0i64; n * k];
@@ -171,7 +179,15 @@ mod tests {
         (y, ix, rows)
     }
 
-    fn run_case(dtype: DType, lead: &[i64], e: usize, k: usize, strided: bool, with_fin: bool, seed: u64) {
+    fn run_case(
+        dtype: DType,
+        lead: &[i64],
+        e: usize,
+        k: usize,
+        strided: bool,
+        with_fin: bool,
+        seed: u64,
+    ) {
         let mut rng = Rng::new(seed);
         let n: usize = lead.iter().product::<i64>() as usize;
         let vals: Vec<f32> = (0..n * e).map(|_| rng.f32() * 4.0).collect();
@@ -186,7 +202,10 @@ mod tests {
         };
         let xv: Vec<f64> = vals.iter().map(|&v| round(dtype, f64::from(v))).collect();
         let fin: Vec<bool> = (0..n).map(|r| with_fin && r % 3 == 1).collect();
-        let fin_buf = Buf::from_i64(DType::Bool, &fin.iter().map(|&b| i64::from(b)).collect::<Vec<_>>());
+        let fin_buf = Buf::from_i64(
+            DType::Bool,
+            &fin.iter().map(|&b| i64::from(b)).collect::<Vec<_>>(),
+        );
         let mut out_shape = lead.to_vec();
         out_shape.push(k as i64);
         let y = Buf::zeros(dtype, n * k);
@@ -272,7 +291,10 @@ mod tests {
         assert_invalid(check(&a), "finishedOptional dtype DT_INT8");
         let mut a = good.clone();
         a.y_out.dtype = DType::F32;
-        assert_invalid(check(&a), "yOut dtype DT_FLOAT should be the same as x dtype DT_FLOAT16");
+        assert_invalid(
+            check(&a),
+            "yOut dtype DT_FLOAT should be the same as x dtype DT_FLOAT16",
+        );
         let mut a = good.clone();
         a.expert_idx_out.dtype = DType::I64;
         assert_invalid(check(&a), "expertIdxOut dtype DT_INT64");

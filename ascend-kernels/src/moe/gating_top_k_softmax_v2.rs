@@ -13,7 +13,9 @@
 //! Ties go to the lower expert index.
 
 use super::gating_top_k_softmax::{check_gating_inputs, rows_and_experts, softmax_top_k};
-use super::{check_dtype, check_same_dtype, check_shape, check_view, require, softmax_row, top_k_desc};
+use super::{
+    check_dtype, check_same_dtype, check_shape, check_view, require, softmax_row, top_k_desc,
+};
 use crate::tensor::{DType, KernelError, TensorArg};
 
 const OP: &str = "aclnnMoeGatingTopKSoftmaxV2";
@@ -52,7 +54,10 @@ pub fn check(args: &MoeGatingTopKSoftmaxV2Args) -> Result<(), KernelError> {
             args.renorm
         )));
     }
-    for (name, t) in [("yOut", &args.y_out), ("expertIdxOut", &args.expert_idx_out)] {
+    for (name, t) in [
+        ("yOut", &args.y_out),
+        ("expertIdxOut", &args.expert_idx_out),
+    ] {
         check_view(OP, name, t)?;
         check_shape(OP, name, t, &out)?;
     }
@@ -128,7 +133,14 @@ mod tests {
     }
 
     /// Reference in f64: full sort of (value desc, index asc).
-    fn reference(x: &[f64], fin: &[bool], n: usize, e: usize, k: usize, renorm: i64) -> (Vec<f64>, Vec<i64>, Vec<f64>) {
+    fn reference(
+        x: &[f64],
+        fin: &[bool],
+        n: usize,
+        e: usize,
+        k: usize,
+        renorm: i64,
+    ) -> (Vec<f64>, Vec<i64>, Vec<f64>) {
         let mut y = Vec::new();
         let mut ix = Vec::new();
         let mut sm = Vec::new();
@@ -146,13 +158,25 @@ mod tests {
                 let vals: Vec<f64> = top.iter().map(|&j| row[j]).collect();
                 y.extend(softmax64(&vals));
             }
-            ix.extend(top.iter().map(|&j| if fin[r] { e as i64 } else { j as i64 }));
+            ix.extend(
+                top.iter()
+                    .map(|&j| if fin[r] { e as i64 } else { j as i64 }),
+            );
         }
         (y, ix, sm)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn case(dtype: DType, lead: &[i64], e: usize, k: usize, renorm: i64, flag: bool, strided: bool, seed: u64) {
+    fn case(
+        dtype: DType,
+        lead: &[i64],
+        e: usize,
+        k: usize,
+        renorm: i64,
+        flag: bool,
+        strided: bool,
+        seed: u64,
+    ) {
         let mut rng = Rng::new(seed);
         let n = lead.iter().product::<i64>() as usize;
         let vals: Vec<f32> = (0..n * e).map(|_| rng.f32() * 3.0).collect();
@@ -167,7 +191,10 @@ mod tests {
         };
         let xv: Vec<f64> = vals.iter().map(|&v| round(dtype, f64::from(v))).collect();
         let fin: Vec<bool> = (0..n).map(|r| r % 2 == 0).collect();
-        let fb = Buf::from_i64(DType::Bool, &fin.iter().map(|&b| i64::from(b)).collect::<Vec<_>>());
+        let fb = Buf::from_i64(
+            DType::Bool,
+            &fin.iter().map(|&b| i64::from(b)).collect::<Vec<_>>(),
+        );
         let mut os = lead.to_vec();
         os.push(k as i64);
         let y = Buf::zeros(dtype, n * k);
@@ -191,7 +218,10 @@ mod tests {
         if renorm == 0 && flag {
             assert_close(&sm.to_f64(), &wsm, DType::F32, "softmaxResultOut");
         } else {
-            assert!(sm.to_f32().iter().all(|&v| v == 0.0), "softmax output written");
+            assert!(
+                sm.to_f32().iter().all(|&v| v == 0.0),
+                "softmax output written"
+            );
         }
     }
 
@@ -230,7 +260,10 @@ mod tests {
         assert_invalid(check(&a), "softmaxResultOutOptional dtype DT_FLOAT16");
         let mut a = good.clone();
         a.softmax_result_out = Some(x.tensor(&[2, 2]));
-        assert_invalid(check(&a), "the shape of softmaxResultOutOptional should be [2, 4]");
+        assert_invalid(
+            check(&a),
+            "the shape of softmaxResultOutOptional should be [2, 4]",
+        );
         let mut a = good.clone();
         a.renorm = 1;
         a.softmax_result_out = None;

@@ -22,7 +22,9 @@
 //! `≥ 0`, and `< expertNum` whenever counts are written or in drop/pad mode;
 //! otherwise `run` returns `ACLNN_ERR_PARAM_INVALID` without writing.
 
-use super::{check_dtype, check_rank, check_same_dtype, check_shape, check_view, require, stable_argsort};
+use super::{
+    check_dtype, check_rank, check_same_dtype, check_shape, check_view, require, stable_argsort,
+};
 use crate::tensor::{DType, KernelError, TensorArg};
 
 const OP: &str = "aclnnMoeInitRoutingV2";
@@ -81,7 +83,9 @@ pub fn check(args: &MoeInitRoutingV2Args) -> Result<(), KernelError> {
         ("expertNum", args.expert_num),
     ] {
         if v < 0 {
-            return Err(invalid(format!("{name} cannot be less than 0, but got {v}.")));
+            return Err(invalid(format!(
+                "{name} cannot be less than 0, but got {v}."
+            )));
         }
     }
     if args.drop_pad_mode != 0 && args.drop_pad_mode != 1 {
@@ -279,7 +283,18 @@ mod tests {
     /// Reference: a counting sort by expert (bucket per expert, filled in
     /// source order), written independently of the kernel's argsort.
     #[allow(clippy::too_many_arguments)]
-    fn reference(x: &[f64], ids: &[i64], n: usize, h: usize, k: usize, e: usize, drop: bool, cap: usize, rows: usize, flag: i64) -> Out {
+    fn reference(
+        x: &[f64],
+        ids: &[i64],
+        n: usize,
+        h: usize,
+        k: usize,
+        e: usize,
+        drop: bool,
+        cap: usize,
+        rows: usize,
+        flag: i64,
+    ) -> Out {
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); e];
         for (p, &v) in ids.iter().enumerate() {
             buckets[v as usize].push(p);
@@ -314,11 +329,25 @@ mod tests {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn case(dtype: DType, n: usize, h: usize, k: usize, e: usize, drop: bool, cap: usize, active: usize, flag: i64, strided: bool, seed: u64) {
+    fn case(
+        dtype: DType,
+        n: usize,
+        h: usize,
+        k: usize,
+        e: usize,
+        drop: bool,
+        cap: usize,
+        active: usize,
+        flag: i64,
+        strided: bool,
+        seed: u64,
+    ) {
         let mut rng = Rng::new(seed);
         let xv: Vec<f32> = (0..n * h).map(|_| rng.f32()).collect();
         // Experts drawn from the lower half only, so the upper half gets no tokens.
-        let ids: Vec<i64> = (0..n * k).map(|_| rng.below(e.div_ceil(2) as u64) as i64).collect();
+        let ids: Vec<i64> = (0..n * k)
+            .map(|_| rng.below(e.div_ceil(2) as u64) as i64)
+            .collect();
         let (_xb, x, _ib, ei) = if strided {
             let (xb, x) = padded(dtype, &[n as i64, h as i64], &xv);
             let (ib, ei) = padded_i64(DType::I32, &[n as i64, k as i64], &ids);
@@ -330,8 +359,16 @@ mod tests {
             let ei = ib.tensor(&[n as i64, k as i64]);
             (xb, x, ib, ei)
         };
-        let rows = if active == 0 { n * k } else { active.min(n * k) };
-        let xo_shape: Vec<i64> = if drop { vec![e as i64, cap as i64, h as i64] } else { vec![rows as i64, h as i64] };
+        let rows = if active == 0 {
+            n * k
+        } else {
+            active.min(n * k)
+        };
+        let xo_shape: Vec<i64> = if drop {
+            vec![e as i64, cap as i64, h as i64]
+        } else {
+            vec![rows as i64, h as i64]
+        };
         let xo = Buf::zeros(dtype, xo_shape.iter().product::<i64>() as usize);
         // Pre-fill with garbage: padded slots must come back as zero.
         // SAFETY: the flat view covers the buffer.
@@ -437,21 +474,63 @@ mod tests {
             check(&a)
         };
         assert_invalid(set(&|a| a.x.dtype = DType::I8), "x dtype DT_INT8");
-        assert_invalid(set(&|a| a.expert_idx.dtype = DType::I64), "expertIdx dtype DT_INT64");
+        assert_invalid(
+            set(&|a| a.expert_idx.dtype = DType::I64),
+            "expertIdx dtype DT_INT64",
+        );
         assert_invalid(set(&|a| a.x = x.tensor(&[12])), "x should be 2D");
-        assert_invalid(set(&|a| a.expert_idx = ei.tensor(&[2, 3])), "first dim of x (3) and expertIdx (2)");
-        assert_invalid(set(&|a| a.active_num = -1), "activeNum cannot be less than 0");
-        assert_invalid(set(&|a| a.expert_capacity = -1), "expertCapacity cannot be less than 0");
-        assert_invalid(set(&|a| a.expert_num = -1), "expertNum cannot be less than 0");
-        assert_invalid(set(&|a| a.drop_pad_mode = 2), "dropPadMode should be 0 or 1");
-        assert_invalid(set(&|a| a.expert_tokens_count_or_cumsum_flag = 3), "expertTokensCountOrCumsumFlag should be 0, 1 or 2");
-        assert_invalid(set(&|a| a.expert_num = 0), "expertNum should be greater than 0 when expertTokensCountOrCumsumFlag");
-        assert_invalid(set(&|a| a.expert_tokens_count_or_cumsum_out = None), "expertTokensCountOrCumsumOutOptional must not be null");
-        assert_invalid(set(&|a| a.expert_tokens_count_or_cumsum_out = Some(ei.tensor(&[3]))), "should be [4]");
-        assert_invalid(set(&|a| a.expanded_x_out = x.tensor(&[5, 4])), "the shape of expandedXOut should be [6, 4]");
-        assert_invalid(set(&|a| a.active_num = 4), "the shape of expandedXOut should be [4, 4]");
-        assert_invalid(set(&|a| a.expanded_x_out.dtype = DType::F16), "expandedXOut dtype DT_FLOAT16");
-        assert_invalid(set(&|a| a.expanded_row_idx_out = ei.tensor(&[5])), "expandedRowIdxOut should be [6]");
+        assert_invalid(
+            set(&|a| a.expert_idx = ei.tensor(&[2, 3])),
+            "first dim of x (3) and expertIdx (2)",
+        );
+        assert_invalid(
+            set(&|a| a.active_num = -1),
+            "activeNum cannot be less than 0",
+        );
+        assert_invalid(
+            set(&|a| a.expert_capacity = -1),
+            "expertCapacity cannot be less than 0",
+        );
+        assert_invalid(
+            set(&|a| a.expert_num = -1),
+            "expertNum cannot be less than 0",
+        );
+        assert_invalid(
+            set(&|a| a.drop_pad_mode = 2),
+            "dropPadMode should be 0 or 1",
+        );
+        assert_invalid(
+            set(&|a| a.expert_tokens_count_or_cumsum_flag = 3),
+            "expertTokensCountOrCumsumFlag should be 0, 1 or 2",
+        );
+        assert_invalid(
+            set(&|a| a.expert_num = 0),
+            "expertNum should be greater than 0 when expertTokensCountOrCumsumFlag",
+        );
+        assert_invalid(
+            set(&|a| a.expert_tokens_count_or_cumsum_out = None),
+            "expertTokensCountOrCumsumOutOptional must not be null",
+        );
+        assert_invalid(
+            set(&|a| a.expert_tokens_count_or_cumsum_out = Some(ei.tensor(&[3]))),
+            "should be [4]",
+        );
+        assert_invalid(
+            set(&|a| a.expanded_x_out = x.tensor(&[5, 4])),
+            "the shape of expandedXOut should be [6, 4]",
+        );
+        assert_invalid(
+            set(&|a| a.active_num = 4),
+            "the shape of expandedXOut should be [4, 4]",
+        );
+        assert_invalid(
+            set(&|a| a.expanded_x_out.dtype = DType::F16),
+            "expandedXOut dtype DT_FLOAT16",
+        );
+        assert_invalid(
+            set(&|a| a.expanded_row_idx_out = ei.tensor(&[5])),
+            "expandedRowIdxOut should be [6]",
+        );
         // drop/pad specific
         let dp = |f: &dyn Fn(&mut MoeInitRoutingV2Args)| {
             set(&|a| {
@@ -463,10 +542,22 @@ mod tests {
             })
         };
         dp(&|_| {}).unwrap();
-        assert_invalid(dp(&|a| a.expert_capacity = 0), "expertCapacity and expertNum should be greater than 0");
-        assert_invalid(dp(&|a| a.expert_capacity = 4), "expertCapacity should be in range (0, 3]");
-        assert_invalid(dp(&|a| a.expanded_x_out = x.tensor(&[6, 4])), "the shape of expandedXOut should be [4, 2, 4]");
-        assert_invalid(dp(&|a| a.expert_tokens_before_capacity_flag = true), "expertTokensBeforeCapacityOutOptional must not be null");
+        assert_invalid(
+            dp(&|a| a.expert_capacity = 0),
+            "expertCapacity and expertNum should be greater than 0",
+        );
+        assert_invalid(
+            dp(&|a| a.expert_capacity = 4),
+            "expertCapacity should be in range (0, 3]",
+        );
+        assert_invalid(
+            dp(&|a| a.expanded_x_out = x.tensor(&[6, 4])),
+            "the shape of expandedXOut should be [4, 2, 4]",
+        );
+        assert_invalid(
+            dp(&|a| a.expert_tokens_before_capacity_flag = true),
+            "expertTokensBeforeCapacityOutOptional must not be null",
+        );
         // Data: an expert id beyond expertNum is refused at run time.
         let bad = Buf::from_i64(DType::I32, &[0, 1, 2, 4, 0, 1]);
         let mut a = good.clone();
@@ -478,7 +569,13 @@ mod tests {
         a.expanded_row_idx_out = ro.tensor(&[6]);
         a.expert_tokens_count_or_cumsum_out = Some(co.tensor(&[4]));
         // SAFETY: every view lies inside its buffer.
-        assert_invalid(unsafe { run(&a) }, "expertIdx value 4 at position 3 is outside [0, 3]");
-        assert!(ro.to_i64().iter().all(|&v| v == 0), "nothing written on error");
+        assert_invalid(
+            unsafe { run(&a) },
+            "expertIdx value 4 at position 3 is outside [0, 3]",
+        );
+        assert!(
+            ro.to_i64().iter().all(|&v| v == 0),
+            "nothing written on error"
+        );
     }
 }

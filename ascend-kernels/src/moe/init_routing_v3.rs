@@ -95,7 +95,12 @@ pub fn check(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
     let (x, ei) = (&args.x, &args.expert_idx);
     check_view(OP, "x", x)?;
     check_view(OP, "expertIdx", ei)?;
-    check_dtype(OP, "x", x, &[DType::F16, DType::BF16, DType::F32, DType::I8])?;
+    check_dtype(
+        OP,
+        "x",
+        x,
+        &[DType::F16, DType::BF16, DType::F32, DType::I8],
+    )?;
     check_dtype(OP, "expertIdx", ei, &[DType::I32])?;
     check_rank(OP, "x", x, 2, 2)?;
     check_rank(OP, "expertIdx", ei, 2, 2)?;
@@ -157,13 +162,11 @@ pub fn check(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
             )));
         }
     }
-    if let Some(r) = &args.active_expert_range {
-        if r.len() != 2 {
-            return Err(invalid(format!(
-                "activeExpertRangeOptional should have 2 elements [expertStart, expertEnd), but got {}.",
-                r.len()
-            )));
-        }
+    if let Some(r) = args.active_expert_range.as_ref().filter(|r| r.len() != 2) {
+        return Err(invalid(format!(
+            "activeExpertRangeOptional should have 2 elements [expertStart, expertEnd), but got {}.",
+            r.len()
+        )));
     }
     let (start, end) = range(args);
     if start < 0 || start >= end || end > e {
@@ -217,7 +220,11 @@ pub fn check(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
     let co = &args.expert_tokens_count_or_cumsum_out;
     check_view(OP, "expertTokensCountOrCumsumOut", co)?;
     check_dtype(OP, "expertTokensCountOrCumsumOut", co, &[DType::I64])?;
-    let cshape = if ty == 2 { vec![e, 2] } else { vec![end - start] };
+    let cshape = if ty == 2 {
+        vec![e, 2]
+    } else {
+        vec![end - start]
+    };
     check_shape(OP, "expertTokensCountOrCumsumOut", co, &cshape)?;
     if quant || args.scale.is_some() {
         let why = if quant {
@@ -339,10 +346,12 @@ pub unsafe fn run(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
         args.expanded_x_out.write_f32(&ex);
         args.expanded_row_idx_out.write_i64(&row_idx);
         args.expert_tokens_count_or_cumsum_out.write_i64(&tokens);
-        if let Some(so) = &args.expanded_scale_out {
-            if quant || scale.is_some() {
-                so.write_f32(&exs);
-            }
+        if let Some(so) = args
+            .expanded_scale_out
+            .as_ref()
+            .filter(|_| quant || scale.is_some())
+        {
+            so.write_f32(&exs);
         }
     }
     Ok(())
@@ -363,7 +372,20 @@ mod tests {
     /// Reference: walk the experts of the range in order and, for each,
     /// scan all sources in order (an O(E·N·K) bucket walk).
     #[allow(clippy::too_many_arguments)]
-    fn reference(x: &[f64], ids: &[i64], sc: Option<&[f64]>, n: usize, h: usize, k: usize, e: usize, start: i64, end: i64, ty: i64, rit: i64, quant: bool) -> Ref {
+    fn reference(
+        x: &[f64],
+        ids: &[i64],
+        sc: Option<&[f64]>,
+        n: usize,
+        h: usize,
+        k: usize,
+        e: usize,
+        start: i64,
+        end: i64,
+        ty: i64,
+        rit: i64,
+        quant: bool,
+    ) -> Ref {
         let total = n * k;
         let mut rx = vec![0.0; total * h];
         let mut row = vec![-1i64; total];
@@ -385,12 +407,18 @@ mod tests {
                 }
                 if quant {
                     let vals: Vec<f64> = (0..h)
-                        .map(|c| x[t * h + c] * sc.map_or(1.0, |m| m[(ex - start) as usize * h + c]))
+                        .map(|c| {
+                            x[t * h + c] * sc.map_or(1.0, |m| m[(ex - start) as usize * h + c])
+                        })
                         .collect();
                     let mx = vals.iter().fold(0.0f64, |a, v| a.max(v.abs()));
                     let s = mx / 127.0;
                     for c in 0..h {
-                        rx[i * h + c] = if s > 0.0 { (vals[c] / s).round_ties_even().clamp(-128.0, 127.0) } else { 0.0 };
+                        rx[i * h + c] = if s > 0.0 {
+                            (vals[c] / s).round_ties_even().clamp(-128.0, 127.0)
+                        } else {
+                            0.0
+                        };
                     }
                     scale[i] = s;
                 } else {
@@ -408,7 +436,13 @@ mod tests {
         let tokens = match ty {
             0 => {
                 let mut acc = 0;
-                counts.iter().map(|c| { acc += c; acc }).collect()
+                counts
+                    .iter()
+                    .map(|c| {
+                        acc += c;
+                        acc
+                    })
+                    .collect()
             }
             1 => counts,
             _ => {
@@ -424,7 +458,12 @@ mod tests {
                 v
             }
         };
-        Ref { x: rx, row, scale, tokens }
+        Ref {
+            x: rx,
+            row,
+            scale,
+            tokens,
+        }
     }
 
     struct Case {
@@ -446,7 +485,9 @@ mod tests {
         let mut rng = Rng::new(c.seed);
         let xv: Vec<f32> = (0..c.n * c.h).map(|_| rng.f32() * 2.0).collect();
         // Ids only in the lower 3/4, so some experts get no tokens.
-        let ids: Vec<i64> = (0..c.n * c.k).map(|_| rng.below((c.e * 3).div_ceil(4) as u64) as i64).collect();
+        let ids: Vec<i64> = (0..c.n * c.k)
+            .map(|_| rng.below((c.e * 3).div_ceil(4) as u64) as i64)
+            .collect();
         let (start, end) = c.range.unwrap_or((0, c.e as i64));
         let (_xb, x, _ib, ei) = if c.strided {
             let (xb, x) = padded(c.dtype, &[c.n as i64, c.h as i64], &xv);
@@ -455,16 +496,29 @@ mod tests {
         } else {
             let xb = Buf::from_f32(c.dtype, &xv);
             let ib = Buf::from_i64(DType::I32, &ids);
-            let (x, ei) = (xb.tensor(&[c.n as i64, c.h as i64]), ib.tensor(&[c.n as i64, c.k as i64]));
+            let (x, ei) = (
+                xb.tensor(&[c.n as i64, c.h as i64]),
+                ib.tensor(&[c.n as i64, c.k as i64]),
+            );
             (xb, x, ib, ei)
         };
-        let sc_shape: Vec<i64> = if c.quant { vec![end - start, c.h as i64] } else { vec![c.n as i64] };
-        let sc_vals: Vec<f32> = (0..sc_shape.iter().product::<i64>()).map(|_| rng.f32() + 1.5).collect();
+        let sc_shape: Vec<i64> = if c.quant {
+            vec![end - start, c.h as i64]
+        } else {
+            vec![c.n as i64]
+        };
+        let sc_vals: Vec<f32> = (0..sc_shape.iter().product::<i64>())
+            .map(|_| rng.f32() + 1.5)
+            .collect();
         let sb = Buf::from_f32(DType::F32, &sc_vals);
         let total = c.n * c.k;
         let xo = Buf::zeros(if c.quant { DType::I8 } else { c.dtype }, total * c.h);
         let ro = Buf::zeros(DType::I32, total);
-        let cshape: Vec<i64> = if c.ty == 2 { vec![c.e as i64, 2] } else { vec![end - start] };
+        let cshape: Vec<i64> = if c.ty == 2 {
+            vec![c.e as i64, 2]
+        } else {
+            vec![end - start]
+        };
         let co = Buf::zeros(DType::I64, cshape.iter().product::<i64>() as usize);
         let so = Buf::zeros(DType::F32, total);
         let args = MoeInitRoutingV3Args {
@@ -491,7 +545,20 @@ mod tests {
         unsafe { run(&args).unwrap() };
         let xr: Vec<f64> = xv.iter().map(|&v| round(c.dtype, f64::from(v))).collect();
         let scr: Vec<f64> = sc_vals.iter().map(|&v| f64::from(v)).collect();
-        let want = reference(&xr, &ids, c.scale.then_some(&scr[..]), c.n, c.h, c.k, c.e, start, end, c.ty, c.rit, c.quant);
+        let want = reference(
+            &xr,
+            &ids,
+            c.scale.then_some(&scr[..]),
+            c.n,
+            c.h,
+            c.k,
+            c.e,
+            start,
+            end,
+            c.ty,
+            c.rit,
+            c.quant,
+        );
         assert_eq!(ro.to_i64(), want.row, "expandedRowIdxOut");
         assert_eq!(co.to_i64(), want.tokens, "expertTokensCountOrCumsumOut");
         let gx = xo.to_f64();
@@ -513,21 +580,85 @@ mod tests {
 
     #[test]
     fn dropless_variants_match_reference() {
-        let base = |seed| Case { dtype: DType::F32, n: 8, h: 4, k: 3, e: 8, range: None, ty: 1, rit: 0, quant: false, scale: false, strided: false, seed };
+        let base = |seed| Case {
+            dtype: DType::F32,
+            n: 8,
+            h: 4,
+            k: 3,
+            e: 8,
+            range: None,
+            ty: 1,
+            rit: 0,
+            quant: false,
+            scale: false,
+            strided: false,
+            seed,
+        };
         run_case(base(51));
-        run_case(Case { ty: 0, rit: 1, scale: true, ..base(52) });
-        run_case(Case { ty: 2, range: Some((2, 5)), ..base(53) });
-        run_case(Case { dtype: DType::BF16, range: Some((1, 4)), rit: 1, strided: true, scale: true, ..base(54) });
-        run_case(Case { dtype: DType::F16, n: 1, k: 8, ty: 2, ..base(55) }); // one token, k = E
-        run_case(Case { dtype: DType::I8, ty: 0, range: Some((3, 8)), ..base(56) });
+        run_case(Case {
+            ty: 0,
+            rit: 1,
+            scale: true,
+            ..base(52)
+        });
+        run_case(Case {
+            ty: 2,
+            range: Some((2, 5)),
+            ..base(53)
+        });
+        run_case(Case {
+            dtype: DType::BF16,
+            range: Some((1, 4)),
+            rit: 1,
+            strided: true,
+            scale: true,
+            ..base(54)
+        });
+        run_case(Case {
+            dtype: DType::F16,
+            n: 1,
+            k: 8,
+            ty: 2,
+            ..base(55)
+        }); // one token, k = E
+        run_case(Case {
+            dtype: DType::I8,
+            ty: 0,
+            range: Some((3, 8)),
+            ..base(56)
+        });
     }
 
     #[test]
     fn dynamic_quant_matches_reference() {
-        let base = |seed| Case { dtype: DType::BF16, n: 6, h: 16, k: 2, e: 8, range: None, ty: 2, rit: 0, quant: true, scale: false, strided: false, seed };
+        let base = |seed| Case {
+            dtype: DType::BF16,
+            n: 6,
+            h: 16,
+            k: 2,
+            e: 8,
+            range: None,
+            ty: 2,
+            rit: 0,
+            quant: true,
+            scale: false,
+            strided: false,
+            seed,
+        };
         run_case(base(61));
-        run_case(Case { scale: true, range: Some((2, 6)), ty: 1, ..base(62) });
-        run_case(Case { dtype: DType::F32, scale: true, rit: 1, strided: true, ..base(63) });
+        run_case(Case {
+            scale: true,
+            range: Some((2, 6)),
+            ty: 1,
+            ..base(62)
+        });
+        run_case(Case {
+            dtype: DType::F32,
+            scale: true,
+            rit: 1,
+            strided: true,
+            ..base(63)
+        });
     }
 
     #[test]
@@ -561,13 +692,31 @@ mod tests {
             check(&a)
         };
         assert_invalid(set(&|a| a.x.dtype = DType::I32), "x dtype DT_INT32");
-        assert_invalid(set(&|a| a.expert_idx.dtype = DType::I64), "expertIdx dtype DT_INT64");
-        assert_invalid(set(&|a| a.expert_idx = ei.tensor(&[2, 3])), "first dim of x (3) and expertIdx (2)");
-        assert_invalid(set(&|a| a.active_num = 5), "activeNum should be equal to NUM_ROWS * K = 6");
-        assert_invalid(set(&|a| a.expert_capacity = -1), "expertCapacity cannot be less than 0");
+        assert_invalid(
+            set(&|a| a.expert_idx.dtype = DType::I64),
+            "expertIdx dtype DT_INT64",
+        );
+        assert_invalid(
+            set(&|a| a.expert_idx = ei.tensor(&[2, 3])),
+            "first dim of x (3) and expertIdx (2)",
+        );
+        assert_invalid(
+            set(&|a| a.active_num = 5),
+            "activeNum should be equal to NUM_ROWS * K = 6",
+        );
+        assert_invalid(
+            set(&|a| a.expert_capacity = -1),
+            "expertCapacity cannot be less than 0",
+        );
         assert_invalid(set(&|a| a.drop_pad_mode = 1), "dropPadMode only supports 0");
-        assert_invalid(set(&|a| a.expert_tokens_num_type = 3), "expertTokensNumType should be 0");
-        assert_invalid(set(&|a| a.expert_num = 10241), "expertNum should be in range [0, 10240]");
+        assert_invalid(
+            set(&|a| a.expert_tokens_num_type = 3),
+            "expertTokensNumType should be 0",
+        );
+        assert_invalid(
+            set(&|a| a.expert_num = 10241),
+            "expertNum should be in range [0, 10240]",
+        );
         assert_invalid(
             set(&|a| {
                 a.expert_tokens_num_type = 2;
@@ -575,17 +724,44 @@ mod tests {
             }),
             "expertNum should be in range [0, 5120]",
         );
-        assert_invalid(set(&|a| a.expert_tokens_num_flag = false), "expertTokensNumFlag only supports true");
-        assert_invalid(set(&|a| a.quant_mode = 0), "quantMode 0 (static quant) is not supported");
+        assert_invalid(
+            set(&|a| a.expert_tokens_num_flag = false),
+            "expertTokensNumFlag only supports true",
+        );
+        assert_invalid(
+            set(&|a| a.quant_mode = 0),
+            "quantMode 0 (static quant) is not supported",
+        );
         assert_invalid(set(&|a| a.quant_mode = 2), "quantMode should be -1");
-        assert_invalid(set(&|a| a.active_expert_range = Some(vec![1])), "should have 2 elements");
-        assert_invalid(set(&|a| a.active_expert_range = Some(vec![4, 4])), "0 <= expertStart < expertEnd <= expertNum (8)");
-        assert_invalid(set(&|a| a.active_expert_range = Some(vec![0, 9])), "expertEnd <= expertNum");
-        assert_invalid(set(&|a| a.active_expert_range = Some(vec![-1, 3])), "0 <= expertStart");
+        assert_invalid(
+            set(&|a| a.active_expert_range = Some(vec![1])),
+            "should have 2 elements",
+        );
+        assert_invalid(
+            set(&|a| a.active_expert_range = Some(vec![4, 4])),
+            "0 <= expertStart < expertEnd <= expertNum (8)",
+        );
+        assert_invalid(
+            set(&|a| a.active_expert_range = Some(vec![0, 9])),
+            "expertEnd <= expertNum",
+        );
+        assert_invalid(
+            set(&|a| a.active_expert_range = Some(vec![-1, 3])),
+            "0 <= expertStart",
+        );
         assert_invalid(set(&|a| a.row_idx_type = 2), "rowIdxType should be 0 or 1");
-        assert_invalid(set(&|a| a.offset = Some(x.tensor(&[1]))), "offsetOptional should be null");
-        assert_invalid(set(&|a| a.scale = Some(x.tensor(&[4]))), "the shape of scaleOptional should be [3]");
-        assert_invalid(set(&|a| a.scale = Some(x.tensor(&[3]))), "expandedScaleOut must not be null when scaleOptional is given");
+        assert_invalid(
+            set(&|a| a.offset = Some(x.tensor(&[1]))),
+            "offsetOptional should be null",
+        );
+        assert_invalid(
+            set(&|a| a.scale = Some(x.tensor(&[4]))),
+            "the shape of scaleOptional should be [3]",
+        );
+        assert_invalid(
+            set(&|a| a.scale = Some(x.tensor(&[3]))),
+            "expandedScaleOut must not be null when scaleOptional is given",
+        );
         assert_invalid(
             set(&|a| {
                 a.scale = Some(ei.tensor(&[3]));
@@ -593,12 +769,27 @@ mod tests {
             }),
             "scaleOptional dtype DT_INT32",
         );
-        assert_invalid(set(&|a| a.expanded_x_out.dtype = DType::F16), "expandedXOut dtype should be DT_FLOAT");
-        assert_invalid(set(&|a| a.expanded_x_out = x.tensor(&[5, 4])), "the shape of expandedXOut should be [6, 4]");
-        assert_invalid(set(&|a| a.expanded_row_idx_out.dtype = DType::I64), "expandedRowIdxOut dtype DT_INT64");
-        assert_invalid(set(&|a| a.expert_tokens_count_or_cumsum_out = co.tensor(&[8])), "should be [4]");
+        assert_invalid(
+            set(&|a| a.expanded_x_out.dtype = DType::F16),
+            "expandedXOut dtype should be DT_FLOAT",
+        );
+        assert_invalid(
+            set(&|a| a.expanded_x_out = x.tensor(&[5, 4])),
+            "the shape of expandedXOut should be [6, 4]",
+        );
+        assert_invalid(
+            set(&|a| a.expanded_row_idx_out.dtype = DType::I64),
+            "expandedRowIdxOut dtype DT_INT64",
+        );
+        assert_invalid(
+            set(&|a| a.expert_tokens_count_or_cumsum_out = co.tensor(&[8])),
+            "should be [4]",
+        );
         assert_invalid(set(&|a| a.expert_tokens_num_type = 2), "should be [8, 2]");
-        assert_invalid(set(&|a| a.expert_tokens_count_or_cumsum_out.dtype = DType::I32), "expertTokensCountOrCumsumOut dtype DT_INT32");
+        assert_invalid(
+            set(&|a| a.expert_tokens_count_or_cumsum_out.dtype = DType::I32),
+            "expertTokensCountOrCumsumOut dtype DT_INT32",
+        );
         // Quantisation specifics.
         let q = |f: &dyn Fn(&mut MoeInitRoutingV3Args)| {
             set(&|a| {
@@ -610,9 +801,18 @@ mod tests {
         };
         q(&|_| {}).unwrap();
         q(&|a| a.scale = Some(x.tensor(&[4, 4]))).unwrap();
-        assert_invalid(q(&|a| a.scale = Some(x.tensor(&[3]))), "the shape of scaleOptional should be [4, 4]");
-        assert_invalid(q(&|a| a.expanded_x_out.dtype = DType::F32), "expandedXOut dtype should be DT_INT8");
-        assert_invalid(q(&|a| a.expanded_scale_out = None), "expandedScaleOut must not be null when quantMode is 1");
+        assert_invalid(
+            q(&|a| a.scale = Some(x.tensor(&[3]))),
+            "the shape of scaleOptional should be [4, 4]",
+        );
+        assert_invalid(
+            q(&|a| a.expanded_x_out.dtype = DType::F32),
+            "expandedXOut dtype should be DT_INT8",
+        );
+        assert_invalid(
+            q(&|a| a.expanded_scale_out = None),
+            "expandedScaleOut must not be null when quantMode is 1",
+        );
         assert_invalid(
             q(&|a| {
                 a.x.dtype = DType::I8;

@@ -135,9 +135,8 @@ pub(crate) fn require<'a>(
     t: &'a Option<TensorArg>,
     why: &str,
 ) -> Result<&'a TensorArg, KernelError> {
-    t.as_ref().ok_or_else(|| {
-        KernelError::invalid(format!("{op}: {name} must not be null when {why}."))
-    })
+    t.as_ref()
+        .ok_or_else(|| KernelError::invalid(format!("{op}: {name} must not be null when {why}.")))
 }
 
 /// Max-subtracted softmax of one row, in f32.
