@@ -1,1 +1,76 @@
-//! placeholder
+//! A CPU stand-in for a Huawei Ascend NPU that exports the AscendCL C ABI.
+//!
+//! The crate builds as a C shared library (`libascend_mock.so`), which C
+//! programs written for CANN link instead of `libascendcl.so`, and as an
+//! rlib, which Rust code plugs into the `ascend-sys` function tables
+//! in-process:
+//!
+//! ```
+//! let api = ascend_sys::Api::from_resolver(ascend_mock::resolve, "ascend-mock");
+//! let count = api.acl.aclrtGetDeviceCount().unwrap();
+//! let mut n = 0u32;
+//! // SAFETY: `n` is a valid output location.
+//! assert_eq!(unsafe { count(&mut n) }, ascend_sys::ACL_SUCCESS);
+//! assert!(n >= 1);
+//! ```
+//!
+//! # Layout
+//! - [`config`]: [`Config`], [`configure`], [`config()`], the
+//!   `ASCEND_MOCK_*` environment variables.
+//! - [`error`]: [`MockError`], the per-thread message of
+//!   `aclGetRecentErrMsg`, and `api_call`, the wrapper every exported
+//!   function runs through (message, last-error code, log, panic catch).
+//! - [`runtime`]: initialisation, devices (reference counted by
+//!   `aclrtSetDevice`/`aclrtResetDevice`), contexts, the per-thread current
+//!   context, and the handle tables.
+//! - [`stream`]: streams, each an in-order queue run by its own worker
+//!   thread; `enqueue` is the entry point for operator code.
+//! - [`event`]: event records, cross-stream waits and timing.
+//! - [`memory`]: the registry of live device and pinned host allocations,
+//!   capacity accounting, pointer classification and range checks.
+//! - `exports`: the `extern "C"` functions, one file per topic.
+//! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`]).
+//!
+//! # Invariants
+//! - No panic crosses the C boundary: every exported function catches
+//!   panics and reports `ACL_ERROR_INTERNAL_ERROR`.
+//! - Every failure returns CANN's code for the case and leaves a message
+//!   naming the call and the reason for `aclGetRecentErrMsg`.
+//! - Handles (`aclrtContext`, `aclrtStream`, `aclrtEvent`) are tagged ids,
+//!   never dereferenced, so stale handles are refused cleanly.
+//! - Device and pinned memory is only freed once no queued stream work can
+//!   touch it (`aclrtFree` waits for queued work; reset and finalize drain
+//!   the streams first).
+//!
+//! # Deliberately unchecked
+//! Pageable host pointers are trusted (the mock cannot know their extent),
+//! and a pointer freed and then passed to a copy as host memory is not
+//! detected; the planned sanitizer adds use-after-free, race and leak
+//! reports on top of the allocation registry and the per-stream task
+//! history.
+
+#![allow(non_snake_case)]
+
+pub mod config;
+pub mod error;
+pub mod event;
+mod exports;
+pub mod memory;
+mod resolve;
+pub mod runtime;
+pub mod stream;
+
+pub use config::{Config, ConfigError, configure};
+pub use error::{MockError, TaskError};
+pub use resolve::{exported_symbols, resolve};
+pub use runtime::is_initialized;
+
+/// The configuration in effect (see [`config::config`]).
+pub fn config() -> Config {
+    config::config()
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_support;

@@ -1,0 +1,304 @@
+//! Events: completion markers recorded on streams.
+//!
+//! `aclrtRecordEvent` gives the record a generation number on the calling
+//! thread (`recorded`) and queues a task that, when the stream reaches it,
+//! raises `completed` to that generation and stamps the completion time.
+//! `aclrtStreamWaitEvent` queues on the waiting stream a task that blocks
+//! until `completed` reaches the generation recorded at the time of the
+//! wait call; an event never recorded makes the wait a no-op.
+//!
+//! Invariants: `completed <= recorded`; `completed` only grows (a record
+//! finishing after a newer one does not lower it); a record task dropped
+//! unrun (forced stream destruction) still raises `completed` but leaves no
+//! timestamp, so no waiter blocks forever.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use ascend_sys::*;
+
+use crate::error::{MockError, MockResult};
+use crate::runtime::{Handle, HandleKind};
+use crate::stream::{Stream, Wait};
+
+/// The instant timestamps count from ("device boot" of the mock).
+pub fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+#[derive(Default)]
+struct EventState {
+    recorded: u64,
+    completed: u64,
+    stamp: Option<Instant>,
+    waits: u64,
+}
+
+/// An AscendCL event.
+pub struct Event {
+    /// The handle given to C.
+    pub handle: Handle,
+    /// Creation flags (`ACL_EVENT_*`).
+    pub flags: u32,
+    /// The device of the context it was created in.
+    pub device: u32,
+    state: Mutex<EventState>,
+    changed: Condvar,
+}
+
+/// Raises `completed` when dropped, whether or not the record ran.
+struct RecordGuard {
+    event: Arc<Event>,
+    generation: u64,
+    ran: bool,
+}
+
+impl RecordGuard {
+    fn complete(&mut self, stamp: Option<Instant>) {
+        let mut st = self.event.lock();
+        if self.generation > st.completed {
+            st.completed = self.generation;
+            st.stamp = stamp;
+        }
+        drop(st);
+        self.event.changed.notify_all();
+        self.ran = true;
+    }
+}
+
+impl Drop for RecordGuard {
+    fn drop(&mut self) {
+        if !self.ran {
+            self.complete(None);
+        }
+    }
+}
+
+impl Event {
+    /// A new, never-recorded event.
+    pub fn new(flags: u32, device: u32) -> Arc<Event> {
+        // Fix the epoch before any record can be stamped.
+        epoch();
+        Arc::new(Event {
+            handle: Handle::new(HandleKind::Event),
+            flags,
+            device,
+            state: Mutex::new(EventState::default()),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, EventState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a record of this event on `stream`.
+    pub fn record(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
+        let generation = {
+            let mut st = self.lock();
+            st.recorded += 1;
+            st.recorded
+        };
+        let mut guard = RecordGuard {
+            event: self.clone(),
+            generation,
+            ran: false,
+        };
+        stream.push(
+            "aclrtRecordEvent",
+            Box::new(move || {
+                guard.complete(Some(Instant::now()));
+                Ok(())
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Queues a reset (back to "not recorded") of this event on `stream`.
+    pub fn reset(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
+        let ev = self.clone();
+        stream.push(
+            "aclrtResetEvent",
+            Box::new(move || {
+                let mut st = ev.lock();
+                st.stamp = None;
+                st.recorded = st.completed;
+                Ok(())
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Makes `stream`'s later tasks wait for the latest record as of now.
+    pub fn wait_on(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
+        let target = self.lock().recorded;
+        if target == 0 {
+            return Ok(());
+        }
+        let ev = self.clone();
+        stream.push(
+            "aclrtStreamWaitEvent",
+            Box::new(move || {
+                let mut st = ev.lock();
+                while st.completed < target {
+                    st = ev.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                st.waits += 1;
+                Ok(())
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Whether the latest record has completed (false if never recorded
+    /// or reset since).
+    pub fn is_complete(&self) -> bool {
+        let st = self.lock();
+        st.recorded > 0 && st.completed >= st.recorded && st.stamp.is_some()
+    }
+
+    /// Whether nothing recorded so far is still pending.
+    pub fn nothing_pending(&self) -> bool {
+        let st = self.lock();
+        st.completed >= st.recorded
+    }
+
+    /// Waits for the latest record as of now; `None` waits forever.
+    pub fn synchronize(&self, timeout: Option<Duration>) -> Wait {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        let target = st.recorded;
+        while st.completed < target {
+            match deadline {
+                None => st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Wait::TimedOut;
+                    }
+                    st = self
+                        .changed
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Wait::Reached
+    }
+
+    /// The completion time of the latest record.
+    pub fn timestamp(&self) -> MockResult<Instant> {
+        let st = self.lock();
+        if st.recorded == 0 {
+            return Err(MockError::new(
+                ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID,
+                format!("event {} has not been recorded", self.handle.id()),
+            ));
+        }
+        if st.completed < st.recorded {
+            return Err(MockError::new(
+                ACL_ERROR_RT_EVENT_NOT_COMPLETE,
+                format!(
+                    "event {} has been recorded but the stream has not reached the record yet; synchronize first",
+                    self.handle.id()
+                ),
+            ));
+        }
+        st.stamp.ok_or_else(|| {
+            MockError::new(
+                ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID,
+                format!(
+                    "event {} has no timestamp (it was reset, or its stream was destroyed before the record ran)",
+                    self.handle.id()
+                ),
+            )
+        })
+    }
+}
+
+/// Milliseconds from `start`'s completion to `end`'s.
+pub fn elapsed_ms(start: &Event, end: &Event) -> MockResult<f32> {
+    let a = start.timestamp()?;
+    let b = end.timestamp()?;
+    if b < a {
+        return Err(MockError::new(
+            ACL_ERROR_RT_EVENT_TIMESTAMP_REVERSAL,
+            format!(
+                "end event {} completed before start event {}",
+                end.handle.id(),
+                start.handle.id()
+            ),
+        ));
+    }
+    Ok((b - a).as_secs_f64() as f32 * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_wait_and_elapsed() {
+        let ctx = Handle::new(HandleKind::Context);
+        let s1 = Stream::spawn(0, ctx, false).unwrap();
+        let s2 = Stream::spawn(0, ctx, false).unwrap();
+        let start = Event::new(0, 0);
+        let end = Event::new(0, 0);
+        assert_eq!(
+            start.timestamp().unwrap_err().code,
+            ACL_ERROR_RT_EVENT_TIMESTAMP_INVALID
+        );
+        start.record(&s1).unwrap();
+        s1.push(
+            "sleep",
+            Box::new(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                Ok(())
+            }),
+        )
+        .unwrap();
+        end.record(&s1).unwrap();
+        assert!(!end.is_complete());
+        assert_eq!(
+            end.timestamp().unwrap_err().code,
+            ACL_ERROR_RT_EVENT_NOT_COMPLETE
+        );
+        end.wait_on(&s2).unwrap();
+        s2.synchronize(None).unwrap();
+        assert!(end.is_complete());
+        let ms = elapsed_ms(&start, &end).unwrap();
+        assert!(ms >= 29.0, "{ms}");
+        assert_eq!(
+            elapsed_ms(&end, &start).unwrap_err().code,
+            ACL_ERROR_RT_EVENT_TIMESTAMP_REVERSAL
+        );
+    }
+
+    #[test]
+    fn dropped_records_release_waiters() {
+        let ctx = Handle::new(HandleKind::Context);
+        let s = Stream::spawn(0, ctx, false).unwrap();
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let g = gate.clone();
+        s.push(
+            "blocked",
+            Box::new(move || {
+                drop(g.lock());
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let ev = Event::new(0, 0);
+        ev.record(&s).unwrap();
+        let s2 = s.clone();
+        let stopper = std::thread::spawn(move || s2.shutdown(true));
+        std::thread::sleep(Duration::from_millis(10));
+        drop(held);
+        stopper.join().unwrap();
+        assert_eq!(ev.synchronize(Some(Duration::from_secs(5))), Wait::Reached);
+        assert!(!ev.is_complete());
+    }
+}

@@ -1,0 +1,501 @@
+//! Memory: allocation, copies, memset, memory info and pointer attributes.
+//!
+//! Parameter errors of copies and memsets (`destMax < count`, a kind that
+//! does not match where the pointers live, a range past the end of an
+//! allocation) return `ACL_ERROR_RT_PARAM_INVALID` (107000), the runtime's
+//! code for them; NULL pointers and an unknown kind return
+//! `ACL_ERROR_INVALID_PARAM` (100000).
+//!
+//! Ordering: `aclrtMemcpy`, `aclrtMemcpy2d` and `aclrtMemset` act at once,
+//! without waiting for streams. The async forms are stream tasks; with
+//! pageable (unregistered) host memory on either side the call returns only
+//! after the stream has run the copy, as CANN documents.
+//! `aclrtFree`/`aclrtFreeHost` wait until the work queued before them on
+//! every stream has run, so a queued task never touches freed memory.
+
+use std::ffi::c_void;
+
+use ascend_sys::*;
+
+use super::write_out;
+use crate::error::{MockError, MockResult, api_call};
+use crate::memory::{self, Location, MemKind, check_range, classify};
+use crate::runtime;
+use crate::stream::Stream;
+
+fn malloc(dev_ptr: *mut *mut c_void, size: usize, align32: bool) -> MockResult<()> {
+    if dev_ptr.is_null() {
+        return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "devPtr is NULL"));
+    }
+    let device = runtime::with_runtime(|rt| Ok(rt.current_context()?.device))?;
+    let p = memory::allocate(size, MemKind::Device(device), align32)?;
+    // SAFETY: dev_ptr was checked non-NULL; valid for writes by contract.
+    unsafe { write_out(dev_ptr, p as *mut c_void, "devPtr") }
+}
+
+/// Allocates device memory on the current device: 64-byte aligned,
+/// charged `round_up(size, 32) + 32` bytes, zero-filled (CANN leaves it
+/// uninitialised; callers must not rely on the zeros). Any policy value
+/// is accepted.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMalloc(
+    devPtr: *mut *mut c_void,
+    size: usize,
+    policy: aclrtMemMallocPolicy,
+) -> aclError {
+    let _ = policy;
+    api_call("aclrtMalloc", || malloc(devPtr, size, false))
+}
+
+/// Like `aclrtMalloc`, charging `round_up(size, 32)` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMallocAlign32(
+    devPtr: *mut *mut c_void,
+    size: usize,
+    policy: aclrtMemMallocPolicy,
+) -> aclError {
+    let _ = policy;
+    api_call("aclrtMallocAlign32", || malloc(devPtr, size, true))
+}
+
+/// Allocates pinned host memory (not charged to any device).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMallocHost(hostPtr: *mut *mut c_void, size: usize) -> aclError {
+    api_call("aclrtMallocHost", || {
+        if hostPtr.is_null() {
+            return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "hostPtr is NULL"));
+        }
+        runtime::with_runtime(|_| Ok(()))?;
+        let p = memory::allocate(size, MemKind::PinnedHost, false)?;
+        // SAFETY: hostPtr was checked non-NULL; valid for writes by contract.
+        unsafe { write_out(hostPtr, p as *mut c_void, "hostPtr") }
+    })
+}
+
+fn free(ptr: *mut c_void, device: bool) -> MockResult<()> {
+    // Detach under the runtime lock so that a concurrent reset or finalize
+    // cannot free the same block, then wait for queued work outside it.
+    let (block, streams) = runtime::with_runtime(|rt| {
+        let block = memory::detach(ptr as usize, device)?;
+        Ok((block, rt.streams.values().cloned().collect::<Vec<_>>()))
+    })?;
+    streams.iter().for_each(|s| s.wait_for_queued());
+    memory::free_detached(vec![block]);
+    Ok(())
+}
+
+/// Frees device memory from `aclrtMalloc`; an unknown pointer is an error.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtFree(devPtr: *mut c_void) -> aclError {
+    api_call("aclrtFree", || free(devPtr, true))
+}
+
+/// Frees pinned host memory from `aclrtMallocHost`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtFreeHost(hostPtr: *mut c_void) -> aclError {
+    api_call("aclrtFreeHost", || free(hostPtr, false))
+}
+
+fn kind_name(kind: aclrtMemcpyKind) -> &'static str {
+    match kind {
+        ACL_MEMCPY_HOST_TO_HOST => "ACL_MEMCPY_HOST_TO_HOST",
+        ACL_MEMCPY_HOST_TO_DEVICE => "ACL_MEMCPY_HOST_TO_DEVICE",
+        ACL_MEMCPY_DEVICE_TO_HOST => "ACL_MEMCPY_DEVICE_TO_HOST",
+        ACL_MEMCPY_DEVICE_TO_DEVICE => "ACL_MEMCPY_DEVICE_TO_DEVICE",
+        ACL_MEMCPY_DEFAULT => "ACL_MEMCPY_DEFAULT",
+        ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE => "ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE",
+        ACL_MEMCPY_INNER_DEVICE_TO_DEVICE => "ACL_MEMCPY_INNER_DEVICE_TO_DEVICE",
+        ACL_MEMCPY_INTER_DEVICE_TO_DEVICE => "ACL_MEMCPY_INTER_DEVICE_TO_DEVICE",
+        _ => "an unknown kind",
+    }
+}
+
+/// Checks that `kind` matches where `src` and `dst` live.
+pub(crate) fn check_kind(kind: aclrtMemcpyKind, src: &Location, dst: &Location) -> MockResult<()> {
+    let (sd, dd) = (src.is_device(), dst.is_device());
+    let same_device = match (src, dst) {
+        (Location::Device { device: a, .. }, Location::Device { device: b, .. }) => Some(a == b),
+        _ => None,
+    };
+    let ok = match kind {
+        ACL_MEMCPY_HOST_TO_HOST => !sd && !dd,
+        ACL_MEMCPY_HOST_TO_DEVICE | ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE => !sd && dd,
+        ACL_MEMCPY_DEVICE_TO_HOST => sd && !dd,
+        ACL_MEMCPY_DEVICE_TO_DEVICE => sd && dd,
+        ACL_MEMCPY_INNER_DEVICE_TO_DEVICE => same_device == Some(true),
+        ACL_MEMCPY_INTER_DEVICE_TO_DEVICE => same_device == Some(false),
+        ACL_MEMCPY_DEFAULT => true,
+        other => {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!("kind {other} is not an aclrtMemcpyKind"),
+            ));
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(MockError::new(
+        ACL_ERROR_RT_PARAM_INVALID,
+        format!(
+            "kind {} does not match the pointers: the source is {} and the destination is {}",
+            kind_name(kind),
+            src.describe(),
+            dst.describe()
+        ),
+    ))
+}
+
+/// A validated copy of `rows` rows of `width` bytes.
+#[derive(Clone, Copy)]
+struct CopyPlan {
+    dst: usize,
+    dpitch: usize,
+    src: usize,
+    spitch: usize,
+    width: usize,
+    rows: usize,
+    /// Pageable host memory on one side: async calls wait for the copy.
+    pageable: bool,
+}
+
+impl CopyPlan {
+    /// Performs the copy.
+    ///
+    /// # Safety
+    /// The plan was validated against the registry, and the caller keeps
+    /// the memory alive (device memory: `aclrtFree` waits for queued work;
+    /// host memory: the AscendCL contract).
+    unsafe fn run(self) {
+        for r in 0..self.rows {
+            let s = (self.src + r * self.spitch) as *const u8;
+            let d = (self.dst + r * self.dpitch) as *mut u8;
+            // SAFETY: both row ranges were checked to lie in their
+            // allocations (or are caller-owned host memory); `copy` allows
+            // overlap.
+            unsafe { std::ptr::copy(s, d, self.width) };
+        }
+    }
+}
+
+fn span(pitch: usize, width: usize, rows: usize) -> MockResult<usize> {
+    (rows - 1)
+        .checked_mul(pitch)
+        .and_then(|v| v.checked_add(width))
+        .ok_or_else(|| MockError::new(ACL_ERROR_RT_PARAM_INVALID, "the copy extent overflows"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    rows: usize,
+    kind: aclrtMemcpyKind,
+) -> MockResult<Option<CopyPlan>> {
+    if width == 0 || rows == 0 {
+        return Ok(None);
+    }
+    if dst.is_null() || src.is_null() {
+        return Err(MockError::new(
+            ACL_ERROR_INVALID_PARAM,
+            if dst.is_null() {
+                "dst is NULL"
+            } else {
+                "src is NULL"
+            },
+        ));
+    }
+    let (d, s) = (dst as usize, src as usize);
+    let (dl, sl) = (classify(d), classify(s));
+    check_kind(kind, &sl, &dl)?;
+    check_range(&dl, d, span(dpitch, width, rows)?, "destination")?;
+    check_range(&sl, s, span(spitch, width, rows)?, "source")?;
+    Ok(Some(CopyPlan {
+        dst: d,
+        dpitch,
+        src: s,
+        spitch,
+        width,
+        rows,
+        pageable: dl == Location::Host || sl == Location::Host,
+    }))
+}
+
+fn plan_1d(
+    dst: *mut c_void,
+    dest_max: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+) -> MockResult<Option<CopyPlan>> {
+    if dest_max < count {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!("destMax {dest_max} is smaller than count {count}"),
+        ));
+    }
+    plan(dst, count, src, count, count, 1, kind)
+}
+
+fn plan_2d(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: aclrtMemcpyKind,
+) -> MockResult<Option<CopyPlan>> {
+    if width > dpitch || width > spitch {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!("width {width} is larger than dpitch {dpitch} or spitch {spitch}"),
+        ));
+    }
+    plan(dst, dpitch, src, spitch, width, height, kind)
+}
+
+fn run_now(p: Option<CopyPlan>) {
+    if let Some(p) = p {
+        // SAFETY: validated by `plan`; synchronous copies use memory the
+        // caller owns for the duration of the call.
+        unsafe { p.run() };
+    }
+}
+
+fn run_async(
+    name: &'static str,
+    p: Option<CopyPlan>,
+    stream: aclrtStream,
+    kind: aclrtMemcpyKind,
+) -> MockResult<()> {
+    let s: std::sync::Arc<Stream> = runtime::with_runtime(|rt| rt.stream(stream))?;
+    let Some(p) = p else { return Ok(()) };
+    if kind == ACL_MEMCPY_HOST_TO_HOST {
+        return Err(MockError::new(
+            ACL_ERROR_RT_FEATURE_NOT_SUPPORT,
+            "asynchronous host-to-host copies are not supported in ACL_HOST run mode; use aclrtMemcpy",
+        ));
+    }
+    let seq = s.push(
+        name,
+        Box::new(move || {
+            // SAFETY: validated by `plan`; device memory outlives queued
+            // work (aclrtFree waits for it), pinned host memory likewise,
+            // and pageable host memory is waited for below.
+            unsafe { p.run() };
+            Ok(())
+        }),
+    )?;
+    if p.pageable {
+        s.wait_for(seq, None);
+    }
+    Ok(())
+}
+
+/// Copies `count` bytes at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemcpy(
+    dst: *mut c_void,
+    destMax: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+) -> aclError {
+    api_call("aclrtMemcpy", || {
+        run_now(plan_1d(dst, destMax, src, count, kind)?);
+        Ok(())
+    })
+}
+
+/// Queues a copy of `count` bytes on the stream.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemcpyAsync(
+    dst: *mut c_void,
+    destMax: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+    stream: aclrtStream,
+) -> aclError {
+    api_call("aclrtMemcpyAsync", || {
+        let p = plan_1d(dst, destMax, src, count, kind)?;
+        run_async("aclrtMemcpyAsync", p, stream, kind)
+    })
+}
+
+/// Copies `height` rows of `width` bytes at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemcpy2d(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: aclrtMemcpyKind,
+) -> aclError {
+    api_call("aclrtMemcpy2d", || {
+        run_now(plan_2d(dst, dpitch, src, spitch, width, height, kind)?);
+        Ok(())
+    })
+}
+
+/// Queues a copy of `height` rows of `width` bytes on the stream.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemcpy2dAsync(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: aclrtMemcpyKind,
+    stream: aclrtStream,
+) -> aclError {
+    api_call("aclrtMemcpy2dAsync", || {
+        let p = plan_2d(dst, dpitch, src, spitch, width, height, kind)?;
+        run_async("aclrtMemcpy2dAsync", p, stream, kind)
+    })
+}
+
+/// A validated memset: `(ptr, byte, count)`, or nothing for count 0.
+fn plan_memset(
+    ptr: *mut c_void,
+    max_count: usize,
+    value: i32,
+    count: usize,
+) -> MockResult<Option<(usize, u8, usize)>> {
+    if max_count < count {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!("maxCount {max_count} is smaller than count {count}"),
+        ));
+    }
+    if count == 0 {
+        return Ok(None);
+    }
+    if ptr.is_null() {
+        return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "devPtr is NULL"));
+    }
+    let p = ptr as usize;
+    let loc = classify(p);
+    if loc == Location::Host {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!("{p:#x} is not memory from aclrtMalloc or aclrtMallocHost"),
+        ));
+    }
+    check_range(&loc, p, count, "destination")?;
+    Ok(Some((p, value as u8, count)))
+}
+
+/// Sets `count` bytes to the low byte of `value` at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemset(
+    devPtr: *mut c_void,
+    maxCount: usize,
+    value: i32,
+    count: usize,
+) -> aclError {
+    api_call("aclrtMemset", || {
+        if let Some((p, b, n)) = plan_memset(devPtr, maxCount, value, count)? {
+            // SAFETY: the range lies inside a live managed allocation.
+            unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
+        }
+        Ok(())
+    })
+}
+
+/// Queues a memset on the stream.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtMemsetAsync(
+    devPtr: *mut c_void,
+    maxCount: usize,
+    value: i32,
+    count: usize,
+    stream: aclrtStream,
+) -> aclError {
+    api_call("aclrtMemsetAsync", || {
+        let plan = plan_memset(devPtr, maxCount, value, count)?;
+        let s = runtime::with_runtime(|rt| rt.stream(stream))?;
+        if let Some((p, b, n)) = plan {
+            s.push(
+                "aclrtMemsetAsync",
+                Box::new(move || {
+                    // SAFETY: the range lay inside a managed allocation at
+                    // enqueue time, and frees wait for queued work.
+                    unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
+                    Ok(())
+                }),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Free and total bytes of the current device (every attribute reports the
+/// device's single memory pool).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtGetMemInfo(
+    attr: aclrtMemAttr,
+    free: *mut usize,
+    total: *mut usize,
+) -> aclError {
+    api_call("aclrtGetMemInfo", || {
+        if attr > ACL_MEM_P2P_HUGE1G {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!("attr {attr} is not an aclrtMemAttr"),
+            ));
+        }
+        if free.is_null() || total.is_null() {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                "free or total is NULL",
+            ));
+        }
+        let device = runtime::with_runtime(|rt| Ok(rt.current_context()?.device))?;
+        let (f, t) = memory::mem_info(device);
+        // SAFETY: both pointers were checked non-NULL; valid for writes by
+        // contract.
+        unsafe {
+            write_out(free, f as usize, "free")?;
+            write_out(total, t as usize, "total")
+        }
+    })
+}
+
+/// Where `ptr` lives: device N, pinned host, or unregistered host memory.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aclrtPointerGetAttributes(
+    ptr: *const c_void,
+    attributes: *mut aclrtPtrAttributes,
+) -> aclError {
+    api_call("aclrtPointerGetAttributes", || {
+        if ptr.is_null() {
+            return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "ptr is NULL"));
+        }
+        let mut a = aclrtPtrAttributes::default();
+        match classify(ptr as usize) {
+            Location::Device { device, size, .. } => {
+                a.location.type_ = ACL_MEM_LOCATION_TYPE_DEVICE;
+                a.location.id = device;
+                a.pageSize = if size > 1 << 20 { 2 << 20 } else { 4096 };
+            }
+            Location::PinnedHost { .. } => {
+                a.location.type_ = ACL_MEM_LOCATION_TYPE_HOST;
+                a.pageSize = 4096;
+            }
+            Location::Host => {
+                a.location.type_ = ACL_MEM_LOCATION_TYPE_UNREGISTERED;
+                a.pageSize = 4096;
+            }
+        }
+        // SAFETY: attributes is NULL or valid for writes (caller contract).
+        unsafe { write_out(attributes, a, "attributes") }
+    })
+}

@@ -1,0 +1,46 @@
+//! The exported AscendCL C functions, one submodule per topic. Each
+//! function is a thin shell: it runs its body through
+//! [`api_call`](crate::error::api_call) and keeps the logic in the runtime
+//! modules (`runtime`, `stream`, `event`, `memory`).
+//!
+//! Every function is re-exported here so that the symbol table in
+//! `resolve.rs` can name it as `exports::<name>`.
+//!
+//! Pointer arguments follow the AscendCL contract: an output pointer is
+//! either NULL (refused with `ACL_ERROR_INVALID_PARAM`) or valid for a
+//! write of its type; [`write_out`] does the check and the write.
+
+mod callback;
+mod device;
+mod event;
+mod init;
+mod memory;
+mod stream;
+
+pub use callback::*;
+pub use device::*;
+pub use event::*;
+pub use init::*;
+pub use memory::*;
+pub use stream::*;
+
+use ascend_sys::ACL_ERROR_INVALID_PARAM;
+
+use crate::error::{MockError, MockResult};
+
+/// Writes `value` through the output pointer `ptr` named `name`, refusing
+/// NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or valid for a write of `T` (properly aligned).
+pub(crate) unsafe fn write_out<T>(ptr: *mut T, value: T, name: &str) -> MockResult<()> {
+    if ptr.is_null() {
+        return Err(MockError::new(
+            ACL_ERROR_INVALID_PARAM,
+            format!("{name} is NULL"),
+        ));
+    }
+    // SAFETY: non-null, and the caller guarantees validity for writes.
+    unsafe { ptr.write(value) };
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! Device and pinned host memory: the registry of live allocations and the
+//! rules of `aclrtMalloc`, `aclrtMemcpy` and `aclrtMemset`.
+//!
+//! Every block comes from the global allocator's `alloc_zeroed` with the
+//! platform's basic alignment (16), which is `calloc`: large blocks are
+//! fresh lazily-mapped pages, so a big untouched allocation costs no RAM
+//! (asking for 64-byte alignment directly would make the allocator zero
+//! the block by hand and commit every page). The block is over-allocated
+//! by [`ALIGN`] bytes and its start rounded up to 64. The registry maps each block's start
+//! address to an [`Allocation`], which lets any pointer be classified
+//! ([`classify`]) as device memory of device N, pinned host memory, or
+//! other (pageable) host memory.
+//!
+//! Invariants:
+//! - Allocations never overlap; the registry holds exactly the live ones.
+//! - `used[d]` is the sum of the `charged` bytes of device `d`'s blocks and
+//!   never exceeds the device capacity.
+//! - A block is returned to the allocator only after it left the registry.
+//!
+//! `aclrtMalloc` charges `round_up(size, 32) + 32` bytes (CANN's rule);
+//! `aclrtMallocAlign32` charges `round_up(size, 32)`. The whole charged
+//! block is addressable, so range checks use it.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ascend_sys::*;
+
+use crate::error::{MockError, MockResult};
+
+/// Start alignment of every block.
+pub const ALIGN: usize = 64;
+
+/// Where an allocation lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemKind {
+    /// Device memory of the given device.
+    Device(u32),
+    /// Pinned host memory from `aclrtMallocHost`.
+    PinnedHost,
+}
+
+/// A live allocation.
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    /// Start address.
+    pub base: usize,
+    /// Addressable bytes (the charged block).
+    pub size: usize,
+    /// The size the caller asked for.
+    pub requested: usize,
+    /// Device or pinned host.
+    pub kind: MemKind,
+    /// A process-unique number, in allocation order.
+    pub serial: u64,
+    /// The pointer the allocator returned (`base` rounds it up to 64).
+    raw: usize,
+}
+
+/// How a pointer is classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// Inside a device allocation.
+    Device {
+        /// The device.
+        device: u32,
+        /// Start of the allocation.
+        base: usize,
+        /// Its addressable size.
+        size: usize,
+    },
+    /// Inside a pinned host allocation.
+    PinnedHost {
+        /// Start of the allocation.
+        base: usize,
+        /// Its size.
+        size: usize,
+    },
+    /// Anywhere else: pageable host memory the mock does not manage.
+    Host,
+}
+
+impl Location {
+    /// Whether the pointer is device memory.
+    pub fn is_device(&self) -> bool {
+        matches!(self, Location::Device { .. })
+    }
+
+    /// A short description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Device { device, .. } => format!("device memory of device {device}"),
+            Location::PinnedHost { .. } => "pinned host memory".to_string(),
+            Location::Host => "host memory".to_string(),
+        }
+    }
+}
+
+struct Registry {
+    allocs: BTreeMap<usize, Allocation>,
+    used: Vec<u64>,
+    capacity: u64,
+}
+
+static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+    allocs: BTreeMap::new(),
+    used: Vec::new(),
+    capacity: 0,
+});
+
+static SERIAL: AtomicU64 = AtomicU64::new(1);
+
+fn read() -> RwLockReadGuard<'static, Registry> {
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write() -> RwLockWriteGuard<'static, Registry> {
+    REGISTRY.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Alignment requested from the allocator: at most the platform minimum,
+/// so that zeroed allocations come from `calloc`.
+const RAW_ALIGN: usize = 16;
+
+/// The allocator layout of a block of `size` addressable bytes.
+fn layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(ALIGN)?, RAW_ALIGN).ok()
+}
+
+/// Sets up the accounting of `devices` devices of `capacity` bytes
+/// (at `aclInit`; `aclFinalize` already released every block).
+pub(crate) fn reset_registry(devices: u32, capacity: u64) {
+    let mut reg = write();
+    reg.used = vec![0; devices as usize];
+    reg.capacity = capacity;
+}
+
+fn free_block(a: &Allocation) {
+    let Some(l) = layout(a.size) else { return };
+    // SAFETY: `a` was taken out of the registry, which held it since
+    // `allocate` obtained `a.raw` with exactly this layout; each block leaves
+    // the registry once, so it is deallocated once.
+    unsafe { dealloc(a.raw as *mut u8, l) };
+}
+
+/// Takes every allocation (device and pinned host) out of the registry;
+/// the caller frees them with [`free_detached`] once no stream can touch
+/// them any more.
+pub(crate) fn detach_all() -> Vec<Allocation> {
+    let mut reg = write();
+    reg.used.iter_mut().for_each(|u| *u = 0);
+    std::mem::take(&mut reg.allocs).into_values().collect()
+}
+
+/// Takes every allocation of `device` out of the registry (see
+/// [`detach_all`]).
+pub(crate) fn detach_device(device: u32) -> Vec<Allocation> {
+    let mut reg = write();
+    let keys: Vec<usize> = reg
+        .allocs
+        .values()
+        .filter(|a| a.kind == MemKind::Device(device))
+        .map(|a| a.base)
+        .collect();
+    if let Some(u) = reg.used.get_mut(device as usize) {
+        *u = 0;
+    }
+    keys.iter().filter_map(|k| reg.allocs.remove(k)).collect()
+}
+
+/// Returns detached blocks to the allocator.
+pub(crate) fn free_detached(blocks: Vec<Allocation>) {
+    blocks.iter().for_each(free_block);
+}
+
+/// The bytes `aclrtMalloc` charges for `size` (`align32` for
+/// `aclrtMallocAlign32`).
+pub fn charged_size(size: usize, align32: bool) -> Option<usize> {
+    let rounded = size.checked_add(31)? & !31;
+    if align32 {
+        Some(rounded)
+    } else {
+        rounded.checked_add(32)
+    }
+}
+
+/// Allocates `size` bytes of `kind`; device memory is charged against the
+/// device's capacity.
+pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<usize> {
+    if size == 0 {
+        return Err(MockError::new(
+            ACL_ERROR_INVALID_PARAM,
+            "size is 0; the size must be greater than 0",
+        ));
+    }
+    let block = charged_size(size, align32).ok_or_else(|| {
+        MockError::new(ACL_ERROR_INVALID_PARAM, format!("size {size} is too large"))
+    })?;
+    let mut reg = write();
+    if let MemKind::Device(d) = kind {
+        let capacity = reg.capacity;
+        let used = *reg.used.get(d as usize).ok_or_else(|| {
+            MockError::new(
+                ACL_ERROR_RT_INVALID_DEVICEID,
+                format!("device {d} does not exist"),
+            )
+        })?;
+        if (block as u64) > capacity - used {
+            return Err(MockError::new(
+                ACL_ERROR_RT_MEMORY_ALLOCATION,
+                format!(
+                    "out of device memory on device {d}: requested {size} bytes ({block} after rounding), but only {} of {capacity} bytes are free",
+                    capacity - used
+                ),
+            ));
+        }
+    }
+    let Some(l) = layout(block) else {
+        return Err(MockError::new(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!("size {size} exceeds the address space"),
+        ));
+    };
+    // SAFETY: the layout has a non-zero size (block + 64) and a valid
+    // power-of-two alignment.
+    let raw = unsafe { alloc_zeroed(l) };
+    if raw.is_null() {
+        return Err(MockError::new(
+            match kind {
+                MemKind::Device(_) => ACL_ERROR_RT_MEMORY_ALLOCATION,
+                MemKind::PinnedHost => ACL_ERROR_BAD_ALLOC,
+            },
+            format!("the host could not reserve {block} bytes for a {size}-byte allocation"),
+        ));
+    }
+    let raw = raw as usize;
+    // raw is 16-aligned, so base <= raw + 48; the allocation has block + 64
+    // bytes, so [base, base + block) lies inside it.
+    let base = (raw + ALIGN - 1) & !(ALIGN - 1);
+    if let MemKind::Device(d) = kind {
+        reg.used[d as usize] += block as u64;
+    }
+    reg.allocs.insert(
+        base,
+        Allocation {
+            base,
+            size: block,
+            requested: size,
+            kind,
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            raw,
+        },
+    );
+    Ok(base)
+}
+
+/// Takes the block starting at `ptr` out of the registry; it must be
+/// device memory (`want_device`) or pinned host memory. The caller frees it
+/// with [`free_detached`].
+pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
+    let what = if want_device {
+        "device memory from aclrtMalloc"
+    } else {
+        "pinned host memory from aclrtMallocHost"
+    };
+    if ptr == 0 {
+        return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "pointer is NULL"));
+    }
+    let mut reg = write();
+    let alloc = {
+        let Some(a) = reg.allocs.get(&ptr) else {
+            let inside = reg
+                .allocs
+                .range(..ptr)
+                .next_back()
+                .filter(|(_, a)| ptr < a.base + a.size)
+                .map(|(_, a)| a.base);
+            let why = match inside {
+                Some(base) => {
+                    format!("{ptr:#x} points inside the allocation at {base:#x}, not to its start")
+                }
+                None => format!("{ptr:#x} is not {what} (unknown or already freed pointer)"),
+            };
+            return Err(MockError::new(ACL_ERROR_INVALID_PARAM, why));
+        };
+        let is_device = matches!(a.kind, MemKind::Device(_));
+        if is_device != want_device {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!(
+                    "{ptr:#x} is {} but this call frees {what}",
+                    if is_device {
+                        "device memory"
+                    } else {
+                        "pinned host memory"
+                    }
+                ),
+            ));
+        }
+        let a = reg.allocs.remove(&ptr).expect("entry checked above");
+        if let MemKind::Device(d) = a.kind
+            && let Some(u) = reg.used.get_mut(d as usize)
+        {
+            *u -= a.size as u64;
+        }
+        a
+    };
+    Ok(alloc)
+}
+
+/// Classifies `ptr`.
+pub fn classify(ptr: usize) -> Location {
+    let reg = read();
+    match reg.allocs.range(..=ptr).next_back() {
+        Some((_, a)) if ptr < a.base + a.size => match a.kind {
+            MemKind::Device(device) => Location::Device {
+                device,
+                base: a.base,
+                size: a.size,
+            },
+            MemKind::PinnedHost => Location::PinnedHost {
+                base: a.base,
+                size: a.size,
+            },
+        },
+        _ => Location::Host,
+    }
+}
+
+/// The allocation containing `ptr`, if any.
+pub fn allocation_of(ptr: usize) -> Option<Allocation> {
+    let reg = read();
+    reg.allocs
+        .range(..=ptr)
+        .next_back()
+        .filter(|(_, a)| ptr < a.base + a.size)
+        .map(|(_, a)| a.clone())
+}
+
+/// Checks that `[ptr, ptr + len)` stays inside the managed allocation
+/// that holds `ptr` (no check for unmanaged host memory); `role` names the
+/// argument in the message.
+pub fn check_range(loc: &Location, ptr: usize, len: usize, role: &str) -> MockResult<()> {
+    let (base, size) = match *loc {
+        Location::Device { base, size, .. } | Location::PinnedHost { base, size } => (base, size),
+        Location::Host => return Ok(()),
+    };
+    let end = ptr.checked_add(len);
+    if end.is_none_or(|e| e > base + size) {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!(
+                "{role} range {ptr:#x}+{len} runs past the end of its {} allocation {base:#x} of {size} bytes (by {} bytes)",
+                loc.describe(),
+                (ptr - base).saturating_add(len) - size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `(free, total)` bytes of `device`.
+pub fn mem_info(device: u32) -> (u64, u64) {
+    let reg = read();
+    let used = reg.used.get(device as usize).copied().unwrap_or(0);
+    (reg.capacity - used, reg.capacity)
+}
+
+/// Number of live allocations of `kind`.
+pub fn live_allocations(kind: MemKind) -> usize {
+    read().allocs.values().filter(|a| a.kind == kind).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charging_follows_cann() {
+        assert_eq!(charged_size(1, false), Some(64));
+        assert_eq!(charged_size(32, false), Some(64));
+        assert_eq!(charged_size(33, false), Some(96));
+        assert_eq!(charged_size(33, true), Some(64));
+        assert_eq!(charged_size(usize::MAX, false), None);
+    }
+
+    #[test]
+    fn pinned_blocks_are_classified_and_freed() {
+        let p = allocate(100, MemKind::PinnedHost, false).unwrap();
+        assert_eq!(p % ALIGN, 0);
+        assert!(matches!(classify(p + 99), Location::PinnedHost { base, .. } if base == p));
+        let a = allocation_of(p + 5).unwrap();
+        assert_eq!((a.requested, a.size), (100, 160));
+        assert_eq!(classify(p + 160), Location::Host);
+        let loc = classify(p);
+        assert!(check_range(&loc, p, 160, "dst").is_ok());
+        let err = check_range(&loc, p + 8, 160, "dst").unwrap_err();
+        assert!(err.message.contains("runs past the end"), "{}", err.message);
+        assert!(detach(p, true).is_err());
+        assert!(detach(p + 1, false).unwrap_err().message.contains("inside"));
+        free_detached(vec![detach(p, false).unwrap()]);
+        assert!(
+            detach(p, false)
+                .unwrap_err()
+                .message
+                .contains("already freed")
+        );
+        assert!(allocate(0, MemKind::PinnedHost, false).is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! The process-wide state of the mock: initialisation, devices, contexts
+//! and the handle tables of streams and events.
+//!
+//! Invariants:
+//! - `RUNTIME` is `Some` exactly between a successful `aclInit` and the
+//!   matching `aclFinalize`; every call that needs the runtime goes through
+//!   [`with_runtime`], which reports `ACL_ERROR_UNINITIALIZE` otherwise.
+//! - Handles given to C are tagged ids ([`Handle`]), never addresses, so a
+//!   stale or foreign handle is looked up and refused instead of being
+//!   dereferenced. Ids are never reused within a process.
+//! - The current context is per thread (`CURRENT_CONTEXT`, a context id); a
+//!   thread whose context was destroyed sees `ACL_ERROR_RT_CONTEXT_NULL`.
+//! - A device has a default context while its `aclrtSetDevice` reference
+//!   count is above zero; all threads that set the device share it.
+//! - Lock order: `RUNTIME`, then the memory registry, then a stream's or an
+//!   event's own lock. Nothing blocks on a stream while holding `RUNTIME`:
+//!   streams are taken out of the tables first and then drained.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ascend_sys::*;
+
+use crate::config::{self, Config};
+use crate::error::{MockError, MockResult};
+use crate::event::Event;
+use crate::memory;
+use crate::stream::Stream;
+
+/// The kinds of object a handle can name; the tag sits in bits 40..48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleKind {
+    /// `aclrtContext`.
+    Context = 0xC0,
+    /// `aclrtStream`.
+    Stream = 0x50,
+    /// `aclrtEvent`.
+    Event = 0xE0,
+}
+
+/// A tagged id standing for an `aclrtContext`, `aclrtStream` or `aclrtEvent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle(u64);
+
+const TAG_SHIFT: u32 = 40;
+const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Handle {
+    /// A fresh handle of `kind`.
+    pub fn new(kind: HandleKind) -> Handle {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
+        Handle(((kind as u64) << TAG_SHIFT) | id)
+    }
+
+    /// The pointer handed to C.
+    pub fn as_ptr(self) -> *mut std::ffi::c_void {
+        self.0 as usize as *mut std::ffi::c_void
+    }
+
+    /// The small number shown in messages and returned by `aclrtStreamGetId`.
+    pub fn id(self) -> u64 {
+        self.0 & ID_MASK
+    }
+
+    /// Decodes a pointer from C, checking that it carries the tag of `kind`.
+    pub fn from_ptr(ptr: *const std::ffi::c_void, kind: HandleKind) -> Option<Handle> {
+        let raw = ptr as usize as u64;
+        (raw >> TAG_SHIFT == kind as u64 && raw & ID_MASK != 0).then_some(Handle(raw))
+    }
+}
+
+/// An AscendCL context: a device and a default stream.
+pub struct Context {
+    /// This context's handle.
+    pub handle: Handle,
+    /// The device it belongs to.
+    pub device: u32,
+    /// Its default stream (used when a call passes a NULL stream).
+    pub default_stream: Arc<Stream>,
+    /// Created by `aclrtCreateContext` (true) or by `aclrtSetDevice`.
+    pub explicit: bool,
+}
+
+/// Per-device bookkeeping.
+#[derive(Default)]
+pub struct Device {
+    /// Outstanding `aclrtSetDevice` calls.
+    pub refcount: u32,
+    /// The default context while `refcount > 0`.
+    pub default_context: Option<Handle>,
+}
+
+/// Everything that exists between `aclInit` and `aclFinalize`.
+pub struct Runtime {
+    /// The configuration fixed at `aclInit`.
+    pub config: Config,
+    /// One entry per device.
+    pub devices: Vec<Device>,
+    /// Live contexts (default and explicit).
+    pub contexts: HashMap<Handle, Arc<Context>>,
+    /// Live streams, default streams included.
+    pub streams: HashMap<Handle, Arc<Stream>>,
+    /// Live events.
+    pub events: HashMap<Handle, Arc<Event>>,
+}
+
+static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
+
+thread_local! {
+    static CURRENT_CONTEXT: Cell<Option<Handle>> = const { Cell::new(None) };
+}
+
+fn lock() -> MutexGuard<'static, Option<Runtime>> {
+    RUNTIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `aclInit` has succeeded and `aclFinalize` has not been called.
+pub fn is_initialized() -> bool {
+    lock().is_some()
+}
+
+/// Runs `f` with the runtime lock held, telling it whether the mock is
+/// initialised.
+pub(crate) fn with_init_lock<T>(f: impl FnOnce(bool) -> T) -> T {
+    let guard = lock();
+    f(guard.is_some())
+}
+
+/// The active configuration, if initialised.
+pub(crate) fn active_config() -> Option<Config> {
+    lock().as_ref().map(|rt| rt.config.clone())
+}
+
+/// Runs `f` on the runtime, or fails with `ACL_ERROR_UNINITIALIZE`.
+pub(crate) fn with_runtime<T>(f: impl FnOnce(&mut Runtime) -> MockResult<T>) -> MockResult<T> {
+    let mut guard = lock();
+    match guard.as_mut() {
+        Some(rt) => f(rt),
+        None => Err(MockError::new(
+            ACL_ERROR_UNINITIALIZE,
+            "AscendCL is not initialised; call aclInit first",
+        )),
+    }
+}
+
+/// `aclInit`: fixes the configuration and creates the devices.
+pub(crate) fn initialize() -> MockResult<()> {
+    let mut guard = lock();
+    if guard.is_some() {
+        return Err(MockError::new(
+            ACL_ERROR_REPEAT_INITIALIZE,
+            "aclInit was already called; call aclFinalize before initialising again",
+        ));
+    }
+    let cfg =
+        config::pending().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
+    memory::reset_registry(cfg.devices, cfg.memory_per_device);
+    *guard = Some(Runtime {
+        devices: (0..cfg.devices).map(|_| Device::default()).collect(),
+        config: cfg,
+        contexts: HashMap::new(),
+        streams: HashMap::new(),
+        events: HashMap::new(),
+    });
+    Ok(())
+}
+
+/// `aclFinalize`: drains and drops every stream, frees all memory.
+pub(crate) fn finalize() -> MockResult<()> {
+    let mut guard = lock();
+    let rt = guard.take().ok_or_else(|| {
+        MockError::new(
+            ACL_ERROR_REPEAT_FINALIZE,
+            "AscendCL is not initialised (aclFinalize was already called or aclInit never was)",
+        )
+    })?;
+    // Detach memory while no new aclInit can start; free it after the
+    // streams stopped.
+    let blocks = memory::detach_all();
+    drop(guard);
+    // Streams stop outside the lock: their tasks may call back into the mock.
+    let streams: Vec<_> = rt.streams.into_values().collect();
+    for s in &streams {
+        s.shutdown(false);
+    }
+    drop(streams);
+    drop(rt.contexts);
+    drop(rt.events);
+    memory::free_detached(blocks);
+    CURRENT_CONTEXT.with(|c| c.set(None));
+    Ok(())
+}
+
+impl Runtime {
+    /// Checks a device id against the configured count.
+    pub fn check_device(&self, device: i64) -> MockResult<u32> {
+        if device < 0 || device >= i64::from(self.config.devices) {
+            return Err(MockError::new(
+                ACL_ERROR_RT_INVALID_DEVICEID,
+                format!(
+                    "device {device} does not exist (the mock has {} devices, ids 0..{})",
+                    self.config.devices, self.config.devices
+                ),
+            ));
+        }
+        Ok(device as u32)
+    }
+
+    /// The calling thread's current context.
+    pub fn current_context(&self) -> MockResult<Arc<Context>> {
+        CURRENT_CONTEXT
+            .with(|c| c.get())
+            .and_then(|h| self.contexts.get(&h).cloned())
+            .ok_or_else(|| {
+                MockError::new(
+                    ACL_ERROR_RT_CONTEXT_NULL,
+                    "the calling thread has no current context; call aclrtSetDevice or aclrtSetCurrentContext first",
+                )
+            })
+    }
+
+    /// Looks up a context handle.
+    pub fn context(&self, ptr: aclrtContext) -> MockResult<Arc<Context>> {
+        Handle::from_ptr(ptr, HandleKind::Context)
+            .and_then(|h| self.contexts.get(&h).cloned())
+            .ok_or_else(|| {
+                MockError::new(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("{ptr:p} is not a live context"),
+                )
+            })
+    }
+
+    /// Looks up a stream; NULL means the current context's default stream.
+    pub fn stream(&self, ptr: aclrtStream) -> MockResult<Arc<Stream>> {
+        if ptr.is_null() {
+            return Ok(self.current_context()?.default_stream.clone());
+        }
+        Handle::from_ptr(ptr, HandleKind::Stream)
+            .and_then(|h| self.streams.get(&h).cloned())
+            .ok_or_else(|| {
+                MockError::new(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("{ptr:p} is not a live stream"),
+                )
+            })
+    }
+
+    /// Looks up an event handle.
+    pub fn event(&self, ptr: aclrtEvent) -> MockResult<Arc<Event>> {
+        if ptr.is_null() {
+            return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "event is NULL"));
+        }
+        Handle::from_ptr(ptr, HandleKind::Event)
+            .and_then(|h| self.events.get(&h).cloned())
+            .ok_or_else(|| {
+                MockError::new(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("{ptr:p} is not a live event"),
+                )
+            })
+    }
+
+    /// Creates a context on `device` with its default stream.
+    pub fn create_context(&mut self, device: u32, explicit: bool) -> MockResult<Arc<Context>> {
+        let handle = Handle::new(HandleKind::Context);
+        let stream = Stream::spawn(device, handle, true)?;
+        self.streams.insert(stream.handle, stream.clone());
+        let ctx = Arc::new(Context {
+            handle,
+            device,
+            default_stream: stream,
+            explicit,
+        });
+        self.contexts.insert(handle, ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Removes a context and every stream created in it from the tables;
+    /// returns the streams so the caller can stop them outside the lock.
+    pub fn remove_context(&mut self, handle: Handle) -> Vec<Arc<Stream>> {
+        self.contexts.remove(&handle);
+        let doomed: Vec<Handle> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.context == handle)
+            .map(|(h, _)| *h)
+            .collect();
+        doomed
+            .into_iter()
+            .filter_map(|h| self.streams.remove(&h))
+            .collect()
+    }
+
+    /// Removes everything that belongs to `device` (contexts, streams,
+    /// events) and resets its reference count; returns the streams to stop.
+    pub fn remove_device_objects(&mut self, device: u32) -> Vec<Arc<Stream>> {
+        let dev = &mut self.devices[device as usize];
+        dev.refcount = 0;
+        dev.default_context = None;
+        let ctxs: Vec<Handle> = self
+            .contexts
+            .values()
+            .filter(|c| c.device == device)
+            .map(|c| c.handle)
+            .collect();
+        let mut streams = Vec::new();
+        for h in ctxs {
+            streams.extend(self.remove_context(h));
+        }
+        self.events.retain(|_, e| e.device != device);
+        streams
+    }
+
+    /// All streams of `device`.
+    pub fn device_streams(&self, device: u32) -> Vec<Arc<Stream>> {
+        self.streams
+            .values()
+            .filter(|s| s.device == device)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Makes `ctx` (or nothing) the calling thread's current context.
+pub(crate) fn set_current_context(ctx: Option<Handle>) {
+    CURRENT_CONTEXT.with(|c| c.set(ctx));
+}
+
+/// Stops `streams` (draining, or dropping their queued work when `force`).
+pub(crate) fn stop_streams(streams: Vec<Arc<Stream>>, force: bool) {
+    for s in &streams {
+        s.shutdown(force);
+    }
+}

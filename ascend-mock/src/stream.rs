@@ -1,0 +1,490 @@
+//! Streams: an in-order task queue run by one worker thread per stream.
+//!
+//! Every asynchronous operation (copy, memset, event record and wait, host
+//! function, operator) is a [`Task`] queued with [`enqueue`] or
+//! [`Stream::push`]. Tasks get consecutive sequence numbers starting at 1;
+//! `completed` is the sequence number of the last finished task, so a
+//! synchronisation waits for `completed >= submitted-at-call-time`.
+//!
+//! Invariants:
+//! - Tasks run one at a time, in submission order, on the stream's worker.
+//! - A failed task (an `Err`, or a panic caught on the worker) stores its
+//!   error; the next synchronisation of the stream returns and clears it.
+//!   The first unreported error wins. With `ACL_STOP_ON_FAILURE` the tasks
+//!   queued after a failure are dropped unrun until that error is reported.
+//! - [`Stream::shutdown`] ends the worker and joins it (drain: run what is
+//!   queued; force: drop it); dropping the last `Arc<Stream>` does a drain
+//!   shutdown, so no worker thread outlives its stream.
+//! - `history` keeps the names of the last [`HISTORY_LEN`] tasks run, for
+//!   diagnostics.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use ascend_sys::*;
+
+use crate::error::{MockError, MockResult, TaskError};
+use crate::runtime::{self, Handle, HandleKind};
+
+/// A unit of stream work.
+pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
+
+/// How many finished task names a stream remembers.
+pub const HISTORY_LEN: usize = 64;
+
+struct Queued {
+    seq: u64,
+    name: &'static str,
+    task: Task,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    No,
+    Drain,
+    Drop,
+}
+
+struct Queue {
+    tasks: VecDeque<Queued>,
+    submitted: u64,
+    completed: u64,
+    error: Option<TaskError>,
+    stop_on_failure: bool,
+    shutdown: Shutdown,
+    history: VecDeque<&'static str>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An AscendCL stream.
+pub struct Stream {
+    /// The handle given to C.
+    pub handle: Handle,
+    /// The device the stream runs on.
+    pub device: u32,
+    /// The context it was created in.
+    pub context: Handle,
+    /// Whether it is a context's default stream.
+    pub is_default: bool,
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    worker_id: ThreadId,
+}
+
+/// Outcome of waiting with a deadline.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The awaited point was reached.
+    Reached,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+impl Stream {
+    /// Starts a stream and its worker thread.
+    pub fn spawn(device: u32, context: Handle, is_default: bool) -> MockResult<Arc<Stream>> {
+        let handle = Handle::new(HandleKind::Stream);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                tasks: VecDeque::new(),
+                submitted: 0,
+                completed: 0,
+                error: None,
+                stop_on_failure: false,
+                shutdown: Shutdown::No,
+                history: VecDeque::new(),
+            }),
+            changed: Condvar::new(),
+        });
+        let for_worker = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("ascend-mock-stream-{}", handle.id()))
+            .spawn(move || worker_loop(&for_worker))
+            .map_err(|e| {
+                MockError::new(
+                    ACL_ERROR_RT_NO_STREAM_RESOURCE,
+                    format!("could not start the stream's worker thread: {e}"),
+                )
+            })?;
+        let worker_id = worker.thread().id();
+        Ok(Arc::new(Stream {
+            handle,
+            device,
+            context,
+            is_default,
+            shared,
+            worker: Mutex::new(Some(worker)),
+            worker_id,
+        }))
+    }
+
+    /// Queues `task`; returns its sequence number.
+    pub fn push(&self, name: &'static str, task: Task) -> MockResult<u64> {
+        let mut q = self.shared.lock();
+        if q.shutdown != Shutdown::No {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!("stream {} is being destroyed", self.handle.id()),
+            ));
+        }
+        q.submitted += 1;
+        let seq = q.submitted;
+        q.tasks.push_back(Queued { seq, name, task });
+        drop(q);
+        self.shared.changed.notify_all();
+        Ok(seq)
+    }
+
+    /// Waits until the task with sequence number `seq` (and so everything
+    /// before it) has finished, or until `timeout` passes.
+    pub fn wait_for(&self, seq: u64, timeout: Option<Duration>) -> Wait {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut q = self.shared.lock();
+        while q.completed < seq {
+            match deadline {
+                None => {
+                    q = self
+                        .shared
+                        .changed
+                        .wait(q)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Wait::TimedOut;
+                    }
+                    q = self
+                        .shared
+                        .changed
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Wait::Reached
+    }
+
+    /// Waits for everything queued so far, then returns (and clears) the
+    /// error of a failed task, if any. `timeout`: `None` waits forever.
+    pub fn synchronize(&self, timeout: Option<Duration>) -> MockResult<()> {
+        if std::thread::current().id() == self.worker_id {
+            return Err(MockError::new(
+                ACL_ERROR_RT_PARAM_INVALID,
+                format!(
+                    "stream {} cannot be synchronised from one of its own tasks",
+                    self.handle.id()
+                ),
+            ));
+        }
+        let target = self.shared.lock().submitted;
+        if self.wait_for(target, timeout) == Wait::TimedOut {
+            return Err(MockError::new(
+                ACL_ERROR_RT_STREAM_SYNC_TIMEOUT,
+                format!(
+                    "stream {} did not finish within {} ms",
+                    self.handle.id(),
+                    timeout.unwrap_or_default().as_millis()
+                ),
+            ));
+        }
+        self.take_error()
+    }
+
+    /// Waits until everything queued so far has run (without consuming a
+    /// task error). A no-op when called from this stream's own worker.
+    pub fn wait_for_queued(&self) {
+        if std::thread::current().id() == self.worker_id {
+            return;
+        }
+        let target = self.shared.lock().submitted;
+        self.wait_for(target, None);
+    }
+
+    /// Returns and clears the stored task error.
+    pub fn take_error(&self) -> MockResult<()> {
+        match self.shared.lock().error.take() {
+            Some(e) => Err(MockError::new(
+                e.code,
+                format!(
+                    "a task on stream {} failed: {}",
+                    self.handle.id(),
+                    e.message
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether every queued task has finished.
+    pub fn is_idle(&self) -> bool {
+        let q = self.shared.lock();
+        q.completed == q.submitted
+    }
+
+    /// Sets `ACL_STOP_ON_FAILURE` (true) or `ACL_CONTINUE_ON_FAILURE`.
+    pub fn set_stop_on_failure(&self, stop: bool) {
+        self.shared.lock().stop_on_failure = stop;
+    }
+
+    /// The names of the most recently run tasks, oldest first.
+    pub fn history(&self) -> Vec<&'static str> {
+        self.shared.lock().history.iter().copied().collect()
+    }
+
+    /// Ends the worker: runs the queued tasks first, or drops them when
+    /// `force`. Joins the worker unless called from it.
+    pub fn shutdown(&self, force: bool) {
+        {
+            let mut q = self.shared.lock();
+            let wanted = if force {
+                Shutdown::Drop
+            } else {
+                Shutdown::Drain
+            };
+            if q.shutdown != Shutdown::Drop {
+                q.shutdown = wanted;
+            }
+        }
+        self.shared.changed.notify_all();
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = worker
+            && std::thread::current().id() != self.worker_id
+        {
+            // A panic escaping the worker was already turned into a task error.
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.shutdown(false);
+    }
+}
+
+fn worker_loop(shared: &Shared) {
+    loop {
+        let mut q = shared.lock();
+        while q.tasks.is_empty() && q.shutdown == Shutdown::No {
+            q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.shutdown == Shutdown::Drop || (q.tasks.is_empty() && q.shutdown == Shutdown::Drain) {
+            let dropped: Vec<Queued> = q.tasks.drain(..).collect();
+            q.completed = q.submitted;
+            drop(q);
+            // Tasks are dropped outside the lock: their drop guards may
+            // touch events.
+            drop(dropped);
+            shared.changed.notify_all();
+            return;
+        }
+        let Some(item) = q.tasks.pop_front() else {
+            continue;
+        };
+        let skip = q.stop_on_failure && q.error.is_some();
+        drop(q);
+        let result = if skip {
+            drop(item.task);
+            Ok(())
+        } else {
+            match catch_unwind(AssertUnwindSafe(item.task)) {
+                Ok(r) => r,
+                Err(_) => Err(MockError::new(
+                    ACL_ERROR_RT_INTERNAL_ERROR,
+                    format!("task {} panicked on the stream worker", item.name),
+                )),
+            }
+        };
+        let mut q = shared.lock();
+        if let Err(e) = result
+            && q.error.is_none()
+        {
+            q.error = Some(e);
+        }
+        q.completed = item.seq;
+        if q.history.len() == HISTORY_LEN {
+            q.history.pop_front();
+        }
+        q.history.push_back(item.name);
+        drop(q);
+        shared.changed.notify_all();
+    }
+}
+
+/// Queues `task` on `stream` (NULL: the current context's default stream)
+/// for operator code. Returns `ACL_SUCCESS`, or the error code with this
+/// thread's message set. A task's `Err` is reported by the stream's next
+/// synchronisation.
+pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
+    crate::error::api_call("enqueue", || {
+        enqueue_named(stream, "task", task).map(|_| ())
+    })
+}
+
+/// Queues `task` under `name` on `stream` (NULL: the current context's
+/// default stream); returns the stream and the task's sequence number.
+pub fn enqueue_named(
+    stream: aclrtStream,
+    name: &'static str,
+    task: Task,
+) -> MockResult<(Arc<Stream>, u64)> {
+    let s = runtime::with_runtime(|rt| rt.stream(stream))?;
+    let seq = s.push(name, task)?;
+    Ok((s, seq))
+}
+
+/// Converts an AscendCL timeout in ms (-1 forever, 0 poll) to a duration.
+pub(crate) fn timeout_from_ms(timeout: i32) -> MockResult<Option<Duration>> {
+    match timeout {
+        -1 => Ok(None),
+        t if t >= 0 => Ok(Some(Duration::from_millis(t as u64))),
+        t => Err(MockError::new(
+            ACL_ERROR_INVALID_PARAM,
+            format!("timeout {t} ms is invalid (use -1 to wait forever, or >= 0)"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn ctx() -> Handle {
+        Handle::new(HandleKind::Context)
+    }
+
+    #[test]
+    fn tasks_run_in_order_and_sync_waits() {
+        let s = Stream::spawn(0, ctx(), false).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..50 {
+            let log = log.clone();
+            s.push(
+                "t",
+                Box::new(move || {
+                    if i == 0 {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    log.lock().unwrap().push(i);
+                    Ok(())
+                }),
+            )
+            .unwrap();
+        }
+        s.synchronize(None).unwrap();
+        assert_eq!(*log.lock().unwrap(), (0..50).collect::<Vec<_>>());
+        assert!(s.is_idle());
+        assert_eq!(s.history().len(), 50);
+    }
+
+    #[test]
+    fn errors_surface_once_at_sync() {
+        let s = Stream::spawn(0, ctx(), false).unwrap();
+        s.push(
+            "bad",
+            Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
+        )
+        .unwrap();
+        let err = s.synchronize(None).unwrap_err();
+        assert_eq!(err.code, ACL_ERROR_INVALID_PARAM);
+        assert!(err.message.contains("op: broken"), "{}", err.message);
+        s.synchronize(None).unwrap();
+        s.push("panics", Box::new(|| panic!("inside a task")))
+            .unwrap();
+        assert_eq!(
+            s.synchronize(None).unwrap_err().code,
+            ACL_ERROR_RT_INTERNAL_ERROR
+        );
+    }
+
+    #[test]
+    fn stop_on_failure_skips_later_tasks() {
+        let s = Stream::spawn(0, ctx(), false).unwrap();
+        s.set_stop_on_failure(true);
+        let ran = Arc::new(AtomicU32::new(0));
+        s.push(
+            "bad",
+            Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "x"))),
+        )
+        .unwrap();
+        let r = ran.clone();
+        s.push(
+            "later",
+            Box::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        assert!(s.synchronize(None).is_err());
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn sync_times_out_and_force_drops_work() {
+        let s = Stream::spawn(0, ctx(), false).unwrap();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let g = gate.clone();
+        s.push(
+            "blocked",
+            Box::new(move || {
+                let (m, c) = &*g;
+                let mut open = m.lock().unwrap();
+                while !*open {
+                    open = c.wait(open).unwrap();
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let ran = Arc::new(AtomicU32::new(0));
+        let r = ran.clone();
+        s.push(
+            "never",
+            Box::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let err = s.synchronize(Some(Duration::from_millis(10))).unwrap_err();
+        assert_eq!(err.code, ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+        assert!(!s.is_idle());
+        // Force shutdown from another thread while the first task blocks;
+        // release it so the worker can observe the shutdown.
+        let s2 = s.clone();
+        let stopper = std::thread::spawn(move || s2.shutdown(true));
+        std::thread::sleep(Duration::from_millis(10));
+        {
+            let (m, c) = &*gate;
+            *m.lock().unwrap() = true;
+            c.notify_all();
+        }
+        stopper.join().unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        assert!(s.push("late", Box::new(|| Ok(()))).is_err());
+    }
+
+    #[test]
+    fn timeouts_convert() {
+        assert_eq!(timeout_from_ms(-1).unwrap(), None);
+        assert_eq!(timeout_from_ms(0).unwrap(), Some(Duration::ZERO));
+        assert!(timeout_from_ms(-5).is_err());
+    }
+}
