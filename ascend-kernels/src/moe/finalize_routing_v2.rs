@@ -159,7 +159,9 @@ pub fn check(args: &MoeFinalizeRoutingV2Args) -> Result<(), KernelError> {
 pub unsafe fn run(args: &MoeFinalizeRoutingV2Args) -> Result<(), KernelError> {
     check(args)?;
     let (n, k, h) = dims(args);
-    let rows = args.expanded_x.numel() / h.max(1);
+    // Rows of expandedX seen as [rows, H]: N·K dropless, E·C drop/pad.
+    let ex_shape = &args.expanded_x.shape;
+    let rows = ex_shape[..ex_shape.len() - 1].iter().product::<i64>() as usize;
     let row_major = args.drop_pad_mode >= 2;
     // SAFETY: the caller upholds the invariant for every input.
     let (ridx, ex, x1, x2, bias, scales, eidx) = unsafe {

@@ -19,9 +19,11 @@
 //! dtype. Limits checked as CANN documents them: `E % groupCount == 0`,
 //! `1 ≤ kGroup ≤ groupCount`, `1 ≤ k ≤ kGroup·E/groupCount`, `E ≤ 2048`,
 //! `E/groupCount > groupSelectMode`, `align32(E/groupCount)·groupCount ≤ 2048`,
-//! `renorm = 0`, `normType ∈ {0, 1}`, `groupSelectMode ∈ {0, 1}`. `x` must be
-//! 2-D (the kernels' `[N, E]` layout); `outOut` may be null when `outFlag` is
-//! false.
+//! `renorm = 0`, `normType ∈ {0, 1}`, `groupSelectMode ∈ {0, 1}`. `x` may have 1 to 8
+//! dimensions (CANN documents 0-8; a 0-D `x` has no expert axis and is
+//! refused): the leading ones are flattened into `N` token rows, `yOut` and
+//! `expertIdxOut` have `x`'s leading dimensions and `k` last, `outOut` has
+//! `x`'s shape. `outOut` may be null when `outFlag` is false.
 
 use super::{
     check_dtype, check_rank, check_same_dtype, check_shape, check_view, require, sigmoid,
@@ -69,8 +71,10 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
     let x = &args.x;
     check_view(OP, "x", x)?;
     check_dtype(OP, "x", x, &[DType::F16, DType::BF16, DType::F32])?;
-    check_rank(OP, "x", x, 2, 2)?;
-    let (n, e) = (x.shape[0], x.shape[1]);
+    check_rank(OP, "x", x, 1, 8)?;
+    let e = x.shape[x.rank() - 1];
+    let mut top_shape = x.shape[..x.rank() - 1].to_vec();
+    top_shape.push(args.k);
     if let Some(b) = &args.bias {
         check_view(OP, "biasOptional", b)?;
         check_same_dtype(OP, "biasOptional", b, "x", x.dtype)?;
@@ -137,7 +141,7 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
         ("expertIdxOut", &args.expert_idx_out),
     ] {
         check_view(OP, name, t)?;
-        check_shape(OP, name, t, &[n, args.k])?;
+        check_shape(OP, name, t, &top_shape)?;
     }
     check_same_dtype(OP, "yOut", &args.y_out, "x", x.dtype)?;
     check_dtype(OP, "expertIdxOut", &args.expert_idx_out, &[DType::I32])?;
@@ -145,7 +149,7 @@ pub fn check(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
         let o = require(OP, "outOut", &args.out_out, "outFlag is true")?;
         check_view(OP, "outOut", o)?;
         check_dtype(OP, "outOut", o, &[DType::F32])?;
-        check_shape(OP, "outOut", o, &[n, e])?;
+        check_shape(OP, "outOut", o, &x.shape)?;
     }
     Ok(())
 }
@@ -195,7 +199,8 @@ fn route_row(
 /// Every tensor satisfies tensor.rs's module invariant; outputs are writable.
 pub unsafe fn run(args: &MoeGatingTopKArgs) -> Result<(), KernelError> {
     check(args)?;
-    let (n, e) = (args.x.shape[0] as usize, args.x.shape[1] as usize);
+    let e = args.x.shape[args.x.rank() - 1] as usize;
+    let n = args.x.numel() / e;
     let k = args.k as usize;
     // SAFETY: the caller upholds the invariant for every input.
     let logits = unsafe { args.x.read_f32() };
@@ -455,6 +460,46 @@ mod tests {
     }
 
     #[test]
+    fn leading_dims_are_token_rows() {
+        // x [2, 3, 16] (and a 1-D [16]) route exactly like the same rows as 2-D.
+        let mut rng = Rng::new(26);
+        let vals: Vec<f32> = (0..6 * 16).map(|_| rng.f32()).collect();
+        let x = Buf::from_f32(DType::F32, &vals);
+        let route = |shape: &[i64], rows: usize| {
+            let y = Buf::zeros(DType::F32, rows * 4);
+            let ei = Buf::zeros(DType::I32, rows * 4);
+            let oo = Buf::zeros(DType::F32, rows * 16);
+            let mut top = shape[..shape.len() - 1].to_vec();
+            top.push(4);
+            let args = MoeGatingTopKArgs {
+                x: x.tensor(shape),
+                bias: None,
+                k: 4,
+                k_group: 2,
+                group_count: 4,
+                group_select_mode: 1,
+                renorm: 0,
+                norm_type: 1,
+                out_flag: true,
+                routed_scaling_factor: 1.5,
+                eps: 1e-20,
+                y_out: y.tensor(&top),
+                expert_idx_out: ei.tensor(&top),
+                out_out: Some(oo.tensor(shape)),
+            };
+            check(&args).unwrap();
+            // SAFETY: contiguous views inside their buffers (x holds 6 rows).
+            unsafe { run(&args).unwrap() };
+            (y.to_f32(), ei.to_i64(), oo.to_f32())
+        };
+        let flat = route(&[6, 16], 6);
+        assert_eq!(route(&[2, 3, 16], 6), flat);
+        let one = route(&[16], 1);
+        assert_eq!(one.0[..], flat.0[..4]);
+        assert_eq!(one.1[..], flat.1[..4]);
+    }
+
+    #[test]
     fn bias_steers_selection_but_not_weights() {
         // Two experts, one group: the bias makes expert 0 win although its
         // score is lower; the weight reported is its un-biased sigmoid.
@@ -568,10 +613,7 @@ mod tests {
             check(&set(&|a| a.y_out = x.tensor(&[2, 5]))),
             "the shape of yOut should be [2, 4]",
         );
-        assert_invalid(
-            check(&set(&|a| a.x = x.tensor(&[2, 4, 16]))),
-            "x should be 2D",
-        );
+        assert_invalid(check(&set(&|a| a.x = x.tensor(&[]))), "x should be 1-8D");
         assert_invalid(
             check(&set(&|a| a.x.dtype = DType::F64)),
             "x dtype DT_DOUBLE",
