@@ -416,15 +416,18 @@ fn streams_run_tasks_in_order() {
     let ctx = own_context(0);
     let s = new_stream();
     ORDER.lock().unwrap().clear();
-    launch(s, sleep_ms, 20);
+    let open = AtomicBool::new(false);
+    launch(s, gate, &open as *const AtomicBool as usize);
     for i in 0..100 {
         launch(s, push_order, i);
     }
-    // The first task sleeps, so nothing has run yet.
+    // The first task blocks, so nothing after it has run yet.
     let mut status = 0;
     // SAFETY: valid handle and output location.
     ok(unsafe { aclrtStreamQuery(s, &mut status) });
     assert_eq!(status, ACL_STREAM_STATUS_NOT_READY);
+    assert!(ORDER.lock().unwrap().is_empty());
+    open.store(true, Ordering::SeqCst);
     sync(s);
     assert_eq!(*ORDER.lock().unwrap(), (0..100).collect::<Vec<_>>());
     // SAFETY: valid handle and output location.
@@ -588,8 +591,10 @@ fn async_copies_happen_on_the_stream() {
             n,
             ACL_MEMCPY_HOST_TO_DEVICE,
         ));
-        // Pinned destination: queued; not done before the sync.
-        launch(s, sleep_ms, 100);
+        // Pinned destination: queued behind a busy host function; not done
+        // before the sync.
+        let busy = AtomicBool::new(false);
+        launch(s, gate, &busy as *const AtomicBool as usize);
         ok(aclrtMemcpyAsync(
             pinned,
             n,
@@ -602,6 +607,7 @@ fn async_copies_happen_on_the_stream() {
             bytes(pinned, n).iter().all(|&b| b == 0),
             "copy ran before the stream reached it"
         );
+        busy.store(true, Ordering::SeqCst);
         sync(s);
         assert_eq!(bytes(pinned, n), &src[..]);
         // Pageable destination: the call returns after the copy.
@@ -617,9 +623,11 @@ fn async_copies_happen_on_the_stream() {
         ));
         assert_eq!(pageable, src);
         // Async memset is queued too; the plain one is immediate.
-        launch(s, sleep_ms, 50);
+        let busy = AtomicBool::new(false);
+        launch(s, gate, &busy as *const AtomicBool as usize);
         ok(aclrtMemsetAsync(pinned, n, 0x7f, n, s));
         assert_eq!(bytes(pinned, n)[0], 0);
+        busy.store(true, Ordering::SeqCst);
         sync(s);
         assert!(bytes(pinned, n).iter().all(|&b| b == 0x7f));
         ok(aclrtMemset(dev, n, 0x1ff, 16));
@@ -955,8 +963,9 @@ fn events_order_work_across_streams() {
         // A wait on a never-recorded event is a no-op.
         ok(aclrtStreamWaitEvent(s2, ev));
         sync(s2);
-        // s1: (slow) upload into a, then record.
-        launch(s1, sleep_ms, 80);
+        // s1: (held back) upload into a, then record.
+        let open = AtomicBool::new(false);
+        launch(s1, gate, &open as *const AtomicBool as usize);
         ok(aclrtMemcpyAsync(
             a,
             n,
@@ -989,6 +998,13 @@ fn events_order_work_across_streams() {
             ACL_MEMCPY_DEVICE_TO_HOST,
             s2,
         ));
+        // s2 is held by the event while s1 is held by its gate.
+        std::thread::sleep(Duration::from_millis(20));
+        let mut sst = 9;
+        ok(aclrtStreamQuery(s2, &mut sst));
+        assert_eq!(sst, ACL_STREAM_STATUS_NOT_READY);
+        assert!(bytes(pinned_dst, n).iter().all(|&b| b == 0));
+        open.store(true, Ordering::SeqCst);
         sync(s2);
         assert_eq!(bytes(pinned_dst, n), bytes(pinned_src, n));
         ok(aclrtQueryEventStatus(ev, &mut st));
