@@ -18,7 +18,7 @@
 //!   wins) and returned by its next fallible call ([`Context::check_err`]).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ascend_sys::aclrtContext;
@@ -51,6 +51,8 @@ pub struct Context {
     handle: aclrtContext,
     kind: Kind,
     error: Mutex<Option<Error>>,
+    /// Whether `error` may hold something (lets `check_err` skip the lock).
+    has_error: AtomicBool,
     default_stream: Mutex<Weak<Stream>>,
 }
 
@@ -99,6 +101,7 @@ impl Context {
             handle,
             kind,
             error: Mutex::new(None),
+            has_error: AtomicBool::new(false),
             default_stream: Mutex::new(Weak::new()),
         })
     }
@@ -145,7 +148,12 @@ impl Context {
     /// Returns (and clears) the first error recorded by a `Drop` of an
     /// object of this context.
     pub fn check_err(&self) -> Result<()> {
-        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if !self.has_error.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        self.has_error.store(false, Ordering::Release);
+        match slot.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -158,6 +166,7 @@ impl Context {
         if slot.is_none() {
             *slot = Some(err);
         }
+        self.has_error.store(true, Ordering::Release);
     }
 
     /// Records the error of a `Result` that cannot be returned.

@@ -157,6 +157,7 @@ fn elapsed_time_between_events_is_plausible() {
     let ms = start.elapsed_ms(&end).unwrap();
     assert!(ms >= 45.0, "{ms} ms for a 50 ms sleep");
     assert!(ms < 60_000.0, "{ms} ms for a 50 ms sleep");
+    s.synchronize().unwrap();
     assert!(s.is_complete().unwrap());
 }
 

@@ -79,14 +79,22 @@ impl Access {
             return Ok(());
         }
         let mut st = self.lock();
-        let mut joined: Vec<u64> = vec![s.id()];
-        for other in st.writer.iter().chain(st.readers.iter()) {
-            if !joined.contains(&other.id()) {
-                s.join(other)?;
-                joined.push(other.id());
+        let sid = s.id();
+        let wid = st.writer.as_ref().map(|w| w.id());
+        if let Some(w) = &st.writer
+            && w.id() != sid
+        {
+            s.join(w)?;
+        }
+        // Readers are distinct; skip the one that is also the writer.
+        for r in &st.readers {
+            if r.id() != sid && Some(r.id()) != wid {
+                s.join(r)?;
             }
         }
-        st.writer = Some(s.clone());
+        if wid != Some(sid) {
+            st.writer = Some(s.clone());
+        }
         st.readers.clear();
         Ok(())
     }
