@@ -20,7 +20,7 @@
 //! index outside `expandedX`, or an expert id outside `bias`, makes `run`
 //! return `ACLNN_ERR_PARAM_INVALID` before anything is written.
 
-use super::{check_dtype, check_rank, check_same_dtype, check_shape, check_view, fmt_shape};
+use super::{Rows, check_dtype, check_rank, check_same_dtype, check_shape, check_view, fmt_shape};
 use crate::tensor::{DType, KernelError, TensorArg};
 
 const OP: &str = "aclnnMoeFinalizeRoutingV2";
@@ -164,10 +164,9 @@ pub unsafe fn run(args: &MoeFinalizeRoutingV2Args) -> Result<(), KernelError> {
     let rows = ex_shape[..ex_shape.len() - 1].iter().product::<i64>() as usize;
     let row_major = args.drop_pad_mode >= 2;
     // SAFETY: the caller upholds the invariant for every input.
-    let (ridx, ex, x1, x2, bias, scales, eidx) = unsafe {
+    let (ridx, x1, x2, bias, scales, eidx) = unsafe {
         (
             args.expanded_row_idx.read_i64(),
-            args.expanded_x.read_f32(),
             args.x1.as_ref().map(|t| t.read_f32()),
             args.x2.as_ref().map(|t| t.read_f32()),
             args.bias.as_ref().map(|t| t.read_f32()),
@@ -196,6 +195,9 @@ pub unsafe fn run(args: &MoeFinalizeRoutingV2Args) -> Result<(), KernelError> {
             n_bias - 1
         )));
     }
+    // expandedX is read one referenced row at a time (it is the largest
+    // input); `out` is written only after every read.
+    let ex_rows = Rows::new(&args.expanded_x);
     let mut out = vec![0.0f32; n * h];
     for (i, acc) in out.chunks_exact_mut(h.max(1)).enumerate().take(n) {
         for (c, a) in acc.iter_mut().enumerate() {
@@ -217,7 +219,9 @@ pub unsafe fn run(args: &MoeFinalizeRoutingV2Args) -> Result<(), KernelError> {
                 }
                 _ => None,
             };
-            let src = &ex[r * h..(r + 1) * h];
+            // SAFETY: `r` is a row of expandedX (checked above); the caller
+            // upholds the invariant for it.
+            let src = unsafe { ex_rows.read(r) };
             for (c, a) in acc.iter_mut().enumerate() {
                 *a += w * (src[c] + b.map_or(0.0, |b| b[c]));
             }

@@ -23,7 +23,8 @@
 //! otherwise `run` returns `ACLNN_ERR_PARAM_INVALID` without writing.
 
 use super::{
-    check_dtype, check_rank, check_same_dtype, check_shape, check_view, require, stable_argsort,
+    Rows, check_dtype, check_rank, check_same_dtype, check_shape, check_view, require,
+    stable_argsort,
 };
 use crate::tensor::{DType, KernelError, TensorArg};
 
@@ -218,9 +219,10 @@ pub unsafe fn run(args: &MoeInitRoutingV2Args) -> Result<(), KernelError> {
             counts[v as usize] += 1;
         }
     }
-    let expanded = if drop {
+    // The source token of each row of expandedXOut (None: zero padding).
+    let token_of_row: Vec<Option<usize>> = if drop {
         let c = args.expert_capacity as usize;
-        let mut out = vec![0.0f32; e as usize * c * h];
+        let mut slots = vec![None; e as usize * c];
         let mut seg_start = 0;
         for (i, &src) in order.iter().enumerate() {
             let ex = ids[src] as usize;
@@ -231,24 +233,18 @@ pub unsafe fn run(args: &MoeInitRoutingV2Args) -> Result<(), KernelError> {
             if r < c {
                 let slot = ex * c + r;
                 row_idx[src] = slot as i64;
-                let t = src / k;
-                out[slot * h..(slot + 1) * h].copy_from_slice(&xs[t * h..(t + 1) * h]);
+                slots[slot] = Some(src / k);
             } else {
                 row_idx[src] = -1;
             }
         }
-        out
+        slots
     } else {
         let rows = args.expanded_x_out.shape[0] as usize;
-        let mut out = vec![0.0f32; rows * h];
         for (i, &src) in order.iter().enumerate() {
             row_idx[src] = i as i64;
-            if i < rows {
-                let t = src / k;
-                out[i * h..(i + 1) * h].copy_from_slice(&xs[t * h..(t + 1) * h]);
-            }
         }
-        out
+        order.iter().take(rows).map(|&src| Some(src / k)).collect()
     };
     if !drop && args.expert_tokens_count_or_cumsum_flag == 1 {
         let mut acc = 0;
@@ -260,7 +256,12 @@ pub unsafe fn run(args: &MoeInitRoutingV2Args) -> Result<(), KernelError> {
     // SAFETY: check passed, so every output has the element count written
     // here; the caller upholds the invariant for outputs.
     unsafe {
-        args.expanded_x_out.write_f32(&expanded);
+        let out_rows = Rows::new(&args.expanded_x_out);
+        let zeros = vec![0.0f32; h];
+        for (i, t) in token_of_row.iter().enumerate() {
+            let row = t.map_or(&zeros[..], |t| &xs[t * h..(t + 1) * h]);
+            out_rows.write(i, row);
+        }
         args.expanded_row_idx_out.write_i64(&row_idx);
         if let Some((_, t)) = counts_output(args) {
             t.write_i64(&counts);

@@ -35,7 +35,7 @@
 //! `expertTokensNumType = 0` (cumsum) is accepted although A2/A3 kernels only
 //! implement 1 and 2.
 
-use super::{check_dtype, check_rank, check_shape, check_view, fmt_shape, require};
+use super::{Rows, check_dtype, check_rank, check_shape, check_view, fmt_shape, require};
 use crate::tensor::{DType, KernelError, TensorArg};
 
 const OP: &str = "aclnnMoeInitRoutingV3";
@@ -281,38 +281,37 @@ pub unsafe fn run(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
     let avail = ids.iter().filter(|&&v| (start..end).contains(&v)).count();
 
     let mut row_idx = vec![-1i64; total];
-    let mut ex = vec![0.0f32; total * h];
-    let mut exs = vec![0.0f32; total];
     for (i, &src) in order.iter().take(avail).enumerate() {
-        let t = src / k;
         if args.row_idx_type == 0 {
             row_idx[src] = i as i64;
         } else {
             row_idx[i] = src as i64;
         }
-        let row = &xs[t * h..(t + 1) * h];
-        let dst = &mut ex[i * h..(i + 1) * h];
-        if quant {
-            let smooth = scale.as_ref().map(|s| {
-                let e = (ids[src] - start) as usize;
-                &s[e * h..(e + 1) * h]
-            });
-            let scaled: Vec<f32> = match smooth {
-                Some(m) => row.iter().zip(m).map(|(&a, &b)| a * b).collect(),
-                None => row.to_vec(),
-            };
-            let s = scaled.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
-            for (d, &v) in dst.iter_mut().zip(&scaled) {
-                *d = if s > 0.0 { quantise(v / s) } else { 0.0 };
-            }
-            exs[i] = s;
-        } else {
-            dst.copy_from_slice(row);
-            if let Some(s) = &scale {
-                exs[i] = s[t];
-            }
-        }
     }
+    // Row `i < avail` of the outputs, from the inputs already read: the
+    // expanded row (quantised when asked) and its scale.
+    let expanded_row = |i: usize| -> (Vec<f32>, f32) {
+        let src = order[i];
+        let t = src / k;
+        let row = &xs[t * h..(t + 1) * h];
+        if !quant {
+            return (row.to_vec(), scale.as_ref().map_or(0.0, |s| s[t]));
+        }
+        let smooth = scale.as_ref().map(|s| {
+            let e = (ids[src] - start) as usize;
+            &s[e * h..(e + 1) * h]
+        });
+        let scaled: Vec<f32> = match smooth {
+            Some(m) => row.iter().zip(m).map(|(&a, &b)| a * b).collect(),
+            None => row.to_vec(),
+        };
+        let s = scaled.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+        let q = scaled
+            .iter()
+            .map(|&v| if s > 0.0 { quantise(v / s) } else { 0.0 })
+            .collect();
+        (q, s)
+    };
 
     let width = (end - start) as usize;
     let mut counts = vec![0i64; width];
@@ -343,7 +342,17 @@ pub unsafe fn run(args: &MoeInitRoutingV3Args) -> Result<(), KernelError> {
     // SAFETY: check passed, so every output has the element count written
     // here; the caller upholds the invariant for outputs.
     unsafe {
-        args.expanded_x_out.write_f32(&ex);
+        let out_rows = Rows::new(&args.expanded_x_out);
+        let mut exs = vec![0.0f32; total];
+        for (i, sc) in exs.iter_mut().enumerate().take(avail) {
+            let (row, s) = expanded_row(i);
+            out_rows.write(i, &row);
+            *sc = s;
+        }
+        let zeros = vec![0.0f32; h];
+        for i in avail..total {
+            out_rows.write(i, &zeros);
+        }
         args.expanded_row_idx_out.write_i64(&row_idx);
         args.expert_tokens_count_or_cumsum_out.write_i64(&tokens);
         if let Some(so) = args

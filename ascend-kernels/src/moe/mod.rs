@@ -139,6 +139,61 @@ pub(crate) fn require<'a>(
         .ok_or_else(|| KernelError::invalid(format!("{op}: {name} must not be null when {why}.")))
 }
 
+/// A tensor seen as a sequence of rows along its last dimension (the leading
+/// dimensions flattened in row-major order), so that large row gathers and
+/// scatters run one row at a time instead of materialising the whole tensor.
+pub(crate) struct Rows<'a> {
+    t: &'a TensorArg,
+    /// Element offset of the first element of each row.
+    starts: Vec<i64>,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows of a validated tensor of rank ≥ 1.
+    pub(crate) fn new(t: &'a TensorArg) -> Rows<'a> {
+        let lead = t.rank().saturating_sub(1);
+        let starts = TensorArg {
+            ptr: t.ptr,
+            dtype: t.dtype,
+            shape: t.shape[..lead].to_vec(),
+            strides: t.strides[..lead].to_vec(),
+            offset: t.offset,
+        }
+        .element_offsets();
+        Rows { t, starts }
+    }
+
+    /// A 1-D view of row `i`; the caller keeps `i` below the row count.
+    pub(crate) fn view(&self, i: usize) -> TensorArg {
+        let r = self.t.rank();
+        TensorArg {
+            ptr: self.t.ptr,
+            dtype: self.t.dtype,
+            shape: self.t.shape[r - 1..].to_vec(),
+            strides: self.t.strides[r - 1..].to_vec(),
+            offset: self.starts[i],
+        }
+    }
+
+    /// Row `i` as f32.
+    ///
+    /// # Safety
+    /// The tensor satisfies tensor.rs's module invariant.
+    pub(crate) unsafe fn read(&self, i: usize) -> Vec<f32> {
+        // SAFETY: row `i` is part of the tensor's view, covered by the invariant.
+        unsafe { self.view(i).read_f32() }
+    }
+
+    /// Store `values` (one per column) into row `i`.
+    ///
+    /// # Safety
+    /// The tensor satisfies tensor.rs's module invariant and is writable.
+    pub(crate) unsafe fn write(&self, i: usize, values: &[f32]) {
+        // SAFETY: row `i` is part of the tensor's view, covered by the invariant.
+        unsafe { self.view(i).write_f32(values) }
+    }
+}
+
 /// Max-subtracted softmax of one row, in f32.
 pub(crate) fn softmax_row(row: &[f32]) -> Vec<f32> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
