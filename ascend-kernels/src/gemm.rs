@@ -71,10 +71,9 @@ pub unsafe fn matmul_into(
     } else {
         Parallelism::None
     };
-    // SAFETY: gemm computes dst := 0*dst + 1*(a @ b) (read_dst = false, so
-    // dst is only written) reading exactly the elements a and b describe,
-    // which the caller guarantees readable and aligned; dst is writable and
-    // non-overlapping by the caller's guarantee. f32 is one of gemm's types.
+    // SAFETY: with read_dst = false gemm only writes dst (= a @ b) and reads
+    // exactly the elements of a and b, all readable, aligned f32 and disjoint
+    // from the writable, non-overlapping dst by the caller's contract.
     unsafe {
         gemm::gemm(
             m, n, k, dst, dst_cs, dst_rs, false, a.ptr, a.cs, a.rs, b.ptr, b.cs, b.rs, 0.0f32,
@@ -126,20 +125,63 @@ impl F32Matrix {
                 cs: view.strides[1] as isize,
             };
         }
-        // SAFETY: forwarded invariant.
-        let mut data = unsafe { view.read_f32() };
-        if round_to_f16 {
-            for v in &mut data {
-                *v = half::f16::from_f32(*v).to_f32();
+        // Copy in memory order: the dimension with the smaller stride is
+        // the inner loop, and the copy keeps that orientation (a transposed
+        // view becomes a column-major operand), which gemm takes as is.
+        let (rs, cs) = (view.strides[0], view.strides[1]);
+        let col_major = cs.unsigned_abs() > rs.unsigned_abs();
+        let (outer_n, inner_n, outer_s, inner_s) = if col_major {
+            (cols, rows, cs, rs)
+        } else {
+            (rows, cols, rs, cs)
+        };
+        let shape = Slab {
+            offset: view.offset,
+            outer_n,
+            inner_n,
+            outer_s,
+            inner_s,
+        };
+        // SAFETY (each arm): every (o, i) of the slab is an element of the
+        // view, readable by the forwarded invariant.
+        let mut data = unsafe {
+            match view.dtype {
+                DType::F32 => shape.gather::<f32>(view.ptr, |v| v),
+                DType::F16 => shape.gather::<half::f16>(view.ptr, half::f16::to_f32),
+                DType::BF16 => shape.gather::<half::bf16>(view.ptr, half::bf16::to_f32),
+                _ => {
+                    // Other dtypes are not matrix operands of any operator;
+                    // convert through the generic row-major gather.
+                    let mut d = view.read_f32();
+                    if round_to_f16 {
+                        round_all(&mut d);
+                    }
+                    return F32Matrix {
+                        owned: Some(d),
+                        borrowed: std::ptr::null(),
+                        rows,
+                        cols,
+                        rs: cols as isize,
+                        cs: 1,
+                    };
+                }
             }
+        };
+        if round_to_f16 {
+            round_all(&mut data);
         }
+        let (rs, cs) = if col_major {
+            (1, rows as isize)
+        } else {
+            (cols as isize, 1)
+        };
         F32Matrix {
             owned: Some(data),
             borrowed: std::ptr::null(),
             rows,
             cols,
-            rs: cols as isize,
-            cs: 1,
+            rs,
+            cs,
         }
     }
 
@@ -156,6 +198,54 @@ impl F32Matrix {
             rs: self.rs,
             cs: self.cs,
         }
+    }
+}
+
+/// Round every value to the nearest f16 (cubeMathType USE_FP16).
+fn round_all(v: &mut [f32]) {
+    for x in v {
+        *x = half::f16::from_f32(*x).to_f32();
+    }
+}
+
+/// A 2-D block of elements at `offset + o*outer_s + i*inner_s` for
+/// `o < outer_n`, `i < inner_n`.
+struct Slab {
+    offset: i64,
+    outer_n: usize,
+    inner_n: usize,
+    outer_s: i64,
+    inner_s: i64,
+}
+
+impl Slab {
+    /// Convert the block to f32, outer-major.
+    ///
+    /// # Safety
+    /// Every addressed element of `base` must be a readable `T`.
+    unsafe fn gather<T: Copy>(&self, base: *mut u8, conv: impl Fn(T) -> f32) -> Vec<f32> {
+        let base = base as *const T;
+        let mut out = Vec::with_capacity(self.outer_n * self.inner_n);
+        for o in 0..self.outer_n as i64 {
+            let row = self.offset + o * self.outer_s;
+            if self.inner_s == 1 {
+                // SAFETY: the inner_n elements from `row` are the block's
+                // row, readable by the caller's guarantee; unaligned reads.
+                out.extend(
+                    (0..self.inner_n as isize)
+                        .map(|i| conv(unsafe { base.offset(row as isize + i).read_unaligned() })),
+                );
+            } else {
+                // SAFETY: as above, with the block's inner stride.
+                out.extend((0..self.inner_n as i64).map(|i| {
+                    conv(unsafe {
+                        base.offset((row + i * self.inner_s) as isize)
+                            .read_unaligned()
+                    })
+                }));
+            }
+        }
+        out
     }
 }
 

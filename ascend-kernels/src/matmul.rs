@@ -270,10 +270,9 @@ pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
     let block = |bi: usize, parallel: bool| {
         let ar: MatRef = a_slabs[a_idx[bi]].as_ref();
         let br: MatRef = b_slabs[b_idx[bi]].as_ref();
-        // SAFETY: block `bi` of the dense row-major destination (the
-        // contiguous f32 `out`, or `staging`) is written by this task only;
-        // the operands are readable (slabs) and, on the direct path, do not
-        // overlap `out`.
+        // SAFETY: block `bi` of the dense destination (contiguous f32 `out`
+        // or `staging`) is written by this task only; the slabs are readable
+        // and, on the direct path, disjoint from `out`.
         unsafe { matmul_into(base.get().add(bi * m * n), n as isize, 1, ar, br, parallel) };
     };
     if nbatch <= 1 || worth_parallel(m, n, k) {
