@@ -16,6 +16,8 @@
 //! | [`rms_norm`] | aclnnRmsNorm |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
+//! | [`topk`] | aclnnTopk |
+//! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
 //! helpers, [`scalar`] the value of an `aclScalar`.
@@ -25,11 +27,13 @@ pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;
 pub mod matmul;
+pub mod moe;
 pub mod rms_norm;
 pub mod scalar;
 pub mod softmax;
 pub mod swiglu;
 pub mod tensor;
+pub mod topk;
 
 pub use scalar::Scalar;
 pub use tensor::{DType, KernelError, TensorArg};
