@@ -382,3 +382,150 @@ pub(crate) mod testkit {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::finalize_routing_v2::{MoeFinalizeRoutingV2Args, run as finalize};
+    use super::gating_top_k::{MoeGatingTopKArgs, run as gate};
+    use super::init_routing_v2::{MoeInitRoutingV2Args, run as init_v2};
+    use super::init_routing_v3::{MoeInitRoutingV3Args, run as init_v3};
+    use super::testkit::{Buf, Rng};
+    use crate::tensor::DType;
+
+    /// Route tokens, let every expert be the identity, and combine: the
+    /// result must be `Σ_k w[n, k] · x[n]` for kept tokens, which checks that
+    /// the index spaces of gating, permutation and combination agree.
+    #[test]
+    fn gate_permute_combine_round_trip() {
+        let (n, h, e, k) = (7usize, 5usize, 16usize, 4usize);
+        let mut rng = Rng::new(99);
+        let xv: Vec<f32> = (0..n * h).map(|_| rng.f32()).collect();
+        let logits: Vec<f32> = (0..n * e).map(|_| rng.f32()).collect();
+        let x = Buf::from_f32(DType::F32, &xv);
+        let lg = Buf::from_f32(DType::F32, &logits);
+        let w = Buf::zeros(DType::F32, n * k);
+        let ids = Buf::zeros(DType::I32, n * k);
+        let g = MoeGatingTopKArgs {
+            x: lg.tensor(&[n as i64, e as i64]),
+            bias: None,
+            k: k as i64,
+            k_group: 2,
+            group_count: 4,
+            group_select_mode: 1,
+            renorm: 0,
+            norm_type: 1,
+            out_flag: false,
+            routed_scaling_factor: 1.0,
+            eps: 1e-20,
+            y_out: w.tensor(&[n as i64, k as i64]),
+            expert_idx_out: ids.tensor(&[n as i64, k as i64]),
+            out_out: None,
+        };
+        // SAFETY: contiguous views of their buffers.
+        unsafe { gate(&g).unwrap() };
+        let weights = w.to_f32();
+        let nk = (n * k) as i64;
+
+        let combine = |expanded: &Buf, ex_shape: &[i64], rows: &Buf, mode: i64| {
+            let out = Buf::zeros(DType::F32, n * h);
+            let f = MoeFinalizeRoutingV2Args {
+                expanded_x: expanded.tensor(ex_shape),
+                expanded_row_idx: rows.tensor(&[nk]),
+                x1: None,
+                x2: None,
+                bias: None,
+                scales: Some(w.tensor(&[n as i64, k as i64])),
+                expert_idx: None,
+                drop_pad_mode: mode,
+                out: out.tensor(&[n as i64, h as i64]),
+            };
+            // SAFETY: contiguous views of their buffers.
+            unsafe { finalize(&f).unwrap() };
+            out.to_f32()
+        };
+        let expect = |kept: &dyn Fn(usize, usize) -> bool| -> Vec<f32> {
+            (0..n * h)
+                .map(|p| {
+                    let (t, c) = (p / h, p % h);
+                    (0..k)
+                        .filter(|&j| kept(t, j))
+                        .map(|j| weights[t * k + j] * xv[t * h + c])
+                        .sum()
+                })
+                .collect()
+        };
+        let close = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()))
+        };
+
+        // V2 dropless → FinalizeRoutingV2 mode 2.
+        let ex = Buf::zeros(DType::F32, n * k * h);
+        let rows = Buf::zeros(DType::I32, n * k);
+        let a = MoeInitRoutingV2Args {
+            x: x.tensor(&[n as i64, h as i64]),
+            expert_idx: ids.tensor(&[n as i64, k as i64]),
+            active_num: 0,
+            expert_capacity: 0,
+            expert_num: e as i64,
+            drop_pad_mode: 0,
+            expert_tokens_count_or_cumsum_flag: 0,
+            expert_tokens_before_capacity_flag: false,
+            expanded_x_out: ex.tensor(&[nk, h as i64]),
+            expanded_row_idx_out: rows.tensor(&[nk]),
+            expert_tokens_count_or_cumsum_out: None,
+            expert_tokens_before_capacity_out: None,
+        };
+        // SAFETY: contiguous views of their buffers.
+        unsafe { init_v2(&a).unwrap() };
+        let got = combine(&ex, &[nk, h as i64], &rows, 2);
+        assert!(close(&got, &expect(&|_, _| true)), "V2 dropless");
+
+        // V2 drop/pad with capacity 1 → mode 3: only the first token (in
+        // source order) of each expert survives.
+        let ex = Buf::zeros(DType::F32, e * h);
+        let mut b = a.clone();
+        b.drop_pad_mode = 1;
+        b.expert_capacity = 1;
+        b.expanded_x_out = ex.tensor(&[e as i64, 1, h as i64]);
+        // SAFETY: contiguous views of their buffers.
+        unsafe { init_v2(&b).unwrap() };
+        let got = combine(&ex, &[e as i64, 1, h as i64], &rows, 3);
+        let idv = ids.to_i64();
+        let first = |t: usize, j: usize| {
+            let p = t * k + j;
+            (0..p).all(|q| idv[q] != idv[p])
+        };
+        assert!(close(&got, &expect(&first)), "V2 drop/pad");
+
+        // V3 with the expert range [4, 12), gather index → mode 2; rows
+        // routed outside the range are -1 and contribute nothing.
+        let ex = Buf::zeros(DType::F32, n * k * h);
+        let counts = Buf::zeros(DType::I64, 8);
+        let c = MoeInitRoutingV3Args {
+            x: x.tensor(&[n as i64, h as i64]),
+            expert_idx: ids.tensor(&[n as i64, k as i64]),
+            scale: None,
+            offset: None,
+            active_num: nk,
+            expert_capacity: 0,
+            expert_num: e as i64,
+            drop_pad_mode: 0,
+            expert_tokens_num_type: 1,
+            expert_tokens_num_flag: true,
+            quant_mode: -1,
+            active_expert_range: Some(vec![4, 12]),
+            row_idx_type: 0,
+            expanded_x_out: ex.tensor(&[nk, h as i64]),
+            expanded_row_idx_out: rows.tensor(&[nk]),
+            expert_tokens_count_or_cumsum_out: counts.tensor(&[8]),
+            expanded_scale_out: None,
+        };
+        // SAFETY: contiguous views of their buffers.
+        unsafe { init_v3(&c).unwrap() };
+        let got = combine(&ex, &[nk, h as i64], &rows, 2);
+        let in_range = |t: usize, j: usize| (4..12).contains(&idv[t * k + j]);
+        assert!(close(&got, &expect(&in_range)), "V3 expert range");
+    }
+}
