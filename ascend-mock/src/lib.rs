@@ -26,6 +26,8 @@
 //! - [`stream`]: streams, each an in-order queue run by its own worker
 //!   thread; `enqueue` is the entry point for operator code.
 //! - [`event`]: event records, cross-stream waits and timing.
+//! - [`callback`]: report-thread callbacks (`aclrtSubscribeReport`,
+//!   `aclrtLaunchCallback`, `aclrtProcessReport`).
 //! - [`memory`]: the registry of live device and pinned host allocations,
 //!   capacity accounting, pointer classification and range checks.
 //! - `exports`: the `extern "C"` functions, one file per topic.
@@ -51,6 +53,7 @@
 
 #![allow(non_snake_case)]
 
+pub mod callback;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -1213,16 +1213,76 @@ fn many_threads_drive_their_own_streams() {
     }
 }
 
+static CALLBACK_HITS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn count_callback(data: *mut c_void) {
+    CALLBACK_HITS.fetch_add(data as usize, Ordering::SeqCst);
+}
+
 #[test]
-fn unsupported_callbacks_say_so() {
-    init();
-    // SAFETY: the functions refuse without touching their arguments.
+fn report_threads_run_callbacks() {
+    let ctx = own_context(0);
+    let s = new_stream();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let st = stop.clone();
+    let reporter = std::thread::spawn(move || {
+        tx.send(crate::callback::current_thread_id()).unwrap();
+        let mut ran = 0;
+        while !st.load(Ordering::SeqCst) {
+            // SAFETY: plain integer argument.
+            match unsafe { aclrtProcessReport(10) } {
+                ACL_SUCCESS => ran += 1,
+                ACL_ERROR_RT_REPORT_TIMEOUT | ACL_ERROR_RT_THREAD_SUBSCRIBE => {}
+                other => panic!("aclrtProcessReport returned {other}: {:?}", take_message()),
+            }
+        }
+        ran
+    });
+    let tid = rx.recv().unwrap();
+    // SAFETY (whole block): live stream; count_callback ignores its data
+    // pointer except as a number.
     unsafe {
         assert_eq!(
-            aclrtSubscribeReport(1, std::ptr::null_mut()),
-            ACL_ERROR_API_NOT_SUPPORT
+            aclrtLaunchCallback(
+                Some(count_callback),
+                3 as *mut c_void,
+                ACL_CALLBACK_BLOCK,
+                s
+            ),
+            ACL_ERROR_STREAM_NOT_SUBSCRIBE
         );
-        assert!(take_message().unwrap().contains("aclrtLaunchHostFunc"));
-        assert_eq!(aclrtProcessReport(10), ACL_ERROR_API_NOT_SUPPORT);
+        ok(aclrtSubscribeReport(tid, s));
+        assert_eq!(aclrtSubscribeReport(tid, s), ACL_ERROR_REPEAT_SUBSCRIBE);
+        let before = CALLBACK_HITS.load(Ordering::SeqCst);
+        ok(aclrtLaunchCallback(
+            Some(count_callback),
+            5 as *mut c_void,
+            ACL_CALLBACK_BLOCK,
+            s,
+        ));
+        ok(aclrtLaunchCallback(
+            Some(count_callback),
+            7 as *mut c_void,
+            ACL_CALLBACK_BLOCK,
+            s,
+        ));
+        sync(s);
+        // Blocking callbacks have run by the time the stream is synchronised.
+        assert_eq!(CALLBACK_HITS.load(Ordering::SeqCst) - before, 12);
+        assert_eq!(
+            aclrtLaunchCallback(Some(count_callback), std::ptr::null_mut(), 9, s),
+            ACL_ERROR_INVALID_PARAM
+        );
+        assert_eq!(
+            aclrtUnSubscribeReport(tid + 1, s),
+            ACL_ERROR_STREAM_NOT_SUBSCRIBE
+        );
+        ok(aclrtUnSubscribeReport(tid, s));
+        assert_eq!(aclrtProcessReport(0), ACL_ERROR_INVALID_PARAM);
     }
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(reporter.join().unwrap(), 2);
+    destroy(s);
+    drop_context(ctx);
 }
