@@ -74,6 +74,21 @@ fn child_process() {
             assert_eq!(ascend_rt::backend_notice(), None);
             println!("CHILD-OK mock");
         }
+        path if path.ends_with(".so") => {
+            let api = ascend_rt::api().expect("the library loads");
+            assert_eq!(api.origin(), path);
+            assert_eq!(
+                ascend_rt::backend_kind(),
+                Some(ascend_rt::BackendKind::Library(path.into()))
+            );
+            let ctx = ascend_rt::Context::new(0).unwrap();
+            let s = ctx.new_stream().unwrap();
+            let a = ascend_rt::DeviceBuffer::from_host(&ctx, &[1.25f32, -2.5]).unwrap();
+            let mut b = ascend_rt::DeviceBuffer::<f32>::zeroed(&ctx, 2).unwrap();
+            b.copy_from(&a, &s).unwrap();
+            assert_eq!(b.to_vec().unwrap(), [1.25, -2.5]);
+            println!("CHILD-OK library");
+        }
         "nonsense" => {
             let err = ascend_rt::api().expect_err("not a backend");
             assert!(
@@ -130,4 +145,23 @@ fn a_bad_setting_is_rejected() {
     let (ok, stdout, stderr) = run_child("nonsense");
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("ASCEND_RT_BACKEND"), "{stdout}");
+}
+
+/// The mock's C shared library, loaded by path like any other AscendCL
+/// library. Cargo builds it next to the test binaries (the mock crate is
+/// also a `cdylib`).
+#[test]
+fn a_library_path_is_loaded_as_the_backend() {
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("libascend_mock.so"))
+        .unwrap();
+    assert!(lib.exists(), "{} was not built", lib.display());
+    let (ok, stdout, stderr) = run_child(lib.to_str().unwrap());
+    assert!(
+        ok && stdout.contains("CHILD-OK library"),
+        "{stdout}\n{stderr}"
+    );
 }
