@@ -277,7 +277,7 @@ pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
     };
     if nbatch <= 1 || worth_parallel(m, n, k) {
         for bi in 0..nbatch {
-            block(bi, true);
+            block(bi, worth_parallel(m, n, k));
         }
     } else {
         (0..nbatch).into_par_iter().for_each(|bi| block(bi, false));
