@@ -347,14 +347,23 @@ pub fn check_range(loc: &Location, ptr: usize, len: usize, role: &str) -> MockRe
         Location::Device { base, size, .. } | Location::PinnedHost { base, size } => (base, size),
         Location::Host => return Ok(()),
     };
-    let end = ptr.checked_add(len);
-    if end.is_none_or(|e| e > base + size) {
+    let offset = ptr.checked_sub(base).filter(|o| *o <= size);
+    let Some(offset) = offset else {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!(
+                "{role} {ptr:#x} is outside the {} allocation {base:#x} of {size} bytes",
+                loc.describe()
+            ),
+        ));
+    };
+    if len > size - offset {
         return Err(MockError::new(
             ACL_ERROR_RT_PARAM_INVALID,
             format!(
                 "{role} range {ptr:#x}+{len} runs past the end of its {} allocation {base:#x} of {size} bytes (by {} bytes)",
                 loc.describe(),
-                (ptr - base).saturating_add(len) - size
+                len - (size - offset)
             ),
         ));
     }
@@ -398,6 +407,11 @@ mod tests {
         assert!(check_range(&loc, p, 160, "dst").is_ok());
         let err = check_range(&loc, p + 8, 160, "dst").unwrap_err();
         assert!(err.message.contains("runs past the end"), "{}", err.message);
+        assert!(err.message.contains("(by 8 bytes)"), "{}", err.message);
+        let before = check_range(&loc, p - 64, 1, "src").unwrap_err();
+        assert!(before.message.contains("is outside"), "{}", before.message);
+        assert!(check_range(&loc, p + 160, 0, "dst").is_ok());
+        assert!(check_range(&loc, p + 100, usize::MAX, "dst").is_err());
         assert!(detach(p, true).is_err());
         assert!(detach(p + 1, false).unwrap_err().message.contains("inside"));
         free_detached(vec![detach(p, false).unwrap()]);

@@ -115,6 +115,11 @@ fn init_finalize_codes() {
 }
 
 #[test]
+fn stream_workers_do_not_outlive_their_streams() {
+    run_child("threads", &[]);
+}
+
+#[test]
 fn environment_configures_the_next_init() {
     run_child(
         "env",
@@ -199,6 +204,42 @@ fn child_process() {
                 let soc = CStr::from_ptr(aclrtGetSocName()).to_str().unwrap();
                 assert_eq!(soc, "Ascend910B4");
                 ok(aclFinalize());
+            }
+            "threads" => {
+                let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+                ok(aclInit(null));
+                ok(aclrtSetDevice(0));
+                let mut default_ctx = std::ptr::null_mut();
+                ok(aclrtGetCurrentContext(&mut default_ctx));
+                let base = threads();
+                for i in 0..40 {
+                    let s = new_stream();
+                    launch(s, sleep_ms, 1);
+                    if i % 2 == 0 {
+                        destroy(s);
+                    } else {
+                        ok(aclrtDestroyStreamForce(s));
+                    }
+                }
+                assert_eq!(threads(), base, "stream workers outlived their streams");
+                let mut ctx = std::ptr::null_mut();
+                ok(aclrtCreateContext(&mut ctx, 1));
+                let _pending = new_stream();
+                assert_eq!(threads(), base + 2);
+                drop_context(ctx);
+                assert_eq!(threads(), base);
+                ok(aclrtSetCurrentContext(default_ctx));
+                let _left = new_stream();
+                ok(aclrtResetDevice(0));
+                assert_eq!(
+                    threads(),
+                    base - 1,
+                    "reset stops the default and explicit streams"
+                );
+                ok(aclrtSetDevice(0));
+                let _left = new_stream();
+                ok(aclFinalize());
+                assert_eq!(threads(), base - 1, "finalize stops every stream");
             }
             "bad-env" => {
                 assert_eq!(aclInit(null), ACL_ERROR_INVALID_PARAM);
