@@ -7,9 +7,12 @@
 //!   dropped; one made by [`Context::new_explicit`] owns an
 //!   `aclrtCreateContext` context and destroys it when dropped. Streams,
 //!   events and buffers hold an `Arc<Context>`, so the context outlives them.
-//! - Every safe call first runs [`Context::bind_to_thread`]: it surfaces an
-//!   error recorded by an earlier `Drop`, then makes the context current on
-//!   the calling thread unless this thread's cache says it already is. The
+//! - Every public safe call first runs [`Context::bind_to_thread`]: it
+//!   surfaces an error recorded by an earlier `Drop`, then makes the context
+//!   current on
+//!   the calling thread unless this thread's cache says it already is.
+//!   `Drop` and the internal steps of a call bind without that check, so a
+//!   recorded error never stops a release. The
 //!   cache is a thread-local holding the id of the last context bound here;
 //!   ids are never reused, so a stale id can never match a live context.
 //!   Code that changes the current context behind this crate's back must
@@ -130,6 +133,13 @@ impl Context {
     /// is; first returns any error recorded by an earlier `Drop`.
     pub fn bind_to_thread(&self) -> Result<()> {
         self.check_err()?;
+        self.bind()
+    }
+
+    /// Makes this context current on the calling thread unless it already
+    /// is, without looking at recorded errors: for `Drop` and for the
+    /// internal steps of a call that has checked them already.
+    pub(crate) fn bind(&self) -> Result<()> {
         if CURRENT.with(Cell::get) != self.id {
             self.bind_to_thread_force()?;
         }

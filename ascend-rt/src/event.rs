@@ -42,7 +42,13 @@ pub struct Event {
 impl Event {
     /// A new event (`aclrtCreateEvent`), usable for waits and timing.
     pub fn new(ctx: &Arc<Context>) -> Result<Event> {
-        ctx.bind_to_thread()?;
+        ctx.check_err()?;
+        Event::create(ctx)
+    }
+
+    /// [`Event::new`] without looking at recorded errors.
+    pub(crate) fn create(ctx: &Arc<Context>) -> Result<Event> {
+        ctx.bind()?;
         let handle = result::event::create()?;
         Ok(Event::wrap(ctx, handle))
     }
@@ -78,8 +84,13 @@ impl Event {
     /// Records the event on `stream`: it completes when the stream reaches
     /// this point.
     pub fn record(&self, stream: &Stream) -> Result<()> {
+        self.inner.ctx.check_err()?;
+        self.record_inner(stream)
+    }
+
+    pub(crate) fn record_inner(&self, stream: &Stream) -> Result<()> {
         stream.check_same_context(self.context(), "Event::record")?;
-        self.inner.ctx.bind_to_thread()?;
+        self.inner.ctx.bind()?;
         // SAFETY: the event is live (we hold it) and so is the stream (the
         // caller's borrow).
         unsafe { result::event::record(self.inner.handle, stream.handle()) }?;
@@ -89,14 +100,24 @@ impl Event {
 
     /// Blocks until the event's last record completes.
     pub fn synchronize(&self) -> Result<()> {
-        self.inner.ctx.bind_to_thread()?;
+        self.inner.ctx.check_err()?;
+        self.synchronize_inner()
+    }
+
+    pub(crate) fn synchronize_inner(&self) -> Result<()> {
+        self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
         unsafe { result::event::synchronize(self.inner.handle) }
     }
 
     /// Whether the event's last record has completed.
     pub fn is_complete(&self) -> Result<bool> {
-        self.inner.ctx.bind_to_thread()?;
+        self.inner.ctx.check_err()?;
+        self.is_complete_inner()
+    }
+
+    pub(crate) fn is_complete_inner(&self) -> Result<bool> {
+        self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
         unsafe { result::event::query(self.inner.handle) }
     }
@@ -112,7 +133,7 @@ impl Event {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let r = self.ctx.bind_to_thread().and_then(|()| {
+        let r = self.ctx.bind().and_then(|()| {
             if *self.recorded.get_mut() {
                 // SAFETY: the event is live; waiting for its record means no
                 // stream still refers to it when it is destroyed.

@@ -142,18 +142,23 @@ impl Stream {
     /// event may belong to another context of the same device. The stream
     /// keeps a clone of the event until it has passed the wait.
     pub fn wait(&self, event: &Event) -> Result<()> {
+        self.ctx.check_err()?;
+        self.wait_inner(event)
+    }
+
+    fn wait_inner(&self, event: &Event) -> Result<()> {
         self.check_same_device(event.context(), "Stream::wait")?;
-        self.ctx.bind_to_thread()?;
+        self.ctx.bind()?;
         // SAFETY: both are live; the clone kept below keeps the event alive
         // until this stream has passed the wait.
         unsafe { result::stream::wait_event(self.handle, event.handle()) }?;
-        let marker = Event::new(&self.ctx)?;
-        marker.record(self)?;
+        let marker = Event::create(&self.ctx)?;
+        marker.record_inner(self)?;
         let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
         waits.push((event.clone(), marker));
         if waits.len() >= PRUNE_AT {
             // A failed query keeps the entry; it is retried later.
-            waits.retain(|(_, m)| !matches!(m.is_complete(), Ok(true)));
+            waits.retain(|(_, m)| !matches!(m.is_complete_inner(), Ok(true)));
         }
         Ok(())
     }
@@ -161,25 +166,35 @@ impl Stream {
     /// Makes later work on this stream wait for all work queued on `other`
     /// so far (an event recorded on `other` now, waited on here).
     pub fn join(&self, other: &Stream) -> Result<()> {
+        self.ctx.check_err()?;
+        self.join_inner(other)
+    }
+
+    pub(crate) fn join_inner(&self, other: &Stream) -> Result<()> {
         if other.id == self.id {
             return Ok(());
         }
-        let ev = Event::new(&other.ctx)?;
-        ev.record(other)?;
-        self.wait(&ev)
+        let ev = Event::create(&other.ctx)?;
+        ev.record_inner(other)?;
+        self.wait_inner(&ev)
     }
 
     /// Records a new event on this stream and returns it.
     pub fn record_event(&self) -> Result<Event> {
-        let ev = Event::new(&self.ctx)?;
-        ev.record(self)?;
+        self.ctx.check_err()?;
+        self.record_event_inner()
+    }
+
+    fn record_event_inner(&self) -> Result<Event> {
+        let ev = Event::create(&self.ctx)?;
+        ev.record_inner(self)?;
         Ok(ev)
     }
 
     /// Blocks until the work queued on this stream so far has finished, via
     /// an event (other work queued later is not waited for).
     pub(crate) fn sync_point(&self) -> Result<()> {
-        self.record_event()?.synchronize()
+        self.record_event_inner()?.synchronize_inner()
     }
 
     /// Runs `f` on a runtime thread once the stream reaches this point;
@@ -217,7 +232,7 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let r = self.ctx.bind_to_thread().and_then(|()| {
+        let r = self.ctx.bind().and_then(|()| {
             // SAFETY: the stream is live until destroyed below.
             unsafe { result::stream::synchronize(self.handle) }?;
             self.waits.get_mut().map(Vec::clear).ok();

@@ -65,7 +65,7 @@ impl Access {
         if let Some(w) = &st.writer
             && w.id() != s.id()
         {
-            s.join(w)?;
+            s.join_inner(w)?;
         }
         if !st.readers.iter().any(|r| r.id() == s.id()) {
             st.readers.push(s.clone());
@@ -84,12 +84,12 @@ impl Access {
         if let Some(w) = &st.writer
             && w.id() != sid
         {
-            s.join(w)?;
+            s.join_inner(w)?;
         }
         // Readers are distinct; skip the one that is also the writer.
         for r in &st.readers {
             if r.id() != sid && Some(r.id()) != wid {
-                s.join(r)?;
+                s.join_inner(r)?;
             }
         }
         if wid != Some(sid) {

@@ -360,7 +360,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         if self.ptr.is_null() {
             return Ok(());
         }
-        self.ctx.bind_to_thread()?;
+        self.ctx.bind()?;
         self.access.sync_all()?;
         let p = std::mem::replace(&mut self.ptr, ptr::null_mut());
         // SAFETY: `p` came from aclrtMalloc and is freed only here (ptr is

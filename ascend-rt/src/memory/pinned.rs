@@ -157,7 +157,7 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
         if !self.allocated {
             return Ok(());
         }
-        self.ctx.bind_to_thread()?;
+        self.ctx.bind()?;
         self.access.sync_all()?;
         self.allocated = false;
         // SAFETY: the block came from aclrtMallocHost and is freed only here
