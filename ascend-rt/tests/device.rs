@@ -120,3 +120,27 @@ fn errors_recorded_by_drop_surface_at_the_next_call() {
     assert!(ctx.check_err().is_err());
     assert!(ctx.check_err().is_ok());
 }
+
+#[test]
+fn a_context_is_usable_from_threads_that_never_set_the_device() {
+    let ctx = common::ctx();
+    let buf = Arc::new(DeviceBuffer::from_host(&ctx, &[1.5f32; 64]).unwrap());
+    let handles: Vec<_> = (0..3)
+        .map(|i| {
+            let ctx = ctx.clone();
+            let buf = buf.clone();
+            std::thread::spawn(move || {
+                // No aclrtSetDevice on this thread: binding the context is
+                // what avoids ACL_ERROR_RT_CONTEXT_NULL.
+                let stream = ctx.new_stream().unwrap();
+                let mut mine = DeviceBuffer::<f32>::zeroed(&ctx, 64).unwrap();
+                mine.copy_from(&buf, &stream).unwrap();
+                let v = mine.to_vec().unwrap();
+                assert!(v.iter().all(|&x| x == 1.5), "thread {i}");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
