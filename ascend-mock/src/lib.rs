@@ -40,9 +40,10 @@
 //!   naming the call and the reason for `aclGetRecentErrMsg`.
 //! - Handles (`aclrtContext`, `aclrtStream`, `aclrtEvent`) are tagged ids,
 //!   never dereferenced, so stale handles are refused cleanly.
-//! - Device and pinned memory is only freed once no queued stream work can
-//!   touch it (`aclrtFree` waits for queued work; reset and finalize drain
-//!   the streams first).
+//! - Device and pinned memory is only released once no queued stream work
+//!   can touch it (`aclrtFree` hands the block to a thread that waits for
+//!   the work queued before the free; reset and finalize drain the streams
+//!   first).
 //!
 //! # Deliberately unchecked
 //! Pageable host pointers are trusted (the mock cannot know their extent),

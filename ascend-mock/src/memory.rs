@@ -15,7 +15,8 @@
 //! - Allocations never overlap; the registry holds exactly the live ones.
 //! - `used[d]` is the sum of the `charged` bytes of device `d`'s blocks and
 //!   never exceeds the device capacity.
-//! - A block is returned to the allocator only after it left the registry.
+//! - A block is returned to the allocator only after it left the registry,
+//!   and (for `aclrtFree`) after the stream work queued before the free ran.
 //!
 //! `aclrtMalloc` charges `round_up(size, 32) + 32` bytes (CANN's rule);
 //! `aclrtMallocAlign32` charges `round_up(size, 32)`. The whole charged
@@ -24,11 +25,13 @@
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
+use crate::stream::Stream;
 
 /// Start alignment of every block.
 pub const ALIGN: usize = 64;
@@ -168,6 +171,44 @@ pub(crate) fn detach_device(device: u32) -> Vec<Allocation> {
         *u = 0;
     }
     keys.iter().filter_map(|k| reg.allocs.remove(k)).collect()
+}
+
+/// A detached block and the stream positions it must wait for.
+type Deferred = (Allocation, Vec<(Arc<Stream>, u64)>);
+
+/// Returns `block` to the allocator once each stream in `waits` has
+/// finished the task with the given sequence number. A background thread
+/// does the waiting; if it cannot be started, this call waits itself.
+pub(crate) fn free_after(block: Allocation, waits: Vec<(Arc<Stream>, u64)>) {
+    static REAPER: OnceLock<Option<Mutex<Sender<Deferred>>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = channel::<Deferred>();
+        std::thread::Builder::new()
+            .name("ascend-mock-free".to_string())
+            .spawn(move || {
+                for (block, waits) in rx {
+                    for (s, seq) in waits {
+                        s.wait_for(seq, None);
+                    }
+                    free_detached(vec![block]);
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let item = (block, waits);
+    let item = match reaper {
+        Some(tx) => match tx.lock().unwrap_or_else(|e| e.into_inner()).send(item) {
+            Ok(()) => return,
+            Err(returned) => returned.0,
+        },
+        None => item,
+    };
+    let (block, waits) = item;
+    for (s, _) in &waits {
+        s.wait_for_queued();
+    }
+    free_detached(vec![block]);
 }
 
 /// Returns detached blocks to the allocator.

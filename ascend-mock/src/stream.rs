@@ -205,6 +205,11 @@ impl Stream {
         self.take_error()
     }
 
+    /// The sequence number of the last task queued so far.
+    pub fn queued_point(&self) -> u64 {
+        self.shared.lock().submitted
+    }
+
     /// Waits until everything queued so far has run (without consuming a
     /// task error). A no-op when called from this stream's own worker.
     pub fn wait_for_queued(&self) {

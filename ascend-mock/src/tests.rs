@@ -693,6 +693,58 @@ fn async_copies_happen_on_the_stream() {
 }
 
 #[test]
+fn free_returns_at_once_and_releases_after_queued_work() {
+    let ctx = own_context(0);
+    let s = new_stream();
+    let n = 1 << 12;
+    let dev = dev_alloc(n);
+    let pinned = host_alloc(n);
+    let src = vec![0x5au8; n];
+    let open = AtomicBool::new(false);
+    // SAFETY (whole block): live allocations of n bytes; `open` and `src`
+    // outlive the synchronisation.
+    unsafe {
+        ok(aclrtMemcpy(
+            dev,
+            n,
+            src.as_ptr().cast(),
+            n,
+            ACL_MEMCPY_HOST_TO_DEVICE,
+        ));
+        launch(s, gate, &open as *const AtomicBool as usize);
+        ok(aclrtMemcpyAsync(
+            pinned,
+            n,
+            dev,
+            n,
+            ACL_MEMCPY_DEVICE_TO_HOST,
+            s,
+        ));
+        // The stream is blocked until this thread opens the gate: the free
+        // must not wait for it.
+        free(dev);
+        let mut out = vec![0u8; 8];
+        assert_eq!(
+            aclrtMemcpy(
+                out.as_mut_ptr().cast(),
+                8,
+                dev,
+                8,
+                ACL_MEMCPY_DEVICE_TO_HOST
+            ),
+            ACL_ERROR_RT_PARAM_INVALID,
+            "a freed pointer is no longer device memory"
+        );
+        open.store(true, Ordering::SeqCst);
+        sync(s);
+        assert!(bytes(pinned, n).iter().all(|&b| b == 0x5a));
+    }
+    free_host(pinned);
+    destroy(s);
+    drop_context(ctx);
+}
+
+#[test]
 fn copy_2d_moves_rows() {
     let ctx = own_context(0);
     let dev = dev_alloc(64);

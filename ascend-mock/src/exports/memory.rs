@@ -10,8 +10,10 @@
 //! without waiting for streams. The async forms are stream tasks; with
 //! pageable (unregistered) host memory on either side the call returns only
 //! after the stream has run the copy, as CANN documents.
-//! `aclrtFree`/`aclrtFreeHost` wait until the work queued before them on
-//! every stream has run, so a queued task never touches freed memory.
+//! `aclrtFree`/`aclrtFreeHost` return at once: the pointer is invalid
+//! from then on and its bytes count as free, but the block goes back to
+//! the allocator only after every stream has run the work queued before
+//! the free, so a queued task never touches released memory.
 
 use std::ffi::c_void;
 
@@ -74,13 +76,17 @@ pub unsafe extern "C" fn aclrtMallocHost(hostPtr: *mut *mut c_void, size: usize)
 
 fn free(ptr: *mut c_void, device: bool) -> MockResult<()> {
     // Detach under the runtime lock so that a concurrent reset or finalize
-    // cannot free the same block, then wait for queued work outside it.
-    let (block, streams) = runtime::with_runtime(|rt| {
+    // cannot free the same block; note how far every stream's queue goes.
+    let (block, waits) = runtime::with_runtime(|rt| {
         let block = memory::detach(ptr as usize, device)?;
-        Ok((block, rt.streams.values().cloned().collect::<Vec<_>>()))
+        let waits = rt
+            .streams
+            .values()
+            .map(|s| (s.clone(), s.queued_point()))
+            .collect::<Vec<_>>();
+        Ok((block, waits))
     })?;
-    streams.iter().for_each(|s| s.wait_for_queued());
-    memory::free_detached(vec![block]);
+    memory::free_after(block, waits);
     Ok(())
 }
 
@@ -164,8 +170,9 @@ impl CopyPlan {
     ///
     /// # Safety
     /// The plan was validated against the registry, and the caller keeps
-    /// the memory alive (device memory: `aclrtFree` waits for queued work;
-    /// host memory: the AscendCL contract).
+    /// the memory alive (device and pinned memory: a free releases the
+    /// block only after queued work ran; host memory: the AscendCL
+    /// contract).
     unsafe fn run(self) {
         for r in 0..self.rows {
             let s = (self.src + r * self.spitch) as *const u8;
@@ -283,9 +290,9 @@ fn run_async(
     let seq = s.push(
         name,
         Box::new(move || {
-            // SAFETY: validated by `plan`; device memory outlives queued
-            // work (aclrtFree waits for it), pinned host memory likewise,
-            // and pageable host memory is waited for below.
+            // SAFETY: validated by `plan`; device and pinned memory is
+            // released only after the work queued before its free ran, and
+            // pageable host memory is waited for below.
             unsafe { p.run() };
             Ok(())
         }),
@@ -427,7 +434,8 @@ pub unsafe extern "C" fn aclrtMemsetAsync(
                 "aclrtMemsetAsync",
                 Box::new(move || {
                     // SAFETY: the range lay inside a managed allocation at
-                    // enqueue time, and frees wait for queued work.
+                    // enqueue time; a freed block is released only after
+                    // the work queued before the free ran.
                     unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
                     Ok(())
                 }),
