@@ -9,7 +9,7 @@
 //! - An event a stream waits on stays alive until the stream has passed the
 //!   wait: the stream keeps it together with a marker event recorded right
 //!   after the wait, and lets both go once the marker has completed (checked
-//!   lazily, and at every synchronize).
+//!   when many have piled up, and at every synchronize).
 //! - Dropping an explicit stream synchronizes it, then destroys it; errors go
 //!   to the context. The default stream is the runtime's and is never
 //!   destroyed.
@@ -127,8 +127,17 @@ impl Stream {
         self.ctx.bind_to_thread()?;
         // SAFETY: the stream is live while `self` is.
         unsafe { result::stream::synchronize(self.handle) }?;
-        self.waits.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // Another thread may have queued a wait meanwhile: let go only of
+        // the events whose marker has completed.
+        self.prune_waits();
         Ok(())
+    }
+
+    /// Drops the waited-on events the stream has passed (marker complete).
+    fn prune_waits(&self) {
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        // A failed query keeps the entry; it is retried later.
+        waits.retain(|(_, m)| !matches!(m.is_complete_inner(), Ok(true)));
     }
 
     /// Whether all work queued so far has finished.
@@ -154,11 +163,13 @@ impl Stream {
         unsafe { result::stream::wait_event(self.handle, event.handle()) }?;
         let marker = Event::create(&self.ctx)?;
         marker.record_inner(self)?;
-        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
-        waits.push((event.clone(), marker));
-        if waits.len() >= PRUNE_AT {
-            // A failed query keeps the entry; it is retried later.
-            waits.retain(|(_, m)| !matches!(m.is_complete_inner(), Ok(true)));
+        let len = {
+            let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+            waits.push((event.clone(), marker));
+            waits.len()
+        };
+        if len >= PRUNE_AT {
+            self.prune_waits();
         }
         Ok(())
     }
