@@ -112,7 +112,11 @@ impl Stream {
         let for_worker = shared.clone();
         let worker = std::thread::Builder::new()
             .name(format!("ascend-mock-stream-{}", handle.id()))
-            .spawn(move || worker_loop(&for_worker))
+            .spawn(move || {
+                // Host functions run with the stream's context current.
+                runtime::set_current_context(Some(context));
+                worker_loop(&for_worker)
+            })
             .map_err(|e| {
                 MockError::new(
                     ACL_ERROR_RT_NO_STREAM_RESOURCE,
@@ -203,6 +207,11 @@ impl Stream {
             ));
         }
         self.take_error()
+    }
+
+    /// Whether the calling thread is this stream's worker (inside a task).
+    pub fn is_current_worker(&self) -> bool {
+        std::thread::current().id() == self.worker_id
     }
 
     /// The sequence number of the last task queued so far.

@@ -474,6 +474,18 @@ fn streams_run_tasks_in_order() {
     // SAFETY: valid handle and output location.
     ok(unsafe { aclrtStreamQuery(s, &mut status) });
     assert_eq!(status, ACL_STREAM_STATUS_COMPLETE);
+    // Host functions run with the stream's context current.
+    static SEEN: Mutex<usize> = Mutex::new(0);
+    unsafe extern "C" fn record_context(_: *mut c_void) {
+        let mut c = std::ptr::null_mut();
+        // SAFETY: &mut c is a valid output location.
+        if unsafe { aclrtGetCurrentContext(&mut c) } == ACL_SUCCESS {
+            *SEEN.lock().unwrap() = c as usize;
+        }
+    }
+    launch(s, record_context, 0);
+    sync(s);
+    assert_eq!(*SEEN.lock().unwrap(), ctx as usize);
     let mut id = -1;
     // SAFETY: valid handle and output location.
     ok(unsafe { aclrtStreamGetId(s, &mut id) });

@@ -287,6 +287,15 @@ fn run_async(
             "asynchronous host-to-host copies are not supported in ACL_HOST run mode; use aclrtMemcpy",
         ));
     }
+    if p.pageable && s.is_current_worker() {
+        return Err(MockError::new(
+            ACL_ERROR_RT_PARAM_INVALID,
+            format!(
+                "a copy with pageable host memory waits for stream {}, which cannot be done from one of its own tasks; use pinned memory",
+                s.handle.id()
+            ),
+        ));
+    }
     let seq = s.push(
         name,
         Box::new(move || {
