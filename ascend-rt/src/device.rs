@@ -1,7 +1,7 @@
 //! Devices: how many there are, their SoC name and memory.
 //!
 //! A [`Device`] is only an ordinal; it owns no runtime state. Using a device
-//! (memory, streams) goes through a [`Context`](crate::Context), which holds
+//! (memory, streams) goes through a [`Context`], which holds
 //! the device binding (`aclrtSetDevice`) for as long as it lives.
 
 use std::sync::Arc;
@@ -55,6 +55,18 @@ impl Device {
     /// The SoC name the runtime reports (for example `Ascend910B1`).
     pub fn soc_name(self) -> Result<String> {
         result::device::soc_name()
+    }
+
+    /// One attribute (`aclrtGetDeviceInfo`), for example
+    /// `ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM`.
+    pub fn attribute(self, attr: ascend_sys::aclrtDevAttr) -> Result<i64> {
+        let ordinal = u32::try_from(self.ordinal).map_err(|_| {
+            crate::Error::invalid(
+                "Device::attribute",
+                format!("device ordinal {} is negative", self.ordinal),
+            )
+        })?;
+        result::device::info(ordinal, attr)
     }
 
     /// Free and total memory of this device.

@@ -24,6 +24,20 @@ fn devices_are_counted_and_named() {
     assert_eq!(all[1].to_string(), "npu:1");
     let soc = Device::new(0).soc_name().unwrap();
     assert_eq!(soc, ascend_mock::config().soc_name);
+    let total = Device::new(0)
+        .attribute(ascend_sys::ACL_DEV_ATTR_TOTAL_GLOBAL_MEM_SIZE)
+        .unwrap();
+    assert_eq!(total as u64, ascend_mock::config().memory_per_device);
+    assert!(
+        Device::new(0)
+            .attribute(ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM)
+            .unwrap()
+            > 0
+    );
+    assert!(matches!(
+        Device::new(-3).attribute(ascend_sys::ACL_DEV_ATTR_AICORE_CORE_NUM),
+        Err(Error::InvalidArgument { .. })
+    ));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! - `ptr` is null exactly when `len == 0` or the memory was released;
 //!   otherwise it is an `aclrtMalloc` block of at least `len * size_of::<T>()`
 //!   bytes on the context's device, owned by this value alone.
-//! - All work on the memory goes through [`Access`]: queued reads and writes
+//! - All work on the memory goes through the access tracker: queued reads and writes
 //!   are ordered across streams, host copies and the release wait for queued
 //!   work first (unless tracking was turned off by the unsafe
 //!   [`DeviceBuffer::set_tracking`]).

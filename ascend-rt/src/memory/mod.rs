@@ -2,7 +2,7 @@
 //! access tracking that keeps asynchronous work on them sound.
 //!
 //! See the crate documentation ("Soundness of asynchronous work") for the
-//! rules; [`access`] implements them.
+//! rules; the private `access` module implements them.
 
 mod access;
 pub mod device_buffer;

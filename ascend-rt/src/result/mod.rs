@@ -1,5 +1,5 @@
 //! The result layer: one thin function per AscendCL call, returning
-//! [`Result`](crate::Result).
+//! [`Result`].
 //!
 //! Invariants:
 //! - Each function calls exactly one C function of the active backend
