@@ -158,3 +158,26 @@ fn a_context_is_usable_from_threads_that_never_set_the_device() {
         h.join().unwrap();
     }
 }
+
+#[test]
+fn operator_and_collective_statuses_are_named() {
+    common::init();
+    assert!(ascend_rt::result::check_aclnn("aclnnAdd", 0).is_ok());
+    let err = ascend_rt::result::check_aclnn("aclnnAddGetWorkspaceSize", 161002).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("aclnnAddGetWorkspaceSize failed: 161002 ACLNN_ERR_PARAM_INVALID: "),
+        "{err}"
+    );
+    assert!(ascend_rt::result::check_hccl("HcclAllReduce", 0).is_ok());
+    let err = ascend_rt::result::check_hccl("HcclAllReduce", 9).unwrap_err();
+    match &err {
+        Error::Hccl { code, .. } => assert_eq!(*code, ascend_rt::HcclCode::HCCL_E_TIMEOUT),
+        other => panic!("unexpected {other}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("HcclAllReduce failed: 9 HCCL_E_TIMEOUT: "),
+        "{err}"
+    );
+}

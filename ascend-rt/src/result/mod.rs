@@ -73,3 +73,51 @@ pub(crate) fn null_result(api: &'static str) -> Error {
             .unwrap_or_default(),
     }
 }
+
+/// Turns an `aclnnStatus` into a `Result`, capturing the runtime's message
+/// on failure. For the operator layer.
+pub fn check_aclnn(api: &'static str, status: ascend_sys::aclnnStatus) -> Result<()> {
+    if status == 0 {
+        return Ok(());
+    }
+    let message = crate::backend::api()
+        .map(recent_message)
+        .unwrap_or_default();
+    Err(Error::Aclnn {
+        api,
+        code: crate::error::AclnnCode::from_raw(status),
+        message,
+    })
+}
+
+/// Turns an `HcclResult` into a `Result`; the message is
+/// `HcclGetErrorString` of the code when the library has it, else the
+/// runtime's recent message. For the collectives layer.
+pub fn check_hccl(api: &'static str, code: ascend_sys::HcclResult) -> Result<()> {
+    if code == ascend_sys::HCCL_SUCCESS {
+        return Ok(());
+    }
+    let message = crate::backend::api()
+        .map(|a| hccl_message(a, code))
+        .unwrap_or_default();
+    Err(Error::Hccl {
+        api,
+        code: crate::error::HcclCode::from_raw(code),
+        message,
+    })
+}
+
+fn hccl_message(api: &Api, code: ascend_sys::HcclResult) -> String {
+    if let Ok(f) = api.hccl.HcclGetErrorString() {
+        // SAFETY: HcclGetErrorString takes a plain code and returns null or a
+        // static NUL-terminated string, copied out at once.
+        let text = unsafe {
+            let p = f(code);
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        if let Some(t) = text.filter(|t| !t.is_empty()) {
+            return t;
+        }
+    }
+    recent_message(api)
+}
