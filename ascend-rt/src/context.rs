@@ -15,8 +15,10 @@
 //!   recorded error never stops a release. The
 //!   cache is a thread-local holding the id of the last context bound here;
 //!   ids are never reused, so a stale id can never match a live context.
-//!   Code that changes the current context behind this crate's back must
-//!   call [`Context::bind_to_thread_force`] before using ours again.
+//!   The result-layer calls that change the current context
+//!   (`result::device::set`/`reset`, `result::context::*`) clear the cache;
+//!   code that changes it through raw `ascend_sys` calls must call
+//!   [`Context::bind_to_thread_force`] before using ours again.
 //! - `Drop` never panics: failures are stored in the context (the first one
 //!   wins) and returned by its next fallible call ([`Context::check_err`]).
 
@@ -36,6 +38,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// Id of the context last made current on this thread (0: none known).
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Forgets which context is current on this thread. Every result-layer
+/// call that changes the current context calls it, so that the cache is
+/// never wrong even when those calls are used directly.
+pub(crate) fn forget_current() {
+    CURRENT.with(|c| c.set(0));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -181,3 +181,21 @@ fn operator_and_collective_statuses_are_named() {
         "{err}"
     );
 }
+
+/// Changing the current device through the result layer does not fool the
+/// context cache: the next safe call on a context binds it again.
+#[test]
+fn result_layer_device_changes_invalidate_the_context_cache() {
+    let ctx = common::ctx();
+    let a = DeviceBuffer::from_host(&ctx, &[4u8; 8]).unwrap();
+    assert_eq!(ascend_rt::result::device::get().unwrap(), 0);
+    ascend_rt::result::device::set(1).unwrap();
+    assert_eq!(ascend_rt::result::device::get().unwrap(), 1);
+    let b = DeviceBuffer::<u8>::zeroed(&ctx, 8).unwrap();
+    assert_eq!(ascend_rt::result::device::get().unwrap(), 0);
+    assert_eq!(b.device().ordinal(), 0);
+    assert_eq!(a.to_vec().unwrap(), [4u8; 8]);
+    // SAFETY: gives back the reference taken by `set(1)` above; nothing was
+    // created on device 1 through it.
+    unsafe { ascend_rt::result::device::reset(1) }.unwrap();
+}

@@ -15,6 +15,7 @@ use crate::error::Result;
 /// calling thread.
 pub fn create(ordinal: i32) -> Result<aclrtContext> {
     let f = acl()?.aclrtCreateContext()?;
+    crate::context::forget_current();
     let mut ctx: aclrtContext = ptr::null_mut();
     // SAFETY: `ctx` is a valid place for the handle.
     check("aclrtCreateContext", unsafe { f(&mut ctx, ordinal) })?;
@@ -28,6 +29,7 @@ pub fn create(ordinal: i32) -> Result<aclrtContext> {
 /// streams, events or memory is used afterwards.
 pub unsafe fn destroy(ctx: aclrtContext) -> Result<()> {
     let f = acl()?.aclrtDestroyContext()?;
+    crate::context::forget_current();
     // SAFETY: guaranteed by the caller.
     check("aclrtDestroyContext", unsafe { f(ctx) })
 }
@@ -38,6 +40,7 @@ pub unsafe fn destroy(ctx: aclrtContext) -> Result<()> {
 /// `ctx` is a live context.
 pub unsafe fn set_current(ctx: aclrtContext) -> Result<()> {
     let f = acl()?.aclrtSetCurrentContext()?;
+    crate::context::forget_current();
     // SAFETY: guaranteed by the caller.
     check("aclrtSetCurrentContext", unsafe { f(ctx) })
 }
