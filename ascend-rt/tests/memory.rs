@@ -104,6 +104,9 @@ fn copies_between_buffers_preserve_contents() {
     c.copy_from(&b, &stream).unwrap();
     stream.synchronize().unwrap();
     assert_eq!(c.to_vec().unwrap(), pattern(10_000, |i| i as i64));
+    let d = c.try_clone(&stream).unwrap();
+    c.memset(0).unwrap();
+    assert_eq!(d.to_vec().unwrap(), pattern(10_000, |i| i as i64));
 }
 
 #[test]

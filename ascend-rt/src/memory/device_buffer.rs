@@ -91,6 +91,15 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         Ok(buf)
     }
 
+    /// A new buffer with the same contents, copied on `stream`.
+    pub fn try_clone(&self, stream: &Arc<Stream>) -> Result<Self> {
+        // SAFETY: every element is written by the copy below, which the
+        // tracker orders before any later use of the new buffer.
+        let mut out = unsafe { Self::alloc(&self.ctx, self.len) }?;
+        out.copy_from(self, stream)?;
+        Ok(out)
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
