@@ -68,10 +68,9 @@ pub struct Context {
     default_stream: Mutex<Weak<Stream>>,
 }
 
-// SAFETY: an aclrtContext is a handle the runtime lets any thread make
-// current (`aclrtSetCurrentContext`) and use; this type never dereferences
-// it. The mutable state (recorded error, default-stream cache) is behind
-// mutexes.
+// The runtime lets any thread make a context current and use it.
+// SAFETY: the handle is never dereferenced here, only passed to the runtime,
+// which allows any thread; the mutable state is behind mutexes and atomics.
 unsafe impl Send for Context {}
 // SAFETY: as above; every method takes `&self` and synchronises through the
 // runtime or a mutex.

@@ -225,10 +225,9 @@ impl Stream {
         }
         self.ctx.bind_to_thread()?;
         let raw = Box::into_raw(Box::new(Box::new(f) as Boxed));
+        // A host function that calls AscendCL can deadlock: not memory unsafety.
         // SAFETY: the stream is live; `trampoline` takes ownership of `raw`
-        // exactly once, the closure is Send + 'static, and does not call
-        // AscendCL unless the caller breaks the documented rule (a
-        // deadlock, not memory unsafety).
+        // exactly once; the closure is Send + 'static.
         let r = unsafe {
             result::stream::launch_host_func(self.handle, Some(trampoline), raw.cast::<c_void>())
         };

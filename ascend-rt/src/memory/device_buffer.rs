@@ -41,10 +41,9 @@ pub struct DeviceBuffer<T: DeviceRepr> {
     _marker: PhantomData<T>,
 }
 
+// The context binds itself to whichever thread calls, so moving is fine.
 // SAFETY: the buffer owns its device memory; the host never dereferences
-// `ptr`, which only reaches the runtime. Moving the owner to another thread
-// is fine (the context binds itself to whichever thread calls), and T is
-// Send.
+// `ptr`, which only reaches the runtime; T is Send.
 unsafe impl<T: DeviceRepr> Send for DeviceBuffer<T> {}
 // SAFETY: through `&DeviceBuffer` one can only queue or perform reads, whose
 // bookkeeping is behind the tracker's mutex; writes need `&mut`.
@@ -214,10 +213,9 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         self.ctx.bind_to_thread()?;
         self.access.sync_writer()?;
         let bytes = self.byte_len();
-        // SAFETY: `dst` is a host slice of exactly `bytes` bytes, writable
-        // through `&mut`; `ptr` holds `bytes` bytes; the last write to the
-        // buffer has completed (sync_writer) and new writes need `&mut self`.
-        // Any bit pattern is a valid T (DeviceRepr).
+        // Any bit pattern is a valid T (DeviceRepr); new writes need `&mut self`.
+        // SAFETY: `dst` is a writable host slice of exactly `bytes` bytes;
+        // `ptr` holds `bytes` bytes; its last write has completed (sync_writer).
         unsafe {
             result::memory::memcpy(
                 dst.as_mut_ptr().cast(),
@@ -309,10 +307,9 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         src.access().before_read(stream)?;
         self.access.before_write(stream)?;
         let bytes = self.byte_len();
-        // SAFETY: `src` is pinned host memory of `bytes` bytes and `ptr`
-        // device memory of `bytes` bytes; the trackers order the copy after
-        // earlier uses of both and keep both alive (and the host from
-        // writing `src`) until it has run.
+        // The trackers keep both alive, and the host from writing `src`, until it ran.
+        // SAFETY: `src` is pinned host memory and `ptr` device memory, both of
+        // `bytes` bytes; the trackers ordered the copy after earlier uses of both.
         unsafe {
             result::memory::memcpy_async(
                 self.ptr,
@@ -343,10 +340,9 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         self.access.before_read(stream)?;
         dst.access().before_write(stream)?;
         let bytes = self.byte_len();
-        // SAFETY: `dst` is pinned host memory of `bytes` bytes and `ptr`
-        // device memory of `bytes` bytes; the trackers order the copy after
-        // earlier uses of both, keep both alive, and keep the host from
-        // reading `dst` until the copy has run. Any bit pattern is a valid T.
+        // The trackers keep both alive, and the host from reading `dst`, until it ran.
+        // SAFETY: `dst` is pinned host memory and `ptr` device memory, both of
+        // `bytes` bytes; the trackers ordered the copy after earlier uses of both.
         unsafe {
             result::memory::memcpy_async(
                 dst.as_raw_ptr().cast(),
