@@ -61,7 +61,11 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         let ptr = if bytes == 0 {
             ptr::null_mut()
         } else {
-            result::memory::malloc(bytes, ACL_MEM_MALLOC_HUGE_FIRST)?
+            let p = result::memory::malloc(bytes, ACL_MEM_MALLOC_HUGE_FIRST)?;
+            if p.is_null() {
+                return Err(result::null_result("aclrtMalloc"));
+            }
+            p
         };
         Ok(DeviceBuffer {
             ptr,
