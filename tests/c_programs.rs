@@ -21,10 +21,19 @@ fn deps_dir() -> PathBuf {
 fn mock_lib_dir() -> PathBuf {
     let deps = deps_dir();
     let mock = deps.join("libascend_mock.so");
-    assert!(mock.exists(), "the mock's cdylib is missing: {}", mock.display());
+    assert!(
+        mock.exists(),
+        "the mock's cdylib is missing: {}",
+        mock.display()
+    );
     let dir = deps.join("c-programs").join("lib");
     std::fs::create_dir_all(&dir).expect("create the library directory");
-    for name in ["libascendcl.so", "libnnopbase.so", "libopapi.so", "libhccl.so"] {
+    for name in [
+        "libascendcl.so",
+        "libnnopbase.so",
+        "libopapi.so",
+        "libhccl.so",
+    ] {
         let link = dir.join(name);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&mock, &link).expect("link the mock under a CANN name");
@@ -53,7 +62,10 @@ fn build(name: &str, libs: &[&str]) -> PathBuf {
     let mut cmd = tool.to_command();
     cmd.arg("-std=c11")
         .args(["-Wall", "-Wextra", "-Werror"])
-        .arg(format!("-I{}", root.join("ascend-sys").join("include").display()))
+        .arg(format!(
+            "-I{}",
+            root.join("ascend-sys").join("include").display()
+        ))
         .arg(&source)
         .arg("-o")
         .arg(&out)

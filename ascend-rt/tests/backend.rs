@@ -156,10 +156,13 @@ fn a_library_path_is_loaded_as_the_backend() {
     // (`deps/`), and uplifts it one level up when the crate itself is built.
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
-    let lib = [deps.join("libascend_mock.so"), deps.parent().unwrap().join("libascend_mock.so")]
-        .into_iter()
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("libascend_mock.so was not built next to {}", deps.display()));
+    let lib = [
+        deps.join("libascend_mock.so"),
+        deps.parent().unwrap().join("libascend_mock.so"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("libascend_mock.so was not built next to {}", deps.display()));
     let (ok, stdout, stderr) = run_child(lib.to_str().unwrap());
     assert!(
         ok && stdout.contains("CHILD-OK library"),
