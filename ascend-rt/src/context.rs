@@ -24,12 +24,13 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use ascend_sys::aclrtContext;
 
 use crate::device::{Device, MemInfo};
 use crate::error::{Error, Result};
+use crate::memory::pool::MemPool;
 use crate::result;
 use crate::stream::Stream;
 
@@ -66,6 +67,8 @@ pub struct Context {
     /// Whether `error` may hold something (lets `check_err` skip the lock).
     has_error: AtomicBool,
     default_stream: Mutex<Weak<Stream>>,
+    /// The caching allocator, made on first use.
+    pool: OnceLock<MemPool>,
 }
 
 // The runtime lets any thread make a context current and use it.
@@ -114,6 +117,7 @@ impl Context {
             error: Mutex::new(None),
             has_error: AtomicBool::new(false),
             default_stream: Mutex::new(Weak::new()),
+            pool: OnceLock::new(),
         })
     }
 
@@ -207,6 +211,15 @@ impl Context {
         result::device::synchronize()
     }
 
+    /// The context's caching memory pool (made on first use), which
+    /// operator workspaces and pooled buffers
+    /// ([`DeviceBuffer::alloc_pooled`](crate::DeviceBuffer::alloc_pooled))
+    /// come from. Its segments are released by
+    /// [`MemPool::empty_cache`] or when the context is dropped.
+    pub fn pool(self: &Arc<Self>) -> &MemPool {
+        self.pool.get_or_init(|| MemPool::new(Arc::downgrade(self)))
+    }
+
     /// A new stream in this context.
     pub fn new_stream(self: &Arc<Self>) -> Result<Arc<Stream>> {
         Stream::new(self)
@@ -230,6 +243,12 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        // Pooled buffers hold the context, so none is in use: give the
+        // cached segments back while the context still exists.
+        let pool_result = match self.pool.get() {
+            Some(pool) => self.bind().and_then(|()| pool.release_all()),
+            None => Ok(()),
+        };
         let r = match self.kind {
             // SAFETY: every object of this context holds an Arc to it, so
             // none is left; this gives back the reference `new` took.
@@ -247,6 +266,13 @@ impl Drop for Context {
         // it on stderr rather than lose it (ignoring a closed stderr: Drop
         // must not panic).
         use std::io::Write as _;
+        if let Err(e) = pool_result {
+            let _ = writeln!(
+                std::io::stderr(),
+                "ascend-rt: releasing the memory pool of {} failed: {e}",
+                self.device
+            );
+        }
         if let Err(e) = r {
             let _ = writeln!(
                 std::io::stderr(),

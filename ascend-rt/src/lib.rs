@@ -139,7 +139,7 @@ pub use context::Context;
 pub use device::{Device, MemInfo};
 pub use error::{AclCode, AclnnCode, Error, HcclCode, Result};
 pub use event::Event;
-pub use memory::{DType, DeviceBuffer, DeviceRepr, PinnedBuffer};
+pub use memory::{DType, DeviceBuffer, DeviceRepr, MemPool, PinnedBuffer, PoolStats};
 pub use stream::Stream;
 
 /// The mock device, when it is compiled in (for configuring it before

@@ -42,6 +42,36 @@ impl Access {
         }
     }
 
+    /// Tracking that starts as if `s` had just written the memory: for a
+    /// block of the pool, whose earlier work the allocating stream is
+    /// ordered after.
+    pub(crate) fn written_by(s: &Arc<Stream>) -> Access {
+        Access {
+            enabled: AtomicBool::new(true),
+            state: Mutex::new(State {
+                writer: Some(s.clone()),
+                readers: Vec::new(),
+            }),
+        }
+    }
+
+    /// Takes the streams that may still have work queued on the memory (the
+    /// writer and the readers), forgetting them: for returning the memory
+    /// to the pool. Empty while tracking is off.
+    pub(crate) fn take_streams(&self) -> Vec<Arc<Stream>> {
+        if !self.enabled() {
+            return Vec::new();
+        }
+        let mut st = self.lock();
+        let mut v = std::mem::take(&mut st.readers);
+        if let Some(w) = st.writer.take()
+            && !v.iter().any(|r| r.id() == w.id())
+        {
+            v.push(w);
+        }
+        v
+    }
+
     pub(crate) fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Acquire)
     }

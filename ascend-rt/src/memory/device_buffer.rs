@@ -8,6 +8,11 @@
 //!   are ordered across streams, host copies and the release wait for queued
 //!   work first (unless tracking was turned off by the unsafe
 //!   [`DeviceBuffer::set_tracking`]).
+//! - A pooled buffer ([`DeviceBuffer::alloc_pooled`]) holds a block of its
+//!   context's [`MemPool`](super::pool::MemPool) instead of its own
+//!   allocation; releasing it returns the block to the pool together with
+//!   the streams that may still use it, without waiting on the host (the
+//!   pool orders the block's next use after them).
 //! - The buffer holds an `Arc<Context>`, so the device stays set up for as
 //!   long as the memory exists.
 
@@ -38,6 +43,8 @@ pub struct DeviceBuffer<T: DeviceRepr> {
     len: usize,
     ctx: Arc<Context>,
     access: Access,
+    /// Whether `ptr` is a block of the context's pool.
+    pooled: bool,
     _marker: PhantomData<T>,
 }
 
@@ -72,8 +79,57 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             len,
             ctx: ctx.clone(),
             access: Access::new(),
+            pooled: false,
             _marker: PhantomData,
         })
+    }
+
+    /// Allocates `len` elements with unspecified contents from the context
+    /// pool of `stream`'s context, for work on `stream`: the buffer starts as
+    /// if `stream` had just written it, so any other stream or the host is
+    /// ordered after the block's earlier users. Dropping it returns the
+    /// block to the pool without waiting.
+    ///
+    /// # Safety
+    /// As for [`Self::alloc`]: write the contents before reading them.
+    pub unsafe fn alloc_pooled(stream: &Arc<Stream>, len: usize) -> Result<Self> {
+        let bytes = byte_len::<T>(len, "DeviceBuffer::alloc_pooled")?;
+        let ctx = stream.context();
+        ctx.bind_to_thread()?;
+        if bytes == 0 {
+            return Ok(DeviceBuffer {
+                ptr: ptr::null_mut(),
+                len,
+                ctx: ctx.clone(),
+                access: Access::new(),
+                pooled: false,
+                _marker: PhantomData,
+            });
+        }
+        let block = ctx.pool().allocate(stream, bytes)?;
+        Ok(DeviceBuffer {
+            ptr: block.ptr,
+            len,
+            ctx: ctx.clone(),
+            access: Access::written_by(stream),
+            pooled: true,
+            _marker: PhantomData,
+        })
+    }
+
+    /// Allocates `len` zeroed elements from the pool, the zeroing queued on
+    /// `stream` (see [`Self::alloc_pooled`]).
+    pub fn zeroed_pooled(stream: &Arc<Stream>, len: usize) -> Result<Self> {
+        // SAFETY: the memset queued below writes every byte before any
+        // later work, which the tracker orders after it, can read.
+        let mut buf = unsafe { Self::alloc_pooled(stream, len) }?;
+        buf.memset_async(0, stream)?;
+        Ok(buf)
+    }
+
+    /// Whether the memory is a block of the context's pool.
+    pub fn is_pooled(&self) -> bool {
+        self.pooled
     }
 
     /// Allocates `len` elements set to zero.
@@ -368,6 +424,13 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
     fn release(&mut self) -> Result<()> {
         if self.ptr.is_null() {
             return Ok(());
+        }
+        if self.pooled {
+            let users = self.access.take_streams();
+            let p = std::mem::replace(&mut self.ptr, ptr::null_mut());
+            // The pool's context is ours (the Arc keeps it): `pool()` needs
+            // the Arc only to make the pool, which exists already.
+            return self.ctx.pool().free(p, users);
         }
         self.ctx.bind()?;
         self.access.sync_all()?;

@@ -1,5 +1,5 @@
-//! Memory: element types, device buffers, pinned host buffers, and the
-//! access tracking that keeps asynchronous work on them sound.
+//! Memory: element types, device buffers, pinned host buffers, the caching
+//! pool, and the access tracking that keeps asynchronous work on them sound.
 //!
 //! See the crate documentation ("Soundness of asynchronous work") for the
 //! rules; the private `access` module implements them.
@@ -8,10 +8,12 @@ mod access;
 pub mod device_buffer;
 pub mod dtype;
 pub mod pinned;
+pub mod pool;
 
 pub use device_buffer::DeviceBuffer;
 pub use dtype::{DType, DeviceRepr};
 pub use pinned::PinnedBuffer;
+pub use pool::{MemPool, PoolStats};
 
 use crate::error::{Error, Result};
 use crate::stream::Stream;
