@@ -30,6 +30,9 @@
 //!   `aclrtLaunchCallback`, `aclrtProcessReport`).
 //! - [`memory`]: the registry of live device and pinned host allocations,
 //!   capacity accounting, pointer classification and range checks.
+//! - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and executors,
+//!   `libopapi`'s two-phase operators running `ascend-kernels` on the
+//!   streams), with the registry of live descriptors.
 //! - `exports`: the `extern "C"` functions, one file per topic.
 //! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`]).
 //!
@@ -54,6 +57,7 @@
 
 #![allow(non_snake_case)]
 
+mod aclnn;
 pub mod callback;
 pub mod config;
 pub mod error;
@@ -64,6 +68,10 @@ mod resolve;
 pub mod runtime;
 pub mod stream;
 
+pub use aclnn::meta::{
+    Kind as AclnnObjectKind, LiveObject as AclnnLiveObject, aclnn_initialized,
+    live_objects as aclnn_live_objects,
+};
 pub use config::{Config, ConfigError, configure};
 pub use error::{MockError, TaskError};
 pub use resolve::{exported_symbols, resolve};

@@ -24,6 +24,26 @@ pub use init::*;
 pub use memory::*;
 pub use stream::*;
 
+pub use crate::aclnn::elementwise::*;
+pub use crate::aclnn::executor::{
+    aclDestroyAclOpExecutor, aclSetAclOpExecutorRepeatable, aclSetDynamicInputTensorAddr,
+    aclSetDynamicOutputTensorAddr, aclSetInputTensorAddr, aclSetOutputTensorAddr, aclSetTensorAddr,
+};
+pub use crate::aclnn::matmul::*;
+pub use crate::aclnn::meta::{
+    aclCreateBoolArray, aclCreateFloatArray, aclCreateIntArray, aclCreateScalar,
+    aclCreateScalarList, aclCreateTensor, aclCreateTensorList, aclDestroyBoolArray,
+    aclDestroyFloatArray, aclDestroyIntArray, aclDestroyScalar, aclDestroyScalarList,
+    aclDestroyTensor, aclDestroyTensorList, aclGetBoolArraySize, aclGetDataType,
+    aclGetFloatArraySize, aclGetFormat, aclGetIntArraySize, aclGetRawTensorAddr,
+    aclGetScalarListSize, aclGetStorageShape, aclGetTensorListSize, aclGetViewOffset,
+    aclGetViewShape, aclGetViewStrides, aclInitTensor, aclSetRawTensorAddr, aclnnFinalize,
+    aclnnInit,
+};
+pub use crate::aclnn::moe::*;
+pub use crate::aclnn::norm::*;
+pub use crate::aclnn::topk::*;
+
 use ascend_sys::ACL_ERROR_INVALID_PARAM;
 
 use crate::error::{MockError, MockResult};
