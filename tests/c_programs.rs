@@ -102,3 +102,14 @@ fn c_runtime_program_runs_on_the_mock() {
     assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
     assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
 }
+
+#[test]
+fn c_aclnn_program_runs_on_the_mock() {
+    let exe = build("aclnn", &["ascendcl", "nnopbase", "opapi", "m"]);
+    let (ok, stdout, stderr) = run(&exe);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
+    assert!(stdout.contains("aclnnMoeGatingTopKSoftmax"), "{stdout}");
+}
