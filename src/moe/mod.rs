@@ -7,7 +7,7 @@
 //!   validation that every other piece relies on;
 //! - [`weights`]: [`MoeWeights`] in Hugging Face DeepSeek layout, random or from a
 //!   safetensors file, and the layouts the fused operators take;
-//! - [`reference`]: [`moe_reference`], the per-token, one-expert-at-a-time computation, and
+//! - [`reference`](mod@reference): [`moe_reference`], the per-token, one-expert-at-a-time computation, and
 //!   the helpers to compare ([`max_abs_err`], [`max_rel_err`]) and show ([`histogram`]);
 //! - [`precision`]: [`Precision`], for rounding host values exactly as a half-precision
 //!   device upload does.

@@ -180,12 +180,12 @@ fn token_forward(
             token,
         });
     }
-    let x: Vec<f32> = x.to_vec();
+    let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
     let logits: Vec<f32> = weights
         .gate()
         .rows()
         .into_iter()
-        .map(|w| dot(w.iter().copied(), &x) as f32)
+        .map(|w| dot(w, &x) as f32)
         .collect();
     let bias = weights.e_score_correction_bias().map(|b| b.to_vec());
     let (experts, routing_weights) = route(config, &logits, bias.as_deref(), token)?;
@@ -213,27 +213,43 @@ fn token_forward(
 }
 
 /// `down(silu(gate(x)) * up(x))` for one token, accumulated in f64.
-fn mlp(m: &Mlp, x: &[f32]) -> Vec<f64> {
+fn mlp(m: &Mlp, x: &[f64]) -> Vec<f64> {
     let act: Vec<f64> = m
         .gate_proj
         .rows()
         .into_iter()
         .zip(m.up_proj.rows())
-        .map(|(g, u)| {
-            let g = dot(g.iter().copied(), x);
-            let u = dot(u.iter().copied(), x);
-            silu(g) * u
-        })
+        .map(|(g, u)| silu(dot(g, x)) * dot(u, x))
         .collect();
     m.down_proj
         .rows()
         .into_iter()
-        .map(|d| d.iter().zip(&act).map(|(&w, &a)| f64::from(w) * a).sum())
+        .map(|d| dot(d, &act))
         .collect()
 }
 
-fn dot(w: impl Iterator<Item = f32>, x: &[f32]) -> f64 {
-    w.zip(x).map(|(a, &b)| f64::from(a) * f64::from(b)).sum()
+/// `w · x` in f64. Eight partial sums instead of one let the additions overlap; the order
+/// of summation is fixed, so the result is deterministic.
+fn dot(w: ArrayView1<'_, f32>, x: &[f64]) -> f64 {
+    let Some(w) = w.as_slice() else {
+        // Rows of standard-layout arrays are contiguous; any other layout takes this path.
+        return w.iter().zip(x).map(|(&a, &b)| f64::from(a) * b).sum();
+    };
+    let mut partial = [0f64; 8];
+    let mut w_chunks = w.chunks_exact(8);
+    let mut x_chunks = x.chunks_exact(8);
+    for (wc, xc) in (&mut w_chunks).zip(&mut x_chunks) {
+        for lane in 0..8 {
+            partial[lane] += f64::from(wc[lane]) * xc[lane];
+        }
+    }
+    let tail: f64 = w_chunks
+        .remainder()
+        .iter()
+        .zip(x_chunks.remainder())
+        .map(|(&a, &b)| f64::from(a) * b)
+        .sum();
+    partial.iter().sum::<f64>() + tail
 }
 
 fn silu(v: f64) -> f64 {
@@ -330,8 +346,13 @@ fn route(
 /// `candidates` are indices into `values` in increasing order; `values` are finite.
 fn top_k(values: &[f32], candidates: impl Iterator<Item = usize>, k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = candidates.collect();
-    // A stable sort keeps increasing index order among equal values.
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    // A stable sort keeps increasing index order among equal values (0.0 and -0.0 are
+    // equal here; finite values always compare).
+    order.sort_by(|&a, &b| {
+        values[b]
+            .partial_cmp(&values[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     order.truncate(k);
     order
 }

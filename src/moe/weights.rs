@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
-use ndarray::{Array1, Array2, Array3, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, s};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
@@ -66,14 +66,23 @@ impl Mlp {
     fn w13(&self) -> Array2<f32> {
         let (width, hidden) = self.gate_proj.dim();
         let mut out = Array2::zeros((hidden, 2 * width));
-        out.slice_mut(s![.., ..width]).assign(&self.gate_proj.t());
-        out.slice_mut(s![.., width..]).assign(&self.up_proj.t());
+        self.w13_into(out.view_mut());
         out
+    }
+
+    /// Writes [`Mlp::w13`]'s layout into `out [H, 2*width]`.
+    fn w13_into(&self, mut out: ArrayViewMut2<'_, f32>) {
+        let width = self.width();
+        transpose_into(self.gate_proj.view(), out.slice_mut(s![.., ..width]));
+        transpose_into(self.up_proj.view(), out.slice_mut(s![.., width..]));
     }
 
     /// `[width, H]`: `down_proj^T`.
     fn w2(&self) -> Array2<f32> {
-        self.down_proj.t().as_standard_layout().into_owned()
+        let (hidden, width) = self.down_proj.dim();
+        let mut out = Array2::zeros((width, hidden));
+        transpose_into(self.down_proj.view(), out.view_mut());
+        out
     }
 }
 
@@ -267,10 +276,10 @@ impl MoeWeights {
             self.config.moe_intermediate,
         );
         let mut out = Array3::zeros((e, h, 2 * i));
-        for (index, mlp) in self.experts.iter().enumerate() {
-            out.slice_mut(s![index, .., ..i]).assign(&mlp.gate_proj.t());
-            out.slice_mut(s![index, .., i..]).assign(&mlp.up_proj.t());
-        }
+        let mut slabs: Vec<_> = out.outer_iter_mut().collect();
+        parallel_for_each(&mut slabs, |index, slab| {
+            self.experts[index].w13_into(slab.view_mut())
+        });
         out
     }
 
@@ -282,9 +291,10 @@ impl MoeWeights {
             self.config.moe_intermediate,
         );
         let mut out = Array3::zeros((e, i, h));
-        for (index, mlp) in self.experts.iter().enumerate() {
-            out.slice_mut(s![index, .., ..]).assign(&mlp.down_proj.t());
-        }
+        let mut slabs: Vec<_> = out.outer_iter_mut().collect();
+        parallel_for_each(&mut slabs, |index, slab| {
+            transpose_into(self.experts[index].down_proj.view(), slab.view_mut())
+        });
         out
     }
 
@@ -546,11 +556,15 @@ pub(crate) fn stream_rng(seed: u64, stream: u64) -> StdRng {
     StdRng::seed_from_u64(z ^ (z >> 31))
 }
 
+fn worker_count(n: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n.max(1))
+}
+
 /// `(0..n).map(f)` computed on up to `available_parallelism` scoped threads, in order.
 pub(crate) fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |p| p.get())
-        .min(n.max(1));
+    let threads = worker_count(n);
     if threads <= 1 {
         return (0..n).map(f).collect();
     }
@@ -572,6 +586,38 @@ pub(crate) fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> 
             })
             .collect()
     })
+}
+
+/// `f(index, item)` for every item, on up to `available_parallelism` scoped threads.
+fn parallel_for_each<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync) {
+    let threads = worker_count(items.len());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        for (part, slice) in items.chunks_mut(chunk).enumerate() {
+            scope.spawn(move || {
+                for (offset, item) in slice.iter_mut().enumerate() {
+                    f(part * chunk + offset, item);
+                }
+            });
+        }
+    });
+}
+
+/// `dst = src^T`, copied in square tiles so that reads and writes both stay in cache.
+fn transpose_into(src: ArrayView2<'_, f32>, mut dst: ArrayViewMut2<'_, f32>) {
+    const TILE: usize = 32;
+    let (rows, cols) = src.dim();
+    debug_assert_eq!(dst.dim(), (cols, rows));
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[[c, r]] = src[[r, c]];
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
