@@ -24,6 +24,11 @@
 //! - The queued task owns copies of the tensor arguments and of the kernel
 //!   closure, so descriptors and the executor may go away once phase two
 //!   returned.
+//!
+//! Deliberately unchecked (as on the device, this is the caller's
+//! contract): two streams touching the same memory without an event
+//! between them, and outputs that overlap inputs in ways an operator does
+//! not document.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -68,6 +73,9 @@ pub struct Slot {
     pub param: &'static str,
     /// Address of the `aclTensor` it was bound from.
     pub desc: usize,
+    /// Creation number of that descriptor (tells it from a later object
+    /// at the same address).
+    pub desc_serial: u64,
     /// Address of the `aclTensorList` it belongs to (0 for none).
     pub list: usize,
     /// The executor's own copy of the tensor.
@@ -296,6 +304,7 @@ impl Binder<'_> {
             Some(i) => format!("{param}[{i}]"),
             None => param.to_string(),
         };
+        let desc_serial = self.reg.entry(desc, Kind::Tensor, &what)?.serial;
         let t = self.reg.tensor(desc, &what)?;
         let arg = to_arg(self.op, &what, t)?;
         check_placement(self.op, &what, &arg, self.device)?;
@@ -305,6 +314,7 @@ impl Binder<'_> {
             rel,
             param,
             desc,
+            desc_serial,
             list,
             arg,
         });
@@ -586,10 +596,9 @@ pub fn launch(
             s.push(
                 op,
                 Box::new(move || {
-                    // SAFETY: every tensor was found inside a live device
-                    // allocation just before queueing; aclrtFree releases a
-                    // block only after the work queued before the free ran,
-                    // and the stream runs its tasks one at a time.
+                    // SAFETY: each view lay inside a live device allocation at queueing,
+                    // and aclrtFree releases a block only after the work queued before it
+                    // ran; cross-stream ordering is the caller's contract (module docs).
                     unsafe { kernel.run(&tensors) }
                         .map_err(|e| MockError::new(e.code, format!("{op}: {}", e.message)))
                 }),
@@ -717,10 +726,13 @@ fn set_addr(
         let mut arg = slot.arg.clone();
         arg.ptr = addr as *mut u8;
         check_placement(op, &what, &arg, device)?;
-        let desc = slot.desc;
+        let (desc, serial) = (slot.desc, slot.desc_serial);
         ex.slots[idx].arg = arg;
         // Keep the descriptor in step when it is still alive.
-        if let Ok(t) = reg.tensor(desc, &what) {
+        if let Some(e) = reg.objects.get_mut(&desc)
+            && e.serial == serial
+            && let Object::Tensor(t) = &mut *e.object
+        {
             t.data = addr as usize;
         }
         Ok(())

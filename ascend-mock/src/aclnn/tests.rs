@@ -546,11 +546,16 @@ fn moe_gating_k_out_of_range_message() {
             &mut ex,
         )
     };
-    nn_err(
+    let msg = nn_err(
         code,
         ACLNN_ERR_PARAM_INVALID,
         &["aclnnMoeGatingTopKGetWorkspaceSize", "k", "9"],
     );
+    assert!(
+        msg.starts_with("aclnnMoeGatingTopKGetWorkspaceSize: "),
+        "{msg}"
+    );
+    assert!(msg.contains("[1, 8]"), "{msg}");
     destroy_tensors(&[xt, yt, it]);
 }
 
@@ -1427,6 +1432,27 @@ fn dynamic_input_address_of_a_list_member() {
             nn_ok(aclDestroyTensorList(l));
         }
     }
+}
+
+#[test]
+fn phase_one_needs_a_current_context() {
+    let dev = Dev::new();
+    let t = tensor(&[2], ACL_FLOAT, null_mut());
+    let addr = t as usize;
+    // A thread without a current context.
+    let code = std::thread::spawn(move || {
+        let t = addr as *mut aclTensor;
+        let (mut ws, mut ex) = (0, null_mut());
+        // SAFETY: live descriptor and output locations.
+        let code = unsafe { aclnnMulGetWorkspaceSize(t, t, t, &mut ws, &mut ex) };
+        (code, take_message().unwrap_or_default())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(code.0, ACLNN_ERR_RUNTIME_ERROR, "{}", code.1);
+    assert!(code.1.contains("no current context"), "{}", code.1);
+    destroy_tensors(&[t]);
+    drop(dev);
 }
 
 #[test]
