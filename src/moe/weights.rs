@@ -15,14 +15,22 @@
 //! | selection bias (sigmoid gating only) | `[E]` | `gate.e_score_correction_bias` |
 //! | expert e | `[I, H]`, `[I, H]`, `[H, I]` | `experts.{e}.{gate_proj,up_proj,down_proj}.weight` |
 //! | shared experts (if any) | `[Is, H]`, `[Is, H]`, `[H, Is]` | `shared_experts.{gate_proj,up_proj,down_proj}.weight` |
+//!
+//! Files: [`load_safetensors`] takes one safetensors file or a directory of checkpoint shards
+//! and reads only the headers and the layer's own tensors (F32, F16 or BF16);
+//! [`MoeWeights::save_safetensors`] writes one layer to one file.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, s};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use safetensors::{Dtype, SafeTensorError, SafeTensors, tensor::TensorView};
+use safetensors::tensor::{Metadata, TensorInfo, TensorView};
+use safetensors::{Dtype, SafeTensorError};
 
 use super::config::{ConfigError, MoeConfig};
 use super::precision::Precision;
@@ -125,6 +133,18 @@ pub enum WeightsError {
          (dequantise FP8 checkpoints first)"
     )]
     UnsupportedDtype { name: String, dtype: String },
+    #[error("MoE weights: no *.safetensors files in {}", path.display())]
+    NoShards { path: PathBuf },
+    #[error(
+        "MoE weights: tensor {name} is in both {} and {}",
+        first.display(),
+        second.display()
+    )]
+    DuplicateTensor {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("MoE weights: {name} {problem}")]
     Presence { name: String, problem: &'static str },
 }
@@ -412,26 +432,19 @@ impl MoeWeights {
     }
 }
 
-/// Reads layer `layer` of a DeepSeek MoE from a safetensors file holding the Hugging Face
-/// names (see the module docs). Tensors may be F32, F16 or BF16; other tensors in the file
-/// are ignored. The file is read whole. A missing tensor, a wrong shape or another dtype is
-/// an error naming the tensor.
+/// Reads layer `layer` of a DeepSeek MoE from a safetensors checkpoint holding the Hugging
+/// Face names (see the module docs): `path` is one `.safetensors` file, or a directory whose
+/// `*.safetensors` files are the shards of one checkpoint (as Hugging Face model repositories
+/// ship them; a layer may span two shards). Only the file headers and the layer's own
+/// tensors are read. Tensors may be F32, F16 or BF16; other tensors are ignored. A missing
+/// tensor, a wrong shape or another dtype is an error naming the tensor.
 pub fn load_safetensors(
     path: impl AsRef<Path>,
     layer: usize,
     config: &MoeConfig,
 ) -> Result<MoeWeights, WeightsError> {
     config.validate()?;
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|source| WeightsError::Format {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let checkpoint = Checkpoint::open(path.as_ref())?;
     let (h, e, i) = (
         config.hidden,
         config.n_routed_experts,
@@ -439,7 +452,7 @@ pub fn load_safetensors(
     );
     let read2 = |suffix: &str, rows: usize, cols: usize| -> Result<Array2<f32>, WeightsError> {
         let name = hf_name(layer, suffix);
-        let values = read_tensor(&file, path, &name, &[rows, cols])?;
+        let values = checkpoint.read(&name, &[rows, cols])?;
         Array2::from_shape_vec((rows, cols), values).map_err(|_| WeightsError::WrongShape {
             name,
             expected: vec![rows, cols],
@@ -456,7 +469,7 @@ pub fn load_safetensors(
     let gate = read2("gate.weight", e, h)?;
     let bias = if config.gating.uses_bias() {
         let name = hf_name(layer, "gate.e_score_correction_bias");
-        Some(Array1::from(read_tensor(&file, path, &name, &[e])?))
+        Some(Array1::from(checkpoint.read(&name, &[e])?))
     } else {
         None
     };
@@ -471,40 +484,176 @@ pub fn load_safetensors(
     MoeWeights::from_parts(*config, gate, bias, experts, shared)
 }
 
-/// The values of tensor `name`, checked to have `shape`, converted to f32.
-fn read_tensor(
-    file: &SafeTensors<'_>,
-    path: &Path,
-    name: &str,
-    shape: &[usize],
-) -> Result<Vec<f32>, WeightsError> {
-    let view = file.tensor(name).map_err(|_| WeightsError::MissingTensor {
-        name: name.to_string(),
-        path: path.to_path_buf(),
-    })?;
-    check_shape(name, shape, view.shape())?;
-    let data = view.data();
-    let values = match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => {
+/// Largest header the safetensors format allows.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// One safetensors file opened by its header: where its data starts and where each tensor is.
+struct Shard {
+    path: PathBuf,
+    file: File,
+    data_start: u64,
+    metadata: Metadata,
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Shard, WeightsError> {
+        let io_error = |source| WeightsError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        };
+        let format_error = |source| WeightsError::Format {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_error)?;
+        let file_len = file.metadata().map_err(io_error)?.len();
+        let mut len_bytes = [0u8; 8];
+        if file_len < 8 {
+            return Err(format_error(SafeTensorError::HeaderTooSmall));
+        }
+        file.read_exact(&mut len_bytes).map_err(io_error)?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_BYTES {
+            return Err(format_error(SafeTensorError::HeaderTooLarge));
+        }
+        if 8 + header_len > file_len {
+            return Err(format_error(SafeTensorError::InvalidHeaderLength));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(io_error)?;
+        // Deserialising checks that the tensors tile the data area exactly.
+        let metadata: Metadata = serde_json::from_slice(&header)
+            .map_err(|e| format_error(SafeTensorError::InvalidHeaderDeserialization(e)))?;
+        let data_start = 8 + header_len;
+        if data_start + metadata.data_len() as u64 != file_len {
+            return Err(format_error(SafeTensorError::MetadataIncompleteBuffer));
+        }
+        Ok(Shard {
+            path: path.to_path_buf(),
+            file,
+            data_start,
+            metadata,
+        })
+    }
+
+    /// The raw bytes of tensor `info`.
+    fn bytes(&self, info: &TensorInfo) -> Result<Vec<u8>, WeightsError> {
+        let (start, end) = info.data_offsets;
+        let mut bytes = vec![0u8; end - start];
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(self.data_start + start as u64))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|source| WeightsError::Io {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(bytes)
+    }
+}
+
+/// A checkpoint of one or more shards, with the shard holding each tensor name.
+struct Checkpoint {
+    root: PathBuf,
+    shards: Vec<Shard>,
+    index: HashMap<String, usize>,
+}
+
+impl Checkpoint {
+    fn open(root: &Path) -> Result<Checkpoint, WeightsError> {
+        let paths = if root.is_dir() {
+            let entries = std::fs::read_dir(root).map_err(|source| WeightsError::Io {
+                action: "list",
+                path: root.to_path_buf(),
+                source,
+            })?;
+            let mut paths = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|source| WeightsError::Io {
+                    action: "list",
+                    path: root.to_path_buf(),
+                    source,
+                })?;
+                let path = entry.path();
+                if path.is_file() && path.extension().is_some_and(|x| x == "safetensors") {
+                    paths.push(path);
+                }
+            }
+            if paths.is_empty() {
+                return Err(WeightsError::NoShards {
+                    path: root.to_path_buf(),
+                });
+            }
+            paths.sort();
+            paths
+        } else {
+            vec![root.to_path_buf()]
+        };
+        let mut shards = Vec::with_capacity(paths.len());
+        let mut index = HashMap::new();
+        for path in paths {
+            let shard = Shard::open(&path)?;
+            for name in shard.metadata.tensors().into_keys() {
+                if let Some(&first) = index.get(&name) {
+                    let first: &Shard = &shards[first];
+                    return Err(WeightsError::DuplicateTensor {
+                        name,
+                        first: first.path.clone(),
+                        second: path,
+                    });
+                }
+                index.insert(name, shards.len());
+            }
+            shards.push(shard);
+        }
+        Ok(Checkpoint {
+            root: root.to_path_buf(),
+            shards,
+            index,
+        })
+    }
+
+    /// The values of tensor `name`, checked to have `shape`, converted to f32.
+    fn read(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        let shard = self
+            .index
+            .get(name)
+            .map(|&i| &self.shards[i])
+            .ok_or_else(|| WeightsError::MissingTensor {
+                name: name.to_string(),
+                path: self.root.clone(),
+            })?;
+        let info = shard
+            .metadata
+            .info(name)
+            .ok_or_else(|| WeightsError::MissingTensor {
+                name: name.to_string(),
+                path: shard.path.clone(),
+            })?;
+        check_shape(name, shape, &info.shape)?;
+        if !matches!(info.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
             return Err(WeightsError::UnsupportedDtype {
                 name: name.to_string(),
-                dtype: other.to_string(),
+                dtype: info.dtype.to_string(),
             });
         }
-    };
-    Ok(values)
+        let data = shard.bytes(info)?;
+        Ok(match info.dtype {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => data
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        })
+    }
 }
 
 /// Little-endian bytes of `values` stored as `precision`.
@@ -838,7 +987,7 @@ mod tests {
         let path = dir.0.join("l.safetensors");
         w.save_safetensors_as(&path, 12, Precision::Bf16).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let mut names = file.names();
         names.sort();
         assert_eq!(names.len(), 2 + 3 * config.n_routed_experts + 3);
@@ -1004,6 +1153,79 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_layer_is_read_from_a_sharded_checkpoint_directory() {
+        let dir = TempDir::new("shards");
+        let config = MoeConfig::small();
+        let w = MoeWeights::random(&config, 13).unwrap();
+        let mut tensors = layer_tensors(&w, 5);
+        // Another layer's tensors and an attention weight live in the same shards.
+        tensors.extend(layer_tensors(&MoeWeights::random(&config, 14).unwrap(), 6));
+        tensors.push((
+            "model.layers.5.self_attn.o_proj.weight".into(),
+            vec![4, 4],
+            vec![1.0; 16],
+        ));
+        // Split in the middle of layer 5's experts, as size-based sharding does.
+        let second = tensors.split_off(10);
+        write_f32(&dir.0.join("model-00001-of-00002.safetensors"), &tensors);
+        write_f32(&dir.0.join("model-00002-of-00002.safetensors"), &second);
+        std::fs::write(dir.0.join("model.safetensors.index.json"), b"{}").unwrap();
+        assert_eq!(load_safetensors(&dir.0, 5, &config).unwrap(), w);
+
+        // The same tensor in two shards is ambiguous.
+        write_f32(&dir.0.join("model-extra.safetensors"), &second[..1]);
+        let err = load_safetensors(&dir.0, 5, &config).unwrap_err();
+        assert!(
+            matches!(&err, WeightsError::DuplicateTensor { name, .. } if name == &second[0].0),
+            "{err:?}"
+        );
+        let empty = TempDir::new("empty");
+        let err = load_safetensors(&empty.0, 0, &config).unwrap_err();
+        assert!(matches!(err, WeightsError::NoShards { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_truncated_file_is_a_format_error() {
+        let dir = TempDir::new("truncated");
+        let config = MoeConfig::small();
+        let path = dir.0.join("t.safetensors");
+        MoeWeights::random(&config, 1)
+            .unwrap()
+            .save_safetensors(&path, 0)
+            .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        let err = load_safetensors(&path, 0, &config).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                WeightsError::Format {
+                    source: SafeTensorError::MetadataIncompleteBuffer,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        std::fs::write(&path, &bytes[..5]).unwrap();
+        assert!(matches!(
+            load_safetensors(&path, 0, &config),
+            Err(WeightsError::Format {
+                source: SafeTensorError::HeaderTooSmall,
+                ..
+            })
+        ));
+        // A header length past the end of the file.
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        assert!(matches!(
+            load_safetensors(&path, 0, &config),
+            Err(WeightsError::Format {
+                source: SafeTensorError::InvalidHeaderLength,
+                ..
+            })
+        ));
     }
 
     #[test]
