@@ -14,7 +14,10 @@
 //! - sigmoid grouped: `s = sigmoid(logits)`, selection on `s + bias`: each group's score is
 //!   its max or the sum of its top-2 biased scores, the best `topk_group` groups are kept,
 //!   the top-k experts among them are chosen by biased score; their weights are the
-//!   un-biased `s`, divided by their sum (+1e-20), times the scaling factor.
+//!   un-biased `s`, divided by their sum (+1e-20), times the scaling factor. Experts outside
+//!   the kept groups are never chosen, as in DeepSeek-V3's inference code (which masks them
+//!   with -inf) and CANN's `aclnnMoeGatingTopK`; the Hugging Face modelling code masks them
+//!   with 0.0 instead, which differs only when a kept expert's biased score is negative.
 
 use std::fmt::Write as _;
 
