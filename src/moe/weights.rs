@@ -378,6 +378,15 @@ impl MoeWeights {
         out
     }
 
+    /// [`load_safetensors`] as an associated function.
+    pub fn load_safetensors(
+        path: impl AsRef<Path>,
+        layer: usize,
+        config: &MoeConfig,
+    ) -> Result<MoeWeights, WeightsError> {
+        load_safetensors(path, layer, config)
+    }
+
     /// Writes the layer to a safetensors file as F32 tensors named as in Hugging Face
     /// DeepSeek checkpoints (`model.layers.{layer}.mlp....`).
     pub fn save_safetensors(
@@ -970,7 +979,7 @@ mod tests {
             for precision in Precision::ALL {
                 let path = dir.0.join(format!("layer-{precision}.safetensors"));
                 w.save_safetensors_as(&path, 3, precision).unwrap();
-                let loaded = load_safetensors(&path, 3, &config).unwrap();
+                let loaded = MoeWeights::load_safetensors(&path, 3, &config).unwrap();
                 assert_eq!(loaded, w.rounded_to(precision), "{precision}");
             }
             let path = dir.0.join("plain.safetensors");
