@@ -261,7 +261,7 @@ mod generate {
                 }
             }
         }
-        let types = b.generate().expect("bindgen: types").to_string();
+        let types = annotate_zeroed_defaults(&b.generate().expect("bindgen: types").to_string());
         let constants = constants(&types);
 
         // Functions, one pass per library so that each lands in its table.
@@ -290,6 +290,29 @@ mod generate {
             functions,
             constants,
         }
+    }
+
+    /// bindgen writes `Default` for large C structs as an all-zero `unsafe`
+    /// block; say why that holds, as every `unsafe` block of the project does.
+    fn annotate_zeroed_defaults(code: &str) -> String {
+        let marker = "::core::mem::MaybeUninit::<Self>::uninit();";
+        let mut out = String::with_capacity(code.len());
+        let mut lines = code.lines().peekable();
+        while let Some(line) = lines.next() {
+            out.push_str(line);
+            out.push('\n');
+            if line.trim_end().ends_with(marker) {
+                if let Some(next) = lines
+                    .peek()
+                    .filter(|n| n.trim_start().starts_with("unsafe"))
+                {
+                    let indent = &next[..next.len() - next.trim_start().len()];
+                    out.push_str(indent);
+                    out.push_str("// SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.\n");
+                }
+            }
+        }
+        out
     }
 
     fn type_names(code: &str) -> BTreeSet<String> {

@@ -182,10 +182,9 @@ impl Search {
 }
 
 fn open_library(path: &Path) -> Result<libloading::Library, libloading::Error> {
-    // SAFETY: opening a library runs its initialisers. The only files opened
-    // here are CANN's own runtime libraries (or a library the user named in
-    // place of them), found at the paths this module documents; running their
-    // initialisers is what using CANN means, exactly as linking them would.
+    // The only files opened here are CANN's runtime libraries, or a library the
+    // user named in their place, at the paths this module documents.
+    // SAFETY: running their initialisers is what using CANN means, as linking would.
     unsafe { libloading::Library::new(path) }
 }
 

@@ -411,6 +411,7 @@ const _: () = {
 impl Default for aclrtMemLocation {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.
         unsafe {
             ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
             s.assume_init()
@@ -438,6 +439,7 @@ const _: () = {
 impl Default for aclrtPtrAttributes {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.
         unsafe {
             ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
             s.assume_init()
@@ -579,6 +581,7 @@ const _: () = {
 impl Default for HcclRootInfoDef {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.
         unsafe {
             ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
             s.assume_init()
@@ -613,6 +616,7 @@ const _: () = {
 impl Default for HcclSendRecvItemDef {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.
         unsafe {
             ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
             s.assume_init()
