@@ -123,14 +123,17 @@
 //! error never stops a later release. The `free` methods destroy explicitly
 //! and return their own error instead.
 
+pub mod aclnn;
 pub mod backend;
 pub mod context;
 pub mod device;
 pub mod error;
 pub mod event;
 pub mod memory;
+pub mod ops;
 pub mod result;
 pub mod stream;
+pub mod tensor;
 
 pub use backend::{
     Backend, BackendKind, api, backend_kind, backend_notice, init, init_with_api, is_mock,
@@ -141,6 +144,7 @@ pub use error::{AclCode, AclnnCode, Error, HcclCode, Result};
 pub use event::Event;
 pub use memory::{DType, DeviceBuffer, DeviceRepr, MemPool, PinnedBuffer, PoolStats};
 pub use stream::Stream;
+pub use tensor::{Format, Layout, Tensor, TensorArg, TensorArgMut, TensorMut, TensorRef};
 
 /// The mock device, when it is compiled in (for configuring it before
 /// [`init`]).
