@@ -14,6 +14,13 @@
 //!    [`result::event`], [`result::memory`].
 //! 3. Safe types with RAII: [`Device`], [`Context`], [`Stream`], [`Event`],
 //!    [`DeviceBuffer`], [`PinnedBuffer`].
+//! 4. Operators: [`tensor`] (typed strided views of buffers, `ndarray`
+//!    conversion), [`aclnn`] (RAII descriptors and the one two-phase launch
+//!    path every operator takes, plus repeatable [`aclnn::PreparedOp`]s) and
+//!    [`ops`] (typed operators that check their arguments in Rust first).
+//!    Workspaces and operator outputs come from the context's caching
+//!    [`MemPool`] ([`Context::pool`]), whose policy is written in
+//!    [`memory::pool`].
 //!
 //! # Backends
 //!
@@ -55,6 +62,11 @@
 //! | `stream.alloc_zeros` / `memcpy_stod` / `memcpy_dtov` | [`DeviceBuffer::zeroed`] / [`DeviceBuffer::from_host`] / [`DeviceBuffer::to_vec`] | `aclrtMemset` / `aclrtMemcpy` |
 //! | `memcpy_dtod` | [`DeviceBuffer::copy_from`] | `aclrtMemcpyAsync(DEVICE_TO_DEVICE)` |
 //! | `PinnedHostSlice<T>` | [`PinnedBuffer<T>`] | `aclrtMallocHost` |
+//! | PyTorch's caching allocator (`torch.cuda.memory_stats`, `empty_cache`) | [`MemPool`] ([`Context::pool`], [`MemPool::stats`], [`MemPool::empty_cache`]) | `aclrtMalloc` segments (`aclrtMemPool*` later) |
+//! | a pooled `CudaSlice` (`stream.alloc`) | [`DeviceBuffer::alloc_pooled`] / [`Tensor::zeros`] | — |
+//! | a strided tensor view (candle `Layout`) | [`Tensor`], [`TensorRef`], [`TensorMut`], [`Layout`] | `aclTensor` (`aclCreateTensor`) |
+//! | cuBLAS `gemm` / a kernel launch | [`ops::matmul()`], [`ops`] | `aclnnXxxGetWorkspaceSize` + `aclnnXxx` |
+//! | CUDA graph-like reuse of a launch | [`aclnn::PreparedOp`] | `aclSetAclOpExecutorRepeatable` |
 //! | `DeviceRepr` | [`DeviceRepr`] (sealed) with [`DType`] | `aclDataType` |
 //! | `DriverError` | [`Error`] with [`AclCode`] | `aclError` + `aclGetRecentErrMsg` |
 //! | `CudaContext::disable_event_tracking` (unsafe) | [`DeviceBuffer::set_tracking`] (unsafe) | — |

@@ -163,7 +163,9 @@ pub fn grouped_matmul<T: DeviceRepr>(
     on_device(API, stream, &gl)?;
     let mut out = output::<T>(stream, &[m, n])?;
     let api = crate::backend::api()?;
-    if api.opapi.has("aclnnGroupedMatmulV4") {
+    if api.opapi.has("aclnnGroupedMatmulV4GetWorkspaceSize")
+        && api.opapi.has("aclnnGroupedMatmulV4")
+    {
         let (p1, p2) = phases!(aclnnGroupedMatmulV4GetWorkspaceSize, aclnnGroupedMatmulV4);
         let mut call = OpCall::new(stream)?;
         let dx = call.input_list(&[&x as &dyn TensorArg])?;

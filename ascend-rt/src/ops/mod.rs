@@ -1,5 +1,5 @@
 //! Typed aclnn operators, grouped by family: [`elementwise`] (`add`,
-//! `mul`), [`matmul`] (`matmul`, `grouped_matmul`), [`norm`] (`rms_norm`,
+//! `mul`), [`matmul`](mod@matmul) (`matmul`, `grouped_matmul`), [`norm`] (`rms_norm`,
 //! `softmax`, `swiglu`) and [`moe`] (gating, routing, finalize).
 //!
 //! Convention: `op(stream, inputs..)` allocates its outputs from the

@@ -398,7 +398,9 @@ pub fn moe_init_routing<T: DeviceRepr>(
     let mut expanded_row_idx = output::<i32>(stream, &[nk])?;
     let api = crate::backend::api()?;
     let e = num_experts as i64;
-    if api.opapi.has("aclnnMoeInitRoutingV3") {
+    if api.opapi.has("aclnnMoeInitRoutingV3GetWorkspaceSize")
+        && api.opapi.has("aclnnMoeInitRoutingV3")
+    {
         let mut counts = output::<i64>(stream, &[num_experts])?;
         let (p1, p2) = phases!(aclnnMoeInitRoutingV3GetWorkspaceSize, aclnnMoeInitRoutingV3);
         let mut call = OpCall::new(stream)?;
