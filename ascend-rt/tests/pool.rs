@@ -6,11 +6,16 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ascend_rt::{DeviceBuffer, MemPool};
 
 const MIB: usize = 1 << 20;
+
+/// Serialises the tests that reason about the device's free memory (the
+/// mock device has 1 GiB, shared by every test of this binary).
+static DEVICE_MEMORY: Mutex<()> = Mutex::new(());
 
 #[test]
 fn stats_count_use_reservation_peak_and_hits() {
@@ -183,6 +188,7 @@ fn blocks_of_the_own_stream_are_preferred() {
 
 #[test]
 fn empty_cache_releases_only_unused_segments() {
+    let _serial = DEVICE_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
     let ctx = common::ctx();
     let s = ctx.new_stream().unwrap();
     let pool = ctx.pool();
@@ -244,4 +250,29 @@ fn empty_pooled_buffers_take_nothing() {
     assert!(b.is_empty());
     assert_eq!(ctx.pool().stats().reserved, 0);
     assert_eq!(b.to_vec().unwrap(), Vec::<f32>::new());
+}
+
+/// When the device is out of memory, the pool gives back its cached
+/// segments and tries again before failing.
+#[test]
+fn an_allocation_that_does_not_fit_releases_the_cache_first() {
+    let _serial = DEVICE_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+    let ctx = common::ctx();
+    let s = ctx.new_stream().unwrap();
+    let pool = ctx.pool();
+    let cached = DeviceBuffer::<u8>::zeroed_pooled(&s, 600 * MIB).unwrap();
+    drop(cached);
+    assert_eq!(pool.stats().reserved, 600 * MIB);
+    // 600 MiB cached + 700 MiB new exceed the 1 GiB device.
+    let big = DeviceBuffer::<u8>::zeroed_pooled(&s, 700 * MIB).unwrap();
+    let st = pool.stats();
+    assert_eq!(st.reserved, 700 * MIB);
+    assert_eq!(st.device_frees, 1);
+    assert_eq!(st.device_allocs, 2);
+    drop(big);
+    // Beyond the device even with an empty cache: a clean error.
+    let err = DeviceBuffer::<u8>::zeroed_pooled(&s, 2048 * MIB).unwrap_err();
+    assert!(err.to_string().contains("aclrtMalloc"), "{err}");
+    assert_eq!(pool.stats().reserved, 0);
+    assert_eq!(pool.stats().in_use, 0);
 }

@@ -277,10 +277,9 @@ impl<'s> OpCall<'s> {
         let (size, exec) = self.phase1(phase1_name, phase1)?;
         let mut ws = self.workspace(size)?;
         let ws_ptr = ws.track_write(self.stream)?;
-        // SAFETY: `exec` came from phase 1 just now and is consumed by this
-        // single phase-2 call; the workspace holds `size` bytes (null when
-        // 0) and goes back to the pool in this stream's order; the
-        // descriptors in `self` live until this returns.
+        // The workspace goes back to the pool in this stream's order.
+        // SAFETY: `exec` is phase 1's, consumed by this one phase-2 call; the
+        // workspace holds `size` bytes (null if 0); `self` keeps the descriptors.
         let status = unsafe { phase2(ws_ptr, size, exec, self.stream.handle()) };
         result::check_aclnn(phase2_name, status)
         // `self` (descriptors) and `ws` drop here, after phase 2 returned.
@@ -383,10 +382,9 @@ impl PreparedOp {
         for (slot, t) in self.parts.inputs.iter_mut().zip(inputs) {
             let addr = t.track_read(stream)?.cast_mut();
             if addr != slot.addr {
-                // SAFETY: the executor and descriptor are live (owned by
-                // self); `addr` is the base of a buffer the prepared layout
-                // fits in (checked when the view was made, and the layout is
-                // the prepared one).
+                // The prepared layout is the view's, checked to fit its buffer.
+                // SAFETY: executor and descriptor are live (owned by self);
+                // `addr` is the base of a buffer that layout fits in.
                 let st = unsafe { (self.set_in)(self.exec, slot.index, slot.desc, addr) };
                 result::check_aclnn("aclSetInputTensorAddr", st)?;
                 slot.addr = addr;

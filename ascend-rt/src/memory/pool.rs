@@ -239,10 +239,9 @@ impl MemPool {
                 first_err.get_or_insert(e);
                 continue;
             }
-            // SAFETY: `base` is a segment this pool got from aclrtMalloc and
-            // frees only here (it is removed from the maps below); none of it
-            // is handed out (one free block spans it) and the work queued on
-            // it has finished (synchronized just above).
+            // It is removed from the maps below, so it is freed only once.
+            // SAFETY: `base` is this pool's aclrtMalloc segment; none of it is
+            // handed out (one free block spans it); its queued work finished.
             match unsafe { result::memory::free(base as *mut c_void) } {
                 Ok(()) => {
                     st.blocks.remove(&base);
