@@ -12,7 +12,9 @@
 //! - **Segments** are `aclrtMalloc`'d regions; they are kept after their
 //!   blocks are freed (that is the cache) until [`MemPool::empty_cache`],
 //!   or until an `aclrtMalloc` fails, when the pool releases its unused
-//!   segments and tries once more.
+//!   segments, synchronizes the device and tries again (a few times over
+//!   at most 50 ms, for runtimes that make freed memory available
+//!   asynchronously).
 //! - **Best fit, split, merge.** A request takes the smallest free block of
 //!   its class that fits; the rest is split off as a new free block when it
 //!   is at least 512 bytes (small) or 2 MiB (large). A freed block merges
@@ -285,9 +287,13 @@ impl MemPool {
         let base = match result::memory::malloc(seg_size, ACL_MEM_MALLOC_HUGE_FIRST) {
             Ok(p) => p,
             Err(first) => {
-                // Give back what is cached and try once more.
+                // Give back what is cached and try again.
+                let reserved = st.stats.reserved;
                 let _ = Self::release_unused(&mut st);
-                result::memory::malloc(seg_size, ACL_MEM_MALLOC_HUGE_FIRST).map_err(|_| first)?
+                if st.stats.reserved == reserved {
+                    return Err(first);
+                }
+                Self::malloc_after_release(seg_size).map_err(|_| first)?
             }
         };
         if base.is_null() {
@@ -308,6 +314,23 @@ impl MemPool {
             },
         );
         Ok(Self::take(&mut st, addr, size))
+    }
+
+    /// `aclrtMalloc` right after segments were freed. A runtime may make
+    /// freed memory available only once it has processed the release (the
+    /// mock does so after the work queued before the free), so the device
+    /// is synchronized and a few short retries (50 ms in all) are made.
+    fn malloc_after_release(size: usize) -> Result<*mut c_void> {
+        let mut last = result::device::synchronize()
+            .and_then(|()| result::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST));
+        for _ in 0..10 {
+            if last.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            last = result::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST);
+        }
+        last
     }
 
     /// The best-fitting free block of the class: the smallest without work
