@@ -728,6 +728,30 @@ fn a_prepared_matmul_runs_again_on_other_buffers() {
     invalid(op.run(&s, &[&ta1], &mut [&mut out]), "takes 2 inputs");
 }
 
+#[test]
+fn a_prepared_add_follows_new_buffers_and_keeps_its_alpha() {
+    let s = setup();
+    let mut rng = Rng::new(10);
+    let (x1, y1) = (rng.vec(6), rng.vec(6));
+    let (tx, ty) = (t(&s, &x1, &[2, 3]), t(&s, &y1, &[2, 3]));
+    let mut out = Tensor::<f32>::zeros(&s, &[2, 3]).unwrap();
+    let mut op = ops::prepare_add(&s, &tx, &ty, 3.0, &mut out).unwrap();
+    for round in 0..4 {
+        // Fresh pooled buffers each round: the executor's addresses move.
+        let a = rng.vec(6);
+        let b = rng.vec(6);
+        let (ta, tb) = (t(&s, &a, &[2, 3]), t(&s, &b, &[2, 3]));
+        let mut o = Tensor::<f32>::zeros(&s, &[2, 3]).unwrap();
+        op.run(&s, &[&ta, &tb], &mut [&mut o]).unwrap();
+        let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + 3.0 * y).collect();
+        close(&o.to_vec().unwrap(), &want, 1e-6, &format!("round {round}"));
+    }
+    invalid(
+        ops::prepare_add(&s, &tx, &ty, f64::INFINITY, &mut out),
+        "not finite",
+    );
+}
+
 /// One MoE layer: router, gating, routing, expert FFN, finalize, residual.
 fn moe_layer(s: &Arc<Stream>, x: &Tensor<f32>, w: &Weights) -> Tensor<f32> {
     let (n, _) = (x.shape()[0], x.shape()[1]);

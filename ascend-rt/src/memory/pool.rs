@@ -30,10 +30,14 @@
 //!   stream: an event is recorded on the old stream and
 //!   `aclrtStreamWaitEvent` queued on the new one, so no host thread blocks.
 //!   The event is recorded when the block is reused rather than when it was
-//!   freed: it then covers the old work and possibly more, which is as safe
-//!   and keeps the single-stream path free of events. A stream that has been
-//!   dropped has finished its work (its `Drop` synchronizes), so it is
-//!   forgotten.
+//!   freed (as torch's `record_stream` does): it then covers the old work
+//!   and possibly more, which is as safe, keeps the single-stream path free
+//!   of events, and keeps the pool from holding events, which hold their
+//!   context, which holds the pool (a cycle that would never be freed). The
+//!   cost is a possibly longer wait when the old stream queued more work
+//!   after the free. Freed blocks name their streams by `Weak` reference
+//!   for the same reason; a stream that has been dropped has finished its
+//!   work (its `Drop` synchronizes), so it is forgotten.
 //! - **The allocating stream owns the new buffer's first write.** A pooled
 //!   [`DeviceBuffer`](super::DeviceBuffer) starts with that stream as its
 //!   tracked writer, so use on any other stream, or by the host, is ordered

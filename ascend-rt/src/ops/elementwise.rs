@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use super::{AsView, broadcast, on_device, output, phases, shape_is};
-use crate::aclnn::OpCall;
+use ascend_sys::aclOpExecutor;
+
+use crate::aclnn::{OpCall, PreparedOp};
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceRepr};
 use crate::stream::Stream;
-use crate::tensor::{Tensor, TensorArgMut};
+use crate::tensor::{Tensor, TensorArgMut, TensorRef};
 
 /// `a + alpha * b`, broadcast, into a new tensor.
 pub fn add<T: DeviceRepr>(
@@ -25,16 +27,19 @@ pub fn add<T: DeviceRepr>(
     Ok(out)
 }
 
-/// `a + alpha * b` into `out` (of the broadcast shape and type `T`).
-pub fn add_into<T: DeviceRepr>(
-    stream: &Arc<Stream>,
-    a: &impl AsView<T>,
-    b: &impl AsView<T>,
+/// Checks `add`'s arguments and assembles the call (descriptors made, the
+/// tensors declared on the stream).
+fn add_call<'s, T: DeviceRepr>(
+    stream: &'s Arc<Stream>,
+    a: &TensorRef<'_, T>,
+    b: &TensorRef<'_, T>,
     alpha: f64,
     out: &mut dyn TensorArgMut,
-) -> Result<()> {
+) -> Result<(
+    OpCall<'s>,
+    impl FnOnce(*mut u64, *mut *mut aclOpExecutor) -> i32 + use<'s, T>,
+)> {
     const API: &str = "ops::add";
-    let (a, b) = (a.as_view(), b.as_view());
     let shape = broadcast(API, a.shape(), b.shape())?;
     shape_is(API, "out", out.layout().shape(), &shape)?;
     same_type(API, T::DTYPE, out.dtype())?;
@@ -47,21 +52,47 @@ pub fn add_into<T: DeviceRepr>(
         DType::F32 | DType::F16 | DType::BF16 => DType::F32,
         other => other,
     };
-    on_device(API, stream, &a)?;
-    on_device(API, stream, &b)?;
-    let (p1, p2) = phases!(aclnnAddGetWorkspaceSize, aclnnAdd);
+    on_device(API, stream, a)?;
+    on_device(API, stream, b)?;
+    let p1 = crate::backend::api()?.opapi.aclnnAddGetWorkspaceSize()?;
     let mut call = OpCall::new(stream)?;
     let alpha = call.scalar(alpha, alpha_type)?;
-    let (da, db) = (call.input(&a)?, call.input(&b)?);
+    let (da, db) = (call.input(a)?, call.input(b)?);
     let dout = call.output(out)?;
-    call.run(
-        "aclnnAddGetWorkspaceSize",
-        // SAFETY: the descriptors live in `call` until phase 2 returned;
-        // the out-pointers are the ones `run` passes.
-        |ws, ex| unsafe { p1(da, db, alpha, dout, ws, ex) },
-        "aclnnAdd",
-        p2,
-    )
+    // SAFETY: the descriptors live in `call` until phase 2 returned (or
+    // until a prepared executor is destroyed).
+    let phase1 = move |ws, ex| unsafe { p1(da, db, alpha, dout, ws, ex) };
+    Ok((call, phase1))
+}
+
+/// `a + alpha * b` into `out` (of the broadcast shape and type `T`).
+pub fn add_into<T: DeviceRepr>(
+    stream: &Arc<Stream>,
+    a: &impl AsView<T>,
+    b: &impl AsView<T>,
+    alpha: f64,
+    out: &mut dyn TensorArgMut,
+) -> Result<()> {
+    let p2 = crate::backend::api()?.opapi.aclnnAdd()?;
+    let (a, b) = (a.as_view(), b.as_view());
+    let (call, phase1) = add_call(stream, &a, &b, alpha, out)?;
+    call.run("aclnnAddGetWorkspaceSize", phase1, "aclnnAdd", p2)
+}
+
+/// A repeatable `a + alpha * b` for tensors of these types and layouts (and
+/// this alpha): run it with [`PreparedOp::run`]`(stream, &[&a, &b], &mut
+/// [&mut out])`.
+pub fn prepare_add<T: DeviceRepr>(
+    stream: &Arc<Stream>,
+    a: &impl AsView<T>,
+    b: &impl AsView<T>,
+    alpha: f64,
+    out: &mut dyn TensorArgMut,
+) -> Result<PreparedOp> {
+    let p2 = crate::backend::api()?.opapi.aclnnAdd()?;
+    let (a, b) = (a.as_view(), b.as_view());
+    let (call, phase1) = add_call(stream, &a, &b, alpha, out)?;
+    call.prepare("aclnnAddGetWorkspaceSize", phase1, "aclnnAdd", p2)
 }
 
 /// `a * b`, broadcast, into a new tensor.

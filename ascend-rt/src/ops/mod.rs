@@ -21,7 +21,7 @@ pub mod matmul;
 pub mod moe;
 pub mod norm;
 
-pub use elementwise::{add, add_into, mul, mul_into};
+pub use elementwise::{add, add_into, mul, mul_into, prepare_add};
 pub use matmul::{GroupList, grouped_matmul, matmul, matmul_into, prepare_matmul};
 pub use moe::{
     GatingNorm, GatingTopK, GatingTopKParams, GatingTopKSoftmax, GroupSelect, MoeRouting,
