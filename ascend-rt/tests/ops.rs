@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use ascend_rt::ops::{self, GatingNorm, GatingTopKParams, GroupList, GroupSelect};
-use ascend_rt::{Error, Format, Stream, Tensor, TensorArg, TensorArgMut, f16};
+use ascend_rt::{AclnnCode, Error, Format, Stream, Tensor, TensorArg, TensorArgMut, bf16, f16};
 
 struct Rng(u64);
 
@@ -459,6 +459,30 @@ fn gating_top_k_deepseek_form() {
     );
 }
 
+#[test]
+fn gating_top_k_in_bf16_rounds_once() {
+    let s = setup();
+    let mut rng = Rng::new(11);
+    let (n, e) = (4, 16);
+    let x: Vec<bf16> = rng.vec(n * e).iter().map(|&v| bf16::from_f32(v)).collect();
+    let x32: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
+    let p = GatingTopKParams::new(4)
+        .groups(4, 2)
+        .group_select(GroupSelect::TopTwoSum);
+    let r =
+        ops::moe_gating_top_k(&s, &Tensor::from_slice(&s, &x, &[n, e]).unwrap(), None, &p).unwrap();
+    let (w, ids, _) = gating_ref(&x32, &[0.0; 16], e, &p);
+    assert_eq!(r.expert_idx.to_vec().unwrap(), ids);
+    let got: Vec<f32> = r
+        .weights
+        .to_vec()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_f32())
+        .collect();
+    close(&got, &w, 8e-3, "bf16 weights");
+}
+
 /// Reference of dropless routing in the row-major index space.
 fn routing_ref(ids: &[i32], n: usize, k: usize, e: usize) -> (Vec<usize>, Vec<i32>, Vec<i64>) {
     let mut order: Vec<usize> = (0..n * k).collect();
@@ -669,8 +693,15 @@ fn the_runtime_refusal_is_an_aclnn_error_with_code_and_message() {
     match ops::softmax(&s, &x, -1) {
         Err(Error::Aclnn { api, code, message }) => {
             assert_eq!(api, "aclnnSoftmaxGetWorkspaceSize");
-            assert_ne!(code.raw(), 0);
-            assert!(!message.is_empty(), "no message captured");
+            assert_eq!(code, AclnnCode::ACLNN_ERR_PARAM_INVALID);
+            assert!(message.contains("format"), "message: {message}");
+            let line = Error::Aclnn { api, code, message }.to_string();
+            assert!(
+                line.starts_with(
+                    "aclnnSoftmaxGetWorkspaceSize failed: 161002 ACLNN_ERR_PARAM_INVALID: "
+                ),
+                "{line}"
+            );
         }
         other => panic!("expected an aclnn error, got {other:?}"),
     }
