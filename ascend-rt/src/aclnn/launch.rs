@@ -33,7 +33,8 @@
 //! points the executor at their addresses (`aclSetInputTensorAddr` /
 //! `aclSetOutputTensorAddr`, only when an address changed) and calls
 //! phase 2. Dropping it waits for the streams it ran on, then calls
-//! `aclDestroyAclOpExecutor`.
+//! `aclDestroyAclOpExecutor`; a failure there is recorded in the context
+//! (and the executor leaked when the wait failed).
 
 use std::ffi::c_void;
 use std::sync::{Arc, Weak};
@@ -413,14 +414,22 @@ impl PreparedOp {
 
 impl Drop for PreparedOp {
     fn drop(&mut self) {
-        // Queued launches may still use the executor.
+        // Queued launches may still use the executor: wait for them. If
+        // that fails, leaking the executor is the only sound choice.
         for (_, s) in &self.ran_on {
-            if let Some(s) = s.upgrade() {
-                let _ = s.synchronize();
+            if let Some(s) = s.upgrade()
+                && let Err(e) = s.sync_point()
+            {
+                s.context().record_err(e);
+                return;
             }
         }
         // SAFETY: the executor is repeatable, owned by self, no launch of
         // it is pending (synchronized above), destroyed only here.
-        let _ = unsafe { (self.destroy)(self.exec) };
+        let status = unsafe { (self.destroy)(self.exec) };
+        if status != 0 {
+            let ctx = self.workspace.context();
+            ctx.record_result(result::check_aclnn("aclDestroyAclOpExecutor", status));
+        }
     }
 }
