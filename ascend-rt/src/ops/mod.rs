@@ -11,6 +11,18 @@
 //! [`Tensor`] or a [`TensorRef`]). Everything is queued on `stream`;
 //! reading a result on the host waits for it.
 //!
+//! ```
+//! use ascend_rt::{Context, Tensor, ops};
+//! let ctx = Context::new(0)?;
+//! let s = ctx.new_stream()?;
+//! let a = Tensor::from_slice(&s, &[1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+//! let b = Tensor::from_slice(&s, &[0.0f32, 1.0, 1.0, 0.0], &[2, 2])?;
+//! let c = ops::matmul(&s, &a, &b.view().t()?)?; // a @ bᵀ, bᵀ a strided view
+//! let d = ops::add(&s, &c, &a, -1.0)?; // c - a
+//! assert_eq!(d.to_vec()?, [1.0, -1.0, 1.0, -1.0]);
+//! # Ok::<(), ascend_rt::Error>(())
+//! ```
+//!
 //! Every function checks shapes, dtypes and attributes in Rust and returns
 //! [`Error::InvalidArgument`] with the reason before any FFI call; what the
 //! runtime still refuses comes back as [`Error::Aclnn`] with the function,
