@@ -107,6 +107,17 @@
 //!   [`DeviceBuffer::memset`], [`PinnedBuffer::as_mut_slice`]) and freeing
 //!   (`Drop`, `free`) wait for everyone. This is why `as_slice` and
 //!   `as_mut_slice` return `Result`.
+//! - A pooled buffer ([`DeviceBuffer::alloc_pooled`], operator outputs
+//!   and workspaces) is not freed but returned to its context's [`MemPool`]
+//!   without waiting, together with the streams that may still use it; the
+//!   block's next user is the stream that allocates it, which runs after
+//!   its own earlier work and is made to wait for the other streams'
+//!   ([`memory::pool`]). A new pooled buffer starts with that stream as its
+//!   writer, so the host and other streams are ordered after all of it.
+//! - Operators declare every tensor they read or write on their stream
+//!   before queueing ([`aclnn::OpCall`]), so they take part in the rules
+//!   above like copies do; their descriptors are destroyed once phase 2
+//!   has returned, which is all aclnn needs of them.
 //! - Only pinned memory takes part in asynchronous host copies: AscendCL
 //!   completes an asynchronous copy only at a synchronization, and a copy
 //!   from pageable memory is synchronous anyway. So there is no
