@@ -783,6 +783,30 @@ fn a_prepared_add_follows_new_buffers_and_keeps_its_alpha() {
     );
 }
 
+/// An operator's output read by an operator on another stream: the second
+/// stream waits for the first (held back by a sleeping host function), or
+/// it would read the output's stale contents.
+#[test]
+fn operators_on_two_streams_are_ordered_by_their_tensors() {
+    let s1 = setup();
+    let s2 = s1.context().new_stream().unwrap();
+    let a = t(&s1, &[1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    let eye = t(&s1, &[1.0, 0.0, 0.0, 1.0], &[2, 2]);
+    let mut prod = Tensor::<f32>::zeros(&s1, &[2, 2]).unwrap();
+    s1.launch_host_fn(|| std::thread::sleep(std::time::Duration::from_millis(200)))
+        .unwrap();
+    ops::matmul_into(&s1, &a, &eye, &mut prod).unwrap(); // after the sleep
+    let sum = ops::add(&s2, &prod, &a, 1.0).unwrap(); // must wait for s1
+    assert_eq!(sum.to_vec().unwrap(), [2.0, 4.0, 6.0, 8.0]);
+    // And a write on s2 to a tensor s1 still reads waits for that read.
+    s1.launch_host_fn(|| std::thread::sleep(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let copy = ops::add(&s1, &prod, &eye, 0.0).unwrap(); // reads prod late
+    ops::mul_into(&s2, &a, &eye, &mut prod).unwrap(); // overwrites prod
+    assert_eq!(copy.to_vec().unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(prod.to_vec().unwrap(), [1.0, 0.0, 0.0, 4.0]);
+}
+
 /// One MoE layer: router, gating, routing, expert FFN, finalize, residual.
 fn moe_layer(s: &Arc<Stream>, x: &Tensor<f32>, w: &Weights) -> Tensor<f32> {
     let (n, _) = (x.shape()[0], x.shape()[1]);
