@@ -277,3 +277,29 @@ fn an_allocation_that_does_not_fit_releases_the_cache_first() {
     assert_eq!(pool.stats().reserved, 0);
     assert_eq!(pool.stats().in_use, 0);
 }
+
+/// `empty_cache` waits for the work queued on the segments it releases;
+/// that work may itself give a pooled buffer back (a host function dropping
+/// it), which must not deadlock against the release.
+#[test]
+fn empty_cache_does_not_hold_the_pool_while_waiting() {
+    let _serial = DEVICE_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+    let ctx = common::ctx();
+    let s = ctx.new_stream().unwrap();
+    let pool = ctx.pool();
+    let idle = DeviceBuffer::<u8>::zeroed_pooled(&s, 3 * MIB).unwrap();
+    drop(idle); // cached, with work pending on `s`
+    let held = DeviceBuffer::<u8>::zeroed_pooled(&s, 100).unwrap();
+    s.launch_host_fn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held); // back to the pool from the stream's worker
+    })
+    .unwrap();
+    pool.empty_cache().unwrap(); // waits for `s`, which waits for the pool
+    s.synchronize().unwrap();
+    let st = pool.stats();
+    assert_eq!(st.in_use, 0);
+    assert_eq!(st.device_frees, 1, "the large segment");
+    pool.empty_cache().unwrap();
+    assert_eq!(pool.stats().reserved, 0);
+}

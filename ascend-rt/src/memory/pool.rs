@@ -117,6 +117,15 @@ struct Block {
     pending: Vec<Pending>,
 }
 
+/// A segment taken out of the pool to be released.
+#[derive(Debug)]
+struct Idle {
+    base: usize,
+    size: usize,
+    small: bool,
+    pending: Vec<Pending>,
+}
+
 #[derive(Debug)]
 struct Segment {
     size: usize,
@@ -212,13 +221,71 @@ impl MemPool {
             .upgrade()
             .ok_or_else(|| Error::invalid("MemPool::empty_cache", "the pool's context is gone"))?;
         ctx.bind_to_thread()?;
-        let mut st = self.lock();
-        Self::release_unused(&mut st)
+        self.release_unused().1
     }
 
-    /// Releases unused segments; the context must be current.
-    fn release_unused(st: &mut State) -> Result<()> {
-        let idle: Vec<usize> = st
+    /// Releases unused segments; the context must be current. The waits
+    /// and frees happen without the pool's lock held, so that work on the
+    /// streams waited for (a host function dropping a pooled buffer, say)
+    /// can still use the pool.
+    /// Returns how many segments were freed, and the first error.
+    fn release_unused(&self) -> (u64, Result<()>) {
+        let idle = Self::take_unused(&mut self.lock());
+        let mut first_err = None;
+        let mut kept = Vec::new();
+        let mut freed = 0u64;
+        for seg in idle {
+            // Queued work may still touch the memory: wait for it first.
+            let mut waited = Ok(());
+            for p in &seg.pending {
+                if let Some(s) = p.stream.upgrade() {
+                    waited = waited.and(s.sync_point());
+                }
+            }
+            if let Err(e) = waited {
+                first_err.get_or_insert(e);
+                kept.push(seg);
+                continue;
+            }
+            // Taken out of the maps above, so no one else frees or hands it out.
+            // SAFETY: `base` is this pool's aclrtMalloc segment; none of it is
+            // handed out (one free block spanned it); its queued work finished.
+            match unsafe { result::memory::free(seg.base as *mut c_void) } {
+                Ok(()) => freed += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    kept.push(seg);
+                }
+            }
+        }
+        let mut st = self.lock();
+        st.stats.device_frees += freed;
+        for seg in kept {
+            // Not released: it stays cached, as it was.
+            st.stats.reserved += seg.size;
+            st.segments.insert(seg.base, Segment { size: seg.size });
+            st.free_set(seg.small).insert((seg.size, seg.base));
+            st.blocks.insert(
+                seg.base,
+                Block {
+                    size: seg.size,
+                    segment: seg.base,
+                    free: true,
+                    small: seg.small,
+                    pending: seg.pending,
+                },
+            );
+        }
+        let r = match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        (freed, r)
+    }
+
+    /// Takes every segment that is one free block out of the pool.
+    fn take_unused(st: &mut State) -> Vec<Idle> {
+        let bases: Vec<usize> = st
             .segments
             .iter()
             .filter(|(base, seg)| {
@@ -228,43 +295,22 @@ impl MemPool {
             })
             .map(|(base, _)| *base)
             .collect();
-        let mut first_err = None;
-        for base in idle {
-            let (pending, small, size) = {
-                let b = &st.blocks[&base];
-                (b.pending.clone(), b.small, b.size)
-            };
-            // Queued work may still touch the memory: wait for it first.
-            let mut waited = Ok(());
-            for p in &pending {
-                if let Some(s) = p.stream.upgrade() {
-                    waited = waited.and(s.sync_point());
-                }
-            }
-            if let Err(e) = waited {
-                first_err.get_or_insert(e);
+        let mut idle = Vec::with_capacity(bases.len());
+        for base in bases {
+            let (Some(block), Some(seg)) = (st.blocks.remove(&base), st.segments.remove(&base))
+            else {
                 continue;
-            }
-            // It is removed from the maps below, so it is freed only once.
-            // SAFETY: `base` is this pool's aclrtMalloc segment; none of it is
-            // handed out (one free block spans it); its queued work finished.
-            match unsafe { result::memory::free(base as *mut c_void) } {
-                Ok(()) => {
-                    st.blocks.remove(&base);
-                    st.free_set(small).remove(&(size, base));
-                    st.segments.remove(&base);
-                    st.stats.reserved -= size;
-                    st.stats.device_frees += 1;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
+            };
+            st.free_set(block.small).remove(&(block.size, base));
+            st.stats.reserved -= seg.size;
+            idle.push(Idle {
+                base,
+                size: seg.size,
+                small: block.small,
+                pending: block.pending,
+            });
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        idle
     }
 
     /// Hands out a block of at least `bytes` bytes (`bytes > 0`) for work
@@ -277,24 +323,21 @@ impl MemPool {
             )
         })?;
         let mut st = self.lock();
-        if let Some(addr) = Self::find_free(&st, size, small, stream.id()) {
-            let waits = Self::order_after_pending(&mut st, addr, stream)?;
-            let found = st.blocks[&addr].size;
-            st.free_set(small).remove(&(found, addr));
-            st.stats.cache_hits += 1;
-            if waits {
-                st.stats.cross_stream_waits += 1;
-            }
-            return Ok(Self::take(&mut st, addr, size));
+        if let Some(block) = Self::reuse(&mut st, stream, size, small)? {
+            return Ok(block);
         }
+        drop(st);
         let seg_size = if small { SMALL_SEGMENT } else { size };
         let base = match result::memory::malloc(seg_size, ACL_MEM_MALLOC_HUGE_FIRST) {
             Ok(p) => p,
             Err(first) => {
-                // Give back what is cached and try again.
-                let reserved = st.stats.reserved;
-                let _ = Self::release_unused(&mut st);
-                if st.stats.reserved == reserved {
+                // Give back what is cached and try again (another thread may
+                // have freed a fitting block meanwhile: look first).
+                let (freed, _) = self.release_unused();
+                if let Some(block) = Self::reuse(&mut self.lock(), stream, size, small)? {
+                    return Ok(block);
+                }
+                if freed == 0 {
                     return Err(first);
                 }
                 Self::malloc_after_release(seg_size).map_err(|_| first)?
@@ -304,6 +347,7 @@ impl MemPool {
             return Err(result::null_result("aclrtMalloc"));
         }
         let addr = base as usize;
+        let mut st = self.lock();
         st.stats.device_allocs += 1;
         st.stats.reserved += seg_size;
         st.segments.insert(addr, Segment { size: seg_size });
@@ -318,6 +362,27 @@ impl MemPool {
             },
         );
         Ok(Self::take(&mut st, addr, size))
+    }
+
+    /// A cached block for the request, ordered after its earlier users, if
+    /// one fits.
+    fn reuse(
+        st: &mut State,
+        stream: &Arc<Stream>,
+        size: usize,
+        small: bool,
+    ) -> Result<Option<PoolBlock>> {
+        if let Some(addr) = Self::find_free(st, size, small, stream.id()) {
+            let waits = Self::order_after_pending(st, addr, stream)?;
+            let found = st.blocks[&addr].size;
+            st.free_set(small).remove(&(found, addr));
+            st.stats.cache_hits += 1;
+            if waits {
+                st.stats.cross_stream_waits += 1;
+            }
+            return Ok(Some(Self::take(st, addr, size)));
+        }
+        Ok(None)
     }
 
     /// `aclrtMalloc` right after segments were freed. A runtime may make
@@ -468,8 +533,7 @@ impl MemPool {
     /// can be in use then: each pooled buffer holds the context). The
     /// context must be current.
     pub(crate) fn release_all(&self) -> Result<()> {
-        let mut st = self.lock();
-        Self::release_unused(&mut st)
+        self.release_unused().1
     }
 }
 
