@@ -1,12 +1,15 @@
 //! Errors of the mock and the per-thread error state behind
 //! `aclGetRecentErrMsg`, `aclrtPeekAtLastError` and `aclrtGetLastError`.
 //!
-//! Every exported C function runs its body through [`api_call`]: the body
+//! Every exported C function runs its body through [`api_call`] (aclnn
+//! functions through `aclnn_call`; both use [`guarded_call`]): the call is
+//! numbered for sanitizer reports and counted for fault injection, the body
 //! returns `Result<(), MockError>`, and the wrapper turns an `Err` into the
-//! numeric code, stores the message (prefixed with the API name) in this
-//! thread's slot, remembers the code for `aclrtPeekAtLastError`, optionally
-//! logs it (`ASCEND_MOCK_LOG=1`), and catches panics so that none crosses
-//! the C boundary (a caught panic becomes `ACL_ERROR_INTERNAL_ERROR`).
+//! numeric code, stores the message (prefixed with the API name, unless it
+//! is a sanitizer report) in this thread's slot, remembers the code for
+//! `aclrtPeekAtLastError`, optionally logs it (`ASCEND_MOCK_LOG=1`), and
+//! catches panics so that none crosses the C boundary (a caught panic
+//! becomes `ACL_ERROR_INTERNAL_ERROR`).
 //!
 //! Invariants: the message slot holds at most one message per thread (the
 //! most recent failure); `aclGetRecentErrMsg` moves it into a second slot
@@ -20,6 +23,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use ascend_sys::{ACL_ERROR_INTERNAL_ERROR, ACL_SUCCESS, aclError};
+
+use crate::fault;
+use crate::sanitizer::{self, ReportClass};
 
 /// A failed call: the AscendCL code and a human-readable reason.
 ///
@@ -80,8 +86,16 @@ pub fn set_message(message: &str) {
 }
 
 /// Records a failure of `api`: message, last-error code and the log line.
+///
+/// A sanitizer report (a message starting with a report class, see
+/// [`ReportClass::of_message`]) is stored as it is, since it already
+/// names the call; other messages are prefixed with `api`.
 pub fn record_failure(api: &str, err: &MockError) {
-    let line = format!("{api}: {}", err.message);
+    let line = if ReportClass::of_message(&err.message).is_some() {
+        err.message.clone()
+    } else {
+        format!("{api}: {}", err.message)
+    };
     if log_enabled() {
         eprintln!("[ascend-mock] {line} -> {}", err.code);
     }
@@ -92,7 +106,25 @@ pub fn record_failure(api: &str, err: &MockError) {
 /// Runs the body of the exported function `name`, converting its result to
 /// an `aclError` and recording failures (see the module documentation).
 pub fn api_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> aclError {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    guarded_call(name, ACL_ERROR_INTERNAL_ERROR, body)
+}
+
+/// The wrapper shared by every family of exported functions (runtime,
+/// aclnn, HCCL): numbers the call for sanitizer reports, counts it for
+/// fault injection (an injected failure skips `body`), runs `body` with
+/// panics caught (a panic returns `panic_code`), and records a failure's
+/// message and code. Success is 0 in every family.
+pub fn guarded_call(
+    name: &'static str,
+    panic_code: i32,
+    body: impl FnOnce() -> MockResult<()>,
+) -> i32 {
+    let (_site, _scope) = sanitizer::enter_call(name);
+    let outcome = match fault::on_call(name) {
+        Err(injected) => Ok(Err(injected)),
+        Ok(()) => catch_unwind(AssertUnwindSafe(body)),
+    };
+    match outcome {
         Ok(Ok(())) => {
             if log_enabled() {
                 eprintln!("[ascend-mock] {name}: ok");
@@ -110,7 +142,7 @@ pub fn api_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> ac
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
             let err = MockError::new(
-                ACL_ERROR_INTERNAL_ERROR,
+                panic_code,
                 format!("internal error in the mock device: {what}"),
             );
             record_failure(name, &err);

@@ -19,6 +19,7 @@ use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
 use crate::runtime::{Handle, HandleKind};
+use crate::sanitizer::{self, CallSite};
 use crate::stream::{Stream, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
@@ -43,6 +44,8 @@ pub struct Event {
     pub flags: u32,
     /// The device of the context it was created in.
     pub device: u32,
+    /// The call that created it.
+    pub origin: Option<CallSite>,
     state: Mutex<EventState>,
     changed: Condvar,
 }
@@ -84,6 +87,7 @@ impl Event {
             handle: Handle::new(HandleKind::Event),
             flags,
             device,
+            origin: sanitizer::current_call(),
             state: Mutex::new(EventState::default()),
             changed: Condvar::new(),
         })

@@ -30,6 +30,13 @@
 //!   `aclrtLaunchCallback`, `aclrtProcessReport`).
 //! - [`memory`]: the registry of live device and pinned host allocations,
 //!   capacity accounting, pointer classification and range checks.
+//! - [`sanitizer`]: call numbering and the sanitizer's reports
+//!   (`use-after-free`, `double free`, `invalid free`, `out of bounds`,
+//!   `wrong memory kind`, `race`, `leak`), its mode and the Rust API to
+//!   read them (`ASCEND_MOCK_SANITIZER`, `ASCEND_MOCK_LEAKS`).
+//! - [`fault`]: fault injection (failing the N-th call of an API, losing a
+//!   device, jitter before stream tasks; `ASCEND_MOCK_FAIL`,
+//!   `ASCEND_MOCK_DEVICE_LOST`, `ASCEND_MOCK_JITTER`).
 //! - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and executors,
 //!   `libopapi`'s two-phase operators running `ascend-kernels` on the
 //!   streams), with the registry of live descriptors.
@@ -49,11 +56,11 @@
 //!   first).
 //!
 //! # Deliberately unchecked
-//! Pageable host pointers are trusted (the mock cannot know their extent),
-//! and a pointer freed and then passed to a copy as host memory is not
-//! detected; the planned sanitizer adds use-after-free, race and leak
-//! reports on top of the allocation registry and the per-stream task
-//! history.
+//! Pageable host pointers are trusted (the mock cannot know their extent).
+//! A freed pointer is recognised only while its block is in the bounded
+//! freed-block history (see [`memory`]); with the sanitizer off, a freed
+//! pointer passed to a copy as host memory is not detected. Races between
+//! streams are not detected yet.
 
 #![allow(non_snake_case)]
 
@@ -63,9 +70,11 @@ pub mod config;
 pub mod error;
 pub mod event;
 mod exports;
+pub mod fault;
 pub mod memory;
 mod resolve;
 pub mod runtime;
+pub mod sanitizer;
 pub mod stream;
 
 pub use aclnn::meta::{

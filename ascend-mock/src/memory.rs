@@ -17,20 +17,35 @@
 //!   never exceeds the device capacity.
 //! - A block is returned to the allocator only after it left the registry,
 //!   and (for `aclrtFree`) after the stream work queued before the free ran.
+//! - An address is in the freed-block history only while the mock still
+//!   owns its memory; history entries never overlap live allocations.
+//! - Lock order: the registry, then the freed-block history.
+//!
+//! The freed-block history (for `use-after-free` and `double free`
+//! reports): while the sanitizer is on, a block the caller frees is
+//! remembered with the calls that allocated and freed it, and the mock
+//! keeps owning its memory: first until the stream work queued before the
+//! free has run, then in a bounded quarantine ([`QUARANTINE_BLOCKS`],
+//! [`QUARANTINE_BYTES`], oldest evicted first). An address in the history
+//! therefore cannot belong to anyone else, so a pointer found there is
+//! stale, never a legitimate host buffer. A block is forgotten before it
+//! goes back to the allocator; blocks larger than a quarter of the budget
+//! are only remembered until their stream work has run.
 //!
 //! `aclrtMalloc` charges `round_up(size, 32) + 32` bytes (CANN's rule);
 //! `aclrtMallocAlign32` charges `round_up(size, 32)`. The whole charged
 //! block is addressable, so range checks use it.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
+use crate::sanitizer::{self, CallSite, ReportClass, violation};
 use crate::stream::Stream;
 
 /// Start alignment of every block.
@@ -58,8 +73,68 @@ pub struct Allocation {
     pub kind: MemKind,
     /// A process-unique number, in allocation order.
     pub serial: u64,
+    /// The call that made it.
+    pub origin: Option<CallSite>,
     /// The pointer the allocator returned (`base` rounds it up to 64).
     raw: usize,
+}
+
+impl Allocation {
+    /// "device memory of device 0" or "pinned host memory".
+    pub fn describe_kind(&self) -> String {
+        match self.kind {
+            MemKind::Device(d) => format!("device memory of device {d}"),
+            MemKind::PinnedHost => "pinned host memory".to_string(),
+        }
+    }
+
+    /// "a block of N bytes at 0x... (device memory of device 0) allocated by X".
+    pub fn describe(&self) -> String {
+        format!(
+            "a block of {} bytes at {:#x} ({}) allocated by {}",
+            self.size,
+            self.base,
+            self.describe_kind(),
+            origin_text(self.origin)
+        )
+    }
+}
+
+fn origin_text(site: Option<CallSite>) -> String {
+    site.map_or_else(|| "an internal call".to_string(), |c| c.to_string())
+}
+
+/// A block freed by the caller whose memory the mock still holds (see
+/// the module documentation on the freed-block history).
+#[derive(Debug, Clone)]
+pub struct FreedBlock {
+    /// Start address.
+    pub base: usize,
+    /// Addressable bytes.
+    pub size: usize,
+    /// Device or pinned host.
+    pub kind: MemKind,
+    /// The call that allocated it.
+    pub allocated_by: Option<CallSite>,
+    /// The call that freed it.
+    pub freed_by: Option<CallSite>,
+}
+
+impl FreedBlock {
+    /// "a block of N bytes at 0x... freed by X; allocated by Y".
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            MemKind::Device(d) => format!("device memory of device {d}"),
+            MemKind::PinnedHost => "pinned host memory".to_string(),
+        };
+        format!(
+            "a block of {} bytes at {:#x} ({kind}) freed by {}; allocated by {}",
+            self.size,
+            self.base,
+            origin_text(self.freed_by),
+            origin_text(self.allocated_by)
+        )
+    }
 }
 
 /// How a pointer is classified.
@@ -190,7 +265,7 @@ pub(crate) fn free_after(block: Allocation, waits: Vec<(Arc<Stream>, u64)>) {
                     for (s, seq) in waits {
                         s.wait_for(seq, None);
                     }
-                    free_detached(vec![block]);
+                    retire(block);
                 }
             })
             .ok()
@@ -208,7 +283,137 @@ pub(crate) fn free_after(block: Allocation, waits: Vec<(Arc<Stream>, u64)>) {
     for (s, _) in &waits {
         s.wait_for_queued();
     }
-    free_detached(vec![block]);
+    retire(block);
+}
+
+/// How many released blocks the freed-block history holds at most.
+pub const QUARANTINE_BLOCKS: usize = 1024;
+/// How many bytes of released blocks it holds at most; a block larger
+/// than a quarter of this is returned to the allocator at once.
+pub const QUARANTINE_BYTES: usize = 256 << 20;
+
+/// The freed-block history: blocks freed by the caller that the mock still
+/// owns, first while queued stream work may use them (the reaper holds
+/// them), then in quarantine until evicted.
+struct Quarantine {
+    /// Every remembered block by base, with the block itself once the
+    /// streams passed its free.
+    blocks: BTreeMap<usize, (FreedBlock, Option<Allocation>)>,
+    /// Bases of the held blocks, oldest first.
+    held: VecDeque<usize>,
+    /// Bytes of the held blocks.
+    bytes: usize,
+}
+
+static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
+    blocks: BTreeMap::new(),
+    held: VecDeque::new(),
+    bytes: 0,
+});
+
+fn quarantine() -> MutexGuard<'static, Quarantine> {
+    QUARANTINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Remembers that the caller freed `a` (before the block leaves the mock).
+fn remember_freed(a: &Allocation) {
+    let record = FreedBlock {
+        base: a.base,
+        size: a.size,
+        kind: a.kind,
+        allocated_by: a.origin,
+        freed_by: sanitizer::current_call(),
+    };
+    quarantine().blocks.insert(a.base, (record, None));
+}
+
+/// Takes a block whose stream work has run: keeps it in quarantine when
+/// it was remembered and is small enough, else returns it to the
+/// allocator (forgetting it first, so the history only names memory the
+/// mock still owns).
+fn retire(block: Allocation) {
+    let mut q = quarantine();
+    let remembered = q
+        .blocks
+        .get(&block.base)
+        .is_some_and(|(_, held)| held.is_none());
+    if !remembered || block.size > QUARANTINE_BYTES / 4 {
+        if remembered {
+            q.blocks.remove(&block.base);
+        }
+        drop(q);
+        free_block(&block);
+        return;
+    }
+    let (base, size) = (block.base, block.size);
+    if let Some(entry) = q.blocks.get_mut(&base) {
+        entry.1 = Some(block);
+    }
+    q.held.push_back(base);
+    q.bytes += size;
+    let mut evicted = Vec::new();
+    while q.held.len() > QUARANTINE_BLOCKS || q.bytes > QUARANTINE_BYTES {
+        let Some(old) = q.held.pop_front() else { break };
+        if let Some((_, Some(a))) = q.blocks.remove(&old) {
+            q.bytes -= a.size;
+            evicted.push(a);
+        }
+    }
+    drop(q);
+    free_detached(evicted);
+}
+
+/// Forgets the freed-block history and returns the held blocks to the
+/// allocator (at `aclFinalize`). Blocks still waiting for their streams
+/// are returned by the reaper.
+pub(crate) fn purge_freed() {
+    let blocks = {
+        let mut q = quarantine();
+        q.held.clear();
+        q.bytes = 0;
+        std::mem::take(&mut q.blocks)
+    };
+    free_detached(blocks.into_values().filter_map(|(_, a)| a).collect());
+}
+
+/// The freed block containing `ptr`, while the mock still holds it.
+pub fn freed_block(ptr: usize) -> Option<FreedBlock> {
+    let q = quarantine();
+    q.blocks
+        .range(..=ptr)
+        .next_back()
+        .filter(|(_, (f, _))| ptr < f.base + f.size)
+        .map(|(_, (f, _))| f.clone())
+}
+
+/// What an access through an argument named `role` does, for messages.
+fn verb(role: &str) -> &'static str {
+    if role.starts_with("dest") || role.starts_with("out") {
+        "writes"
+    } else if role.starts_with("src") || role.starts_with("source") || role.starts_with("in") {
+        "reads"
+    } else {
+        "uses"
+    }
+}
+
+/// Fails with a `use-after-free` report when `ptr` lies in a block the
+/// caller already freed (see [`freed_block`]); `len` bytes are accessed
+/// through the argument `role`.
+pub fn check_not_freed(ptr: usize, len: usize, role: &str) -> MockResult<()> {
+    match freed_block(ptr) {
+        None => Ok(()),
+        Some(f) => Err(violation(
+            ReportClass::UseAfterFree,
+            ACL_ERROR_RT_PARAM_INVALID,
+            &format!(
+                "{} {} {ptr:#x} ({len} bytes, the {role}) of {}",
+                sanitizer::current_call_text(),
+                verb(role),
+                f.describe()
+            ),
+        )),
+    }
 }
 
 /// Returns detached blocks to the allocator.
@@ -291,15 +496,17 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             requested: size,
             kind,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            origin: sanitizer::current_call(),
             raw,
         },
     );
     Ok(base)
 }
 
-/// Takes the block starting at `ptr` out of the registry; it must be
-/// device memory (`want_device`) or pinned host memory. The caller frees it
-/// with [`free_detached`].
+/// Takes the block starting at `ptr` out of the registry for a caller's
+/// free; it must be device memory (`want_device`) or pinned host memory.
+/// Anything else is a sanitizer report (`double free`, `invalid free`,
+/// `wrong memory kind`). The caller frees the block with [`free_after`].
 pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
     let what = if want_device {
         "device memory from aclrtMalloc"
@@ -309,46 +516,79 @@ pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
     if ptr == 0 {
         return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "pointer is NULL"));
     }
+    let site = sanitizer::current_call_text();
     let mut reg = write();
-    let alloc = {
-        let Some(a) = reg.allocs.get(&ptr) else {
-            let inside = reg
-                .allocs
-                .range(..ptr)
-                .next_back()
-                .filter(|(_, a)| ptr < a.base + a.size)
-                .map(|(_, a)| a.base);
-            let why = match inside {
-                Some(base) => {
-                    format!("{ptr:#x} points inside the allocation at {base:#x}, not to its start")
-                }
-                None => format!("{ptr:#x} is not {what} (unknown or already freed pointer)"),
-            };
-            return Err(MockError::new(ACL_ERROR_INVALID_PARAM, why));
-        };
-        let is_device = matches!(a.kind, MemKind::Device(_));
-        if is_device != want_device {
-            return Err(MockError::new(
-                ACL_ERROR_INVALID_PARAM,
-                format!(
-                    "{ptr:#x} is {} but this call frees {what}",
-                    if is_device {
-                        "device memory"
-                    } else {
-                        "pinned host memory"
-                    }
-                ),
-            ));
-        }
-        let a = reg.allocs.remove(&ptr).expect("entry checked above");
-        if let MemKind::Device(d) = a.kind
-            && let Some(u) = reg.used.get_mut(d as usize)
-        {
-            *u -= a.size as u64;
-        }
-        a
+    let Some(a) = reg.allocs.get(&ptr) else {
+        let inside = reg
+            .allocs
+            .range(..ptr)
+            .next_back()
+            .filter(|(_, a)| ptr < a.base + a.size)
+            .map(|(_, a)| a.clone());
+        drop(reg);
+        return Err(bad_free(&site, ptr, what, inside));
     };
-    Ok(alloc)
+    let is_device = matches!(a.kind, MemKind::Device(_));
+    if is_device != want_device {
+        return Err(violation(
+            ReportClass::WrongMemoryKind,
+            ACL_ERROR_INVALID_PARAM,
+            &format!(
+                "{site} of {ptr:#x}: it is {} but this call frees {what}",
+                a.describe()
+            ),
+        ));
+    }
+    let a = reg.allocs.remove(&ptr).expect("entry checked above");
+    if let MemKind::Device(d) = a.kind
+        && let Some(u) = reg.used.get_mut(d as usize)
+    {
+        *u -= a.size as u64;
+    }
+    if sanitizer::enabled() {
+        remember_freed(&a);
+    }
+    Ok(a)
+}
+
+/// The report for a free of `ptr`, which starts no live allocation
+/// (`inside`: the live allocation containing it, if any).
+fn bad_free(site: &str, ptr: usize, what: &str, inside: Option<Allocation>) -> MockError {
+    let code = ACL_ERROR_INVALID_PARAM;
+    if let Some(a) = inside {
+        return violation(
+            ReportClass::InvalidFree,
+            code,
+            &format!(
+                "{site} of {ptr:#x}: the pointer points inside {}, {} bytes past its start, not to its start",
+                a.describe(),
+                ptr - a.base
+            ),
+        );
+    }
+    match freed_block(ptr) {
+        Some(f) if f.base == ptr => violation(
+            ReportClass::DoubleFree,
+            code,
+            &format!("{site} of {ptr:#x}: {}; it was already freed", f.describe()),
+        ),
+        Some(f) => violation(
+            ReportClass::InvalidFree,
+            code,
+            &format!(
+                "{site} of {ptr:#x}: the pointer points inside {}, {} bytes past its start; it was already freed",
+                f.describe(),
+                ptr - f.base
+            ),
+        ),
+        None => violation(
+            ReportClass::InvalidFree,
+            code,
+            &format!(
+                "{site} of {ptr:#x}: the pointer is not {what} (unknown or already freed pointer)"
+            ),
+        ),
+    }
 }
 
 /// Classifies `ptr`.
@@ -382,33 +622,58 @@ pub fn allocation_of(ptr: usize) -> Option<Allocation> {
 
 /// Checks that `[ptr, ptr + len)` stays inside the managed allocation
 /// that holds `ptr` (no check for unmanaged host memory); `role` names the
-/// argument in the message.
+/// argument in the message. A range that leaves its allocation is an
+/// `out of bounds` report.
 pub fn check_range(loc: &Location, ptr: usize, len: usize, role: &str) -> MockResult<()> {
     let (base, size) = match *loc {
         Location::Device { base, size, .. } | Location::PinnedHost { base, size } => (base, size),
         Location::Host => return Ok(()),
     };
     let offset = ptr.checked_sub(base).filter(|o| *o <= size);
+    let origin = || {
+        allocation_of(base).map_or_else(String::new, |a| {
+            format!("; allocated by {}", origin_text(a.origin))
+        })
+    };
+    let site = sanitizer::current_call_text();
     let Some(offset) = offset else {
-        return Err(MockError::new(
+        return Err(violation(
+            ReportClass::OutOfBounds,
             ACL_ERROR_RT_PARAM_INVALID,
-            format!(
-                "{role} {ptr:#x} is outside the {} allocation {base:#x} of {size} bytes",
-                loc.describe()
+            &format!(
+                "{site} {} {role} {ptr:#x}, which is outside the {} allocation {base:#x} of {size} bytes{}",
+                verb(role),
+                loc.describe(),
+                origin()
             ),
         ));
     };
     if len > size - offset {
-        return Err(MockError::new(
+        return Err(violation(
+            ReportClass::OutOfBounds,
             ACL_ERROR_RT_PARAM_INVALID,
-            format!(
-                "{role} range {ptr:#x}+{len} runs past the end of its {} allocation {base:#x} of {size} bytes (by {} bytes)",
+            &format!(
+                "{site} {} {role} range {ptr:#x}+{len}, which runs past the end of its {} allocation {base:#x} of {size} bytes (by {} bytes){}",
+                verb(role),
                 loc.describe(),
-                len - (size - offset)
+                len - (size - offset),
+                origin()
             ),
         ));
     }
     Ok(())
+}
+
+/// Every live allocation of `kind` (`None`: of every kind), oldest first.
+pub fn live_blocks(kind: Option<MemKind>) -> Vec<Allocation> {
+    let mut v: Vec<Allocation> = read()
+        .allocs
+        .values()
+        .filter(|a| kind.is_none_or(|k| a.kind == k))
+        .cloned()
+        .collect();
+    v.sort_by_key(|a| a.serial);
+    v
 }
 
 /// `(free, total)` bytes of `device`.
@@ -451,11 +716,16 @@ mod tests {
         assert!(err.message.contains("(by 8 bytes)"), "{}", err.message);
         let before = check_range(&loc, p - 64, 1, "src").unwrap_err();
         assert!(before.message.contains("is outside"), "{}", before.message);
+        assert!(
+            before.message.starts_with("out of bounds: "),
+            "{}",
+            before.message
+        );
         assert!(check_range(&loc, p + 160, 0, "dst").is_ok());
         assert!(check_range(&loc, p + 100, usize::MAX, "dst").is_err());
         assert!(detach(p, true).is_err());
         assert!(detach(p + 1, false).unwrap_err().message.contains("inside"));
-        free_detached(vec![detach(p, false).unwrap()]);
+        free_after(detach(p, false).unwrap(), Vec::new());
         assert!(
             detach(p, false)
                 .unwrap_err()

@@ -12,21 +12,30 @@
 //!   thread whose context was destroyed sees `ACL_ERROR_RT_CONTEXT_NULL`.
 //! - A device has a default context while its `aclrtSetDevice` reference
 //!   count is above zero; all threads that set the device share it.
+//! - Leaks: `aclFinalize` (and `aclrtResetDevice` for one device) lists
+//!   every object the caller left alive before releasing it, as one `leak`
+//!   report (see `crate::sanitizer`).
+//! - Once a device is lost (`crate::fault`), every lookup that reaches it
+//!   (its id, a context, stream or event of it) fails with the lost-device
+//!   error; `check_device_id` alone does not, so reset still works.
 //! - Lock order: `RUNTIME`, then the memory registry, then a stream's or an
 //!   event's own lock. Nothing blocks on a stream while holding `RUNTIME`:
 //!   streams are taken out of the tables first and then drained.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ascend_sys::*;
 
+use crate::aclnn::meta::Object;
 use crate::config::{self, Config};
-use crate::error::{MockError, MockResult};
+use crate::error::{self, MockError, MockResult};
 use crate::event::Event;
-use crate::memory;
+use crate::fault;
+use crate::memory::{self, MemKind};
+use crate::sanitizer::{self, CallSite, LeakPolicy, ReportClass};
 use crate::stream::Stream;
 
 /// The kinds of object a handle can name; the tag sits in bits 40..48.
@@ -83,6 +92,8 @@ pub struct Context {
     pub default_stream: Arc<Stream>,
     /// Created by `aclrtCreateContext` (true) or by `aclrtSetDevice`.
     pub explicit: bool,
+    /// The call that created it.
+    pub origin: Option<CallSite>,
 }
 
 /// Per-device bookkeeping.
@@ -106,6 +117,9 @@ pub struct Runtime {
     pub streams: HashMap<Handle, Arc<Stream>>,
     /// Live events.
     pub events: HashMap<Handle, Arc<Event>>,
+    /// `(device, peer)`: device may access peer's memory
+    /// (`aclrtDeviceEnablePeerAccess` called on `device`).
+    pub peers: HashSet<(u32, u32)>,
 }
 
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
@@ -165,11 +179,13 @@ pub(crate) fn initialize() -> MockResult<()> {
         contexts: HashMap::new(),
         streams: HashMap::new(),
         events: HashMap::new(),
+        peers: HashSet::new(),
     });
     Ok(())
 }
 
-/// `aclFinalize`: drains and drops every stream, frees all memory.
+/// `aclFinalize`: drains and drops every stream, frees all memory, and
+/// reports what the caller left alive (see [`leak_check`]).
 pub(crate) fn finalize() -> MockResult<()> {
     let mut guard = lock();
     let rt = guard.take().ok_or_else(|| {
@@ -178,10 +194,19 @@ pub(crate) fn finalize() -> MockResult<()> {
             "AscendCL is not initialised (aclFinalize was already called or aclInit never was)",
         )
     })?;
+    let mut leaks = if sanitizer::enabled() {
+        rt.leaked_objects(None)
+    } else {
+        Vec::new()
+    };
     // Detach memory while no new aclInit can start; free it after the
     // streams stopped.
     let blocks = memory::detach_all();
     drop(guard);
+    if sanitizer::enabled() {
+        leaks.splice(0..0, blocks.iter().map(describe_block));
+        leaks.extend(leaked_aclnn_objects(None));
+    }
     // Streams stop outside the lock: their tasks may call back into the mock.
     let streams: Vec<_> = rt.streams.into_values().collect();
     for s in &streams {
@@ -191,13 +216,117 @@ pub(crate) fn finalize() -> MockResult<()> {
     drop(rt.contexts);
     drop(rt.events);
     memory::free_detached(blocks);
+    memory::purge_freed();
     CURRENT_CONTEXT.with(|c| c.set(None));
-    Ok(())
+    leak_check("finalized AscendCL", leaks)
+}
+
+/// One line of a leak report for a block of memory.
+pub(crate) fn describe_block(a: &memory::Allocation) -> String {
+    let what = match a.kind {
+        MemKind::Device(d) => format!("device buffer on device {d}"),
+        MemKind::PinnedHost => "pinned host block".to_string(),
+    };
+    format!(
+        "{what} {:#x} of {} bytes ({} charged) allocated by {}",
+        a.base,
+        a.requested,
+        a.size,
+        origin_text(a.origin)
+    )
+}
+
+fn origin_text(site: Option<CallSite>) -> String {
+    site.map_or_else(|| "an internal call".to_string(), |c| c.to_string())
+}
+
+/// The live aclnn descriptors and executors, as leak-report lines: every
+/// one not owned by a list (`blocks`: `None`), or only the executors and
+/// tensors whose memory lies in `blocks` (a device being reset).
+pub(crate) fn leaked_aclnn_objects(blocks: Option<&[memory::Allocation]>) -> Vec<String> {
+    let in_blocks = |addr: usize| {
+        blocks.is_none_or(|b| b.iter().any(|a| addr >= a.base && addr < a.base + a.size))
+    };
+    let mut found: Vec<(u64, String)> = crate::aclnn::meta::with_registry(|r| {
+        r.objects
+            .iter()
+            .filter(|(_, e)| e.owner.is_none())
+            .filter_map(|(&address, e)| {
+                let kind = e.object.kind().name();
+                let detail = match &*e.object {
+                    Object::Tensor(t) => {
+                        if blocks.is_some() && (t.data == 0 || !in_blocks(t.data)) {
+                            return None;
+                        }
+                        let bytes: i64 = t.storage.iter().product::<i64>().max(0)
+                            * crate::exports::data_type_size(t.dtype) as i64;
+                        format!(" (data {:#x}, storage of {bytes} bytes)", t.data)
+                    }
+                    Object::Executor(ex) => {
+                        if blocks.is_some()
+                            && !ex.slots.iter().any(|s| in_blocks(s.arg.ptr as usize))
+                        {
+                            return None;
+                        }
+                        format!(" (of {}, device {})", ex.op, ex.device)
+                    }
+                    _ if blocks.is_some() => return None,
+                    _ => String::new(),
+                };
+                Some((
+                    e.serial,
+                    format!(
+                        "{kind} {address:#x}{detail} created by {} (object #{})",
+                        e.created_by, e.serial
+                    ),
+                ))
+            })
+            .collect()
+    });
+    found.sort_by_key(|(serial, _)| *serial);
+    found.into_iter().map(|(_, line)| line).collect()
+}
+
+/// Emits a `leak` report listing `leaks` (if any) found `when` (e.g. "at
+/// aclFinalize"); fails with `ACL_ERROR_RT_MEMORY_FREE` when the leak
+/// policy says so.
+pub(crate) fn leak_check(when: &str, leaks: Vec<String>) -> MockResult<()> {
+    if leaks.is_empty() || !sanitizer::enabled() {
+        return Ok(());
+    }
+    let text = format!(
+        "{} {when}: {} object{} still alive, released by the runtime:\n  {}",
+        sanitizer::current_call_text(),
+        leaks.len(),
+        if leaks.len() == 1 { " is" } else { "s are" },
+        leaks.join("\n  ")
+    );
+    let report = sanitizer::report(ReportClass::Leak, &text);
+    error::set_message(&report.message);
+    match sanitizer::leak_policy() {
+        LeakPolicy::Report => Ok(()),
+        LeakPolicy::Error => Err(MockError::new(ACL_ERROR_RT_MEMORY_FREE, report.message)),
+    }
+}
+
+/// Whether `device` enabled access to `peer`'s memory.
+pub fn peer_access_enabled(device: u32, peer: u32) -> bool {
+    lock()
+        .as_ref()
+        .is_some_and(|rt| rt.peers.contains(&(device, peer)))
 }
 
 impl Runtime {
-    /// Checks a device id against the configured count.
+    /// Checks a device id against the configured count and fails for a
+    /// lost device (see `crate::fault`).
     pub fn check_device(&self, device: i64) -> MockResult<u32> {
+        let d = self.check_device_id(device)?;
+        fault::check_device(d)?;
+        Ok(d)
+    }
+
+    /// Checks a device id against the configured count only.
+    pub fn check_device_id(&self, device: i64) -> MockResult<u32> {
         if device < 0 || device >= i64::from(self.config.devices) {
             return Err(MockError::new(
                 ACL_ERROR_RT_INVALID_DEVICEID,
@@ -210,9 +339,10 @@ impl Runtime {
         Ok(device as u32)
     }
 
-    /// The calling thread's current context.
+    /// The calling thread's current context (failing when its device is
+    /// lost).
     pub fn current_context(&self) -> MockResult<Arc<Context>> {
-        CURRENT_CONTEXT
+        let ctx = CURRENT_CONTEXT
             .with(|c| c.get())
             .and_then(|h| self.contexts.get(&h).cloned())
             .ok_or_else(|| {
@@ -220,34 +350,41 @@ impl Runtime {
                     ACL_ERROR_RT_CONTEXT_NULL,
                     "the calling thread has no current context; call aclrtSetDevice or aclrtSetCurrentContext first",
                 )
-            })
+            })?;
+        fault::check_device(ctx.device)?;
+        Ok(ctx)
     }
 
-    /// Looks up a context handle.
+    /// Looks up a context handle (failing when its device is lost).
     pub fn context(&self, ptr: aclrtContext) -> MockResult<Arc<Context>> {
-        Handle::from_ptr(ptr, HandleKind::Context)
+        let ctx = Handle::from_ptr(ptr, HandleKind::Context)
             .and_then(|h| self.contexts.get(&h).cloned())
             .ok_or_else(|| {
                 MockError::new(
                     ACL_ERROR_INVALID_PARAM,
                     format!("{ptr:p} is not a live context"),
                 )
-            })
+            })?;
+        fault::check_device(ctx.device)?;
+        Ok(ctx)
     }
 
-    /// Looks up a stream; NULL means the current context's default stream.
+    /// Looks up a stream; NULL means the current context's default stream
+    /// (failing when its device is lost).
     pub fn stream(&self, ptr: aclrtStream) -> MockResult<Arc<Stream>> {
         if ptr.is_null() {
             return Ok(self.current_context()?.default_stream.clone());
         }
-        Handle::from_ptr(ptr, HandleKind::Stream)
+        let s = Handle::from_ptr(ptr, HandleKind::Stream)
             .and_then(|h| self.streams.get(&h).cloned())
             .ok_or_else(|| {
                 MockError::new(
                     ACL_ERROR_INVALID_PARAM,
                     format!("{ptr:p} is not a live stream"),
                 )
-            })
+            })?;
+        fault::check_device(s.device)?;
+        Ok(s)
     }
 
     /// Looks up an event handle.
@@ -255,14 +392,16 @@ impl Runtime {
         if ptr.is_null() {
             return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "event is NULL"));
         }
-        Handle::from_ptr(ptr, HandleKind::Event)
+        let e = Handle::from_ptr(ptr, HandleKind::Event)
             .and_then(|h| self.events.get(&h).cloned())
             .ok_or_else(|| {
                 MockError::new(
                     ACL_ERROR_INVALID_PARAM,
                     format!("{ptr:p} is not a live event"),
                 )
-            })
+            })?;
+        fault::check_device(e.device)?;
+        Ok(e)
     }
 
     /// Creates a context on `device` with its default stream.
@@ -275,6 +414,7 @@ impl Runtime {
             device,
             default_stream: stream,
             explicit,
+            origin: sanitizer::current_call(),
         });
         self.contexts.insert(handle, ctx.clone());
         Ok(ctx)
@@ -302,6 +442,7 @@ impl Runtime {
         let dev = &mut self.devices[device as usize];
         dev.refcount = 0;
         dev.default_context = None;
+        self.peers.retain(|&(a, b)| a != device && b != device);
         let ctxs: Vec<Handle> = self
             .contexts
             .values()
@@ -314,6 +455,56 @@ impl Runtime {
         }
         self.events.retain(|_, e| e.device != device);
         streams
+    }
+
+    /// Leak-report lines for the streams (other than default ones),
+    /// events and explicit contexts of `device` (`None`: of every device).
+    pub fn leaked_objects(&self, device: Option<u32>) -> Vec<String> {
+        let on = |d: u32| device.is_none_or(|x| x == d);
+        let mut out: Vec<(u64, String)> = Vec::new();
+        for c in self
+            .contexts
+            .values()
+            .filter(|c| c.explicit && on(c.device))
+        {
+            out.push((
+                c.handle.id(),
+                format!(
+                    "context {} on device {} created by {}",
+                    c.handle.id(),
+                    c.device,
+                    origin_text(c.origin)
+                ),
+            ));
+        }
+        for s in self
+            .streams
+            .values()
+            .filter(|s| !s.is_default && on(s.device))
+        {
+            out.push((
+                s.handle.id(),
+                format!(
+                    "stream {} on device {} created by {}",
+                    s.handle.id(),
+                    s.device,
+                    origin_text(s.origin)
+                ),
+            ));
+        }
+        for e in self.events.values().filter(|e| on(e.device)) {
+            out.push((
+                e.handle.id(),
+                format!(
+                    "event {} on device {} created by {}",
+                    e.handle.id(),
+                    e.device,
+                    origin_text(e.origin)
+                ),
+            ));
+        }
+        out.sort_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, line)| line).collect()
     }
 
     /// All streams of `device`.

@@ -17,6 +17,10 @@
 //!   shutdown, so no worker thread outlives its stream.
 //! - `history` keeps the names of the last [`HISTORY_LEN`] tasks run, for
 //!   diagnostics.
+//! - Fault injection (see `crate::fault`): with jitter on, the worker
+//!   sleeps a seeded random delay before each task; once the stream's
+//!   device is lost, its tasks are dropped unrun and fail with the
+//!   lost-device error.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,7 +31,9 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult, TaskError};
+use crate::fault;
 use crate::runtime::{self, Handle, HandleKind};
+use crate::sanitizer::{self, CallSite};
 
 /// A unit of stream work.
 pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
@@ -79,6 +85,8 @@ pub struct Stream {
     pub context: Handle,
     /// Whether it is a context's default stream.
     pub is_default: bool,
+    /// The call that created it.
+    pub origin: Option<CallSite>,
     shared: Arc<Shared>,
     worker: Mutex<Option<JoinHandle<()>>>,
     worker_id: ThreadId,
@@ -110,12 +118,13 @@ impl Stream {
             changed: Condvar::new(),
         });
         let for_worker = shared.clone();
+        let id = handle.id();
         let worker = std::thread::Builder::new()
-            .name(format!("ascend-mock-stream-{}", handle.id()))
+            .name(format!("ascend-mock-stream-{id}"))
             .spawn(move || {
                 // Host functions run with the stream's context current.
                 runtime::set_current_context(Some(context));
-                worker_loop(&for_worker)
+                worker_loop(&for_worker, device, id)
             })
             .map_err(|e| {
                 MockError::new(
@@ -129,6 +138,7 @@ impl Stream {
             device,
             context,
             is_default,
+            origin: sanitizer::current_call(),
             shared,
             worker: Mutex::new(Some(worker)),
             worker_id,
@@ -291,7 +301,7 @@ impl Drop for Stream {
     }
 }
 
-fn worker_loop(shared: &Shared) {
+fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
     loop {
         let mut q = shared.lock();
         while q.tasks.is_empty() && q.shutdown == Shutdown::No {
@@ -312,9 +322,15 @@ fn worker_loop(shared: &Shared) {
         };
         let skip = q.stop_on_failure && q.error.is_some();
         drop(q);
+        if !skip && let Some(delay) = fault::jitter_delay(stream_id, item.seq) {
+            std::thread::sleep(delay);
+        }
         let result = if skip {
             drop(item.task);
             Ok(())
+        } else if fault::device_lost(device) {
+            drop(item.task);
+            Err(fault::lost_error(device))
         } else {
             match catch_unwind(AssertUnwindSafe(item.task)) {
                 Ok(r) => r,

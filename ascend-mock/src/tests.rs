@@ -16,7 +16,9 @@ use crate::tests_support::*;
 
 static DEVICE1: Mutex<()> = Mutex::new(());
 
-fn device1() -> std::sync::MutexGuard<'static, ()> {
+/// Serialises the tests that use device 1 (resetting it ends every
+/// context on it).
+pub(crate) fn device1() -> std::sync::MutexGuard<'static, ()> {
     DEVICE1.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -956,6 +958,8 @@ fn copies_between_devices_need_the_right_kind() {
     let d1 = dev_alloc(64);
     let ctx0 = own_context(0);
     let d0 = dev_alloc(64);
+    // SAFETY: no pointer arguments.
+    ok(unsafe { aclrtDeviceEnablePeerAccess(1, 0) });
     let src: Vec<u8> = (0..64).collect();
     let mut out = vec![0u8; 64];
     // SAFETY (whole block): live allocations of 64 bytes and local vectors.

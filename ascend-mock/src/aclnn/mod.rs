@@ -60,40 +60,19 @@ pub mod moe;
 pub mod norm;
 pub mod topk;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use ascend_kernels::KernelError;
 use ascend_sys::{
     ACLNN_ERR_INNER, ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR, ACLNN_ERR_RUNTIME_ERROR,
     ACLNN_SUCCESS, aclnnStatus,
 };
 
-use crate::error::{MockError, MockResult, record_failure};
+use crate::error::{MockError, MockResult};
 
 /// Runs the body of the exported aclnn function `name`: `Ok` becomes
 /// `ACLNN_SUCCESS`, an `Err` its code with the message recorded, a panic
 /// `ACLNN_ERR_INNER`.
 pub fn aclnn_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> aclnnStatus {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => ACLNN_SUCCESS,
-        Ok(Err(err)) => {
-            record_failure(name, &err);
-            err.code
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let err = MockError::new(
-                ACLNN_ERR_INNER,
-                format!("internal error in the mock device: {what}"),
-            );
-            record_failure(name, &err);
-            err.code
-        }
-    }
+    crate::error::guarded_call(name, ACLNN_ERR_INNER, body)
 }
 
 /// Like [`aclnn_call`] for functions returning a value (the `aclCreate*`

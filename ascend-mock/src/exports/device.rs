@@ -1,5 +1,10 @@
 //! Devices and contexts: `aclrtSetDevice`, `aclrtResetDevice`, contexts,
 //! device queries and peer access.
+//!
+//! The reset that releases a device (the last `aclrtResetDevice`, or
+//! `aclrtResetDeviceForce`) first lists what the caller left alive on it
+//! (memory, streams, events, explicit contexts, aclnn tensors and
+//! executors on its memory) as one `leak` report.
 
 use std::sync::Arc;
 
@@ -8,8 +13,10 @@ use ascend_sys::*;
 use super::write_out;
 use crate::config;
 use crate::error::{MockError, MockResult, api_call};
+use crate::fault;
 use crate::memory;
 use crate::runtime::{self, Handle, HandleKind, set_current_context, stop_streams};
+use crate::sanitizer;
 use crate::stream::{Stream, timeout_from_ms};
 
 /// Number of mock devices (works before `aclInit` too).
@@ -43,8 +50,9 @@ pub unsafe extern "C" fn aclrtSetDevice(deviceId: i32) -> aclError {
 }
 
 fn reset_device(device: i32, force: bool) -> MockResult<()> {
-    let (streams, blocks) = runtime::with_runtime(|rt| {
-        let d = rt.check_device(device.into())?;
+    let checking = sanitizer::enabled();
+    let released = runtime::with_runtime(|rt| {
+        let d = rt.check_device_id(device.into())?;
         let dev = &mut rt.devices[d as usize];
         if dev.refcount == 0 {
             return Err(MockError::new(
@@ -56,14 +64,26 @@ fn reset_device(device: i32, force: bool) -> MockResult<()> {
         }
         dev.refcount -= 1;
         if dev.refcount > 0 && !force {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(None);
         }
+        let leaks = if checking {
+            rt.leaked_objects(Some(d))
+        } else {
+            Vec::new()
+        };
         let streams = rt.remove_device_objects(d);
-        Ok((streams, memory::detach_device(d)))
+        Ok(Some((d, streams, memory::detach_device(d), leaks)))
     })?;
+    let Some((d, streams, blocks, mut leaks)) = released else {
+        return Ok(());
+    };
+    if checking {
+        leaks.splice(0..0, blocks.iter().map(runtime::describe_block));
+        leaks.extend(runtime::leaked_aclnn_objects(Some(&blocks)));
+    }
     stop_streams(streams, false);
     memory::free_detached(blocks);
-    Ok(())
+    runtime::leak_check(&format!("released device {d}"), leaks)
 }
 
 /// Drops one reference on `deviceId`; the last one frees the device's
@@ -138,16 +158,22 @@ pub unsafe extern "C" fn aclrtGetDeviceInfo(
     })
 }
 
-/// Always `ACL_RT_DEVICE_STATUS_NORMAL` for an existing device.
+/// `ACL_RT_DEVICE_STATUS_NORMAL` for an existing device,
+/// `ACL_RT_DEVICE_STATUS_ABNORMAL` once it is lost (see `crate::fault`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtQueryDeviceStatus(
     deviceId: i32,
     deviceStatus: *mut aclrtDeviceStatus,
 ) -> aclError {
     api_call("aclrtQueryDeviceStatus", || {
-        runtime::with_runtime(|rt| rt.check_device(deviceId.into()))?;
+        let d = runtime::with_runtime(|rt| rt.check_device_id(deviceId.into()))?;
+        let status = if fault::device_lost(d) {
+            ACL_RT_DEVICE_STATUS_ABNORMAL
+        } else {
+            ACL_RT_DEVICE_STATUS_NORMAL
+        };
         // SAFETY: deviceStatus is NULL or valid for writes (caller contract).
-        unsafe { write_out(deviceStatus, ACL_RT_DEVICE_STATUS_NORMAL, "deviceStatus") }
+        unsafe { write_out(deviceStatus, status, "deviceStatus") }
     })
 }
 
@@ -279,7 +305,9 @@ pub unsafe extern "C" fn aclrtDeviceCanAccessPeer(
     })
 }
 
-fn peer_check(peer: i32) -> MockResult<()> {
+/// Checks the peer of the current device and records whether access to
+/// it is `enabled`.
+fn set_peer_access(peer: i32, enabled: bool) -> MockResult<()> {
     runtime::with_runtime(|rt| {
         let me = rt.current_context()?.device;
         let p = rt.check_device(peer.into())?;
@@ -289,12 +317,18 @@ fn peer_check(peer: i32) -> MockResult<()> {
                 format!("peer device {p} is the current device"),
             ));
         }
+        if enabled {
+            rt.peers.insert((me, p));
+        } else {
+            rt.peers.remove(&(me, p));
+        }
         Ok(())
     })
 }
 
-/// Enables access from the current device to `peerDeviceId` (flags must
-/// be 0). Copies between mock devices work either way.
+/// Enables access from the current device to `peerDeviceId`'s memory
+/// (flags must be 0). Without it, a copy or memset acting on the current
+/// device that touches the peer's memory is a `wrong memory kind` report.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtDeviceEnablePeerAccess(peerDeviceId: i32, flags: u32) -> aclError {
     api_call("aclrtDeviceEnablePeerAccess", || {
@@ -304,12 +338,14 @@ pub unsafe extern "C" fn aclrtDeviceEnablePeerAccess(peerDeviceId: i32, flags: u
                 format!("flags must be 0, got {flags}"),
             ));
         }
-        peer_check(peerDeviceId)
+        set_peer_access(peerDeviceId, true)
     })
 }
 
-/// Disables peer access (bookkeeping only in the mock).
+/// Disables access from the current device to `peerDeviceId`'s memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtDeviceDisablePeerAccess(peerDeviceId: i32) -> aclError {
-    api_call("aclrtDeviceDisablePeerAccess", || peer_check(peerDeviceId))
+    api_call("aclrtDeviceDisablePeerAccess", || {
+        set_peer_access(peerDeviceId, false)
+    })
 }

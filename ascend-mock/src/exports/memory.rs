@@ -6,6 +6,14 @@
 //! code for them; NULL pointers and an unknown kind return
 //! `ACL_ERROR_INVALID_PARAM` (100000).
 //!
+//! Sanitizer checks (see `crate::sanitizer`): a pointer into a freed block
+//! is a `use-after-free` report, a kind that does not match the pointers
+//! or device memory of a device the acting device (the stream's, or the
+//! current context's for the synchronous calls) has no peer access to is
+//! `wrong memory kind`, a range past the end of its allocation is
+//! `out of bounds` whatever `destMax` claims, and a bad free is
+//! `double free`, `invalid free` or `wrong memory kind`.
+//!
 //! Ordering: `aclrtMemcpy`, `aclrtMemcpy2d` and `aclrtMemset` act at once,
 //! without waiting for streams. The async forms are stream tasks; with
 //! pageable (unregistered) host memory on either side the call returns only
@@ -20,9 +28,13 @@ use std::ffi::c_void;
 use ascend_sys::*;
 
 use super::write_out;
+use std::sync::Arc;
+
 use crate::error::{MockError, MockResult, api_call};
+use crate::fault;
 use crate::memory::{self, Location, MemKind, check_range, classify};
 use crate::runtime;
+use crate::sanitizer::{self, ReportClass, violation};
 use crate::stream::Stream;
 
 fn malloc(dev_ptr: *mut *mut c_void, size: usize, align32: bool) -> MockResult<()> {
@@ -75,6 +87,9 @@ pub unsafe extern "C" fn aclrtMallocHost(hostPtr: *mut *mut c_void, size: usize)
 }
 
 fn free(ptr: *mut c_void, device: bool) -> MockResult<()> {
+    if let Location::Device { device, .. } = classify(ptr as usize) {
+        fault::check_device(device)?;
+    }
     // Detach under the runtime lock so that a concurrent reset or finalize
     // cannot free the same block; note how far every stream's queue goes.
     let (block, waits) = runtime::with_runtime(|rt| {
@@ -116,8 +131,15 @@ fn kind_name(kind: aclrtMemcpyKind) -> &'static str {
     }
 }
 
-/// Checks that `kind` matches where `src` and `dst` live.
-pub(crate) fn check_kind(kind: aclrtMemcpyKind, src: &Location, dst: &Location) -> MockResult<()> {
+/// Checks that `kind` matches where `src` (at `s`) and `dst` (at `d`)
+/// live; a mismatch is a `wrong memory kind` report.
+pub(crate) fn check_kind(
+    kind: aclrtMemcpyKind,
+    src: &Location,
+    dst: &Location,
+    s: usize,
+    d: usize,
+) -> MockResult<()> {
     let (sd, dd) = (src.is_device(), dst.is_device());
     let same_device = match (src, dst) {
         (Location::Device { device: a, .. }, Location::Device { device: b, .. }) => Some(a == b),
@@ -141,13 +163,53 @@ pub(crate) fn check_kind(kind: aclrtMemcpyKind, src: &Location, dst: &Location) 
     if ok {
         return Ok(());
     }
-    Err(MockError::new(
+    Err(violation(
+        ReportClass::WrongMemoryKind,
         ACL_ERROR_RT_PARAM_INVALID,
-        format!(
-            "kind {} does not match the pointers: the source is {} and the destination is {}",
+        &format!(
+            "{}: kind {} does not match the pointers: the source is {} ({s:#x}) and the destination is {} ({d:#x})",
+            sanitizer::current_call_text(),
             kind_name(kind),
             src.describe(),
             dst.describe()
+        ),
+    ))
+}
+
+/// The device a call acts on: the stream's, else the calling thread's
+/// current context's (none when the thread has no context).
+fn acting_device(stream: Option<&Stream>) -> Option<u32> {
+    match stream {
+        Some(s) => Some(s.device),
+        None => runtime::with_runtime(|rt| Ok(rt.current_context().ok().map(|c| c.device)))
+            .ok()
+            .flatten(),
+    }
+}
+
+/// Checks the device behind `loc` (the argument `role` at `ptr`): not
+/// lost, and either the acting device or a peer it enabled access to
+/// (`aclrtDeviceEnablePeerAccess`); otherwise a `wrong memory kind` report.
+fn check_device_access(
+    acting: Option<u32>,
+    loc: &Location,
+    ptr: usize,
+    role: &str,
+) -> MockResult<()> {
+    let Location::Device { device, .. } = *loc else {
+        return Ok(());
+    };
+    fault::check_device(device)?;
+    let Some(me) = acting else { return Ok(()) };
+    if me == device || runtime::peer_access_enabled(me, device) {
+        return Ok(());
+    }
+    Err(violation(
+        ReportClass::WrongMemoryKind,
+        ACL_ERROR_RT_PARAM_INVALID,
+        &format!(
+            "{} on device {me}: the {role} {ptr:#x} is device memory of device {device}, and peer access from device {me} to device {device} is not enabled (aclrtDeviceEnablePeerAccess)",
+            sanitizer::current_call_text()
         ),
     ))
 }
@@ -192,16 +254,30 @@ fn span(pitch: usize, width: usize, rows: usize) -> MockResult<usize> {
         .ok_or_else(|| MockError::new(ACL_ERROR_RT_PARAM_INVALID, "the copy extent overflows"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    dst: *mut c_void,
+/// The shape of a copy: pitches, row width and row count.
+#[derive(Clone, Copy)]
+struct Shape {
     dpitch: usize,
-    src: *const c_void,
     spitch: usize,
     width: usize,
     rows: usize,
+}
+
+/// Validates a copy for the acting device `acting` (see [`acting_device`]):
+/// stale pointers, kind, ranges, lost devices and peer access.
+fn plan(
+    dst: *mut c_void,
+    src: *const c_void,
+    shape: Shape,
     kind: aclrtMemcpyKind,
+    acting: Option<u32>,
 ) -> MockResult<Option<CopyPlan>> {
+    let Shape {
+        dpitch,
+        spitch,
+        width,
+        rows,
+    } = shape;
     if width == 0 || rows == 0 {
         return Ok(None);
     }
@@ -217,9 +293,18 @@ fn plan(
     }
     let (d, s) = (dst as usize, src as usize);
     let (dl, sl) = (classify(d), classify(s));
-    check_kind(kind, &sl, &dl)?;
-    check_range(&dl, d, span(dpitch, width, rows)?, "destination")?;
-    check_range(&sl, s, span(spitch, width, rows)?, "source")?;
+    let (dspan, sspan) = (span(dpitch, width, rows)?, span(spitch, width, rows)?);
+    if dl == Location::Host {
+        memory::check_not_freed(d, dspan, "destination")?;
+    }
+    if sl == Location::Host {
+        memory::check_not_freed(s, sspan, "source")?;
+    }
+    check_kind(kind, &sl, &dl, s, d)?;
+    check_range(&dl, d, dspan, "destination")?;
+    check_range(&sl, s, sspan, "source")?;
+    check_device_access(acting, &dl, d, "destination")?;
+    check_device_access(acting, &sl, s, "source")?;
     Ok(Some(CopyPlan {
         dst: d,
         dpitch,
@@ -237,6 +322,7 @@ fn plan_1d(
     src: *const c_void,
     count: usize,
     kind: aclrtMemcpyKind,
+    acting: Option<u32>,
 ) -> MockResult<Option<CopyPlan>> {
     if dest_max < count {
         return Err(MockError::new(
@@ -244,9 +330,16 @@ fn plan_1d(
             format!("destMax {dest_max} is smaller than count {count}"),
         ));
     }
-    plan(dst, count, src, count, count, 1, kind)
+    let shape = Shape {
+        dpitch: count,
+        spitch: count,
+        width: count,
+        rows: 1,
+    };
+    plan(dst, src, shape, kind, acting)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_2d(
     dst: *mut c_void,
     dpitch: usize,
@@ -255,6 +348,7 @@ fn plan_2d(
     width: usize,
     height: usize,
     kind: aclrtMemcpyKind,
+    acting: Option<u32>,
 ) -> MockResult<Option<CopyPlan>> {
     if width > dpitch || width > spitch {
         return Err(MockError::new(
@@ -262,7 +356,13 @@ fn plan_2d(
             format!("width {width} is larger than dpitch {dpitch} or spitch {spitch}"),
         ));
     }
-    plan(dst, dpitch, src, spitch, width, height, kind)
+    let shape = Shape {
+        dpitch,
+        spitch,
+        width,
+        rows: height,
+    };
+    plan(dst, src, shape, kind, acting)
 }
 
 fn run_now(p: Option<CopyPlan>) {
@@ -273,13 +373,16 @@ fn run_now(p: Option<CopyPlan>) {
     }
 }
 
+fn lookup_stream(stream: aclrtStream) -> MockResult<Arc<Stream>> {
+    runtime::with_runtime(|rt| rt.stream(stream))
+}
+
 fn run_async(
     name: &'static str,
     p: Option<CopyPlan>,
-    stream: aclrtStream,
+    s: Arc<Stream>,
     kind: aclrtMemcpyKind,
 ) -> MockResult<()> {
-    let s: std::sync::Arc<Stream> = runtime::with_runtime(|rt| rt.stream(stream))?;
     let Some(p) = p else { return Ok(()) };
     if kind == ACL_MEMCPY_HOST_TO_HOST {
         return Err(MockError::new(
@@ -322,7 +425,8 @@ pub unsafe extern "C" fn aclrtMemcpy(
     kind: aclrtMemcpyKind,
 ) -> aclError {
     api_call("aclrtMemcpy", || {
-        run_now(plan_1d(dst, destMax, src, count, kind)?);
+        let acting = acting_device(None);
+        run_now(plan_1d(dst, destMax, src, count, kind, acting)?);
         Ok(())
     })
 }
@@ -338,8 +442,9 @@ pub unsafe extern "C" fn aclrtMemcpyAsync(
     stream: aclrtStream,
 ) -> aclError {
     api_call("aclrtMemcpyAsync", || {
-        let p = plan_1d(dst, destMax, src, count, kind)?;
-        run_async("aclrtMemcpyAsync", p, stream, kind)
+        let s = lookup_stream(stream)?;
+        let p = plan_1d(dst, destMax, src, count, kind, acting_device(Some(&s)))?;
+        run_async("aclrtMemcpyAsync", p, s, kind)
     })
 }
 
@@ -355,7 +460,10 @@ pub unsafe extern "C" fn aclrtMemcpy2d(
     kind: aclrtMemcpyKind,
 ) -> aclError {
     api_call("aclrtMemcpy2d", || {
-        run_now(plan_2d(dst, dpitch, src, spitch, width, height, kind)?);
+        let acting = acting_device(None);
+        run_now(plan_2d(
+            dst, dpitch, src, spitch, width, height, kind, acting,
+        )?);
         Ok(())
     })
 }
@@ -373,8 +481,10 @@ pub unsafe extern "C" fn aclrtMemcpy2dAsync(
     stream: aclrtStream,
 ) -> aclError {
     api_call("aclrtMemcpy2dAsync", || {
-        let p = plan_2d(dst, dpitch, src, spitch, width, height, kind)?;
-        run_async("aclrtMemcpy2dAsync", p, stream, kind)
+        let s = lookup_stream(stream)?;
+        let acting = acting_device(Some(&s));
+        let p = plan_2d(dst, dpitch, src, spitch, width, height, kind, acting)?;
+        run_async("aclrtMemcpy2dAsync", p, s, kind)
     })
 }
 
@@ -384,6 +494,7 @@ fn plan_memset(
     max_count: usize,
     value: i32,
     count: usize,
+    acting: Option<u32>,
 ) -> MockResult<Option<(usize, u8, usize)>> {
     if max_count < count {
         return Err(MockError::new(
@@ -400,12 +511,18 @@ fn plan_memset(
     let p = ptr as usize;
     let loc = classify(p);
     if loc == Location::Host {
-        return Err(MockError::new(
+        memory::check_not_freed(p, count, "destination")?;
+        return Err(violation(
+            ReportClass::WrongMemoryKind,
             ACL_ERROR_RT_PARAM_INVALID,
-            format!("{p:#x} is not memory from aclrtMalloc or aclrtMallocHost"),
+            &format!(
+                "{} writes {p:#x} ({count} bytes), which is host memory, not memory from aclrtMalloc or aclrtMallocHost",
+                sanitizer::current_call_text()
+            ),
         ));
     }
     check_range(&loc, p, count, "destination")?;
+    check_device_access(acting, &loc, p, "destination")?;
     Ok(Some((p, value as u8, count)))
 }
 
@@ -418,7 +535,8 @@ pub unsafe extern "C" fn aclrtMemset(
     count: usize,
 ) -> aclError {
     api_call("aclrtMemset", || {
-        if let Some((p, b, n)) = plan_memset(devPtr, maxCount, value, count)? {
+        let acting = acting_device(None);
+        if let Some((p, b, n)) = plan_memset(devPtr, maxCount, value, count, acting)? {
             // SAFETY: the range lies inside a live managed allocation.
             unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
         }
@@ -436,8 +554,8 @@ pub unsafe extern "C" fn aclrtMemsetAsync(
     stream: aclrtStream,
 ) -> aclError {
     api_call("aclrtMemsetAsync", || {
-        let plan = plan_memset(devPtr, maxCount, value, count)?;
-        let s = runtime::with_runtime(|rt| rt.stream(stream))?;
+        let s = lookup_stream(stream)?;
+        let plan = plan_memset(devPtr, maxCount, value, count, acting_device(Some(&s)))?;
         if let Some((p, b, n)) = plan {
             s.push(
                 "aclrtMemsetAsync",
