@@ -40,6 +40,9 @@
 //! - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and executors,
 //!   `libopapi`'s two-phase operators running `ascend-kernels` on the
 //!   streams), with the registry of live descriptors.
+//! - [`hccl`]: HCCL (`libhccl`) for ranks in this process: communicators,
+//!   collectives and point-to-point transfers on the ranks' streams, with
+//!   a rendezvous per collective and a timeout for ranks that never join.
 //! - `exports`: the `extern "C"` functions, one file per topic.
 //! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`]).
 //!
@@ -71,6 +74,7 @@ pub mod error;
 pub mod event;
 mod exports;
 pub mod fault;
+pub mod hccl;
 pub mod memory;
 mod resolve;
 pub mod runtime;

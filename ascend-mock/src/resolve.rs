@@ -5,7 +5,7 @@
 //! `ascend_sys::pfn::<library>::<name>` before taking its address, so a
 //! signature that drifts from the header fails to compile. Functions are
 //! reached as `crate::exports::<name>`; operator modules re-export theirs
-//! there and add entries under `nnopbase::` or `opapi::`.
+//! there and add entries under `nnopbase::`, `opapi::` or `hccl::`.
 
 use std::ffi::c_void;
 
@@ -174,4 +174,28 @@ symbol_table! {
     opapi::aclnnMoeComputeExpertTokens,
     opapi::aclnnMoeFinalizeRoutingV2GetWorkspaceSize,
     opapi::aclnnMoeFinalizeRoutingV2,
+    hccl::HcclGetRootInfo,
+    hccl::HcclCommInitRootInfo,
+    hccl::HcclCommInitClusterInfo,
+    hccl::HcclCommInitAll,
+    hccl::HcclCommDestroy,
+    hccl::HcclGetRankSize,
+    hccl::HcclGetRankId,
+    hccl::HcclGetCommName,
+    hccl::HcclGetCommAsyncError,
+    hccl::HcclGetErrorString,
+    hccl::HcclAllReduce,
+    hccl::HcclBroadcast,
+    hccl::HcclAllGather,
+    hccl::HcclReduceScatter,
+    hccl::HcclReduce,
+    hccl::HcclScatter,
+    hccl::HcclAlltoAll,
+    hccl::HcclAlltoAllV,
+    hccl::HcclSend,
+    hccl::HcclRecv,
+    hccl::HcclBatchSendRecv,
+    hccl::HcclBarrier,
+    hccl::HcclGroupStart,
+    hccl::HcclGroupEnd,
 }

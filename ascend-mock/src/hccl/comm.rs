@@ -1,0 +1,346 @@
+//! Communicators: the [`Group`] that all ranks of one communicator share,
+//! the per-rank [`Comm`] behind each `HcclComm` handle, the registry of
+//! live communicators, and the rendezvous of `HcclCommInitRootInfo`.
+//!
+//! Invariants:
+//! - An `HcclComm` is a tagged id (tag `0xCC` in bits 40..48), never an
+//!   address: unknown, destroyed or foreign handles are refused by
+//!   [`lookup`]. Ids are never reused within a process.
+//! - A group's state ([`GroupState`]) is only touched under its mutex;
+//!   every change is announced on its condition variable. Lock order: the
+//!   registry of joins, then a join entry; a group's state, then a stream's
+//!   queue (enqueueing); never the runtime lock while holding a group's.
+//! - Stream tasks hold an `Arc<Group>`, so destroying a communicator never
+//!   invalidates work already queued.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ascend_sys::*;
+
+use super::collective::Slot;
+use super::p2p::Mailboxes;
+use super::root_info::RootInfo;
+use super::{hccl_err, para, ptr_err};
+use crate::error::MockResult;
+
+const TAG: u64 = 0xCC;
+const TAG_SHIFT: u32 = 40;
+const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What the ranks of a group share, under [`Group::lock`].
+pub struct GroupState {
+    /// Per rank: the sequence number of its last enqueued collective.
+    pub next_seq: Vec<u64>,
+    /// Collectives enqueued by at least one rank and not yet released by all.
+    pub slots: HashMap<u64, Slot>,
+    /// Point-to-point messages and their sequence counters.
+    pub mail: Mailboxes,
+    /// Per rank: the first failure of one of its tasks.
+    pub async_error: Vec<Option<HcclResult>>,
+}
+
+/// The shared part of a communicator: one per `HcclCommInitAll` call or
+/// root-info rendezvous.
+pub struct Group {
+    /// A process-unique number.
+    pub id: u64,
+    /// The name `HcclGetCommName` returns (the same for every rank).
+    pub name: String,
+    /// The device of each rank.
+    pub devices: Vec<u32>,
+    timeout_ms: AtomicU64,
+    state: Mutex<GroupState>,
+    /// Announces every change of `state`.
+    pub changed: Condvar,
+}
+
+impl Group {
+    fn new(devices: Vec<u32>, timeout: Duration) -> Arc<Group> {
+        static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_GROUP.fetch_add(1, Ordering::Relaxed);
+        let n = devices.len();
+        Arc::new(Group {
+            id,
+            name: format!("ascend_mock_hccl_{}_{id}", std::process::id()),
+            devices,
+            timeout_ms: AtomicU64::new(timeout.as_millis().max(1) as u64),
+            state: Mutex::new(GroupState {
+                next_seq: vec![0; n],
+                slots: HashMap::new(),
+                mail: Mailboxes::default(),
+                async_error: vec![None; n],
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Locks the shared state.
+    pub fn lock(&self) -> MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long a task waits for its peers.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Changes the timeout for tasks that start waiting from now on.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms
+            .store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    /// Waits for a change of the state until `deadline`; returns the guard
+    /// and whether the deadline has passed.
+    pub fn wait_until<'a>(
+        &'a self,
+        guard: MutexGuard<'a, GroupState>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, GroupState>, bool) {
+        let now = Instant::now();
+        if now >= deadline {
+            return (guard, true);
+        }
+        let (g, _) = self
+            .changed
+            .wait_timeout(guard, deadline - now)
+            .unwrap_or_else(|e| e.into_inner());
+        (g, Instant::now() >= deadline)
+    }
+
+    /// Records the first task failure of `rank`.
+    pub fn record_async_error(state: &mut GroupState, rank: usize, code: HcclResult) {
+        if let Some(slot) = state.async_error.get_mut(rank)
+            && slot.is_none()
+        {
+            *slot = Some(code);
+        }
+    }
+}
+
+/// One rank of a communicator.
+pub struct Comm {
+    /// The handle given to C.
+    pub handle: u64,
+    /// The group this rank belongs to.
+    pub group: Arc<Group>,
+    /// This rank's number.
+    pub rank: u32,
+}
+
+impl Comm {
+    /// The device this rank lives on.
+    pub fn device(&self) -> u32 {
+        self.group.devices[self.rank as usize]
+    }
+
+    /// "rank r of <name>", for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "rank {} of communicator {} (device {})",
+            self.rank,
+            self.group.name,
+            self.device()
+        )
+    }
+}
+
+static COMMS: LazyLock<Mutex<HashMap<u64, Arc<Comm>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn comms() -> MutexGuard<'static, HashMap<u64, Arc<Comm>>> {
+    COMMS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates a group over `devices` and registers one communicator per rank;
+/// returns their handles in rank order.
+pub fn create(devices: Vec<u32>, timeout: Duration) -> Vec<HcclComm> {
+    let group = Group::new(devices, timeout);
+    let mut reg = comms();
+    (0..group.size() as u32)
+        .map(|rank| {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
+            let handle = (TAG << TAG_SHIFT) | id;
+            reg.insert(
+                handle,
+                Arc::new(Comm {
+                    handle,
+                    group: group.clone(),
+                    rank,
+                }),
+            );
+            handle as usize as HcclComm
+        })
+        .collect()
+}
+
+/// Looks up a live communicator.
+pub fn lookup(comm: HcclComm) -> MockResult<Arc<Comm>> {
+    if comm.is_null() {
+        return Err(ptr_err("comm is NULL"));
+    }
+    let raw = comm as usize as u64;
+    let found = (raw >> TAG_SHIFT == TAG)
+        .then(|| comms().get(&raw).cloned())
+        .flatten();
+    found.ok_or_else(|| {
+        para(format!(
+            "comm {comm:p} is not a live HCCL communicator (never created, or destroyed)"
+        ))
+    })
+}
+
+/// Removes a communicator from the registry (`HcclCommDestroy`).
+pub fn destroy(comm: HcclComm) -> MockResult<()> {
+    let c = lookup(comm)?;
+    comms().remove(&c.handle);
+    Ok(())
+}
+
+/// Number of live communicators (all groups).
+pub fn live_count() -> usize {
+    comms().len()
+}
+
+/// A root-info rendezvous in progress.
+struct Joining {
+    nranks: u32,
+    devices: Vec<Option<u32>>,
+    /// The handles (as integers) once every rank joined.
+    result: Option<Vec<u64>>,
+}
+
+struct JoinEntry {
+    state: Mutex<Joining>,
+    done: Condvar,
+}
+
+impl JoinEntry {
+    fn lock(&self) -> MutexGuard<'_, Joining> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type JoinKey = (u64, u64);
+
+static JOINS: LazyLock<Mutex<HashMap<JoinKey, Arc<JoinEntry>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn joins() -> MutexGuard<'static, HashMap<JoinKey, Arc<JoinEntry>>> {
+    JOINS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `HcclCommInitRootInfo`: joins rank `rank` (on `device`) of an
+/// `nranks`-rank communicator and blocks until every rank has joined, or
+/// fails with `HCCL_E_TIMEOUT` after `timeout`.
+pub fn join(
+    info: &RootInfo,
+    nranks: u32,
+    rank: u32,
+    device: u32,
+    timeout: Duration,
+) -> MockResult<HcclComm> {
+    if info.nonce != super::root_info::process_nonce() {
+        return Err(hccl_err(
+            HCCL_E_NOT_SUPPORT,
+            "rootInfo comes from another process; the mock only joins ranks of one process",
+        ));
+    }
+    if nranks == 0 {
+        return Err(para("nRanks is 0"));
+    }
+    if rank >= nranks {
+        return Err(para(format!(
+            "rank {rank} is out of range for nRanks {nranks}"
+        )));
+    }
+    let key = info.key();
+    let deadline = Instant::now() + timeout;
+    let entry = {
+        let mut map = joins();
+        let entry = map
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(JoinEntry {
+                    state: Mutex::new(Joining {
+                        nranks,
+                        devices: vec![None; nranks as usize],
+                        result: None,
+                    }),
+                    done: Condvar::new(),
+                })
+            })
+            .clone();
+        let mut st = entry.lock();
+        if st.nranks != nranks {
+            return Err(para(format!(
+                "nRanks {nranks} differs from the {} given by the ranks that already joined this rootInfo",
+                st.nranks
+            )));
+        }
+        if st.devices[rank as usize].is_some() {
+            return Err(para(format!(
+                "rank {rank} has already joined this rootInfo"
+            )));
+        }
+        st.devices[rank as usize] = Some(device);
+        if st.devices.iter().all(Option::is_some) {
+            let devices = st.devices.iter().map(|d| d.unwrap_or(0)).collect();
+            let handles = create(devices, timeout);
+            let mine = handles[rank as usize];
+            st.result = Some(handles.iter().map(|h| *h as usize as u64).collect());
+            drop(st);
+            map.remove(&key);
+            entry.done.notify_all();
+            return Ok(mine);
+        }
+        drop(st);
+        entry
+    };
+    let mut st = entry.lock();
+    loop {
+        if let Some(handles) = &st.result {
+            return Ok(handles[rank as usize] as usize as HcclComm);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        st = entry
+            .done
+            .wait_timeout(st, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    // Withdraw, keeping the lock order (registry, then entry).
+    drop(st);
+    let mut map = joins();
+    let mut st = entry.lock();
+    if let Some(handles) = &st.result {
+        return Ok(handles[rank as usize] as usize as HcclComm);
+    }
+    st.devices[rank as usize] = None;
+    let missing: Vec<u32> = (0..nranks)
+        .filter(|r| st.devices[*r as usize].is_none() && *r != rank)
+        .collect();
+    if st.devices.iter().all(Option::is_none) {
+        map.remove(&key);
+    }
+    Err(hccl_err(
+        HCCL_E_TIMEOUT,
+        format!(
+            "rank {rank} waited {} ms for the other ranks of an {nranks}-rank communicator; ranks {missing:?} never joined",
+            timeout.as_millis()
+        ),
+    ))
+}

@@ -1,0 +1,176 @@
+//! HCCL on the mock device: communicators whose ranks live in this
+//! process (one mock device and stream per rank) and collectives that run
+//! on the ranks' streams.
+//!
+//! - [`dtype`]: `HcclDataType`/`HcclReduceOp` and the reductions.
+//! - [`root_info`]: the layout of the 4108-byte `HcclRootInfo`.
+//! - [`comm`]: communicators (tagged handles, the registry of live ones),
+//!   the groups their ranks share, and the rendezvous of
+//!   `HcclCommInitRootInfo`.
+//! - [`collective`]: the per-collective rendezvous (matched by sequence
+//!   number) and the data movement of every collective.
+//! - [`p2p`]: `HcclSend`/`HcclRecv` mailboxes and `HcclGroupStart`/`End`.
+//! - [`exports`]: the `extern "C"` functions and their argument checks.
+//!
+//! Invariants:
+//! - Every exported function runs through [`hccl_call`]: failures return
+//!   an `HcclResult` and leave a message naming the function for
+//!   `aclGetRecentErrMsg`; panics become `HCCL_E_INTERNAL`.
+//! - Buffers reach a stream task only after they were found inside a live
+//!   device allocation of the rank's device, with their whole element
+//!   range; `aclrtFree` defers releasing a block until the stream work
+//!   queued before the free has run, so the task's accesses stay valid.
+//! - A collective moves data only once every rank's task has joined it;
+//!   while some rank is missing, waiting tasks give up after the
+//!   communicator's timeout, and the collective is then abandoned for every
+//!   rank, so no rank's buffers are touched after its task ended.
+//! - Stream task failures carry an AscendCL code (as the real runtime
+//!   reports HCCL failures at stream synchronisation): a timeout is
+//!   `ACL_ERROR_RT_FFTS_PLUS_TIMEOUT` (507048), any other collective
+//!   failure `ACL_ERROR_RT_FFTS_PLUS_EXCEPTION` (507049); the message names
+//!   the HCCL code, and `HcclGetCommAsyncError` returns it.
+//!
+//! The timeout is `ASCEND_MOCK_HCCL_TIMEOUT_MS` (default 30 s), or the
+//! value set with [`set_default_timeout`], read when a communicator is
+//! created; [`set_comm_timeout`] changes one communicator's.
+
+pub mod collective;
+pub mod comm;
+pub mod dtype;
+pub mod exports;
+pub mod p2p;
+pub mod root_info;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ascend_sys::*;
+
+use crate::error::{MockError, MockResult, record_failure};
+
+/// The timeout used when neither the environment nor
+/// [`set_default_timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment variable holding the timeout in milliseconds.
+pub const TIMEOUT_ENV: &str = "ASCEND_MOCK_HCCL_TIMEOUT_MS";
+
+static TIMEOUT_OVERRIDE: Mutex<Option<Duration>> = Mutex::new(None);
+
+/// Sets the timeout of communicators created from now on (`None`: back to
+/// `ASCEND_MOCK_HCCL_TIMEOUT_MS` or [`DEFAULT_TIMEOUT`]).
+pub fn set_default_timeout(timeout: Option<Duration>) {
+    *TIMEOUT_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+}
+
+/// The timeout a communicator created now gets; an unparsable
+/// `ASCEND_MOCK_HCCL_TIMEOUT_MS` is `HCCL_E_PARA`.
+pub fn default_timeout() -> MockResult<Duration> {
+    if let Some(t) = *TIMEOUT_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) {
+        return Ok(t);
+    }
+    match std::env::var(TIMEOUT_ENV) {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(para(format!(
+                "{TIMEOUT_ENV}={v:?} is not a positive number of milliseconds"
+            ))),
+        },
+    }
+}
+
+/// Sets the timeout of the communicator `comm` (and of every other rank of
+/// its group).
+pub fn set_comm_timeout(comm: HcclComm, timeout: Duration) -> MockResult<()> {
+    comm::lookup(comm)?.group.set_timeout(timeout);
+    Ok(())
+}
+
+/// An `HcclResult` as the code of a [`MockError`].
+pub(crate) fn hccl_err(code: HcclResult, message: impl Into<String>) -> MockError {
+    MockError::new(code as aclError, message)
+}
+
+/// `HCCL_E_PARA` with `message`.
+pub(crate) fn para(message: impl Into<String>) -> MockError {
+    hccl_err(HCCL_E_PARA, message)
+}
+
+/// `HCCL_E_PTR` with `message`.
+pub(crate) fn ptr_err(message: impl Into<String>) -> MockError {
+    hccl_err(HCCL_E_PTR, message)
+}
+
+/// A runtime failure (no context, dead stream, ...) inside an HCCL call
+/// becomes `HCCL_E_RUNTIME`, keeping the runtime's code in the message.
+pub(crate) fn runtime_err(err: MockError) -> MockError {
+    hccl_err(
+        HCCL_E_RUNTIME,
+        format!("{} (runtime error {})", err.message, err.code),
+    )
+}
+
+/// The stream task error for an HCCL failure `err` of `api` on the rank
+/// described by `who`: an AscendCL code (507048 for a timeout, 507049
+/// otherwise) and a message naming the HCCL code.
+pub(crate) fn task_error(api: &str, who: &str, err: MockError) -> MockError {
+    let code = err.code as HcclResult;
+    let acl = if code == HCCL_E_TIMEOUT {
+        ACL_ERROR_RT_FFTS_PLUS_TIMEOUT
+    } else {
+        ACL_ERROR_RT_FFTS_PLUS_EXCEPTION
+    };
+    MockError::new(
+        acl,
+        format!(
+            "{api} on {who} failed with {}: {}",
+            result_name(code),
+            err.message
+        ),
+    )
+}
+
+/// Runs the body of the exported HCCL function `name`: `Ok` becomes
+/// `HCCL_SUCCESS`, an `Err` its code with the message recorded, a panic
+/// `HCCL_E_INTERNAL`.
+pub fn hccl_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> HcclResult {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => HCCL_SUCCESS,
+        Ok(Err(err)) => {
+            record_failure(name, &err);
+            err.code as HcclResult
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            let err = hccl_err(
+                HCCL_E_INTERNAL,
+                format!("internal error in the mock device: {what}"),
+            );
+            record_failure(name, &err);
+            HCCL_E_INTERNAL
+        }
+    }
+}
+
+/// The C name of an `HcclResult`.
+pub fn result_name(code: HcclResult) -> &'static str {
+    macro_rules! names {
+        ($($name:ident = $value:expr),* $(,)?) => {
+            match code {
+                HCCL_SUCCESS => "HCCL_SUCCESS",
+                $(c if c == $value as HcclResult => stringify!($name),)*
+                _ => "unknown HcclResult",
+            }
+        };
+    }
+    ascend_sys::for_each_hccl_result!(names)
+}
+
+#[cfg(test)]
+mod tests;
