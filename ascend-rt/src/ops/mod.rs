@@ -12,6 +12,10 @@
 //! reading a result on the host waits for it.
 //!
 //! ```
+//! # #[cfg(not(feature = "mock"))]
+//! # fn main() {} // no backend to run on without the mock
+//! # #[cfg(feature = "mock")]
+//! # fn main() -> Result<(), ascend_rt::Error> {
 //! use ascend_rt::{Context, Tensor, ops};
 //! let ctx = Context::new(0)?;
 //! let s = ctx.new_stream()?;
@@ -20,7 +24,8 @@
 //! let c = ops::matmul(&s, &a, &b.view().t()?)?; // a @ bᵀ, bᵀ a strided view
 //! let d = ops::add(&s, &c, &a, -1.0)?; // c - a
 //! assert_eq!(d.to_vec()?, [1.0, -1.0, 1.0, -1.0]);
-//! # Ok::<(), ascend_rt::Error>(())
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Every function checks shapes, dtypes and attributes in Rust and returns
