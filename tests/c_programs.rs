@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// Directory holding this test binary and the cdylibs of its dependencies.
 fn deps_dir() -> PathBuf {
@@ -18,7 +19,14 @@ fn deps_dir() -> PathBuf {
 }
 
 /// A directory with CANN's library names pointing at the mock's cdylib.
+/// Made once per test process: the tests run in parallel, and re-creating
+/// the links while another program loads them would race.
 fn mock_lib_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(make_mock_lib_dir).clone()
+}
+
+fn make_mock_lib_dir() -> PathBuf {
     let deps = deps_dir();
     let mock = deps.join("libascend_mock.so");
     assert!(
@@ -112,4 +120,15 @@ fn c_aclnn_program_runs_on_the_mock() {
     assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
     assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
     assert!(stdout.contains("aclnnMoeGatingTopKSoftmax"), "{stdout}");
+}
+
+#[test]
+fn c_hccl_program_runs_on_the_mock() {
+    let exe = build("hccl", &["ascendcl", "hccl"]);
+    let (ok, stdout, stderr) = run(&exe);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
+    assert!(stdout.contains("HcclAlltoAllV"), "{stdout}");
 }

@@ -26,6 +26,7 @@ use super::{default_timeout, hccl_call, hccl_err, para, ptr_err, runtime_err};
 use crate::error::{MockError, MockResult};
 use crate::memory::{self, Location};
 use crate::runtime::with_runtime;
+use crate::sanitizer::{self, ReportClass, violation};
 use crate::stream::Stream;
 
 /// Writes `value` through the output pointer `ptr` named `name`
@@ -53,6 +54,7 @@ fn current_device() -> MockResult<u32> {
 fn target(comm: HcclComm, stream: aclrtStream) -> MockResult<(Arc<Comm>, Arc<Stream>)> {
     let c = comm::lookup(comm)?;
     let device = c.device();
+    crate::fault::check_device(device).map_err(runtime_err)?;
     let current = current_device()?;
     if current != device {
         return Err(para(format!(
@@ -94,17 +96,31 @@ fn check_buf(
     let bytes = dtype.bytes(count)?;
     let device = comm.device();
     let what = format!("{count} elements of {} ({bytes} bytes)", dtype.name());
+    let wrong = |class: ReportClass, kind: String| {
+        Err(violation(
+            class,
+            HCCL_E_PARA as aclError,
+            &format!(
+                "{}: {role} {addr:#x} ({what}) is {kind}, not device memory of device {device} where {} lives",
+                sanitizer::current_call_text(),
+                comm.describe()
+            ),
+        ))
+    };
     match memory::classify(addr) {
         loc @ Location::Device { device: d, .. } if d == device => {
             memory::check_range(&loc, addr, bytes, role)
                 .map_err(|e| para(format!("{} ({what})", e.message)))?;
             Ok(addr)
         }
-        other => Err(para(format!(
-            "{role} {addr:#x} ({what}) is {}, not device memory of device {device} where {} lives",
-            other.describe(),
-            comm.describe()
-        ))),
+        Location::Host => match memory::freed_block(addr) {
+            Some(block) => wrong(
+                ReportClass::UseAfterFree,
+                format!("inside {}", block.describe()),
+            ),
+            None => wrong(ReportClass::WrongMemoryKind, "host memory".to_string()),
+        },
+        other => wrong(ReportClass::WrongMemoryKind, other.describe()),
     }
 }
 

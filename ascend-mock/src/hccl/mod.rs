@@ -13,9 +13,12 @@
 //! - [`exports`]: the `extern "C"` functions and their argument checks.
 //!
 //! Invariants:
-//! - Every exported function runs through [`hccl_call`]: failures return
-//!   an `HcclResult` and leave a message naming the function for
-//!   `aclGetRecentErrMsg`; panics become `HCCL_E_INTERNAL`.
+//! - Every exported function runs through [`hccl_call`] (the mock's shared
+//!   wrapper): failures return an `HcclResult` and leave a message naming
+//!   the function for `aclGetRecentErrMsg`; panics become
+//!   `HCCL_E_INTERNAL`. Buffers outside the rank's device memory are
+//!   sanitizer reports (`out of bounds`, `wrong memory kind`,
+//!   `use-after-free`) as well as `HCCL_E_PARA`.
 //! - Buffers reach a stream task only after they were found inside a live
 //!   device allocation of the rank's device, with their whole element
 //!   range; `aclrtFree` defers releasing a block until the stream work
@@ -41,13 +44,12 @@ pub mod exports;
 pub mod p2p;
 pub mod root_info;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ascend_sys::*;
 
-use crate::error::{MockError, MockResult, record_failure};
+use crate::error::{MockError, MockResult, guarded_call};
 
 /// The timeout used when neither the environment nor
 /// [`set_default_timeout`] says otherwise.
@@ -132,30 +134,12 @@ pub(crate) fn task_error(api: &str, who: &str, err: MockError) -> MockError {
     )
 }
 
-/// Runs the body of the exported HCCL function `name`: `Ok` becomes
-/// `HCCL_SUCCESS`, an `Err` its code with the message recorded, a panic
-/// `HCCL_E_INTERNAL`.
+/// Runs the body of the exported HCCL function `name` through the shared
+/// wrapper ([`guarded_call`]: call numbering for sanitizer reports, fault
+/// injection, the message for `aclGetRecentErrMsg`): `Ok` becomes
+/// `HCCL_SUCCESS`, an `Err` its code, a panic `HCCL_E_INTERNAL`.
 pub fn hccl_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> HcclResult {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => HCCL_SUCCESS,
-        Ok(Err(err)) => {
-            record_failure(name, &err);
-            err.code as HcclResult
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let err = hccl_err(
-                HCCL_E_INTERNAL,
-                format!("internal error in the mock device: {what}"),
-            );
-            record_failure(name, &err);
-            HCCL_E_INTERNAL
-        }
-    }
+    guarded_call(name, HCCL_E_INTERNAL as aclError, body) as HcclResult
 }
 
 /// The C name of an `HcclResult`.

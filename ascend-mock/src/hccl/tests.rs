@@ -729,12 +729,29 @@ fn parameter_errors_are_refused_before_enqueue() {
         herr(
             HcclAllReduce(host, buf, 4, f32t, HCCL_REDUCE_SUM, c, stream),
             HCCL_E_PARA,
-            &["sendBuf", "pinned host memory", "16 bytes"],
+            &[
+                "wrong memory kind",
+                "sendBuf",
+                "pinned host memory",
+                "16 bytes",
+            ],
         );
         herr(
             HcclAllReduce(buf, stack, 4, f32t, HCCL_REDUCE_SUM, c, stream),
             HCCL_E_PARA,
             &["recvBuf", "host memory", "not device memory of device 0"],
+        );
+        let gone = dev_alloc(64);
+        ok(aclrtFree(gone));
+        let class = if crate::sanitizer::enabled() {
+            "use-after-free: HcclAllReduce (call #"
+        } else {
+            "host memory"
+        };
+        herr(
+            HcclAllReduce(gone, buf, 4, f32t, HCCL_REDUCE_SUM, c, stream),
+            HCCL_E_PARA,
+            &[class, "sendBuf"],
         );
         herr(
             HcclAllReduce(buf, buf, 100, f32t, HCCL_REDUCE_SUM, c, stream),
