@@ -264,14 +264,14 @@ fn run(group: &Arc<Group>, rank: usize, seq: u64, call: Call) -> MockResult<()> 
     result
 }
 
-/// Copies `len` bytes at `addr` into a new buffer.
-fn read(addr: usize, len: usize) -> Vec<u8> {
+/// Copies `len` bytes at `addr` (a device range checked at enqueue) into
+/// a new host buffer.
+pub(crate) fn read(addr: usize, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     if len > 0 {
-        // SAFETY: every non-empty range reaching here was checked at
-        // enqueue to lie inside a live device allocation, and the block
-        // cannot be released while this rank's task is unfinished (aclrtFree
-        // waits for the queued work). `v` is a distinct host buffer.
+        // SAFETY: the range was checked at enqueue to lie in a live device
+        // allocation that aclrtFree keeps until the owning rank's task ends;
+        // `v` is a distinct host buffer of `len` bytes.
         unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, v.as_mut_ptr(), len) };
     }
     v

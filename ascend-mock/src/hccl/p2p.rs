@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use ascend_sys::*;
 
+use super::collective::read;
 use super::comm::{Comm, Group};
 use super::dtype::DataType;
 use super::{hccl_err, para, runtime_err, task_error};
@@ -191,17 +192,6 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
     });
     stream.push(api, task).map_err(runtime_err)?;
     Ok(())
-}
-
-/// Copies `len` bytes at `addr` into a new buffer.
-fn read(addr: usize, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    if len > 0 {
-        // SAFETY: the range was checked at enqueue to lie inside a live device
-        // allocation, which aclrtFree keeps until this task has run.
-        unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, v.as_mut_ptr(), len) };
-    }
-    v
 }
 
 /// The task of a batch: deposit every send, then take every receive.

@@ -53,8 +53,10 @@ const COUNTS: [usize; 4] = [0, 1, 7, 33];
 
 fn width(dt: HcclDataType) -> usize {
     match dt {
-        HCCL_DATA_TYPE_INT8 => 1,
+        HCCL_DATA_TYPE_INT8 | HCCL_DATA_TYPE_UINT8 => 1,
+        HCCL_DATA_TYPE_INT16 | HCCL_DATA_TYPE_UINT16 => 2,
         HCCL_DATA_TYPE_FP16 | HCCL_DATA_TYPE_BFP16 => 2,
+        HCCL_DATA_TYPE_INT64 | HCCL_DATA_TYPE_UINT64 | HCCL_DATA_TYPE_FP64 => 8,
         _ => 4,
     }
 }
@@ -62,26 +64,39 @@ fn width(dt: HcclDataType) -> usize {
 fn is_float(dt: HcclDataType) -> bool {
     matches!(
         dt,
-        HCCL_DATA_TYPE_FP16 | HCCL_DATA_TYPE_BFP16 | HCCL_DATA_TYPE_FP32
+        HCCL_DATA_TYPE_FP16 | HCCL_DATA_TYPE_BFP16 | HCCL_DATA_TYPE_FP32 | HCCL_DATA_TYPE_FP64
     )
 }
 
+/// Encodes `v` (integers wrap to the type's width, as C casts do).
 fn enc(dt: HcclDataType, v: f64) -> Vec<u8> {
+    let i = v as i64;
     match dt {
-        HCCL_DATA_TYPE_INT8 => vec![(v as i64) as i8 as u8],
-        HCCL_DATA_TYPE_INT32 => ((v as i64) as i32).to_le_bytes().to_vec(),
+        HCCL_DATA_TYPE_INT8 | HCCL_DATA_TYPE_UINT8 => vec![i as u8],
+        HCCL_DATA_TYPE_INT16 | HCCL_DATA_TYPE_UINT16 => (i as u16).to_le_bytes().to_vec(),
+        HCCL_DATA_TYPE_INT32 | HCCL_DATA_TYPE_UINT32 => (i as u32).to_le_bytes().to_vec(),
+        HCCL_DATA_TYPE_INT64 | HCCL_DATA_TYPE_UINT64 => i.to_le_bytes().to_vec(),
         HCCL_DATA_TYPE_FP16 => f16::from_f64(v).to_le_bytes().to_vec(),
         HCCL_DATA_TYPE_BFP16 => bf16::from_f64(v).to_le_bytes().to_vec(),
+        HCCL_DATA_TYPE_FP64 => v.to_le_bytes().to_vec(),
         _ => (v as f32).to_le_bytes().to_vec(),
     }
 }
 
 fn dec(dt: HcclDataType, b: &[u8]) -> f64 {
+    let mut a = [0u8; 8];
+    a[..b.len()].copy_from_slice(b);
     match dt {
         HCCL_DATA_TYPE_INT8 => f64::from(b[0] as i8),
+        HCCL_DATA_TYPE_UINT8 => f64::from(b[0]),
+        HCCL_DATA_TYPE_INT16 => f64::from(i16::from_le_bytes([b[0], b[1]])),
+        HCCL_DATA_TYPE_UINT16 => f64::from(u16::from_le_bytes([b[0], b[1]])),
         HCCL_DATA_TYPE_INT32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        HCCL_DATA_TYPE_UINT32 => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        HCCL_DATA_TYPE_INT64 | HCCL_DATA_TYPE_UINT64 => i64::from_le_bytes(a) as f64,
         HCCL_DATA_TYPE_FP16 => f16::from_le_bytes([b[0], b[1]]).to_f64(),
         HCCL_DATA_TYPE_BFP16 => bf16::from_le_bytes([b[0], b[1]]).to_f64(),
+        HCCL_DATA_TYPE_FP64 => f64::from_le_bytes(a),
         _ => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
     }
 }
@@ -107,7 +122,18 @@ fn inputs(dt: HcclDataType, r: usize, len: usize, seed: usize) -> Vec<f64> {
 
 /// The host reduction of one element over the ranks (rank order).
 fn ref_reduce(dt: HcclDataType, op: HcclReduceOp, vals: &[f64]) -> Vec<u8> {
-    if is_float(dt) {
+    if dt == HCCL_DATA_TYPE_FP64 {
+        let mut acc = vals[0];
+        for v in &vals[1..] {
+            acc = match op {
+                HCCL_REDUCE_SUM => acc + v,
+                HCCL_REDUCE_PROD => acc * v,
+                HCCL_REDUCE_MAX => acc.max(*v),
+                _ => acc.min(*v),
+            };
+        }
+        enc(dt, acc)
+    } else if is_float(dt) {
         let mut acc = vals[0] as f32;
         for v in &vals[1..] {
             let v = *v as f32;
@@ -562,6 +588,85 @@ fn alltoallv_checks(
         )
     });
     sync(stream);
+}
+
+/// Every reducible type through AllReduce (sum, prod, max, min), and the
+/// types that are only moved (INT128, HIF8, FP8) through AllGather and
+/// Broadcast, byte for byte.
+fn every_dtype_program(r: usize, n: usize, comm: HcclComm, stream: aclrtStream) {
+    const REDUCIBLE: [HcclDataType; 12] = [
+        HCCL_DATA_TYPE_INT8,
+        HCCL_DATA_TYPE_INT16,
+        HCCL_DATA_TYPE_INT32,
+        HCCL_DATA_TYPE_INT64,
+        HCCL_DATA_TYPE_UINT8,
+        HCCL_DATA_TYPE_UINT16,
+        HCCL_DATA_TYPE_UINT32,
+        HCCL_DATA_TYPE_UINT64,
+        HCCL_DATA_TYPE_FP16,
+        HCCL_DATA_TYPE_BFP16,
+        HCCL_DATA_TYPE_FP32,
+        HCCL_DATA_TYPE_FP64,
+    ];
+    let count = 9;
+    for &dt in &REDUCIBLE {
+        let w = width(dt);
+        // Non-negative, so signed and unsigned agree on max and min.
+        let x: Vec<Vec<f64>> = (0..n)
+            .map(|q| {
+                (0..count)
+                    .map(|i| ((i * 5 + q * 3) % 11) as f64 + if is_float(dt) { 0.5 } else { 0.0 })
+                    .collect()
+            })
+            .collect();
+        for &op in &OPS {
+            let send = upload(&enc_all(dt, &x[r]));
+            let recv = dev_alloc(count * w);
+            // SAFETY: both buffers hold count elements of dt.
+            hok(unsafe { HcclAllReduce(send, recv, count as u64, dt, op, comm, stream) });
+            sync(stream);
+            assert_eq!(
+                download(recv, count * w),
+                ref_reduce_range(dt, op, &x, 0..count),
+                "AllReduce dtype {dt} op {op} n={n} rank {r}"
+            );
+            free(send);
+            free(recv);
+        }
+    }
+    let moved = [
+        (HCCL_DATA_TYPE_INT128, 16),
+        (HCCL_DATA_TYPE_HIF8, 1),
+        (HCCL_DATA_TYPE_FP8E4M3, 1),
+        (HCCL_DATA_TYPE_FP8E5M2, 1),
+        (HCCL_DATA_TYPE_FP8E8M0, 1),
+    ];
+    for (dt, w) in moved {
+        let count = 5;
+        let bytes = |q: usize| -> Vec<u8> {
+            (0..count * w)
+                .map(|i| (i * 13 + q * 101 + dt as usize) as u8)
+                .collect()
+        };
+        let send = upload(&bytes(r));
+        let recv = dev_alloc(count * w * n);
+        // SAFETY: send holds count elements, recv count * n.
+        hok(unsafe { HcclAllGather(send, recv, count as u64, dt, comm, stream) });
+        sync(stream);
+        let all: Vec<u8> = (0..n).flat_map(bytes).collect();
+        assert_eq!(download(recv, count * w * n), all, "AllGather dtype {dt}");
+        // SAFETY: send holds count elements.
+        hok(unsafe { HcclBroadcast(send, count as u64, dt, 0, comm, stream) });
+        sync(stream);
+        assert_eq!(download(send, count * w), bytes(0), "Broadcast dtype {dt}");
+        free(send);
+        free(recv);
+    }
+}
+
+#[test]
+fn every_data_type_on_two_ranks() {
+    run_world(&[0, 0], every_dtype_program);
 }
 
 #[test]
@@ -1186,6 +1291,8 @@ fn child_process() {
         "worlds" => {
             run_world(&[0, 1, 2], collectives_program);
             run_world(&[0, 1, 2, 3, 4, 5, 6, 7], collectives_program);
+            run_world(&[0, 1, 2], every_dtype_program);
+            run_world(&[0, 1, 2, 3, 4, 5, 6, 7], every_dtype_program);
         }
         "root-info" => {
             let devices: Vec<i32> = (0..8).collect();
