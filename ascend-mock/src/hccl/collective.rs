@@ -10,6 +10,8 @@
 //! waits longer than the group's timeout while some rank has not arrived
 //! abandons the slot: every task of it fails with `HCCL_E_TIMEOUT`, the
 //! ones already waiting and the ones arriving later, and no data moves.
+//! A slot that waits for a rank destroyed before it queued the collective
+//! is abandoned at once with `HCCL_E_UNAVAIL`.
 //!
 //! Invariants: a slot moves Waiting -> Running -> Done, or Waiting ->
 //! Abandoned, never back; data moves only in Running, while every rank's
@@ -218,6 +220,31 @@ fn run(group: &Arc<Group>, rank: usize, seq: u64, call: Call) -> MockResult<()> 
                     st = group.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
                 Phase::Waiting => {
+                    // Ranks destroyed before queueing this collective never join.
+                    let gone: Vec<usize> = {
+                        let state = &*st;
+                        let slot = &state.slots[&seq];
+                        (0..n)
+                            .filter(|&q| {
+                                slot.arrivals[q].is_none()
+                                    && state.destroyed[q]
+                                    && state.next_seq[q] < seq
+                            })
+                            .collect()
+                    };
+                    if !gone.is_empty() {
+                        if let Some(slot) = st.slots.get_mut(&seq) {
+                            slot.phase = Phase::Abandoned(hccl_err(
+                                HCCL_E_UNAVAIL,
+                                format!(
+                                    "collective #{seq} ({api}) of communicator {}: ranks {gone:?} were destroyed (HcclCommDestroy) without joining it",
+                                    group.name
+                                ),
+                            ));
+                        }
+                        group.changed.notify_all();
+                        continue;
+                    }
                     let (g, expired) = group.wait_until(st, deadline);
                     st = g;
                     if !expired {

@@ -42,6 +42,8 @@ pub struct GroupState {
     pub mail: Mailboxes,
     /// Per rank: the first failure of one of its tasks.
     pub async_error: Vec<Option<HcclResult>>,
+    /// Per rank: destroyed with `HcclCommDestroy` (it queues nothing more).
+    pub destroyed: Vec<bool>,
 }
 
 /// The shared part of a communicator: one per `HcclCommInitAll` call or
@@ -74,6 +76,7 @@ impl Group {
                 slots: HashMap::new(),
                 mail: Mailboxes::default(),
                 async_error: vec![None; n],
+                destroyed: vec![false; n],
             }),
             changed: Condvar::new(),
         })
@@ -200,10 +203,13 @@ pub fn lookup(comm: HcclComm) -> MockResult<Arc<Comm>> {
     })
 }
 
-/// Removes a communicator from the registry (`HcclCommDestroy`).
+/// Removes a communicator from the registry (`HcclCommDestroy`); peers
+/// waiting for work it never queued stop waiting (see `collective`).
 pub fn destroy(comm: HcclComm) -> MockResult<()> {
     let c = lookup(comm)?;
     comms().remove(&c.handle);
+    c.group.lock().destroyed[c.rank as usize] = true;
+    c.group.changed.notify_all();
     Ok(())
 }
 

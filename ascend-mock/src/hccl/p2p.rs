@@ -6,7 +6,9 @@
 //! A send task copies its data into the group's mailbox and finishes at
 //! once (it never waits for the receiver); a receive task waits for its
 //! message up to the group's timeout (`HCCL_E_TIMEOUT`), checks that type
-//! and count match (`HCCL_E_PARA`) and copies it out. A batch (one
+//! and count match (`HCCL_E_PARA`) and copies it out; a receive from a
+//! rank destroyed before it queued the matching send fails at once
+//! (`HCCL_E_UNAVAIL`). A batch (one
 //! `HcclBatchSendRecv`, or the calls of one thread between
 //! `HcclGroupStart` and `HcclGroupEnd` on one stream and communicator) is
 //! one task that runs its sends before its receives, so exchanges inside
@@ -217,6 +219,16 @@ fn run(group: &Group, rank: u32, items: &[Item]) -> MockResult<()> {
         let msg = loop {
             if let Some(m) = st.mail.messages.remove(&key) {
                 break m;
+            }
+            let sent = st.mail.sent.get(&(it.peer, rank)).copied().unwrap_or(0);
+            if st.destroyed[it.peer as usize] && sent < it.seq {
+                return Err(hccl_err(
+                    HCCL_E_UNAVAIL,
+                    format!(
+                        "HcclRecv #{} from rank {}: that rank was destroyed (HcclCommDestroy) after queueing only {sent} sends to rank {rank}",
+                        it.seq, it.peer
+                    ),
+                ));
             }
             let (g, expired) = group.wait_until(st, deadline);
             st = g;

@@ -1171,6 +1171,49 @@ fn a_rank_that_never_joins_times_out() {
     destroy_all(&comms);
 }
 
+#[test]
+fn destroying_a_rank_releases_its_waiting_peers() {
+    let comms = init_all(&[0, 0]);
+    set_comm_timeout(comms[0], Duration::from_secs(60)).unwrap();
+    let ctx = own_context(0);
+    let stream = new_stream();
+    let buf = dev_alloc(64);
+    // SAFETY (whole block): buf holds 16 f32s; the stream is live.
+    unsafe {
+        hok(HcclAllReduce(
+            buf,
+            buf,
+            4,
+            HCCL_DATA_TYPE_FP32,
+            HCCL_REDUCE_SUM,
+            comms[0],
+            stream,
+        ));
+        hok(HcclRecv(buf, 4, HCCL_DATA_TYPE_FP32, 1, comms[0], stream));
+        hok(HcclCommDestroy(comms[1]));
+        let code = aclrtSynchronizeStream(stream);
+        let msg = take_message().unwrap_or_default();
+        assert_eq!(code, ACL_ERROR_RT_FFTS_PLUS_EXCEPTION, "{msg}");
+        assert!(
+            msg.contains("HCCL_E_UNAVAIL") && msg.contains("ranks [1] were destroyed"),
+            "{msg}"
+        );
+        let mut err = HCCL_SUCCESS;
+        hok(HcclGetCommAsyncError(comms[0], &mut err));
+        assert_eq!(err, HCCL_E_UNAVAIL);
+        // The receive failed the same way (the stream reports its first error).
+        hok(HcclRecv(buf, 4, HCCL_DATA_TYPE_FP32, 1, comms[0], stream));
+        let code = aclrtSynchronizeStream(stream);
+        let msg = take_message().unwrap_or_default();
+        assert_eq!(code, ACL_ERROR_RT_FFTS_PLUS_EXCEPTION, "{msg}");
+        assert!(msg.contains("that rank was destroyed"), "{msg}");
+        ok(aclrtFree(buf));
+        ok(aclrtDestroyStream(stream));
+        hok(HcclCommDestroy(comms[0]));
+    }
+    drop_context(ctx);
+}
+
 /// Joins `devices.len()` ranks through one root info, one thread each;
 /// returns the communicators.
 fn init_root_info(devices: &[i32]) -> Vec<HcclComm> {
