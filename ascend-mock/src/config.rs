@@ -6,6 +6,11 @@
 //! (`ASCEND_MOCK_DEVICES`, `ASCEND_MOCK_MEMORY`, `ASCEND_MOCK_SOC`) over the
 //! defaults. `configure` is refused while the mock is initialised, so the
 //! configuration never changes under live devices.
+//!
+//! The checking and fault-injection settings have their own modules and
+//! are also read at `aclInit`: `ASCEND_MOCK_SANITIZER` and
+//! `ASCEND_MOCK_LEAKS` (see `crate::sanitizer`), `ASCEND_MOCK_FAIL`,
+//! `ASCEND_MOCK_DEVICE_LOST` and `ASCEND_MOCK_JITTER` (see `crate::fault`).
 
 use std::sync::Mutex;
 

@@ -308,6 +308,7 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static CURRENT: Cell<Option<CallSite>> = const { Cell::new(None) };
+    static CURRENT_STREAM: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// The number of API calls made so far in this process.
@@ -321,9 +322,33 @@ pub fn current_call() -> Option<CallSite> {
 }
 
 /// Describes the current call for a message (`"an internal call"` outside
-/// any exported function).
+/// any exported function), with the stream it queues work on, if any
+/// (`"aclrtMemcpyAsync (call #9) on stream 4"`).
 pub(crate) fn current_call_text() -> String {
-    current_call().map_or_else(|| "an internal call".to_string(), |c| c.to_string())
+    let call = current_call().map_or_else(|| "an internal call".to_string(), |c| c.to_string());
+    match CURRENT_STREAM.with(|s| s.get()) {
+        Some(id) => format!("{call} on stream {id}"),
+        None => call,
+    }
+}
+
+/// Names the stream the current call queues work on until the returned
+/// scope is dropped.
+pub(crate) fn stream_scope(stream_id: u64) -> StreamScope {
+    StreamScope {
+        previous: CURRENT_STREAM.with(|s| s.replace(Some(stream_id))),
+    }
+}
+
+/// Restores the previous stream of [`stream_scope`] when dropped.
+pub(crate) struct StreamScope {
+    previous: Option<u64>,
+}
+
+impl Drop for StreamScope {
+    fn drop(&mut self) {
+        CURRENT_STREAM.with(|s| s.set(self.previous));
+    }
 }
 
 /// Restores the enclosing call when an exported call returns.

@@ -443,6 +443,7 @@ pub unsafe extern "C" fn aclrtMemcpyAsync(
 ) -> aclError {
     api_call("aclrtMemcpyAsync", || {
         let s = lookup_stream(stream)?;
+        let _named = sanitizer::stream_scope(s.handle.id());
         let p = plan_1d(dst, destMax, src, count, kind, acting_device(Some(&s)))?;
         run_async("aclrtMemcpyAsync", p, s, kind)
     })
@@ -482,6 +483,7 @@ pub unsafe extern "C" fn aclrtMemcpy2dAsync(
 ) -> aclError {
     api_call("aclrtMemcpy2dAsync", || {
         let s = lookup_stream(stream)?;
+        let _named = sanitizer::stream_scope(s.handle.id());
         let acting = acting_device(Some(&s));
         let p = plan_2d(dst, dpitch, src, spitch, width, height, kind, acting)?;
         run_async("aclrtMemcpy2dAsync", p, s, kind)
@@ -555,6 +557,7 @@ pub unsafe extern "C" fn aclrtMemsetAsync(
 ) -> aclError {
     api_call("aclrtMemsetAsync", || {
         let s = lookup_stream(stream)?;
+        let _named = sanitizer::stream_scope(s.handle.id());
         let plan = plan_memset(devPtr, maxCount, value, count, acting_device(Some(&s)))?;
         if let Some((p, b, n)) = plan {
             s.push(

@@ -85,6 +85,10 @@ fn use_after_free_is_reported_with_both_calls() {
     assert_eq!(code, ACL_ERROR_RT_PARAM_INVALID);
     let msg = expect_report(ReportClass::UseAfterFree);
     assert!(msg.contains("aclrtMemsetAsync (call #"), "{msg}");
+    let mut id = 0;
+    // SAFETY: a live stream and a local output.
+    ok(unsafe { aclrtStreamGetId(stream, &mut id) });
+    assert!(msg.contains(&format!(") on stream {id} writes")), "{msg}");
     assert!(msg.contains("writes"), "{msg}");
     let src = [1u8; 8];
     // SAFETY: p is stale; refused before any access.
