@@ -402,16 +402,19 @@ fn execute(seq: u64, calls: &[Call]) -> MockResult<()> {
             let segments: Vec<Vec<Vec<u8>>> = (0..n)
                 .map(|i| {
                     (0..n)
-                        .map(|j| {
-                            let off = vs[i].sdispls[j] as usize * w;
-                            read(calls[i].send + off, vs[i].send_counts[j] as usize * w)
+                        .map(|j| match vs[i].send_counts[j] as usize {
+                            // Empty parts may carry any displacement.
+                            0 => Vec::new(),
+                            c => read(calls[i].send + vs[i].sdispls[j] as usize * w, c * w),
                         })
                         .collect()
                 })
                 .collect();
             for j in 0..n {
                 for (i, seg) in segments.iter().enumerate() {
-                    write(calls[j].recv + vs[j].rdispls[i] as usize * w, &seg[j]);
+                    if !seg[j].is_empty() {
+                        write(calls[j].recv + vs[j].rdispls[i] as usize * w, &seg[j]);
+                    }
                 }
             }
         }

@@ -570,18 +570,19 @@ fn alltoallv_checks(
     free(send);
     free(recv);
 
-    // All counts zero: no buffers needed.
+    // All counts zero: no buffers needed, and displacements do not matter.
     let zeros = vec![0u64; n];
+    let far = vec![u64::MAX; n];
     // SAFETY: the arrays hold n entries; no buffer is touched.
     hok(unsafe {
         HcclAlltoAllV(
             std::ptr::null(),
             zeros.as_ptr().cast(),
-            zeros.as_ptr().cast(),
+            far.as_ptr().cast(),
             dt,
             std::ptr::null(),
             zeros.as_ptr().cast(),
-            zeros.as_ptr().cast(),
+            far.as_ptr().cast(),
             dt,
             comm,
             stream,
