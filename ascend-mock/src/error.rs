@@ -109,6 +109,16 @@ pub fn api_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> ac
     guarded_call(name, ACL_ERROR_INTERNAL_ERROR, body)
 }
 
+/// Numbers and counts a call of an exported function that has no error
+/// channel and so does not run through [`guarded_call`]
+/// (`aclGetRecentErrMsg`, `aclDataTypeSize`, `HcclGetErrorString`, ...):
+/// such calls are never failed by injection.
+pub fn count_call(api: &'static str) {
+    // Only the number and the count matter; the call scope ends at once.
+    let _ = sanitizer::enter_call(api);
+    fault::count_only(api);
+}
+
 /// The wrapper shared by every family of exported functions (runtime,
 /// aclnn, HCCL): numbers the call for sanitizer reports, counts it for
 /// fault injection (an injected failure skips `body`), runs `body` with

@@ -6,13 +6,6 @@
 //! float16 conversions) are counted like every call but never fail by
 //! injection (see `fault`).
 
-/// Numbers and counts a call that does not run through `api_call`.
-fn count_only(api: &'static str) {
-    // Only the count matters; the call scope ends at once.
-    let _ = sanitizer::enter_call(api);
-    fault::count_only(api);
-}
-
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::catch_unwind;
@@ -22,8 +15,7 @@ use ascend_sys::*;
 
 use super::write_out;
 use crate::config;
-use crate::error::{self, MockError, api_call, api_call_value};
-use crate::fault;
+use crate::error::{self, MockError, api_call, api_call_value, count_call};
 use crate::runtime;
 use crate::sanitizer;
 
@@ -66,7 +58,7 @@ pub unsafe extern "C" fn aclFinalize() -> aclError {
 /// there is none). The pointer is valid until the next call on this thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclGetRecentErrMsg() -> *const c_char {
-    count_only("aclGetRecentErrMsg");
+    count_call("aclGetRecentErrMsg");
     catch_unwind(error::fetch_recent_message).unwrap_or(std::ptr::null())
 }
 
@@ -145,7 +137,7 @@ pub unsafe extern "C" fn aclsysGetVersionNum(
 /// sub-byte types.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclDataTypeSize(dataType: aclDataType) -> usize {
-    count_only("aclDataTypeSize");
+    count_call("aclDataTypeSize");
     data_type_size(dataType)
 }
 
@@ -165,14 +157,14 @@ pub fn data_type_size(dt: aclDataType) -> usize {
 /// IEEE half to single precision.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclFloat16ToFloat(value: aclFloat16) -> f32 {
-    count_only("aclFloat16ToFloat");
+    count_call("aclFloat16ToFloat");
     half::f16::from_bits(value).to_f32()
 }
 
 /// Single to IEEE half precision (round to nearest even).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclFloatToFloat16(value: f32) -> aclFloat16 {
-    count_only("aclFloatToFloat16");
+    count_call("aclFloatToFloat16");
     half::f16::from_f32(value).to_bits()
 }
 
@@ -214,7 +206,7 @@ fn check_level(level: aclrtLastErrLevel) -> aclError {
 /// The code of this thread's most recent failed call, kept.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtPeekAtLastError(level: aclrtLastErrLevel) -> aclError {
-    count_only("aclrtPeekAtLastError");
+    count_call("aclrtPeekAtLastError");
     match check_level(level) {
         ACL_SUCCESS => error::last_error(false),
         code => code,
@@ -224,7 +216,7 @@ pub unsafe extern "C" fn aclrtPeekAtLastError(level: aclrtLastErrLevel) -> aclEr
 /// The code of this thread's most recent failed call, cleared.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtGetLastError(level: aclrtLastErrLevel) -> aclError {
-    count_only("aclrtGetLastError");
+    count_call("aclrtGetLastError");
     match check_level(level) {
         ACL_SUCCESS => error::last_error(true),
         code => code,
