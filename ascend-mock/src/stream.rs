@@ -15,8 +15,9 @@
 //! - [`Stream::shutdown`] ends the worker and joins it (drain: run what is
 //!   queued; force: drop it); dropping the last `Arc<Stream>` does a drain
 //!   shutdown, so no worker thread outlives its stream.
-//! - `history` keeps the names of the last [`HISTORY_LEN`] tasks run, for
-//!   diagnostics.
+//! - `history` keeps the last [`HISTORY_LEN`] tasks run (name, sequence
+//!   number and the API call that queued them), for diagnostics; a task's
+//!   error names that call too.
 //! - Fault injection (see `crate::fault`): with jitter on, the worker
 //!   sleeps a seeded random delay before each task; once the stream's
 //!   device is lost, its tasks are dropped unrun and fail with the
@@ -44,7 +45,20 @@ pub const HISTORY_LEN: usize = 64;
 struct Queued {
     seq: u64,
     name: &'static str,
+    /// The API call that queued the task.
+    call: Option<CallSite>,
     task: Task,
+}
+
+/// A task the stream has run, as kept in its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RanTask {
+    /// The task's name (`aclrtMemcpyAsync`, an operator, ...).
+    pub name: &'static str,
+    /// Its sequence number on the stream.
+    pub seq: u64,
+    /// The API call that queued it.
+    pub call: Option<CallSite>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,10 +72,11 @@ struct Queue {
     tasks: VecDeque<Queued>,
     submitted: u64,
     completed: u64,
-    error: Option<TaskError>,
+    /// The first unreported task error and the call that queued the task.
+    error: Option<(TaskError, Option<CallSite>)>,
     stop_on_failure: bool,
     shutdown: Shutdown,
-    history: VecDeque<&'static str>,
+    history: VecDeque<RanTask>,
 }
 
 struct Shared {
@@ -156,7 +171,12 @@ impl Stream {
         }
         q.submitted += 1;
         let seq = q.submitted;
-        q.tasks.push_back(Queued { seq, name, task });
+        q.tasks.push_back(Queued {
+            seq,
+            name,
+            call: sanitizer::current_call(),
+            task,
+        });
         drop(q);
         self.shared.changed.notify_all();
         Ok(seq)
@@ -239,17 +259,21 @@ impl Stream {
         self.wait_for(target, None);
     }
 
-    /// Returns and clears the stored task error.
+    /// Returns and clears the stored task error; the message names the
+    /// call that queued the failed task.
     pub fn take_error(&self) -> MockResult<()> {
         match self.shared.lock().error.take() {
-            Some(e) => Err(MockError::new(
-                e.code,
-                format!(
-                    "a task on stream {} failed: {}",
-                    self.handle.id(),
-                    e.message
-                ),
-            )),
+            Some((e, call)) => {
+                let queued = call.map_or_else(String::new, |c| format!(" (queued by {c})"));
+                Err(MockError::new(
+                    e.code,
+                    format!(
+                        "a task on stream {}{queued} failed: {}",
+                        self.handle.id(),
+                        e.message
+                    ),
+                ))
+            }
             None => Ok(()),
         }
     }
@@ -267,6 +291,12 @@ impl Stream {
 
     /// The names of the most recently run tasks, oldest first.
     pub fn history(&self) -> Vec<&'static str> {
+        self.shared.lock().history.iter().map(|t| t.name).collect()
+    }
+
+    /// The most recently run tasks with the calls that queued them, oldest
+    /// first.
+    pub fn recent_tasks(&self) -> Vec<RanTask> {
         self.shared.lock().history.iter().copied().collect()
     }
 
@@ -344,13 +374,17 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
         if let Err(e) = result
             && q.error.is_none()
         {
-            q.error = Some(e);
+            q.error = Some((e, item.call));
         }
         q.completed = item.seq;
         if q.history.len() == HISTORY_LEN {
             q.history.pop_front();
         }
-        q.history.push_back(item.name);
+        q.history.push_back(RanTask {
+            name: item.name,
+            seq: item.seq,
+            call: item.call,
+        });
         drop(q);
         shared.changed.notify_all();
     }
@@ -441,6 +475,34 @@ mod tests {
             s.synchronize(None).unwrap_err().code,
             ACL_ERROR_RT_INTERNAL_ERROR
         );
+    }
+
+    #[test]
+    fn task_errors_and_history_name_the_queueing_call() {
+        let s = Stream::spawn(0, ctx(), false).unwrap();
+        let mut number = 0;
+        let code = crate::error::api_call("aclQueueForTest", || {
+            number = sanitizer::current_call().unwrap().number;
+            s.push(
+                "bad",
+                Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
+            )
+            .map(|_| ())
+        });
+        assert_eq!(code, ACL_SUCCESS);
+        let err = s.synchronize(None).unwrap_err();
+        assert!(
+            err.message.starts_with(&format!(
+                "a task on stream {} (queued by aclQueueForTest (call #{number})) failed: op: broken",
+                s.handle.id()
+            )),
+            "{}",
+            err.message
+        );
+        let ran = s.recent_tasks();
+        assert_eq!(ran.len(), 1);
+        assert_eq!((ran[0].name, ran[0].seq), ("bad", 1));
+        assert_eq!(ran[0].call.map(|c| c.api), Some("aclQueueForTest"));
     }
 
     #[test]
