@@ -22,8 +22,9 @@
 //! - Lock order: the registry, then the freed-block history.
 //!
 //! The freed-block history (for `use-after-free` and `double free`
-//! reports): while the sanitizer is on, a block the caller frees is
-//! remembered with the calls that allocated and freed it, and the mock
+//! reports): while the sanitizer is on, a block the caller frees (or that
+//! `aclrtResetDevice` releases with its device) is remembered with the
+//! calls that allocated and freed it, and the mock
 //! keeps owning its memory: first until the stream work queued before the
 //! free has run, then in a bounded quarantine ([`QUARANTINE_BLOCKS`],
 //! [`QUARANTINE_BYTES`], oldest evicted first). An address in the history
@@ -315,7 +316,23 @@ fn quarantine() -> MutexGuard<'static, Quarantine> {
     QUARANTINE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Remembers that the caller freed `a` (before the block leaves the mock).
+/// Returns blocks that `aclrtResetDevice` detached, after the device's
+/// streams stopped: with the sanitizer on they join the freed-block
+/// history as freed by the current call (so a later use is reported with
+/// it), else they go back to the allocator at once.
+pub(crate) fn release_detached(blocks: Vec<Allocation>) {
+    if !sanitizer::enabled() {
+        free_detached(blocks);
+        return;
+    }
+    for b in blocks {
+        remember_freed(&b);
+        retire(b);
+    }
+}
+
+/// Remembers that `a` was freed by the current call (before the block
+/// leaves the mock).
 fn remember_freed(a: &Allocation) {
     let record = FreedBlock {
         base: a.base,
@@ -566,11 +583,23 @@ fn bad_free(site: &str, ptr: usize, what: &str, inside: Option<Allocation>) -> M
             ),
         );
     }
+    let by_caller = |f: &FreedBlock| {
+        f.freed_by
+            .is_some_and(|c| matches!(c.api, "aclrtFree" | "aclrtFreeHost"))
+    };
     match freed_block(ptr) {
-        Some(f) if f.base == ptr => violation(
+        Some(f) if f.base == ptr && by_caller(&f) => violation(
             ReportClass::DoubleFree,
             code,
             &format!("{site} of {ptr:#x}: {}; it was already freed", f.describe()),
+        ),
+        Some(f) if f.base == ptr => violation(
+            ReportClass::InvalidFree,
+            code,
+            &format!(
+                "{site} of {ptr:#x}: {}; the runtime already freed it with its device",
+                f.describe()
+            ),
         ),
         Some(f) => violation(
             ReportClass::InvalidFree,

@@ -82,7 +82,7 @@ fn reset_device(device: i32, force: bool) -> MockResult<()> {
         leaks.extend(runtime::leaked_aclnn_objects(Some(&blocks)));
     }
     stop_streams(streams, false);
-    memory::free_detached(blocks);
+    memory::release_detached(blocks);
     runtime::leak_check(&format!("released device {d}"), leaks)
 }
 

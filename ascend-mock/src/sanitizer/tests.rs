@@ -337,6 +337,30 @@ fn leaks_at_reset_list_every_object_with_its_call() {
         );
         let _ = s;
         assert_eq!(aclDestroyTensor(t), ACLNN_SUCCESS);
+        // The released block is remembered: using or freeing it later is
+        // reported with the reset that released it.
+        let mut out = [0u8; 16];
+        assert_eq!(
+            aclrtMemcpy(
+                out.as_mut_ptr().cast(),
+                16,
+                p,
+                16,
+                ACL_MEMCPY_DEVICE_TO_HOST
+            ),
+            ACL_ERROR_RT_PARAM_INVALID
+        );
+        let msg = expect_report(ReportClass::UseAfterFree);
+        assert!(
+            msg.contains(&format!("freed by aclrtResetDevice (call #{})", calls[0])),
+            "{msg}"
+        );
+        assert_eq!(aclrtFree(p), ACL_ERROR_INVALID_PARAM);
+        let msg = expect_report(ReportClass::InvalidFree);
+        assert!(
+            msg.contains("the runtime already freed it with its device"),
+            "{msg}"
+        );
     }
 }
 
