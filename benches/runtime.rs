@@ -28,7 +28,10 @@ fn call_overhead(c: &mut Criterion) {
     group.bench_function("event_query_ascend_rt", |b| {
         b.iter(|| black_box(event.is_complete().expect("query")))
     });
-    let query = api.acl.aclrtQueryEventStatus().expect("aclrtQueryEventStatus");
+    let query = api
+        .acl
+        .aclrtQueryEventStatus()
+        .expect("aclrtQueryEventStatus");
     let handle = event.handle();
     group.bench_function("event_query_ascend_sys", |b| {
         b.iter(|| {
@@ -79,7 +82,10 @@ fn copies(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert_eq!(host_out.as_slice().expect("read back")[N - 1], (N - 1) as f32);
+    assert_eq!(
+        host_out.as_slice().expect("read back")[N - 1],
+        (N - 1) as f32
+    );
 }
 
 criterion_group!(benches, call_overhead, copies);
