@@ -41,6 +41,7 @@ use super::{aclnn_call, invalid, kernel_err, null_err, runtime_err};
 use crate::error::{MockError, MockResult};
 use crate::memory::{self, Location};
 use crate::runtime;
+use crate::sanitizer::{ReportClass, violation};
 
 /// Whether a slot is an operator input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +249,10 @@ pub fn check_placement(op: &str, param: &str, arg: &TensorArg, device: u32) -> M
             "{op}: {param} data address {ptr:#x} is not {DATA_ALIGN}-byte aligned"
         )));
     }
+    let es = arg.dtype.size() as i128;
+    let span = ((i128::from(hi) - i128::from(lo)) * es).max(0) as usize;
+    memory::check_not_freed(ptr, span, param)
+        .map_err(|e| MockError::new(ACLNN_ERR_PARAM_INVALID, e.message))?;
     let loc = memory::classify(ptr);
     let (base, size) = match loc {
         Location::Device {
@@ -256,27 +261,36 @@ pub fn check_placement(op: &str, param: &str, arg: &TensorArg, device: u32) -> M
             size,
         } if d == device => (base, size),
         other => {
-            return Err(invalid(format!(
-                "{op}: {param} data address {ptr:#x} is {}, not device memory of device {device}",
-                other.describe()
-            )));
+            return Err(violation(
+                ReportClass::WrongMemoryKind,
+                ACLNN_ERR_PARAM_INVALID,
+                &format!(
+                    "{}: {op} {param} data address {ptr:#x} is {}, not device memory of device {device}",
+                    crate::sanitizer::current_call_text(),
+                    other.describe()
+                ),
+            ));
         }
     };
-    let es = arg.dtype.size() as i128;
     let start = ptr as i128 + i128::from(lo) * es;
     let end = ptr as i128 + i128::from(hi) * es;
     let (b, e) = (base as i128, base as i128 + size as i128);
     if start < b || end > e {
-        return Err(invalid(format!(
-            "{op}: {param} (shape {:?}, strides {:?}, offset {}, {}) at {ptr:#x} spans bytes [{:#x}, {:#x}) ({} bytes), outside its allocation {base:#x} of {size} bytes",
-            arg.shape,
-            arg.strides,
-            arg.offset,
-            arg.dtype.name(),
-            start,
-            end,
-            end - start
-        )));
+        return Err(violation(
+            ReportClass::OutOfBounds,
+            ACLNN_ERR_PARAM_INVALID,
+            &format!(
+                "{}: {op} {param} (shape {:?}, strides {:?}, offset {}, {}) at {ptr:#x} spans bytes [{:#x}, {:#x}) ({} bytes), outside its allocation {base:#x} of {size} bytes",
+                crate::sanitizer::current_call_text(),
+                arg.shape,
+                arg.strides,
+                arg.offset,
+                arg.dtype.name(),
+                start,
+                end,
+                end - start
+            ),
+        ));
     }
     Ok(())
 }

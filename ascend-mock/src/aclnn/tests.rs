@@ -444,6 +444,30 @@ fn live_objects_name_their_creator() {
 // ------------------------------------------------------- phase-one checks
 
 #[test]
+fn an_operator_on_freed_memory_is_a_use_after_free_report() {
+    let mut dev = Dev::new();
+    let live = dev.buf(&[1f32; 16]);
+    let freed = dev_alloc(64);
+    // SAFETY: `freed` came from aclrtMalloc and is freed once.
+    ok(unsafe { aclrtFree(freed) });
+    let a = tensor(&[16], ACL_FLOAT, freed);
+    let b = tensor(&[16], ACL_FLOAT, live);
+    let out = tensor(&[16], ACL_FLOAT, live);
+    let alpha = scalar_f32(1.0);
+    let mut ws = 0;
+    let mut ex = null_mut();
+    // SAFETY: live descriptors and output locations.
+    let code = unsafe { aclnnAddGetWorkspaceSize(a, b, alpha, out, &mut ws, &mut ex) };
+    let msg = nn_err(
+        code,
+        ACLNN_ERR_PARAM_INVALID,
+        &["use-after-free", "aclnnAddGetWorkspaceSize", "aclrtFree"],
+    );
+    assert!(msg.starts_with("use-after-free"), "{msg}");
+    assert!(ex.is_null());
+}
+
+#[test]
 fn view_past_its_allocation_is_refused() {
     let mut dev = Dev::new();
     let small = dev.buf(&[0f32; 8]); // charged 64 bytes: 16 floats addressable
