@@ -1,7 +1,7 @@
-//! The host side of a DeepSeek-style Mixture-of-Experts layer: configuration, weights and a
-//! plain reference that a device run through CANN's fused MoE operators is checked against.
+//! A DeepSeek-style Mixture-of-Experts layer: configuration, weights, a plain host
+//! reference, and the layer on a device through CANN's fused MoE operators.
 //!
-//! Nothing here touches a device. The pieces:
+//! Only [`layer`] touches a device. The pieces:
 //! - [`config`]: [`MoeConfig`] (sizes, [`Gating`] rule, token count) with presets
 //!   [`MoeConfig::small`], [`MoeConfig::v2_lite`] and [`MoeConfig::v3_routing`], and
 //!   validation that every other piece relies on;
@@ -9,6 +9,8 @@
 //!   safetensors file, and the layouts the fused operators take;
 //! - [`reference`](mod@reference): [`moe_reference`], the per-token, one-expert-at-a-time computation, and
 //!   the helpers to compare ([`max_abs_err`], [`max_rel_err`]) and show ([`histogram`]);
+//! - [`layer`]: [`MoeLayer`], the layer on a device through the fused operators (the
+//!   pipeline below), checked against the reference in `tests/moe.rs`;
 //! - [`precision`]: [`Precision`], for rounding host values exactly as a half-precision
 //!   device upload does.
 //!
@@ -35,11 +37,13 @@
 //! agreement matters.
 
 pub mod config;
+pub mod layer;
 pub mod precision;
 pub mod reference;
 pub mod weights;
 
 pub use config::{ConfigError, Gating, GroupSelect, MoeConfig, V3_EXPERT_WIDTH, format_bytes};
+pub use layer::{MoeElement, MoeLayer, MoeOutput};
 pub use precision::Precision;
 pub use reference::{
     ReferenceError, ReferenceOutput, Routing, histogram, max_abs_err, max_rel_err, moe_reference,
