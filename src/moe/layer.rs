@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use ascend_rt::ops::{self, GatingNorm, GatingTopKParams, GroupList};
-use ascend_rt::{DeviceRepr, Error, Result, Stream, Tensor, bf16, f16};
+use ascend_rt::{Context, DeviceBuffer, DeviceRepr, Error, Result, Stream, Tensor, bf16, f16};
 use ndarray::{Array, ArrayRef, Dimension};
 
 use super::config::{Gating, GroupSelect, MoeConfig};
@@ -46,6 +46,10 @@ pub trait MoeElement: DeviceRepr {
     fn from_f32(x: f32) -> Self;
     /// The value as `f32` (exact).
     fn to_f32(self) -> f32;
+    /// A vector converted element by element (for `f32`, the same vector, not a copy).
+    fn from_f32_vec(v: Vec<f32>) -> Vec<Self> {
+        v.into_iter().map(Self::from_f32).collect()
+    }
 }
 
 impl MoeElement for f32 {
@@ -55,6 +59,9 @@ impl MoeElement for f32 {
     }
     fn to_f32(self) -> f32 {
         self
+    }
+    fn from_f32_vec(v: Vec<f32>) -> Vec<Self> {
+        v
     }
 }
 
@@ -86,6 +93,27 @@ pub fn to_element<T: MoeElement, D: Dimension>(a: &ArrayRef<f32, D>) -> Array<T,
 /// A device-type array converted to `f32` (exact).
 pub fn to_f32<T: MoeElement, D: Dimension>(a: &ArrayRef<T, D>) -> Array<f32, D> {
     a.mapv(T::to_f32)
+}
+
+/// Uploads a host array as a device tensor of `T` in its own allocation (weights live
+/// as long as the layer, so they are kept out of the pool that recycles activations).
+/// Converts the array in place of its storage, so no second host copy is made for f32.
+fn upload<T: MoeElement, D: Dimension>(ctx: &Arc<Context>, a: Array<f32, D>) -> Result<Tensor<T>> {
+    let shape = a.shape().to_vec();
+    let numel = a.len();
+    let flat = if a.is_standard_layout() {
+        // Row-major storage: the elements are `numel` consecutive values from the offset.
+        match a.into_raw_vec_and_offset() {
+            (v, Some(offset)) if offset != 0 || v.len() != numel => {
+                v[offset..offset + numel].to_vec()
+            }
+            (v, _) => v,
+        }
+    } else {
+        a.iter().copied().collect()
+    };
+    let values = T::from_f32_vec(flat);
+    Tensor::from_buffer(DeviceBuffer::from_host(ctx, &values)?, &shape)
 }
 
 /// What one forward pass produces, all on the device.
@@ -154,18 +182,16 @@ impl<T: MoeElement> MoeLayer<T> {
                     .to_string(),
             });
         }
-        let up = |a: &ArrayRef<f32, _>| -> Result<Tensor<T>> {
-            Tensor::from_array(stream, to_element::<T, _>(a).view())
-        };
-        let router_t = Tensor::from_array(stream, to_element::<T, _>(&weights.router_t()).view())?;
+        let ctx = stream.context();
+        let router_t = upload(ctx, weights.router_t())?;
         let bias = match weights.e_score_correction_bias() {
-            Some(b) => Some(Tensor::from_array(stream, to_element::<T, _>(b).view())?),
+            Some(b) => Some(upload(ctx, b.clone())?),
             None => None,
         };
-        let w13 = Tensor::from_array(stream, to_element::<T, _>(&weights.w13()).view())?;
-        let w2 = Tensor::from_array(stream, to_element::<T, _>(&weights.w2()).view())?;
+        let w13 = upload(ctx, weights.w13())?;
+        let w2 = upload(ctx, weights.w2())?;
         let shared = match (weights.shared_w13(), weights.shared_w2()) {
-            (Some(a), Some(b)) => Some((up(&a)?, up(&b)?)),
+            (Some(a), Some(b)) => Some((upload(ctx, a)?, upload(ctx, b)?)),
             _ => None,
         };
         let softmax_scale = match config.gating {
