@@ -16,13 +16,14 @@ use std::time::Duration;
 use ascend::moe::layer::to_element;
 use ascend::moe::{MoeConfig, MoeElement, MoeLayer, MoeWeights, random_tokens};
 use ascend_rt::{Backend, Context, Stream, Tensor, bf16};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 fn bench_dtype<T: MoeElement>(c: &mut Criterion, stream: &Arc<Stream>, weights: &MoeWeights) {
     let layer = MoeLayer::<T>::new(stream, weights).expect("the layer uploads");
     let mut group = c.benchmark_group(format!("moe_v2_lite_{}", T::PRECISION));
     group
         .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10));
     for tokens in [128usize, 512] {

@@ -23,13 +23,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ascend::moe::layer::{to_element, to_f32};
+use ascend::moe::layer::{check_pass, to_element};
 use ascend::moe::{
-    Mlp, MoeConfig, MoeElement, MoeLayer, MoeWeights, Precision, format_bytes, histogram,
-    load_safetensors, max_abs_err, max_rel_err, moe_reference, random_tokens, route_logits,
+    MoeConfig, MoeElement, MoeLayer, MoeWeights, Precision, format_bytes, histogram,
+    load_safetensors, moe_reference, random_tokens,
 };
 use ascend_rt::{Context, Stream, Tensor, bf16, f16};
-use ndarray::{Array1, ArrayView1, Ix1, Ix2};
 
 /// The command line.
 struct Args {
@@ -199,45 +198,34 @@ fn run<T: MoeElement>(args: &Args, config: MoeConfig) -> Result<bool, Box<dyn st
     let reference = moe_reference(&weights, &x)?;
     let reference_s = started.elapsed().as_secs_f64();
 
-    let y = to_f32(&out.y.to_array_d::<Ix2>()?);
-    let logits = to_f32(&out.logits.to_array_d::<Ix2>()?);
-    let experts = out.expert_idx.to_array_d::<Ix2>()?;
-    let counts: Vec<usize> = out
-        .tokens_per_expert
-        .to_array_d::<Ix1>()?
-        .iter()
-        .map(|&c| usize::try_from(c).unwrap_or(0))
-        .collect();
-
-    // Routing: the device's choice must be the host rule applied to the device's logits.
-    let host = route_logits(&config, &logits, weights.e_score_correction_bias())?;
-    let gating_ok = host.experts == experts;
-    // Tokens that chose the reference's experts are compared with the reference's y; the
-    // others (near-ties broken the other way by logits rounded to T) with the same
-    // experts' MLPs on the host under the device's routing (`route_logits` of its logits).
-    let mut expected = reference.y.clone();
-    let mut rerouted = 0;
-    for t in 0..config.tokens {
-        if experts.row(t) != reference.experts.row(t) {
-            rerouted += 1;
-            let row = mix(&weights, x.row(t), host.experts.row(t), host.weights.row(t));
-            expected.row_mut(t).assign(&row);
-        }
-    }
-    let rel = max_rel_err(&y, &expected)?;
-    let abs = max_abs_err(&y, &expected)?;
+    // The device's gating must be the host rule on the device's own logits; tokens that
+    // broke a near-tie differently from the f32-logit reference are checked under the
+    // device's routing (`check_pass`).
+    let check = check_pass(&weights, &x, &out, &reference)?;
     let tol = tolerance(p);
-    let ok = gating_ok && rel <= tol;
+    let ok = check.passes(tol);
     println!(
-        "check against the host reference ({reference_s:.2} s): max relative error {rel:.3e} \
-         (max abs {abs:.3e}, tolerance {tol:.1e}); {rerouted} of {} token(s) broke a near-tie \
+        "check against the host reference ({reference_s:.2} s): max relative error {:.3e} \
+         (max abs {:.3e}, tolerance {tol:.1e}); {} of {} token(s) broke a near-tie \
          differently from the f32-logit reference and were checked under the device's \
-         routing; device gating {} the host rule on its own logits: {}",
+         routing; device gating {} the host rule on its own logits; counts {}: {}",
+        check.max_rel_err,
+        check.max_abs_err,
+        check.rerouted,
         config.tokens,
-        if gating_ok { "matches" } else { "DIFFERS FROM" },
+        if check.gating_matches {
+            "matches"
+        } else {
+            "DIFFERS FROM"
+        },
+        if check.counts_match {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        },
         if ok { "PASS" } else { "FAIL" }
     );
-    print!("{}", histogram(&counts, 40));
+    print!("{}", histogram(&check.tokens_per_expert, 40));
     let stats = ctx.pool().stats();
     println!(
         "pool: {} device allocations, {} cache hits, {} in use, {} reserved, peak {} in use, \
@@ -251,30 +239,6 @@ fn run<T: MoeElement>(args: &Args, config: MoeConfig) -> Result<bool, Box<dyn st
         stats.free_blocks
     );
     Ok(ok)
-}
-
-/// One token's layer output on the host for a given routing: `Σ_j w_j · expert_j(x)` plus
-/// the shared experts, each MLP `down(silu(gate x) · up x)`, in f32.
-fn mix(
-    weights: &MoeWeights,
-    x: ArrayView1<'_, f32>,
-    experts: ArrayView1<'_, i32>,
-    routing: ArrayView1<'_, f32>,
-) -> Array1<f32> {
-    let mlp = |m: &Mlp| -> Array1<f32> {
-        let gate = m.gate_proj.dot(&x);
-        let up = m.up_proj.dot(&x);
-        let act = gate.mapv(|g| g / (1.0 + (-g).exp())) * up;
-        m.down_proj.dot(&act)
-    };
-    let mut y = match weights.shared_experts() {
-        Some(shared) => mlp(shared),
-        None => Array1::zeros(x.len()),
-    };
-    for (&e, &w) in experts.iter().zip(routing.iter()) {
-        y.scaled_add(w, &mlp(&weights.experts()[e as usize]));
-    }
-    y
 }
 
 /// A warm-up pass, then the mean of several timed passes (wall clock between two stream

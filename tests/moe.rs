@@ -5,13 +5,13 @@
 
 use std::sync::{Arc, Once};
 
-use ascend::moe::layer::{to_element, to_f32};
+use ascend::moe::layer::{PassCheck, check_pass, to_element};
 use ascend::moe::{
     Gating, GroupSelect, MoeConfig, MoeElement, MoeLayer, MoeWeights, Precision, load_safetensors,
-    max_rel_err, moe_reference, random_tokens, route_logits,
+    moe_reference, random_tokens,
 };
 use ascend_rt::{Backend, Context, Error, Stream, Tensor, bf16, f16};
-use ndarray::{Array2, Axis, Ix1, Ix2};
+use ndarray::Array2;
 
 static SETUP: Once = Once::new();
 
@@ -57,24 +57,10 @@ fn mid() -> MoeConfig {
     }
 }
 
-/// What a device pass and the reference agree on.
-struct Comparison {
-    /// Tokens whose chosen experts differ between the device and the reference.
-    rerouted: usize,
-    /// `max_rel_err` of `y` over the tokens routed alike.
-    y_err: f32,
-    /// `max_rel_err` of the device's routing weights against `route_logits` on the
-    /// device's own logits.
-    weight_err: f32,
-    /// `max_rel_err` of the device logits against the reference's.
-    logit_err: f32,
-    /// Device tokens per expert.
-    counts: Vec<usize>,
-}
-
 /// Runs `weights` (rounded to `T`) on the device and the reference on the same rounded
-/// weights and tokens, and compares.
-fn compare<T: MoeElement>(s: &Arc<Stream>, weights: &MoeWeights, seed: u64) -> Comparison {
+/// weights and tokens, and compares them with `check_pass`: the gating must be exactly the
+/// host rule on the device's own logits and the counts those of its own choices.
+fn compare<T: MoeElement>(s: &Arc<Stream>, weights: &MoeWeights, seed: u64) -> PassCheck {
     let config = *weights.config();
     let p = T::PRECISION;
     let w = weights.rounded_to(p);
@@ -83,75 +69,42 @@ fn compare<T: MoeElement>(s: &Arc<Stream>, weights: &MoeWeights, seed: u64) -> C
     let xd = Tensor::from_array(s, to_element::<T, _>(&x).view()).unwrap();
     let out = layer.forward(s, &xd).expect("forward runs");
     let reference = moe_reference(&w, &x).expect("reference runs");
-
-    let y = to_f32(&out.y.to_array_d::<Ix2>().unwrap());
-    let logits = to_f32(&out.logits.to_array_d::<Ix2>().unwrap());
-    let experts = out.expert_idx.to_array_d::<Ix2>().unwrap();
-    let routing_weights = to_f32(&out.routing_weights.to_array_d::<Ix2>().unwrap());
-    let counts: Vec<usize> = out
-        .tokens_per_expert
-        .to_array_d::<Ix1>()
-        .unwrap()
-        .iter()
-        .map(|&c| usize::try_from(c).expect("non-negative count"))
-        .collect();
-
-    // The device's gating must route its own logits exactly as the host rule does.
-    let host = route_logits(&config, &logits, w.e_score_correction_bias()).unwrap();
-    assert_eq!(experts, host.experts, "gating on the device's own logits");
-    let weight_err = max_rel_err(&routing_weights, &host.weights).unwrap();
-
-    // The counts are those of the device's own choices.
-    let mut own = vec![0usize; config.n_routed_experts];
-    for &e in &experts {
-        own[e as usize] += 1;
+    let c = check_pass(&w, &x, &out, &reference).expect("the pass can be checked");
+    assert!(
+        c.gating_matches,
+        "{}: gating on the device's own logits",
+        config.name
+    );
+    assert!(c.counts_match, "{}: {:?}", config.name, c.tokens_per_expert);
+    assert_eq!(
+        c.tokens_per_expert.iter().sum::<usize>(),
+        config.tokens * config.top_k
+    );
+    if c.rerouted == 0 {
+        assert_eq!(c.tokens_per_expert, reference.tokens_per_expert);
     }
-    assert_eq!(counts, own);
-    assert_eq!(counts.iter().sum::<usize>(), config.tokens * config.top_k);
-
-    let alike: Vec<usize> = (0..config.tokens)
-        .filter(|&t| experts.row(t) == reference.experts.row(t))
-        .collect();
-    let y_err = if alike.is_empty() {
-        0.0
-    } else {
-        max_rel_err(
-            &y.select(Axis(0), &alike),
-            &reference.y.select(Axis(0), &alike),
-        )
-        .unwrap()
-    };
-    if alike.len() == config.tokens {
-        assert_eq!(counts, reference.tokens_per_expert);
-    }
-    Comparison {
-        rerouted: config.tokens - alike.len(),
-        y_err,
-        weight_err,
-        logit_err: max_rel_err(&logits, &reference.logits).unwrap(),
-        counts,
-    }
+    c
 }
 
 /// f32: identical routing and 1e-4 relative error.
-fn check_f32(config: MoeConfig, seed: u64) -> Comparison {
+fn check_f32(config: MoeConfig, seed: u64) -> PassCheck {
     let s = stream();
     let weights = MoeWeights::random(&config, seed).unwrap();
     let c = compare::<f32>(&s, &weights, seed + 1);
     assert_eq!(c.rerouted, 0, "{}: f32 routing differs", config.name);
     assert!(
-        c.logit_err < 1e-5,
+        c.logits_rel_err < 1e-5,
         "{}: logits {}",
         config.name,
-        c.logit_err
+        c.logits_rel_err
     );
     assert!(
-        c.weight_err < 1e-5,
+        c.weights_rel_err < 1e-5,
         "{}: weights {}",
         config.name,
-        c.weight_err
+        c.weights_rel_err
     );
-    assert!(c.y_err < 1e-4, "{}: y {}", config.name, c.y_err);
+    assert!(c.max_rel_err < 1e-4, "{}: y {}", config.name, c.max_rel_err);
     c
 }
 
@@ -182,26 +135,36 @@ fn mid_size_config_in_f32_matches_for_both_gatings() {
 /// from the same logits (2^-8 / 2^-11, doubled for the sigmoid's renormalisation).
 ///
 /// Tokens whose logits lie within a rounding of a tie may choose other experts than the
-/// reference (which routes on f32 logits); they are counted, bounded to an eighth of the
-/// tokens, and left out of the comparison of `y`. Their routing is still checked: the
-/// device's choice must be exactly `route_logits` on the device's own logits.
+/// reference (which routes on f32 logits). Their routing is still checked (the device's
+/// choice must be exactly `route_logits` on the device's own logits) and so is their `y`,
+/// against the same experts' MLPs under that routing. How many there were is printed
+/// (`--nocapture`); it is bounded by a quarter of the tokens, far above what these seeds
+/// give (0 or 1 of 64), to catch a gating that routes on wrong logits.
 fn check_half<T: MoeElement>(config: MoeConfig, seed: u64, y_tol: f32, w_tol: f32) {
     let s = stream();
     let weights = MoeWeights::random(&config, seed).unwrap();
     let c = compare::<T>(&s, &weights, seed + 1);
     let name = format!("{} {}", config.name, T::PRECISION);
     eprintln!(
-        "{name}: rerouted {} y {} w {} logits {}",
-        c.rerouted, c.y_err, c.weight_err, c.logit_err
+        "{name}: {} of {} tokens rerouted, y {:.3e}, weights {:.3e}, logits {:.3e}",
+        c.rerouted, config.tokens, c.max_rel_err, c.weights_rel_err, c.logits_rel_err
     );
     assert!(
-        c.rerouted * 8 <= config.tokens,
+        c.rerouted * 4 <= config.tokens,
         "{name}: {} of {} tokens rerouted",
         c.rerouted,
         config.tokens
     );
-    assert!(c.weight_err < w_tol, "{name}: weights {}", c.weight_err);
-    assert!(c.y_err < y_tol, "{name}: y {} (tolerance {y_tol})", c.y_err);
+    assert!(
+        c.weights_rel_err < w_tol,
+        "{name}: weights {}",
+        c.weights_rel_err
+    );
+    assert!(
+        c.max_rel_err < y_tol,
+        "{name}: y {} (tolerance {y_tol})",
+        c.max_rel_err
+    );
 }
 
 #[test]
@@ -224,10 +187,10 @@ fn experts_without_tokens_stay_idle() {
     let config = mid().with_tokens(2).with_gating(grouped(4, 2, 1.0));
     let config = MoeConfig { top_k: 2, ..config };
     let c = check_f32(config, 12);
-    let idle = c.counts.iter().filter(|&&n| n == 0).count();
-    assert!(idle >= 28, "{:?}", c.counts);
+    let idle = c.tokens_per_expert.iter().filter(|&&n| n == 0).count();
+    assert!(idle >= 28, "{:?}", c.tokens_per_expert);
     let c = check_f32(config.with_gating(softmax(1.0)), 13);
-    assert!(c.counts.iter().filter(|&&n| n == 0).count() >= 28);
+    assert!(c.tokens_per_expert.iter().filter(|&&n| n == 0).count() >= 28);
 }
 
 #[test]
@@ -243,9 +206,9 @@ fn top_k_equal_to_the_expert_count() {
         ..MoeConfig::small()
     };
     let c = check_f32(all.with_gating(softmax(1.0)), 16);
-    assert_eq!(c.counts, vec![16; 8]);
+    assert_eq!(c.tokens_per_expert, vec![16; 8]);
     let c = check_f32(all.with_gating(grouped(4, 4, 2.5)), 17);
-    assert_eq!(c.counts, vec![16; 8]);
+    assert_eq!(c.tokens_per_expert, vec![16; 8]);
 }
 
 #[test]
@@ -298,7 +261,7 @@ fn weights_from_a_safetensors_file_match_the_reference() {
     let s = stream();
     let c = compare::<f32>(&s, &loaded, 22);
     assert_eq!(c.rerouted, 0);
-    assert!(c.y_err < 1e-4, "{}", c.y_err);
+    assert!(c.max_rel_err < 1e-4, "{}", c.max_rel_err);
     // Loading another layer's name fails with a clear error.
     assert!(load_safetensors(&path, 4, &config).is_err());
 }

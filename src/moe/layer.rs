@@ -24,6 +24,11 @@
 //!   a router in f32. [`MoeOutput::logits`] exposes the logits the gating saw, so a check can
 //!   route them again on the host (`route_logits`).
 //!
+//! [`check_pass`] compares a pass with the host reference ([`PassCheck`]): the device's
+//! gating against the host rule on the device's own logits, the counts against its own
+//! choices, and `y` against the reference, where a token that broke a near-tie differently
+//! is checked under the device's routing instead.
+//!
 //! Not supported: softmax gating with renormalisation (`Gating::Softmax { normalize: true,
 //! .. }`); it needs `aclnnMoeGatingTopKSoftmaxV2` (`renorm = 1`), which the typed operators
 //! do not expose yet. [`MoeLayer::new`] refuses it with a clear error.
@@ -32,11 +37,12 @@ use std::sync::Arc;
 
 use ascend_rt::ops::{self, GatingNorm, GatingTopKParams, GroupList};
 use ascend_rt::{Context, DeviceBuffer, DeviceRepr, Error, Result, Stream, Tensor, bf16, f16};
-use ndarray::{Array, ArrayRef, Dimension};
+use ndarray::{Array, Array1, ArrayRef, ArrayRef2, ArrayView1, Dimension, Ix1, Ix2};
 
 use super::config::{Gating, GroupSelect, MoeConfig};
 use super::precision::Precision;
-use super::weights::MoeWeights;
+use super::reference::{ReferenceError, ReferenceOutput, max_abs_err, max_rel_err, route_logits};
+use super::weights::{Mlp, MoeWeights};
 
 /// The element types a [`MoeLayer`] runs in: `f32`, `f16` and `bf16`.
 pub trait MoeElement: DeviceRepr {
@@ -321,6 +327,129 @@ impl<T: MoeElement> MoeLayer<T> {
     }
 }
 
+/// How one device pass compares with the host reference (see [`check_pass`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassCheck {
+    /// `max |y - expected| / max |expected|` over all tokens.
+    pub max_rel_err: f32,
+    /// `max |y - expected|` over all tokens.
+    pub max_abs_err: f32,
+    /// Tokens whose experts differ from the reference's (near-ties broken differently by
+    /// logits that differ in the last bits); their expected `y` uses the device's routing.
+    pub rerouted: usize,
+    /// Whether the device chose exactly the experts the host rule chooses on the device's
+    /// own logits.
+    pub gating_matches: bool,
+    /// `max_rel_err` of the device's routing weights against the host rule's weights on
+    /// the device's own logits.
+    pub weights_rel_err: f32,
+    /// `max_rel_err` of the device's logits against the reference's.
+    pub logits_rel_err: f32,
+    /// Whether the device's tokens per expert count its own choices.
+    pub counts_match: bool,
+    /// The device's tokens per expert.
+    pub tokens_per_expert: Vec<usize>,
+}
+
+impl PassCheck {
+    /// Whether the pass is right within `tolerance` (relative error of `y`): gating and
+    /// counts exact, `y` within the tolerance.
+    pub fn passes(&self, tolerance: f32) -> bool {
+        self.gating_matches && self.counts_match && self.max_rel_err <= tolerance
+    }
+}
+
+/// Why a pass could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Device(#[from] Error),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("MoE check: the device chose expert {expert}, outside 0..{experts}")]
+    ExpertOutOfRange { expert: i64, experts: usize },
+}
+
+/// Compares the pass `out` of a layer built from `weights` on tokens `x` (the values the
+/// device saw, as f32) with `reference = moe_reference(weights, x)`. Waits for the pass.
+pub fn check_pass<T: MoeElement>(
+    weights: &MoeWeights,
+    x: &ArrayRef2<f32>,
+    out: &MoeOutput<T>,
+    reference: &ReferenceOutput,
+) -> std::result::Result<PassCheck, CheckError> {
+    let config = weights.config();
+    let y = to_f32(&out.y.to_array_d::<Ix2>()?);
+    let logits = to_f32(&out.logits.to_array_d::<Ix2>()?);
+    let experts = out.expert_idx.to_array_d::<Ix2>()?;
+    let routing_weights = to_f32(&out.routing_weights.to_array_d::<Ix2>()?);
+    let counts = out.tokens_per_expert.to_array_d::<Ix1>()?;
+
+    let host = route_logits(config, &logits, weights.e_score_correction_bias())?;
+    let gating_matches = experts == host.experts;
+    let mut own = vec![0i64; config.n_routed_experts];
+    for &e in &experts {
+        let slot = usize::try_from(e).ok().and_then(|i| own.get_mut(i)).ok_or(
+            CheckError::ExpertOutOfRange {
+                expert: i64::from(e),
+                experts: config.n_routed_experts,
+            },
+        )?;
+        *slot += 1;
+    }
+    let counts_match = counts.iter().copied().eq(own.iter().copied());
+
+    let mut expected = reference.y.clone();
+    let mut rerouted = 0;
+    for t in 0..config.tokens.min(experts.nrows()) {
+        if experts.row(t) != reference.experts.row(t) {
+            rerouted += 1;
+            let row = mix(weights, x.row(t), host.experts.row(t), host.weights.row(t));
+            expected.row_mut(t).assign(&row);
+        }
+    }
+    Ok(PassCheck {
+        max_rel_err: max_rel_err(&y, &expected)?,
+        max_abs_err: max_abs_err(&y, &expected)?,
+        rerouted,
+        gating_matches,
+        weights_rel_err: max_rel_err(&routing_weights, &host.weights)?,
+        logits_rel_err: max_rel_err(&logits, &reference.logits)?,
+        counts_match,
+        tokens_per_expert: counts
+            .iter()
+            .map(|&c| usize::try_from(c).unwrap_or(0))
+            .collect(),
+    })
+}
+
+/// One token's output on the host for a given routing: `Σ_j w_j · expert_j(x)` plus the
+/// shared experts, each MLP `down(silu(gate · x) * (up · x))`, in f32. `experts` come from
+/// [`route_logits`], so they are in range.
+fn mix(
+    weights: &MoeWeights,
+    x: ArrayView1<'_, f32>,
+    experts: ArrayView1<'_, i32>,
+    routing: ArrayView1<'_, f32>,
+) -> Array1<f32> {
+    let mlp = |m: &Mlp| -> Array1<f32> {
+        let gate = m.gate_proj.dot(&x);
+        let up = m.up_proj.dot(&x);
+        let act = gate.mapv(|g| g / (1.0 + (-g).exp())) * up;
+        m.down_proj.dot(&act)
+    };
+    let mut y = match weights.shared_experts() {
+        Some(shared) => mlp(shared),
+        None => Array1::zeros(x.len()),
+    };
+    for (&e, &w) in experts.iter().zip(routing.iter()) {
+        if let Some(expert) = weights.experts().get(e as usize) {
+            y.scaled_add(w, &mlp(expert));
+        }
+    }
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +468,25 @@ mod tests {
         let a = ndarray::array![[0.1f32, 0.2], [0.3, 0.4]];
         let h: Array<f16, _> = to_element(&a);
         assert_eq!(to_f32(&h), Precision::F16.round_array(&a));
+    }
+
+    #[test]
+    fn mix_under_the_reference_routing_is_the_reference() {
+        use crate::moe::{moe_reference, random_tokens};
+        let config = MoeConfig::small().with_tokens(4);
+        let weights = MoeWeights::random(&config, 3).unwrap();
+        let x = random_tokens(&config, 4);
+        let r = moe_reference(&weights, &x).unwrap();
+        let y: Vec<Array1<f32>> = (0..4)
+            .map(|t| mix(&weights, x.row(t), r.experts.row(t), r.weights.row(t)))
+            .collect();
+        let y = ndarray::stack(
+            ndarray::Axis(0),
+            &y.iter().map(|r| r.view()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let err: ndarray::Array2<f32> = y - &r.y;
+        let scale = r.y.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(err.iter().all(|e| e.abs() <= 1e-5 * scale), "{err}");
     }
 }

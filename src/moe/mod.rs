@@ -43,7 +43,7 @@ pub mod reference;
 pub mod weights;
 
 pub use config::{ConfigError, Gating, GroupSelect, MoeConfig, V3_EXPERT_WIDTH, format_bytes};
-pub use layer::{MoeElement, MoeLayer, MoeOutput};
+pub use layer::{CheckError, MoeElement, MoeLayer, MoeOutput, PassCheck, check_pass};
 pub use precision::Precision;
 pub use reference::{
     ReferenceError, ReferenceOutput, Routing, histogram, max_abs_err, max_rel_err, moe_reference,
