@@ -15,7 +15,8 @@
 //!   it, and the shapes are derived from it);
 //! - every intermediate and output of [`MoeLayer::forward`] comes from the context's caching
 //!   pool, so once a pass has run, the next pass of the same token count reuses its blocks
-//!   and makes no new device allocation;
+//!   and makes no new device allocation; the weights have their own allocations (they
+//!   live as long as the layer), so pool statistics show the activations alone;
 //! - the router and gating run in the layer's element type `T`. Public NPU code routes with
 //!   f32 logits; that needs an f32 copy of `x` (a cast operator, which the runtime does not
 //!   bind) or mixed-type operators that CANN accepts only for some types (f32 scales go with
