@@ -9,11 +9,16 @@
 //!   stream and through the synchronous pageable path, against two plain host
 //!   `memcpy`s of the same size (the same bytes moved).
 //!
+//! - `matmul`: f32 square matrix products through `ascend_rt::ops::matmul`
+//!   (the whole path: descriptors, both aclnn phases, the stream), in
+//!   FLOP/s; `cargo bench -p ascend-kernels --bench matmul` measures the
+//!   kernel alone, the baseline for what the path costs.
+//!
 //! `cargo bench --bench runtime`; docs/performance.md has the numbers.
 
 use std::hint::black_box;
 
-use ascend_rt::{Backend, Context, DeviceBuffer, Event, PinnedBuffer};
+use ascend_rt::{Backend, Context, DeviceBuffer, Event, PinnedBuffer, Tensor, ops};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn call_overhead(c: &mut Criterion) {
@@ -88,5 +93,29 @@ fn copies(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, call_overhead, copies);
+fn matmul(c: &mut Criterion) {
+    ascend_rt::init(Backend::from_env().unwrap_or(Backend::Auto)).expect("a backend");
+    let ctx = Context::new(0).expect("device 0");
+    let stream = ctx.new_stream().expect("stream");
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for n in [1024usize, 2048] {
+        let data: Vec<f32> = (0..n * n)
+            .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+            .collect();
+        let a = Tensor::from_slice(&stream, &data, &[n, n]).expect("a");
+        let b = Tensor::from_slice(&stream, &data, &[n, n]).expect("b");
+        group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+        group.bench_function(format!("f32_{n}x{n}x{n}"), |bench| {
+            bench.iter(|| {
+                let out = ops::matmul(&stream, &a, &b).expect("matmul");
+                stream.synchronize().expect("sync");
+                black_box(out)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, call_overhead, copies, matmul);
 criterion_main!(benches);
