@@ -176,7 +176,7 @@ impl MoeConfig {
         }
     }
 
-    /// DeepSeek-V2-Lite's MoE layer at full size (1.66 G parameters in a layer's routed
+    /// DeepSeek-V2-Lite's MoE layer at full size (554 M parameters in a layer's routed
     /// experts): softmax scores, top-6 of 64, no renormalisation, scaling 1.0, 2 shared
     /// experts of width 1408. 64 tokens.
     pub fn v2_lite() -> MoeConfig {

@@ -20,7 +20,7 @@
 //!
 //! | step | device operator | host data from this module |
 //! |---|---|---|
-//! | router logits `[T, E]` | `aclnnMatmul(x, router_t)` (f32 logits) | [`MoeWeights::router_t`] `[H, E]`; compare with [`ReferenceOutput::logits`] |
+//! | router logits `[T, E]` | `aclnnMatmul(x, router_t)` (logits in the layer's dtype; see [`layer`]) | [`MoeWeights::router_t`] `[H, E]`; compare with [`ReferenceOutput::logits`] |
 //! | routing `[T, K]` experts + weights | softmax gating: `aclnnMoeGatingTopKSoftmax` (no renormalisation; scale afterwards if `scaling != 1`) or `aclnnMoeGatingTopKSoftmaxV2` (`renorm = 1` when `normalize`); sigmoid gating: `aclnnMoeGatingTopK` with `bias = e_score_correction_bias`, `k = top_k`, `kGroup = topk_group`, `groupCount = n_group`, `groupSelectMode =` [`GroupSelect::mode`], `renorm = 0`, `normType = 1`, `routedScalingFactor = scaling`, `eps = 1e-20` | [`MoeWeights::e_score_correction_bias`]; compare with [`ReferenceOutput::experts`] / [`ReferenceOutput::weights`], or with [`route_logits`] on the device's own logits |
 //! | permute `[T*K, H]` + tokens per expert | `aclnnMoeInitRoutingV2` (dropless, count flag 2) or `aclnnMoeInitRoutingV3` (rowIdxType 0, count type 1): rows sorted by expert, `expandedRowIdx` row-major (`t*K + j`) | compare counts with [`ReferenceOutput::tokens_per_expert`] |
 //! | gate + up `[T*K, 2I]` | `aclnnGroupedMatmulV4(expandedX, w13, groupList = counts, groupListType 1, groupType 0, splitItem 3)` | [`MoeWeights::w13`] `[E, H, 2I]` (gate half first) |
