@@ -64,6 +64,10 @@ pub(crate) mod testutil {
         pub fn f32(&mut self) -> f32 {
             ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         }
+        /// Uniform in [0, n).
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
     }
 
     /// `v` as stored in `dtype` and read back.
@@ -128,6 +132,15 @@ pub(crate) mod testutil {
         pub fn to_f32(&self) -> Vec<f32> {
             // SAFETY: the contiguous view covers exactly the buffer.
             unsafe { self.flat().read_f32() }
+        }
+        /// The whole storage widened to f64.
+        pub fn to_f64(&self) -> Vec<f64> {
+            self.to_f32().into_iter().map(f64::from).collect()
+        }
+        /// The whole storage as integers.
+        pub fn to_i64(&self) -> Vec<i64> {
+            // SAFETY: the contiguous view covers exactly the buffer.
+            unsafe { self.flat().read_i64() }
         }
     }
 

@@ -228,30 +228,7 @@ pub(crate) mod testkit {
 
     use crate::tensor::{DType, TensorArg, contiguous_strides};
 
-    /// xorshift64: small, seeded, reproducible.
-    pub struct Rng(u64);
-
-    impl Rng {
-        pub fn new(seed: u64) -> Rng {
-            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-        pub fn next_u64(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        /// Uniform in [-1, 1).
-        pub fn f32(&mut self) -> f32 {
-            ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        /// Uniform in [0, n).
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-    }
+    pub use crate::testutil::{Buf, Rng};
 
     /// `v` as stored in `dtype` and read back.
     pub fn round(dtype: DType, v: f64) -> f64 {
@@ -270,65 +247,6 @@ pub(crate) mod testkit {
             DType::F16 => 2e-3,
             DType::BF16 => 1.6e-2,
             _ => 1e-5,
-        }
-    }
-
-    /// An 8-byte aligned host buffer of `len` elements of one dtype.
-    pub struct Buf {
-        data: Vec<u64>,
-        pub dtype: DType,
-        pub len: usize,
-    }
-
-    impl Buf {
-        pub fn zeros(dtype: DType, len: usize) -> Buf {
-            Buf {
-                data: vec![0u64; (len * dtype.size()).div_ceil(8).max(1)],
-                dtype,
-                len,
-            }
-        }
-        pub fn from_f32(dtype: DType, vals: &[f32]) -> Buf {
-            let b = Buf::zeros(dtype, vals.len());
-            // SAFETY: the flat view covers exactly the buffer.
-            unsafe { b.flat().write_f32(vals) };
-            b
-        }
-        pub fn from_i64(dtype: DType, vals: &[i64]) -> Buf {
-            let b = Buf::zeros(dtype, vals.len());
-            // SAFETY: the flat view covers exactly the buffer.
-            unsafe { b.flat().write_i64(vals) };
-            b
-        }
-        pub fn ptr(&self) -> *mut u8 {
-            self.data.as_ptr() as *mut u8
-        }
-        pub fn flat(&self) -> TensorArg {
-            TensorArg::contiguous(self.ptr(), self.dtype, &[self.len as i64])
-        }
-        /// A contiguous view of the buffer with `shape`.
-        pub fn tensor(&self, shape: &[i64]) -> TensorArg {
-            TensorArg::contiguous(self.ptr(), self.dtype, shape)
-        }
-        pub fn view(&self, shape: &[i64], strides: &[i64], offset: i64) -> TensorArg {
-            TensorArg {
-                ptr: self.ptr(),
-                dtype: self.dtype,
-                shape: shape.to_vec(),
-                strides: strides.to_vec(),
-                offset,
-            }
-        }
-        pub fn to_f32(&self) -> Vec<f32> {
-            // SAFETY: the flat view covers exactly the buffer.
-            unsafe { self.flat().read_f32() }
-        }
-        pub fn to_f64(&self) -> Vec<f64> {
-            self.to_f32().into_iter().map(f64::from).collect()
-        }
-        pub fn to_i64(&self) -> Vec<i64> {
-            // SAFETY: the flat view covers exactly the buffer.
-            unsafe { self.flat().read_i64() }
         }
     }
 
