@@ -21,6 +21,9 @@
 //!    Workspaces and operator outputs come from the context's caching
 //!    [`MemPool`] ([`Context::pool`]), whose policy is written in
 //!    [`memory::pool`].
+//! 5. Collectives: [`hccl`] ([`Communicator`], typed all-reduce,
+//!    all-gather, reduce-scatter, broadcast, all-to-all(v), send and
+//!    receive on a [`Stream`], through the same access tracking).
 //!
 //! # Backends
 //!
@@ -152,6 +155,7 @@ pub mod context;
 pub mod device;
 pub mod error;
 pub mod event;
+pub mod hccl;
 pub mod memory;
 pub mod ops;
 pub mod result;
@@ -165,6 +169,7 @@ pub use context::Context;
 pub use device::{Device, MemInfo};
 pub use error::{AclCode, AclnnCode, Error, HcclCode, Result};
 pub use event::Event;
+pub use hccl::{Communicator, ReduceOp, RootInfo};
 pub use memory::{DType, DeviceBuffer, DeviceRepr, MemPool, PinnedBuffer, PoolStats};
 pub use stream::Stream;
 pub use tensor::{Format, Layout, Tensor, TensorArg, TensorArgMut, TensorMut, TensorRef};

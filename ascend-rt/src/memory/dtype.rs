@@ -54,6 +54,20 @@ impl DType {
         }
     }
 
+    /// The matching `HcclDataType` (HCCL numbers its types differently from
+    /// `aclDataType`: FP16 is 3 there, BFP16 11). Every type here has one.
+    pub fn hccl(self) -> ascend_sys::HcclDataType {
+        match self {
+            DType::F32 => ascend_sys::HCCL_DATA_TYPE_FP32,
+            DType::F16 => ascend_sys::HCCL_DATA_TYPE_FP16,
+            DType::BF16 => ascend_sys::HCCL_DATA_TYPE_BFP16,
+            DType::I8 => ascend_sys::HCCL_DATA_TYPE_INT8,
+            DType::I32 => ascend_sys::HCCL_DATA_TYPE_INT32,
+            DType::I64 => ascend_sys::HCCL_DATA_TYPE_INT64,
+            DType::U8 => ascend_sys::HCCL_DATA_TYPE_UINT8,
+        }
+    }
+
     /// The type for an `aclDataType`, if it is one we support.
     pub fn from_acl(dt: aclDataType) -> Option<DType> {
         DType::ALL.into_iter().find(|d| d.acl() == dt)
@@ -152,5 +166,20 @@ mod tests {
         assert_eq!(DType::F16.acl(), 1);
         assert_eq!(DType::I64.acl(), 9);
         assert_eq!(DType::from_acl(ascend_sys::ACL_DOUBLE), None);
+    }
+
+    #[test]
+    fn hccl_types_follow_hccl_numbering() {
+        assert_eq!(DType::F32.hccl(), 4);
+        assert_eq!(DType::F16.hccl(), 3);
+        assert_eq!(DType::BF16.hccl(), 11);
+        assert_eq!(DType::I8.hccl(), 0);
+        assert_eq!(DType::I32.hccl(), 2);
+        assert_eq!(DType::I64.hccl(), 5);
+        assert_eq!(DType::U8.hccl(), 7);
+        let mut seen: Vec<_> = DType::ALL.iter().map(|d| d.hccl()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), DType::ALL.len());
     }
 }

@@ -1,0 +1,143 @@
+//! Collective communication over HCCL: communicators and typed collectives
+//! queued on streams, with argument checks in Rust and the access tracker
+//! ordering every buffer a collective touches.
+//!
+//! - [`comm`]: [`Communicator`], one rank; made for all ranks of this
+//!   process at once ([`Communicator::init_all`]) or one rank at a time
+//!   from a [`RootInfo`] ([`Communicator::init_rank`]).
+//! - [`root_info`]: [`RootInfo`], the 4108-byte blob ranks exchange out of
+//!   band to find each other.
+//! - [`collective`]: the collectives, as methods of [`Communicator`].
+//! - [`view`]: [`View`] / [`ViewMut`], the element ranges collectives
+//!   take (a whole buffer or a checked part of one).
+//! - `raw`: one thin function per HCCL call.
+//!
+//! # Ranks, threads and blocking
+//!
+//! With [`Communicator::init_all`], all ranks live in this process, one
+//! device each. A collective call only queues work on the rank's stream;
+//! the data moves when every rank's stream reaches its part. On the mock
+//! device the call returns at once, so one thread may issue the collective
+//! for every rank in turn (the stream of a rank whose peers have not yet
+//! queued theirs waits, up to the communicator's timeout). CANN's own
+//! examples drive each rank from its own thread, and that is what to do on
+//! hardware: a [`Communicator`] is `Send` for that purpose.
+//! [`Communicator::init_rank`] blocks until every rank has joined, so it
+//! always needs a thread (or process) per rank.
+//!
+//! # Element types and reductions
+//!
+//! Data movement (broadcast, all-gather, all-to-all, send and receive)
+//! takes every [`DeviceRepr`] type. Reductions follow HCCL's documented
+//! support on Atlas A2/A3: `f32`, `f16`, `bf16`, `i8`, `i32` and `i64`,
+//! with sum, max and min for all of them and prod for all but `bf16`; `u8`
+//! is not reducible ([`ReduceOp::supports`]).
+//!
+//! # What is bound
+//!
+//! `HcclGetRootInfo`, `HcclCommInitRootInfo`, `HcclCommInitAll`,
+//! `HcclCommDestroy`, `HcclGetRankSize`, `HcclGetRankId`,
+//! `HcclGetCommName`, `HcclGetCommAsyncError`, `HcclGetErrorString` (in
+//! errors), `HcclAllReduce`, `HcclBroadcast`, `HcclAllGather`,
+//! `HcclReduceScatter`, `HcclAlltoAll`, `HcclAlltoAllV`, `HcclSend`,
+//! `HcclRecv`, `HcclBatchSendRecv` (as a paired send and receive) and
+//! `HcclBarrier`. Not bound: `HcclReduce`, `HcclScatter`,
+//! `HcclCommInitClusterInfo` (rank tables), `HcclGroupStart`/`End`, and
+//! batches of more than one send and one receive; the raw handle
+//! ([`Communicator::handle`]) reaches them through `ascend_sys`.
+
+pub mod collective;
+pub mod comm;
+mod raw;
+pub mod root_info;
+pub mod view;
+
+pub use comm::Communicator;
+pub use root_info::RootInfo;
+pub use view::{IntoView, IntoViewMut, View, ViewMut};
+
+use ascend_sys::HcclReduceOp;
+
+use crate::error::{Error, Result};
+use crate::memory::{DType, DeviceRepr};
+
+/// A reduction of HCCL (`HcclReduceOp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// `HCCL_REDUCE_SUM`.
+    Sum,
+    /// `HCCL_REDUCE_PROD`.
+    Prod,
+    /// `HCCL_REDUCE_MAX`.
+    Max,
+    /// `HCCL_REDUCE_MIN`.
+    Min,
+}
+
+impl ReduceOp {
+    /// Every reduction.
+    pub const ALL: [ReduceOp; 4] = [ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min];
+
+    /// The C value.
+    pub fn raw(self) -> HcclReduceOp {
+        match self {
+            ReduceOp::Sum => ascend_sys::HCCL_REDUCE_SUM,
+            ReduceOp::Prod => ascend_sys::HCCL_REDUCE_PROD,
+            ReduceOp::Max => ascend_sys::HCCL_REDUCE_MAX,
+            ReduceOp::Min => ascend_sys::HCCL_REDUCE_MIN,
+        }
+    }
+
+    /// Whether HCCL reduces `dtype` with this operation (see the module
+    /// documentation).
+    pub fn supports(self, dtype: DType) -> bool {
+        match dtype {
+            DType::F32 | DType::F16 | DType::I8 | DType::I32 | DType::I64 => true,
+            DType::BF16 => self != ReduceOp::Prod,
+            DType::U8 => false,
+        }
+    }
+
+    /// Fails with [`Error::InvalidArgument`] unless this reduces `T`.
+    pub(crate) fn check<T: DeviceRepr>(self, api: &'static str) -> Result<()> {
+        if self.supports(T::DTYPE) {
+            return Ok(());
+        }
+        let why = if T::DTYPE == DType::U8 {
+            "HCCL reduces f32, f16, bf16, i8, i32 and i64 only"
+        } else {
+            "HCCL's prod does not support bf16"
+        };
+        Err(Error::invalid(
+            api,
+            format!("{self:?} of {} is not supported: {why}", T::DTYPE),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduce_ops_have_hccl_values() {
+        assert_eq!(ReduceOp::Sum.raw(), 0);
+        assert_eq!(ReduceOp::Prod.raw(), 1);
+        assert_eq!(ReduceOp::Max.raw(), 2);
+        assert_eq!(ReduceOp::Min.raw(), 3);
+    }
+
+    #[test]
+    fn unsupported_reductions_are_invalid_arguments() {
+        assert!(ReduceOp::Prod.check::<f32>("t").is_ok());
+        assert!(ReduceOp::Max.check::<half::bf16>("t").is_ok());
+        let e = ReduceOp::Prod.check::<half::bf16>("t").unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(e.to_string().contains("bf16"), "{e}");
+        for op in ReduceOp::ALL {
+            assert!(!op.supports(DType::U8));
+            assert!(op.check::<u8>("t").is_err());
+            assert!(op.supports(DType::I64));
+        }
+    }
+}
