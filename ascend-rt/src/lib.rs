@@ -71,6 +71,7 @@
 //! | cuBLAS `gemm` / a kernel launch | [`ops::matmul()`], [`ops`] | `aclnnXxxGetWorkspaceSize` + `aclnnXxx` |
 //! | CUDA graph-like reuse of a launch | [`aclnn::PreparedOp`] | `aclSetAclOpExecutorRepeatable` |
 //! | `DeviceRepr` | [`DeviceRepr`] (sealed) with [`DType`] | `aclDataType` |
+//! | `nccl::Comm` (`ncclCommInitAll`, `all_reduce`, `send`, ...) | [`Communicator`] ([`hccl`]) | `HcclComm` (`HcclCommInitAll`, `HcclAllReduce`, ...) |
 //! | `DriverError` | [`Error`] with [`AclCode`] | `aclError` + `aclGetRecentErrMsg` |
 //! | `CudaContext::disable_event_tracking` (unsafe) | [`DeviceBuffer::set_tracking`] (unsafe) | — |
 //! | a host thread | a [`Stream`]: work is ordered within it, not across | — |

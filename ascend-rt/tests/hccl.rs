@@ -868,3 +868,51 @@ fn communicators_are_send_and_report_their_ranks() {
         assert!(!c.handle().is_null());
     }
 }
+
+#[test]
+fn all_to_all_v_counts_that_disagree_between_peers_fail_on_the_device() {
+    let _g = shared();
+    let w = world(2);
+    let x: Vec<DeviceBuffer<f32>> = (0..2).map(|r| w.upload(r, &[1.0; 4])).collect();
+    let mut y: Vec<DeviceBuffer<f32>> = (0..2).map(|r| w.zeros(r, 4)).collect();
+    // Rank 0 sends 2 elements to rank 1, which expects 1: only the peers
+    // together can see it, so HCCL reports it when the collective runs.
+    w.comms[0]
+        .all_to_all_v(&x[0], &[1, 2], &mut y[0], &[1, 1], &w.streams[0])
+        .unwrap();
+    w.comms[1]
+        .all_to_all_v(&x[1], &[1, 1], &mut y[1], &[1, 1], &w.streams[1])
+        .unwrap();
+    for r in 0..2 {
+        let e = w.streams[r].synchronize().unwrap_err();
+        assert!(matches!(e, Error::Acl { .. }), "{e}");
+        assert!(w.comms[r].async_error().unwrap().is_some(), "rank {r}");
+    }
+}
+
+#[test]
+fn host_writes_and_drops_wait_for_the_collective_that_reads_the_buffer() {
+    let _g = shared();
+    let World { mut comms, streams } = world(2);
+    let c1 = comms.pop().unwrap();
+    let s1 = streams[1].clone();
+    let c0 = comms.pop().unwrap();
+    let mut x0 = DeviceBuffer::from_host(c0.context(), &[2i64; 8]).unwrap();
+    let mut y0 = DeviceBuffer::<i64>::zeroed(c0.context(), 8).unwrap();
+    c0.all_reduce(&x0, &mut y0, ReduceOp::Sum, &streams[0])
+        .unwrap();
+    // Rank 1 joins later, from another thread. Overwriting x0 from the
+    // host meanwhile must wait until the collective has read it (else the
+    // sum would be 105), and so must dropping it.
+    let peer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let x1 = DeviceBuffer::from_host(c1.context(), &[5i64; 8]).unwrap();
+        let mut y1 = DeviceBuffer::<i64>::zeroed(c1.context(), 8).unwrap();
+        c1.all_reduce(&x1, &mut y1, ReduceOp::Sum, &s1).unwrap();
+        y1.to_vec().unwrap()
+    });
+    x0.copy_from_host(&[100; 8]).unwrap();
+    drop(x0);
+    assert_eq!(y0.to_vec().unwrap(), [7; 8]);
+    assert_eq!(peer.join().unwrap(), [7; 8]);
+}
