@@ -22,7 +22,11 @@
 //!
 //! Counting: every exported call passes through [`on_call`] (from the
 //! shared wrappers in `error`), which counts it per API and in total.
-//! Counts start at process start and restart at [`clear`]. The environment
+//! Counts start at process start and restart at [`clear`]. Calls without
+//! an error channel (`aclGetRecentErrMsg`, `aclDataTypeSize`, ...) are
+//! counted too but never fail. [`trace_calls`] also records every call in
+//! order ([`take_trace`]), so that a sweep knows which API the N-th call is
+//! and whether it can be failed. The environment
 //! is read once, when the first `aclInit` is called (so `aclInit:1:CODE`
 //! works); an invalid value makes that `aclInit` fail.
 //!
@@ -67,6 +71,20 @@ struct LostRule {
     from: u64,
 }
 
+/// One call recorded by [`trace_calls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracedCall {
+    /// The exported function.
+    pub api: &'static str,
+    /// Its count among the calls of `api` (1-based, as [`fail_nth`] counts).
+    pub nth: u64,
+    /// Its count among all calls (as `"*"` counts).
+    pub total: u64,
+    /// Whether an injected rule can fail it (false for functions without an
+    /// error channel).
+    pub injectable: bool,
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
@@ -74,6 +92,8 @@ struct State {
     counts: HashMap<&'static str, u64>,
     total: u64,
     env_loaded: bool,
+    /// The calls recorded since [`trace_calls`] turned tracing on.
+    trace: Option<Vec<TracedCall>>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -114,14 +134,29 @@ pub fn set_jitter(jitter: Option<Jitter>) {
     JITTER_ON.store(jitter.is_some_and(|j| j.max_us > 0), Ordering::SeqCst);
 }
 
-/// Removes every rule, lost device and jitter, and restarts the counts.
-/// The environment is not read again.
+/// Starts (`true`, discarding an earlier trace) or stops (`false`)
+/// recording every call, from any thread, in order.
+pub fn trace_calls(on: bool) {
+    with_state(|s| s.trace = on.then(Vec::new));
+}
+
+/// Takes the calls recorded since tracing was turned on (tracing goes on).
+pub fn take_trace() -> Vec<TracedCall> {
+    with_state(|s| s.trace.as_mut().map(std::mem::take).unwrap_or_default())
+}
+
+/// Removes every rule, lost device and jitter, and restarts the counts and
+/// the trace (tracing stays on if it was). The environment is not read
+/// again.
 pub fn clear() {
     with_state(|s| {
         s.rules.clear();
         s.lost.clear();
         s.counts.clear();
         s.total = 0;
+        if let Some(t) = s.trace.as_mut() {
+            t.clear();
+        }
     });
     LOST.store(0, Ordering::SeqCst);
     set_jitter(None);
@@ -189,6 +224,14 @@ pub(crate) fn on_call(api: &'static str) -> MockResult<()> {
             mark_lost(s);
         }
         let total = s.total;
+        if let Some(t) = s.trace.as_mut() {
+            t.push(TracedCall {
+                api,
+                nth: n,
+                total,
+                injectable: true,
+            });
+        }
         s.rules
             .iter()
             .find(|r| (r.api == api && r.nth == n) || (r.api == "*" && r.nth == total))
@@ -219,9 +262,22 @@ pub(crate) fn on_call(api: &'static str) -> MockResult<()> {
 pub(crate) fn count_only(api: &'static str) {
     with_state(|s| {
         s.total += 1;
-        *s.counts.entry(api).or_insert(0) += 1;
+        let n = {
+            let c = s.counts.entry(api).or_insert(0);
+            *c += 1;
+            *c
+        };
         if !s.lost.is_empty() {
             mark_lost(s);
+        }
+        let total = s.total;
+        if let Some(t) = s.trace.as_mut() {
+            t.push(TracedCall {
+                api,
+                nth: n,
+                total,
+                injectable: false,
+            });
         }
     });
 }

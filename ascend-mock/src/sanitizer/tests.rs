@@ -630,6 +630,7 @@ fn child() {
                 ok(aclFinalize());
             }
             "star" => {
+                fault::trace_calls(true);
                 ok(aclInit(null)); // call 1
                 ok(aclrtSetDevice(0)); // call 2
                 let mut d = -1;
@@ -658,6 +659,31 @@ fn child() {
                 }
                 let _ = aclDataTypeSize(ACL_FLOAT);
                 assert_eq!(fault::call_count("aclDataTypeSize"), 1);
+                let trace = fault::take_trace();
+                let first: Vec<_> = trace.iter().take(4).map(|c| (c.api, c.total)).collect();
+                assert_eq!(
+                    first,
+                    [
+                        ("aclInit", 1),
+                        ("aclrtSetDevice", 2),
+                        ("aclrtGetDevice", 3),
+                        ("aclrtGetDeviceCount", 4)
+                    ]
+                );
+                assert_eq!(trace.len() as u64, fault::call_count("*"));
+                let count = |api| trace.iter().filter(|c| c.api == api).count();
+                assert_eq!(count("aclrtGetDeviceCount"), 2);
+                assert!(
+                    trace
+                        .iter()
+                        .any(|c| c.api == "aclrtGetDeviceCount" && c.nth == 2 && c.injectable)
+                );
+                assert!(
+                    trace
+                        .iter()
+                        .any(|c| c.api == "aclDataTypeSize" && c.nth == 1 && !c.injectable)
+                );
+                fault::trace_calls(false);
                 ok(aclFinalize());
             }
             "bad-fail-env" => {
