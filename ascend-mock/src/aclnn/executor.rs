@@ -19,6 +19,10 @@
 //! Invariants:
 //! - An executor is in the registry from phase one until phase two
 //!   consumes it (non-repeatable) or `aclDestroyAclOpExecutor` destroys it.
+//!   A phase two of the executor's own operator consumes a non-repeatable
+//!   executor whether it succeeds or fails (also by an injected failure):
+//!   CANN releases such an executor in its phase-two call, so a caller has
+//!   no way to release it after a failed one.
 //! - A slot's address was checked (alignment, device, extent inside its
 //!   allocation) when it was set, and is checked again by every phase two.
 //! - The queued task owns copies of the tensor arguments and of the kernel
@@ -545,6 +549,34 @@ fn executor_mut(reg: &mut Registry, addr: usize) -> MockResult<&mut Executor> {
 /// Phase two of operator `op`, exported as `api`: queues the executor's
 /// kernel on `stream` (NULL: the current context's default stream).
 pub fn launch(
+    api: &'static str,
+    op: &'static str,
+    workspace: *mut c_void,
+    workspace_size: u64,
+    executor: *mut aclOpExecutor,
+    stream: aclrtStream,
+) -> aclnnStatus {
+    let status = queue(api, op, workspace, workspace_size, executor, stream);
+    if status != 0 {
+        // A failed phase two still ends a single-use executor of this
+        // operator (see the module docs); anything else stays as it was.
+        let addr = executor as usize;
+        with_registry(|reg| {
+            let single_use = matches!(
+                reg.objects.get(&addr).map(|e| &*e.object),
+                Some(Object::Executor(ex)) if ex.op == op && !ex.repeatable
+            );
+            if single_use {
+                reg.objects.remove(&addr);
+                reg.retire(addr, op, "consumed by its failed phase-two call");
+            }
+        });
+    }
+    status
+}
+
+/// The body of [`launch`]: checks and queues.
+fn queue(
     api: &'static str,
     op: &'static str,
     workspace: *mut c_void,

@@ -624,6 +624,43 @@ fn non_repeatable_executor_runs_once() {
 }
 
 #[test]
+fn failed_phase_two_consumes_a_single_use_executor() {
+    let mut dev = Dev::new();
+    let a = dev.buf(&[1f32, 2.0]);
+    let o = dev.zeros::<f32>(2);
+    let at = tensor(&[2], ACL_FLOAT, a);
+    let ot = tensor(&[2], ACL_FLOAT, o);
+    let bogus_stream = 0x10 as aclrtStream;
+    let (mut ws, mut ex, mut rex) = (0, null_mut(), null_mut());
+    // SAFETY: live descriptors and output locations; the bogus stream is
+    // only looked up (and refused), never dereferenced.
+    unsafe {
+        nn_ok(aclnnMulGetWorkspaceSize(at, at, ot, &mut ws, &mut ex));
+        assert_ne!(aclnnMul(null_mut(), 0, ex, bogus_stream), 0);
+        // CANN releases the executor in phase two, failed or not.
+        nn_err(
+            aclnnMul(null_mut(), 0, ex, dev.stream),
+            ACLNN_ERR_PARAM_INVALID,
+            &["aclnnMul", "consumed by its failed phase-two call"],
+        );
+        // A repeatable one stays the caller's.
+        nn_ok(aclnnMulGetWorkspaceSize(at, at, ot, &mut ws, &mut rex));
+        nn_ok(aclSetAclOpExecutorRepeatable(rex));
+        assert_ne!(aclnnMul(null_mut(), 0, rex, bogus_stream), 0);
+        nn_ok(aclnnMul(null_mut(), 0, rex, dev.stream));
+        nn_ok(aclDestroyAclOpExecutor(rex));
+    }
+    assert!(
+        !crate::aclnn::meta::live_objects()
+            .iter()
+            .any(|o| o.address == ex as usize || o.address == rex as usize)
+    );
+    destroy_tensors(&[at, ot]);
+    dev.sync();
+    assert_eq!(dev.read::<f32>(o, 2), vec![1.0, 4.0]);
+}
+
+#[test]
 fn repeatable_executor_with_new_input_address() {
     let mut dev = Dev::new();
     let a1 = dev.buf(&[1f32, 2.0, 3.0]);
@@ -779,6 +816,9 @@ fn executor_is_bound_to_its_device() {
         ACLNN_ERR_RUNTIME_ERROR,
         &["aclnnMul", "not a live stream"],
     );
+    // The failed phase two consumed the single-use executor; a new one runs.
+    // SAFETY: live descriptors and output locations.
+    nn_ok(unsafe { aclnnMulGetWorkspaceSize(at, at, at, &mut ws, &mut ex) });
     // SAFETY: `ex` is live.
     nn_ok(unsafe { aclnnMul(null_mut(), 0, ex, dev.stream) });
     destroy_tensors(&[at]);
