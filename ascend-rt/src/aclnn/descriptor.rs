@@ -2,8 +2,9 @@
 //! [`AclIntArray`] and [`AclTensorList`].
 //!
 //! Invariants:
-//! - Each owner holds one non-null object made by the matching
-//!   `aclCreate*` call and destroys it exactly once, in `Drop`.
+//! - Each owner holds one object made by the matching `aclCreate*` call
+//!   and destroys it exactly once: in `destroy`, which returns the destroy
+//!   call's error, or else in `Drop`. `raw` is null only once destroyed.
 //! - A tensor list owns its member tensors (aclnn's rule): building one
 //!   consumes the [`AclTensor`]s, which are then destroyed only through
 //!   `aclDestroyTensorList`, never one by one.
@@ -11,7 +12,8 @@
 //!   `aclCreateScalar` copies it is not documented).
 //! - A destroy call that fails in `Drop` is ignored: it cannot be returned,
 //!   it leaves no device memory behind, and no descriptor has a context to
-//!   record it in.
+//!   record it in. Callers that want to see it call `destroy` (the operator
+//!   launch does, and records it in the stream's context).
 
 use std::ffi::c_void;
 
@@ -26,6 +28,25 @@ fn nnopbase() -> Result<&'static ascend_sys::pfn::NnOpBase> {
     Ok(&crate::backend::api()?.nnopbase)
 }
 
+/// Calls `destroy` (the `aclDestroy*` function `api`, resolved by
+/// `resolve`) on `*raw` once and nulls it; nothing when already null.
+fn release<T>(
+    raw: &mut *mut T,
+    api: &'static str,
+    resolve: impl FnOnce(
+        &ascend_sys::pfn::NnOpBase,
+    ) -> Result<unsafe extern "C" fn(*const T) -> ascend_sys::aclnnStatus>,
+) -> Result<()> {
+    if raw.is_null() {
+        return Ok(());
+    }
+    let p = std::mem::replace(raw, std::ptr::null_mut());
+    let f = resolve(nnopbase()?)?;
+    // SAFETY: `p` is the owner's object from its aclCreate* call, live until
+    // now; `raw` is null from here on, so it is destroyed only this once.
+    result::check_aclnn(api, unsafe { f(p.cast_const()) })
+}
+
 fn to_i64(api: &'static str, v: usize) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::invalid(api, format!("{v} does not fit in int64")))
 }
@@ -37,6 +58,17 @@ pub struct AclTensor {
 }
 
 impl AclTensor {
+    /// Destroys the object now (`aclDestroyTensor`), returning that call's error.
+    pub fn destroy(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        release(&mut self.raw, "aclDestroyTensor", |n| {
+            Ok(n.aclDestroyTensor()?)
+        })
+    }
+
     /// Describes `layout` over the buffer at `data` of `buffer_len`
     /// elements of `dtype`. The layout must fit in the buffer (checked).
     ///
@@ -110,11 +142,8 @@ impl AclTensor {
 
 impl Drop for AclTensor {
     fn drop(&mut self) {
-        if let Ok(f) = nnopbase().and_then(|n| Ok(n.aclDestroyTensor()?)) {
-            // SAFETY: `raw` came from aclCreateTensor and is destroyed only
-            // here (a list member is `into_raw`'d and never dropped).
-            let _ = unsafe { f(self.raw) };
-        }
+        // A failure cannot be returned from Drop (see the module docs).
+        let _ = self.release();
     }
 }
 
@@ -126,6 +155,17 @@ pub struct AclScalar {
 }
 
 impl AclScalar {
+    /// Destroys the object now (`aclDestroyScalar`), returning that call's error.
+    pub fn destroy(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        release(&mut self.raw, "aclDestroyScalar", |n| {
+            Ok(n.aclDestroyScalar()?)
+        })
+    }
+
     /// A scalar of `dtype` holding `value` (converted: f32, f16, bf16 round
     /// to nearest; integer types must hold it exactly).
     pub fn new(value: f64, dtype: DType) -> Result<AclScalar> {
@@ -180,10 +220,8 @@ impl AclScalar {
 
 impl Drop for AclScalar {
     fn drop(&mut self) {
-        if let Ok(f) = nnopbase().and_then(|n| Ok(n.aclDestroyScalar()?)) {
-            // SAFETY: `raw` came from aclCreateScalar; destroyed only here.
-            let _ = unsafe { f(self.raw) };
-        }
+        // A failure cannot be returned from Drop (see the module docs).
+        let _ = self.release();
     }
 }
 
@@ -194,6 +232,17 @@ pub struct AclIntArray {
 }
 
 impl AclIntArray {
+    /// Destroys the object now (`aclDestroyIntArray`), returning that call's error.
+    pub fn destroy(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        release(&mut self.raw, "aclDestroyIntArray", |n| {
+            Ok(n.aclDestroyIntArray()?)
+        })
+    }
+
     /// An array holding `values`.
     pub fn new(values: &[i64]) -> Result<AclIntArray> {
         let create = nnopbase()?.aclCreateIntArray()?;
@@ -213,10 +262,8 @@ impl AclIntArray {
 
 impl Drop for AclIntArray {
     fn drop(&mut self) {
-        if let Ok(f) = nnopbase().and_then(|n| Ok(n.aclDestroyIntArray()?)) {
-            // SAFETY: `raw` came from aclCreateIntArray; destroyed only here.
-            let _ = unsafe { f(self.raw) };
-        }
+        // A failure cannot be returned from Drop (see the module docs).
+        let _ = self.release();
     }
 }
 
@@ -228,6 +275,19 @@ pub struct AclTensorList {
 }
 
 impl AclTensorList {
+    /// Destroys the object now (`aclDestroyTensorList`), returning that call's error.
+    pub fn destroy(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        // Destroying the list also destroys the members, which nothing else
+        // owns.
+        release(&mut self.raw, "aclDestroyTensorList", |n| {
+            Ok(n.aclDestroyTensorList()?)
+        })
+    }
+
     /// A list taking ownership of `tensors`. On failure the tensors are
     /// destroyed individually.
     pub fn new(tensors: Vec<AclTensor>) -> Result<AclTensorList> {
@@ -257,10 +317,7 @@ impl AclTensorList {
 
 impl Drop for AclTensorList {
     fn drop(&mut self) {
-        if let Ok(f) = nnopbase().and_then(|n| Ok(n.aclDestroyTensorList()?)) {
-            // SAFETY: `raw` came from aclCreateTensorList; destroying it
-            // also destroys the members, which nothing else owns.
-            let _ = unsafe { f(self.raw) };
-        }
+        // A failure cannot be returned from Drop (see the module docs).
+        let _ = self.release();
     }
 }

@@ -15,16 +15,21 @@
 //! 4. The workspace is taken from the context's pool for the stream.
 //! 5. `aclnnXxx(workspace, size, executor, stream)` queues the operator.
 //! 6. The descriptors are destroyed (they need only outlive phase 2's
-//!    return) and the workspace goes back to the pool in stream order: the
+//!    return; a failed destroy is recorded in the stream's context, since
+//!    the operator itself was queued) and the workspace goes back to the
+//!    pool in stream order: the
 //!    next user on the same stream runs after the operator, any other
 //!    stream is made to wait. The tensors' memory stays valid because a
 //!    buffer's release waits for (or, pooled, is ordered after) the streams
 //!    it is tracked on.
 //!
 //! Both phase functions are resolved before phase 1 runs, so a missing
-//! phase-2 symbol never leaves an executor behind. There is no documented
-//! way to discard a non-repeatable executor whose phase 2 is never called:
-//! if taking the workspace fails after phase 1, that executor is leaked.
+//! phase-2 symbol never leaves an executor behind. aclnn has no call that
+//! discards a single-use executor whose phase 2 is never called, but an
+//! executor may be made repeatable at any time before phase 2, and a
+//! repeatable one is destroyed with `aclDestroyAclOpExecutor`: when taking
+//! the workspace fails after phase 1, the executor is released that way
+//! (and leaked only when one of those two calls fails too).
 //!
 //! [`PreparedOp`] keeps a repeatable executor
 //! (`aclSetAclOpExecutorRepeatable` after phase 1), its descriptors and its
@@ -108,6 +113,47 @@ struct Parts {
     arrays: Vec<AclIntArray>,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
+}
+
+impl Parts {
+    /// Destroys every descriptor now, returning the first failure (all are
+    /// attempted).
+    fn destroy(self) -> Result<()> {
+        let mut first = Ok(());
+        let mut keep = |r: Result<()>| {
+            if first.is_ok() {
+                first = r;
+            }
+        };
+        self.tensors.into_iter().for_each(|t| keep(t.destroy()));
+        self.lists.into_iter().for_each(|l| keep(l.destroy()));
+        self.scalars.into_iter().for_each(|s| keep(s.destroy()));
+        self.arrays.into_iter().for_each(|a| keep(a.destroy()));
+        first
+    }
+}
+
+/// Releases the executor `exec` of a phase 1 whose phase 2 will not run
+/// (see the module docs): makes it repeatable, then destroys it. Failures
+/// are ignored, as the caller is returning the error that stopped it; the
+/// executor is then leaked.
+fn discard_executor(exec: *mut aclOpExecutor) {
+    let Ok(api) = crate::backend::api() else {
+        return;
+    };
+    let (Ok(repeatable), Ok(destroy)) = (
+        api.nnopbase.aclSetAclOpExecutorRepeatable(),
+        api.nnopbase.aclDestroyAclOpExecutor(),
+    ) else {
+        return;
+    };
+    // SAFETY: `exec` is the live executor of a phase 1 whose phase 2 was
+    // never called; once repeatable, destroying it is its documented end.
+    unsafe {
+        if repeatable(exec) == 0 {
+            let _ = destroy(exec);
+        }
+    }
 }
 
 fn same_device(stream: &Stream, t: &dyn TensorArg) -> Result<()> {
@@ -276,14 +322,28 @@ impl<'s> OpCall<'s> {
         phase2: Phase2,
     ) -> Result<()> {
         let (size, exec) = self.phase1(phase1_name, phase1)?;
-        let mut ws = self.workspace(size)?;
-        let ws_ptr = ws.track_write(self.stream)?;
+        let ws = self
+            .workspace(size)
+            .and_then(|mut ws| ws.track_write(self.stream).map(|p| (ws, p)));
+        let (ws, ws_ptr) = match ws {
+            Ok(w) => w,
+            Err(e) => {
+                discard_executor(exec);
+                return Err(e);
+            }
+        };
         // The workspace goes back to the pool in this stream's order.
         // SAFETY: `exec` is phase 1's, consumed by this one phase-2 call; the
         // workspace holds `size` bytes (null if 0); `self` keeps the descriptors.
         let status = unsafe { phase2(ws_ptr, size, exec, self.stream.handle()) };
-        result::check_aclnn(phase2_name, status)
-        // `self` (descriptors) and `ws` drop here, after phase 2 returned.
+        let launched = result::check_aclnn(phase2_name, status);
+        // Phase 2 has returned: the descriptors can go. The operator is
+        // queued whatever their destruction gives, so a failure there is
+        // the context's to report, not this launch's.
+        let ctx = self.stream.context();
+        ctx.record_result(self.parts.destroy());
+        drop(ws);
+        launched
     }
 
     /// Runs phase 1 and makes its executor repeatable: the result runs
@@ -304,7 +364,14 @@ impl<'s> OpCall<'s> {
         // SAFETY: `exec` is the live executor phase 1 just returned.
         let status = unsafe { repeatable(exec) };
         result::check_aclnn("aclSetAclOpExecutorRepeatable", status)?;
-        let workspace = self.workspace(size)?;
+        let workspace = match self.workspace(size) {
+            Ok(w) => w,
+            Err(e) => {
+                // SAFETY: the executor is repeatable and was never launched.
+                let _ = unsafe { destroy(exec) };
+                return Err(e);
+            }
+        };
         Ok(PreparedOp {
             name: phase2_name,
             exec,
