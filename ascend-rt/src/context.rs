@@ -198,6 +198,16 @@ impl Context {
         }
     }
 
+    /// Waits for all work of the device, without looking at recorded
+    /// errors: the fallback of a release whose targeted wait (an event, a
+    /// stream) failed, so that the object can still be released once
+    /// nothing can be using it. When this fails too, the caller keeps
+    /// (leaks) the object.
+    pub(crate) fn wait_all_work(&self) -> Result<()> {
+        self.bind()?;
+        result::device::synchronize()
+    }
+
     /// Free and total memory of the device.
     pub fn memory_info(&self) -> Result<MemInfo> {
         self.bind_to_thread()?;

@@ -7,7 +7,8 @@
 //!   [`Stream::wait`]), so an event is never destroyed while in use.
 //! - Before destroying an event that was recorded, `Drop` waits for the
 //!   record to complete: AscendCL asks that no call still uses an event
-//!   being destroyed.
+//!   being destroyed. When that wait fails, it waits for the whole device
+//!   instead; only when that fails too is the event kept (leaked).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,15 +135,23 @@ impl Event {
 impl Drop for Inner {
     fn drop(&mut self) {
         let r = self.ctx.bind().and_then(|()| {
-            if *self.recorded.get_mut() {
+            let waited = if *self.recorded.get_mut() {
                 // SAFETY: the event is live; waiting for its record means no
                 // stream still refers to it when it is destroyed.
-                unsafe { result::event::synchronize(self.handle) }?;
+                unsafe { result::event::synchronize(self.handle) }
+            } else {
+                Ok(())
+            };
+            if waited.is_err() && self.ctx.wait_all_work().is_err() {
+                // Neither wait worked: a stream may still record it.
+                return waited;
             }
             // SAFETY: the last clone is going away and the record (if any)
-            // has completed; streams that wait on the event hold clones, so
+            // has completed (the event's or the whole device's work was
+            // waited for); streams that wait on the event hold clones, so
             // none waits on it any more.
-            unsafe { result::event::destroy(self.handle) }
+            let destroyed = unsafe { result::event::destroy(self.handle) };
+            waited.and(destroyed)
         });
         self.ctx.record_result(r);
     }

@@ -11,8 +11,9 @@
 //!   after the wait, and lets both go once the marker has completed (checked
 //!   when many have piled up, and at every synchronize).
 //! - Dropping an explicit stream synchronizes it, then destroys it; errors go
-//!   to the context. The default stream is the runtime's and is never
-//!   destroyed.
+//!   to the context. When the synchronize fails, the whole device is waited
+//!   for instead; only when that fails too is the stream kept (leaked). The
+//!   default stream is the runtime's and is never destroyed.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -244,13 +245,19 @@ impl Drop for Stream {
     fn drop(&mut self) {
         let r = self.ctx.bind().and_then(|()| {
             // SAFETY: the stream is live until destroyed below.
-            unsafe { result::stream::synchronize(self.handle) }?;
+            let waited = unsafe { result::stream::synchronize(self.handle) };
+            if waited.is_err() && self.ctx.wait_all_work().is_err() {
+                // Neither wait worked: its work may still run.
+                return waited;
+            }
             self.waits.get_mut().map(Vec::clear).ok();
             if self.is_default {
-                return Ok(());
+                return waited;
             }
-            // SAFETY: explicit stream, synchronized, never used again.
-            unsafe { result::stream::destroy(self.handle) }
+            // SAFETY: explicit stream whose work has finished (it or the
+            // whole device was synchronized), never used again.
+            let destroyed = unsafe { result::stream::destroy(self.handle) };
+            waited.and(destroyed)
         });
         self.ctx.record_result(r);
     }

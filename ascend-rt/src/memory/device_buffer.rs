@@ -433,12 +433,19 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             return self.ctx.pool().free(p, users);
         }
         self.ctx.bind()?;
-        self.access.sync_all()?;
+        let waited = self.access.sync_all();
+        if waited.is_err() && self.ctx.wait_all_work().is_err() {
+            // Neither the streams nor the device could be waited for: the
+            // memory may still be in use (the caller leaks it).
+            return waited;
+        }
         let p = std::mem::replace(&mut self.ptr, ptr::null_mut());
         // SAFETY: `p` came from aclrtMalloc and is freed only here (ptr is
-        // now null); all queued work on it has finished (sync_all), unless
-        // the caller turned tracking off and took on that duty.
-        unsafe { result::memory::free(p) }
+        // now null); all queued work on it has finished (sync_all, or the
+        // whole device's work), unless the caller turned tracking off and
+        // took on that duty.
+        let freed = unsafe { result::memory::free(p) };
+        waited.and(freed)
     }
 }
 

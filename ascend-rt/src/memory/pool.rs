@@ -243,9 +243,14 @@ impl MemPool {
                 }
             }
             if let Err(e) = waited {
+                // Fall back to waiting for the whole device (the context is
+                // current); keep the segment only when that fails too.
+                let fallback = result::device::synchronize();
                 first_err.get_or_insert(e);
-                kept.push(seg);
-                continue;
+                if fallback.is_err() {
+                    kept.push(seg);
+                    continue;
+                }
             }
             // Taken out of the maps above, so no one else frees or hands it out.
             // SAFETY: `base` is this pool's aclrtMalloc segment; none of it is
