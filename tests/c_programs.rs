@@ -66,6 +66,9 @@ fn build(name: &str, libs: &[&str]) -> PathBuf {
     let source = root.join("tests").join("c").join(format!("{name}.c"));
     let lib_dir = mock_lib_dir();
     let out = deps_dir().join("c-programs").join(name);
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).expect("create the program directory");
+    }
     let tool = compiler();
     let mut cmd = tool.to_command();
     cmd.arg("-std=c11")
@@ -89,13 +92,29 @@ fn build(name: &str, libs: &[&str]) -> PathBuf {
 
 /// Run a built program with a clean mock configuration; returns its stdout.
 fn run(exe: &Path) -> (bool, String, String) {
-    let output = Command::new(exe)
-        .env_remove("ASCEND_MOCK_DEVICES")
-        .env_remove("ASCEND_MOCK_MEMORY")
-        .output()
-        .expect("run the C program");
+    let (status, stdout, stderr) = run_with(exe, &[]);
+    (status.success(), stdout, stderr)
+}
+
+/// Run a built program with a clean mock configuration plus `env`; returns
+/// its exit status, stdout and stderr.
+fn run_with(exe: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String, String) {
+    let mut cmd = Command::new(exe);
+    for var in [
+        "ASCEND_MOCK_DEVICES",
+        "ASCEND_MOCK_MEMORY",
+        "ASCEND_MOCK_SANITIZER",
+        "ASCEND_MOCK_LEAKS",
+        "ASCEND_MOCK_FAIL",
+        "ASCEND_MOCK_DEVICE_LOST",
+        "ASCEND_MOCK_JITTER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let output = cmd.output().expect("run the C program");
     (
-        output.status.success(),
+        output.status,
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
@@ -131,4 +150,111 @@ fn c_hccl_program_runs_on_the_mock() {
     assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
     assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
     assert!(stdout.contains("HcclAlltoAllV"), "{stdout}");
+}
+
+/// How every sanitizer report starts on stderr (see ascend-mock's
+/// `sanitizer::report`).
+const REPORT_PREFIX: &str = "[ascend-mock sanitizer] ";
+
+/// The report class a planted program is named after (`tests/c/planted/<class>.c`,
+/// with underscores for the label's spaces and hyphens).
+fn planted_class(stem: &str) -> Option<&'static str> {
+    Some(match stem {
+        "use_after_free" => "use-after-free",
+        "double_free" => "double free",
+        "invalid_free" => "invalid free",
+        "out_of_bounds" => "out of bounds",
+        "wrong_memory_kind" => "wrong memory kind",
+        "race" => "race",
+        "leak" => "leak",
+        _ => return None,
+    })
+}
+
+/// The planted programs: `tests/c/planted/*.c`, by stem, sorted.
+fn planted_programs() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/planted");
+    let mut stems: Vec<String> = std::fs::read_dir(&dir)
+        .expect("tests/c/planted exists")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "c").then(|| path.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+/// The first sanitizer report on `stderr`, without its prefix.
+fn first_report(stderr: &str) -> Option<&str> {
+    stderr.lines().find_map(|l| l.strip_prefix(REPORT_PREFIX))
+}
+
+/// Each planted program commits one bug of its class and exits 0 when the
+/// offending call failed with a report of that class; the first report on
+/// its stderr must be of that class too.
+#[test]
+fn c_planted_bugs_are_caught_with_their_class() {
+    let programs = planted_programs();
+    let mut caught = 0;
+    let mut problems = Vec::new();
+    for stem in &programs {
+        let Some(class) = planted_class(stem) else {
+            problems.push(format!(
+                "planted/{stem}.c is not named after a report class"
+            ));
+            continue;
+        };
+        let exe = build(&format!("planted/{stem}"), &["ascendcl"]);
+        let (status, stdout, stderr) = run_with(&exe, &[]);
+        print!("planted/{stem}: {stdout}");
+        let first = first_report(&stderr).unwrap_or("(no report)");
+        let labelled = first
+            .strip_prefix(class)
+            .is_some_and(|rest| rest.starts_with(": "));
+        if status.success() && labelled {
+            caught += 1;
+        } else {
+            problems.push(format!(
+                "planted/{stem}.c ({class}): exit {status}, first report: {first}\n{stderr}"
+            ));
+        }
+    }
+    println!("planted bugs caught: {caught} / {}", programs.len());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(caught >= 6, "only {caught} planted programs found");
+}
+
+/// With `ASCEND_MOCK_SANITIZER=abort`, the first report ends the process.
+#[test]
+fn c_planted_bug_aborts_in_abort_mode() {
+    let exe = build("planted/use_after_free", &["ascendcl"]);
+    let (status, stdout, stderr) = run_with(&exe, &[("ASCEND_MOCK_SANITIZER", "abort")]);
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(
+        status.signal(),
+        Some(6),
+        "expected SIGABRT, got {status}:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        first_report(&stderr).is_some_and(|r| r.starts_with("use-after-free: ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("aborting (ASCEND_MOCK_SANITIZER=abort)"),
+        "{stderr}"
+    );
+    // The program never reached its own verdict.
+    assert!(!stdout.contains("returned"), "{stdout}");
+}
+
+/// With `ASCEND_MOCK_SANITIZER=off`, nothing is reported: the leak goes
+/// unnoticed and the program says so (exit 2).
+#[test]
+fn c_planted_bug_is_not_reported_when_the_sanitizer_is_off() {
+    let exe = build("planted/leak", &["ascendcl"]);
+    let (status, stdout, stderr) = run_with(&exe, &[("ASCEND_MOCK_SANITIZER", "off")]);
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stderr.contains(REPORT_PREFIX.trim_end()), "{stderr}");
+    assert!(stdout.contains("returned 0"), "{stdout}");
 }

@@ -1,0 +1,44 @@
+/*
+ * A planted double free: a device buffer is freed twice. On the mock
+ * (sanitizer on, the default) the second aclrtFree must fail and
+ * aclGetRecentErrMsg must return a report starting with "double free".
+ * Exit status: 0 caught, 2 not caught, 1 a setup call failed.
+ *
+ * Plain AscendCL: includes only the AscendCL headers, links -lascendcl.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "acl/acl.h"
+
+#define MUST(call)                                                                  \
+    do {                                                                            \
+        aclError rc_ = (call);                                                      \
+        if (rc_ != ACL_SUCCESS) {                                                   \
+            const char *m_ = aclGetRecentErrMsg();                                  \
+            fprintf(stderr, "double_free.c: %s returned %d: %s\n", #call, rc_,      \
+                    m_ ? m_ : "(no message)");                                      \
+            return 1;                                                               \
+        }                                                                           \
+    } while (0)
+
+#define CLASS "double free: "
+
+int main(void)
+{
+    void *buf = NULL;
+    MUST(aclInit(NULL));
+    MUST(aclrtSetDevice(0));
+    MUST(aclrtMalloc(&buf, 128, ACL_MEM_MALLOC_HUGE_FIRST));
+    MUST(aclrtFree(buf));
+
+    /* The bug: freed again. */
+    aclError rc = aclrtFree(buf);
+    const char *msg = aclGetRecentErrMsg();
+    int caught = rc != ACL_SUCCESS && msg != NULL && strncmp(msg, CLASS, strlen(CLASS)) == 0;
+    printf("the second aclrtFree returned %d: %s\n", rc, msg ? msg : "(no message)");
+
+    MUST(aclrtResetDevice(0));
+    MUST(aclFinalize());
+    return caught ? 0 : 2;
+}
