@@ -105,7 +105,10 @@ pub fn to_f32<T: MoeElement, D: Dimension>(a: &ArrayRef<T, D>) -> Array<f32, D> 
 /// Uploads a host array as a device tensor of `T` in its own allocation (weights live
 /// as long as the layer, so they are kept out of the pool that recycles activations).
 /// Converts the array in place of its storage, so no second host copy is made for f32.
-fn upload<T: MoeElement, D: Dimension>(ctx: &Arc<Context>, a: Array<f32, D>) -> Result<Tensor<T>> {
+pub(crate) fn upload<T: MoeElement, D: Dimension>(
+    ctx: &Arc<Context>,
+    a: Array<f32, D>,
+) -> Result<Tensor<T>> {
     let shape = a.shape().to_vec();
     let numel = a.len();
     let flat = if a.is_standard_layout() {
@@ -174,21 +177,7 @@ impl<T: MoeElement> MoeLayer<T> {
     /// Uploads `weights` (rounded to `T`) in the fused operators' layouts, on `stream`.
     pub fn new(stream: &Arc<Stream>, weights: &MoeWeights) -> Result<MoeLayer<T>> {
         let config = *weights.config();
-        config.validate().map_err(|e| Error::InvalidArgument {
-            api: API,
-            reason: e.to_string(),
-        })?;
-        if let Gating::Softmax {
-            normalize: true, ..
-        } = config.gating
-        {
-            return Err(Error::InvalidArgument {
-                api: API,
-                reason: "softmax gating with renormalisation needs aclnnMoeGatingTopKSoftmaxV2 \
-                         (renorm = 1), which the typed operators do not bind"
-                    .to_string(),
-            });
-        }
+        check_supported(API, &config)?;
         let ctx = stream.context();
         let router_t = upload(ctx, weights.router_t())?;
         let bias = match weights.e_score_correction_bias() {
@@ -234,29 +223,6 @@ impl<T: MoeElement> MoeLayer<T> {
         elements * T::DTYPE.size()
     }
 
-    /// The attributes of `aclnnMoeGatingTopK` for sigmoid gating.
-    fn gating_params(&self) -> Option<GatingTopKParams> {
-        match self.config.gating {
-            Gating::SigmoidGrouped {
-                n_group,
-                topk_group,
-                group_select,
-                scaling,
-            } => Some(
-                GatingTopKParams::new(self.config.top_k)
-                    .groups(n_group, topk_group)
-                    .group_select(match group_select {
-                        GroupSelect::Max => ops::GroupSelect::Max,
-                        GroupSelect::SumTop2 => ops::GroupSelect::TopTwoSum,
-                    })
-                    .norm(GatingNorm::Sigmoid)
-                    .routed_scaling_factor(f64::from(scaling))
-                    .eps(super::reference::RENORM_EPS),
-            ),
-            Gating::Softmax { .. } => None,
-        }
-    }
-
     /// Runs the layer on `x [T, H]` (any T ≥ 1), queued on `stream`.
     pub fn forward(&self, stream: &Arc<Stream>, x: &Tensor<T>) -> Result<MoeOutput<T>> {
         let c = &self.config;
@@ -270,22 +236,14 @@ impl<T: MoeElement> MoeLayer<T> {
                 ),
             });
         }
-        let logits = ops::matmul(stream, x, &self.router_t)?;
-        let (routing_weights, expert_idx) = match self.gating_params() {
-            Some(params) => {
-                let bias = self.bias.as_ref().map(Tensor::view);
-                let g = ops::moe_gating_top_k(stream, &logits, bias.as_ref(), &params)?;
-                (g.weights, g.expert_idx)
-            }
-            None => {
-                let g = ops::moe_gating_top_k_softmax(stream, &logits, c.top_k)?;
-                let w = match &self.softmax_scale {
-                    Some(s) => ops::mul(stream, &g.weights, s)?,
-                    None => g.weights,
-                };
-                (w, g.expert_idx)
-            }
-        };
+        let (logits, routing_weights, expert_idx) = route(
+            stream,
+            c,
+            x,
+            &self.router_t,
+            self.bias.as_ref(),
+            self.softmax_scale.as_ref(),
+        )?;
         let routed = ops::moe_init_routing(stream, x, &expert_idx, c.n_routed_experts)?;
         let counts = &routed.tokens_per_expert;
         let up = ops::grouped_matmul(
@@ -300,12 +258,7 @@ impl<T: MoeElement> MoeLayer<T> {
         let down = ops::grouped_matmul(stream, &act, &self.w2, counts, GroupList::Counts)?;
         drop(act);
         let shared = match &self.shared {
-            Some((w13, w2)) => {
-                let h = ops::matmul(stream, x, w13)?;
-                let a = ops::swiglu(stream, &h, -1)?;
-                drop(h);
-                Some(ops::matmul(stream, &a, w2)?)
-            }
+            Some((w13, w2)) => Some(shared_expert(stream, x, w13, w2)?),
             None => None,
         };
         let skip = shared.as_ref().map(Tensor::view);
@@ -326,6 +279,94 @@ impl<T: MoeElement> MoeLayer<T> {
             tokens_per_expert: routed.tokens_per_expert,
         })
     }
+}
+
+/// Fails unless the device pipeline supports `config`: it must validate, and softmax gating
+/// must not renormalise (see the module docs).
+pub(crate) fn check_supported(api: &'static str, config: &MoeConfig) -> Result<()> {
+    config.validate().map_err(|e| Error::InvalidArgument {
+        api,
+        reason: e.to_string(),
+    })?;
+    if let Gating::Softmax {
+        normalize: true, ..
+    } = config.gating
+    {
+        return Err(Error::InvalidArgument {
+            api,
+            reason: "softmax gating with renormalisation needs aclnnMoeGatingTopKSoftmaxV2 \
+                     (renorm = 1), which the typed operators do not bind"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The attributes of `aclnnMoeGatingTopK` for sigmoid gating; `None` for softmax gating.
+fn gating_params(config: &MoeConfig) -> Option<GatingTopKParams> {
+    match config.gating {
+        Gating::SigmoidGrouped {
+            n_group,
+            topk_group,
+            group_select,
+            scaling,
+        } => Some(
+            GatingTopKParams::new(config.top_k)
+                .groups(n_group, topk_group)
+                .group_select(match group_select {
+                    GroupSelect::Max => ops::GroupSelect::Max,
+                    GroupSelect::SumTop2 => ops::GroupSelect::TopTwoSum,
+                })
+                .norm(GatingNorm::Sigmoid)
+                .routed_scaling_factor(f64::from(scaling))
+                .eps(super::reference::RENORM_EPS),
+        ),
+        Gating::Softmax { .. } => None,
+    }
+}
+
+/// The router and gating steps of a pass on `x [T, H]`: logits `x @ router_t`, then the
+/// configured gating (`softmax_scale` multiplies softmax weights when the scaling is not 1).
+/// Returns `(logits [T, E], routing weights [T, K], expert ids [T, K])`. Shared by
+/// [`MoeLayer`] and the expert-parallel layer, so both route a token identically.
+pub(crate) fn route<T: MoeElement>(
+    stream: &Arc<Stream>,
+    config: &MoeConfig,
+    x: &Tensor<T>,
+    router_t: &Tensor<T>,
+    bias: Option<&Tensor<T>>,
+    softmax_scale: Option<&Tensor<T>>,
+) -> Result<(Tensor<T>, Tensor<T>, Tensor<i32>)> {
+    let logits = ops::matmul(stream, x, router_t)?;
+    let (weights, expert_idx) = match gating_params(config) {
+        Some(params) => {
+            let bias = bias.map(Tensor::view);
+            let g = ops::moe_gating_top_k(stream, &logits, bias.as_ref(), &params)?;
+            (g.weights, g.expert_idx)
+        }
+        None => {
+            let g = ops::moe_gating_top_k_softmax(stream, &logits, config.top_k)?;
+            let w = match softmax_scale {
+                Some(s) => ops::mul(stream, &g.weights, s)?,
+                None => g.weights,
+            };
+            (w, g.expert_idx)
+        }
+    };
+    Ok((logits, weights, expert_idx))
+}
+
+/// The shared expert on `x [T, H]`: `swiglu(x @ w13) @ w2` with `w13 [H, 2Is]`, `w2 [Is, H]`.
+pub(crate) fn shared_expert<T: MoeElement>(
+    stream: &Arc<Stream>,
+    x: &Tensor<T>,
+    w13: &Tensor<T>,
+    w2: &Tensor<T>,
+) -> Result<Tensor<T>> {
+    let h = ops::matmul(stream, x, w13)?;
+    let a = ops::swiglu(stream, &h, -1)?;
+    drop(h);
+    ops::matmul(stream, &a, w2)
 }
 
 /// How one device pass compares with the host reference (see [`check_pass`]).

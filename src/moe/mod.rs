@@ -37,6 +37,7 @@
 //! agreement matters.
 
 pub mod config;
+pub mod ep;
 pub mod layer;
 pub mod precision;
 pub mod reference;
