@@ -384,8 +384,6 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
         let comms = transport::Comm::init_all(&contexts)?;
 
         let router_t = weights.router_t();
-        let w13 = weights.w13();
-        let w2 = weights.w2();
         let shared_w13 = weights.shared_w13();
         let shared_w2 = weights.shared_w2();
         let mut ranks = Vec::with_capacity(n);
@@ -414,8 +412,8 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
                     None => None,
                 },
                 softmax_scale,
-                w13: upload(&ctx, w13.slice(s![block.clone(), .., ..]).to_owned())?,
-                w2: upload(&ctx, w2.slice(s![block, .., ..]).to_owned())?,
+                w13: upload(&ctx, weights.w13_of(block.clone()))?,
+                w2: upload(&ctx, weights.w2_of(block))?,
                 shared,
                 stream,
             });
@@ -1037,5 +1035,104 @@ mod transport {
             // already queued on it still runs.
             let _ = unsafe { f(self.handle) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_split_evenly_with_the_larger_blocks_first() {
+        let b = Blocks::new(8, 3).unwrap();
+        assert_eq!((b.parts(), b.total()), (3, 8));
+        assert_eq!([b.range(0), b.range(1), b.range(2)], [0..3, 3..6, 6..8]);
+        assert_eq!(b.range(3), 0..0);
+        let owners: Vec<_> = (0..9).map(|i| b.owner(i)).collect();
+        let want = [0, 0, 0, 1, 1, 1, 2, 2].map(Some);
+        assert_eq!(owners[..8], want);
+        assert_eq!(owners[8], None);
+        // Fewer items than blocks: the last blocks are empty and own nothing.
+        let b = Blocks::new(3, 8).unwrap();
+        assert_eq!(
+            (0..8).map(|p| b.size(p)).collect::<Vec<_>>(),
+            [1, 1, 1, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            [b.owner(0), b.owner(2), b.owner(3)],
+            [Some(0), Some(2), None]
+        );
+        assert_eq!(Blocks::new(16, 4).unwrap().range(3), 12..16);
+        assert!(Blocks::new(5, 0).is_none());
+        assert_eq!(Blocks::new(0, 2).unwrap().owner(0), None);
+    }
+
+    #[test]
+    fn the_plan_sums_counts_over_expert_blocks() {
+        // 3 ranks, 5 experts in blocks 0..2, 2..4, 4..5.
+        let experts = Blocks::new(5, 3).unwrap();
+        let matrix = vec![
+            vec![1, 0, 2, 3, 0], // rank 0: 6 rows
+            vec![0, 4, 0, 0, 2], // rank 1: 6 rows
+            vec![0, 0, 0, 0, 0], // rank 2: no home tokens
+        ];
+        let p0 = plan_rank(&matrix, &experts, 0, 6).unwrap();
+        assert_eq!(p0.rows_sent, [1, 5, 0]);
+        assert_eq!(p0.rows_received_from, [1, 4, 0]);
+        assert_eq!(p0.received_counts, [vec![1, 0], vec![0, 4], vec![0, 0]]);
+        assert_eq!(p0.rows_per_local_expert, [1, 4]);
+        let p2 = plan_rank(&matrix, &experts, 2, 0).unwrap();
+        assert_eq!(p2.rows_sent, [0, 0, 0]);
+        assert_eq!(p2.rows_received_from, [0, 2, 0]);
+        assert_eq!(p2.rows_per_local_expert, [2]);
+        // Counts that do not add up to T_r·K are refused before any row moves.
+        let e = plan_rank(&matrix, &experts, 1, 8).unwrap_err();
+        assert!(e.to_string().contains("routed 6 rows but has 8"), "{e}");
+    }
+
+    #[test]
+    fn local_ids_follow_arrival_order() {
+        // From source 0: 1 row of expert 0, 2 of expert 1; source 1: 2 rows of expert 0.
+        let ids = local_expert_ids(&[vec![1, 2], vec![2, 0]]);
+        assert_eq!(ids, [0, 1, 1, 0, 0]);
+        assert!(!ids.is_sorted());
+        // One source with rows: already grouped.
+        assert!(local_expert_ids(&[vec![0, 0], vec![3, 1]]).is_sorted());
+        assert!(local_expert_ids(&[vec![], vec![]]).is_empty());
+    }
+
+    #[test]
+    fn gathered_counts_are_checked() {
+        assert_eq!(
+            counts_matrix(&[1, 2, 3, 4, 5, 6], 2, 3).unwrap(),
+            [vec![1, 2, 3], vec![4, 5, 6]]
+        );
+        let e = counts_matrix(&[1, -2, 3, 4], 2, 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("rank 0 reports -2 tokens for expert 1"),
+            "{e}"
+        );
+        assert!(counts_matrix(&[1, 2, 3], 2, 2).is_err());
+        assert_eq!(scaled(&[2, 0, 3], 4), [8, 0, 12]);
+    }
+
+    #[test]
+    fn phase_times_add_up_and_take_the_slowest() {
+        let a = PhaseTimes {
+            gating_ms: 1.0,
+            dispatch_ms: 2.0,
+            experts_ms: 3.0,
+            combine_ms: 4.0,
+            finalize_ms: 5.0,
+        };
+        let b = PhaseTimes {
+            experts_ms: 7.0,
+            ..PhaseTimes::default()
+        };
+        assert_eq!(a.total_ms(), 15.0);
+        assert_eq!(a.max(&b).experts_ms, 7.0);
+        assert_eq!(a.max(&b).gating_ms, 1.0);
+        assert_eq!(a.named()[1], ("dispatch all-to-all", 2.0));
     }
 }

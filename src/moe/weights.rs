@@ -290,30 +290,42 @@ impl MoeWeights {
     /// `w13[e, :, ..I] = gate_proj^T` and `w13[e, :, I..] = up_proj^T`, so SwiGLU on
     /// `x @ w13[e]` gates with the first half.
     pub fn w13(&self) -> Array3<f32> {
-        let (e, h, i) = (
-            self.config.n_routed_experts,
-            self.config.hidden,
-            self.config.moe_intermediate,
-        );
-        let mut out = Array3::zeros((e, h, 2 * i));
+        self.w13_of(0..self.config.n_routed_experts)
+    }
+
+    /// [`MoeWeights::w13`] of the experts in `experts` only, `[experts.len(), H, 2I]` (the
+    /// shard of an expert-parallel rank). Experts past E are left out.
+    pub fn w13_of(&self, experts: std::ops::Range<usize>) -> Array3<f32> {
+        let (h, i) = (self.config.hidden, self.config.moe_intermediate);
+        let experts = self.experts_in(experts);
+        let mut out = Array3::zeros((experts.len(), h, 2 * i));
         let mut slabs: Vec<_> = out.outer_iter_mut().collect();
         parallel_for_each(&mut slabs, |index, slab| {
-            self.experts[index].w13_into(slab.view_mut())
+            experts[index].w13_into(slab.view_mut())
         });
         out
     }
 
+    /// The experts of `range` that exist.
+    fn experts_in(&self, range: std::ops::Range<usize>) -> &[Mlp] {
+        let start = range.start.min(self.experts.len());
+        &self.experts[start..range.end.clamp(start, self.experts.len())]
+    }
+
     /// Grouped-matmul weight of the down projections, `[E, I, H]`: `w2[e] = down_proj^T`.
     pub fn w2(&self) -> Array3<f32> {
-        let (e, h, i) = (
-            self.config.n_routed_experts,
-            self.config.hidden,
-            self.config.moe_intermediate,
-        );
-        let mut out = Array3::zeros((e, i, h));
+        self.w2_of(0..self.config.n_routed_experts)
+    }
+
+    /// [`MoeWeights::w2`] of the experts in `experts` only, `[experts.len(), I, H]`. Experts
+    /// past E are left out.
+    pub fn w2_of(&self, experts: std::ops::Range<usize>) -> Array3<f32> {
+        let (h, i) = (self.config.hidden, self.config.moe_intermediate);
+        let experts = self.experts_in(experts);
+        let mut out = Array3::zeros((experts.len(), i, h));
         let mut slabs: Vec<_> = out.outer_iter_mut().collect();
         parallel_for_each(&mut slabs, |index, slab| {
-            transpose_into(self.experts[index].down_proj.view(), slab.view_mut())
+            transpose_into(experts[index].down_proj.view(), slab.view_mut())
         });
         out
     }
@@ -813,6 +825,22 @@ mod tests {
                 scaling: 1.0,
             })
         }
+    }
+
+    #[test]
+    fn expert_shards_are_slices_of_the_full_layouts() {
+        let w = MoeWeights::random(&MoeConfig::small(), 3).unwrap();
+        let (w13, w2) = (w.w13(), w.w2());
+        for range in [0..8, 0..3, 3..6, 7..8, 5..5] {
+            assert_eq!(
+                w.w13_of(range.clone()),
+                w13.slice(s![range.clone(), .., ..])
+            );
+            assert_eq!(w.w2_of(range.clone()), w2.slice(s![range, .., ..]));
+        }
+        // Experts past E are left out instead of panicking.
+        assert_eq!(w.w13_of(6..12).dim(), (2, 128, 128));
+        assert_eq!(w.w2_of(9..12).dim(), (0, 64, 128));
     }
 
     #[test]
