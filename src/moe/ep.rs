@@ -1,6 +1,6 @@
 //! The MoE layer with its routed experts sharded over N devices (expert parallelism):
 //! [`ExpertParallelLayer`] runs the same pipeline as [`MoeLayer`](super::MoeLayer), but each
-//! rank (one device, one stream, one HCCL communicator) holds only a contiguous block of the
+//! rank (one device, one stream, one [`Communicator`]) holds only a contiguous block of the
 //! routed experts, and token rows travel to the rank that owns their expert and back with
 //! all-to-all collectives.
 //!
@@ -70,7 +70,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ascend_rt::ops::{self, GroupList};
-use ascend_rt::{Context, DeviceBuffer, DeviceRepr, Error, Event, Result, Stream, Tensor};
+use ascend_rt::{
+    Communicator, Context, DeviceBuffer, DeviceRepr, Error, Event, Result, Stream, Tensor,
+};
 use ndarray::{Array2, ArrayRef2, Axis, s};
 
 use super::config::{Gating, MoeConfig};
@@ -266,7 +268,7 @@ impl<T: MoeElement> EpOutput<T> {
 struct Rank<T: MoeElement> {
     device: i32,
     stream: Arc<Stream>,
-    comm: transport::Comm,
+    comm: Communicator,
     experts: Range<usize>,
     /// `[H, E]`, replicated.
     router_t: Tensor<T>,
@@ -381,7 +383,7 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
             .iter()
             .map(|c| c.new_stream())
             .collect::<Result<_>>()?;
-        let comms = transport::Comm::init_all(&contexts)?;
+        let comms = Communicator::init_all_in(&contexts)?;
 
         let router_t = weights.router_t();
         let shared_w13 = weights.shared_w13();
@@ -780,8 +782,8 @@ fn empty_buffer<T: DeviceRepr>(stream: &Arc<Stream>) -> Result<DeviceBuffer<T>> 
 }
 
 /// Row counts scaled to element counts (`H` elements a row), as HCCL takes them.
-fn scaled(rows: &[usize], h: usize) -> Vec<u64> {
-    rows.iter().map(|&r| (r * h) as u64).collect()
+fn scaled(rows: &[usize], h: usize) -> Vec<usize> {
+    rows.iter().map(|&r| r * h).collect()
 }
 
 /// The all-gathered tokens per expert, `all [N·E]`, as `[N][E]` counts; refuses negative
@@ -870,172 +872,6 @@ fn local_expert_ids(received_counts: &[Vec<usize>]) -> Vec<i32> {
         }
     }
     ids
-}
-
-/// The collectives the layer needs, over one HCCL communicator per rank.
-mod transport {
-    use std::sync::Arc;
-
-    use ascend_rt::result::check_hccl;
-    use ascend_rt::{Context, DType, DeviceBuffer, DeviceRepr, Error, Result, Stream};
-    use ascend_sys::{HcclComm, HcclDataType};
-
-    use super::invalid;
-
-    /// One rank's communicator handle; destroyed on drop.
-    #[derive(Debug)]
-    pub(super) struct Comm {
-        handle: HcclComm,
-        ranks: usize,
-    }
-
-    fn hccl_dtype(dtype: DType) -> Result<HcclDataType> {
-        Ok(match dtype {
-            DType::F32 => ascend_sys::HCCL_DATA_TYPE_FP32,
-            DType::F16 => ascend_sys::HCCL_DATA_TYPE_FP16,
-            DType::BF16 => ascend_sys::HCCL_DATA_TYPE_BFP16,
-            DType::I32 => ascend_sys::HCCL_DATA_TYPE_INT32,
-            DType::I64 => ascend_sys::HCCL_DATA_TYPE_INT64,
-            other => {
-                return Err(invalid("hccl", format!("no HCCL data type for {other}")));
-            }
-        })
-    }
-
-    impl Comm {
-        /// One communicator per context, rank `i` on `contexts[i]`'s device.
-        pub(super) fn init_all(contexts: &[Arc<Context>]) -> Result<Vec<Comm>> {
-            let f = ascend_rt::api()?.hccl.HcclCommInitAll()?;
-            let mut devices: Vec<i32> = contexts.iter().map(|c| c.ordinal()).collect();
-            let mut handles: Vec<HcclComm> = vec![std::ptr::null_mut(); devices.len()];
-            let n = u32::try_from(devices.len()).map_err(|_| invalid("hccl", "too many ranks"))?;
-            // SAFETY: both arrays hold `n` entries, read and written during the call only.
-            let code = unsafe { f(n, devices.as_mut_ptr(), handles.as_mut_ptr()) };
-            check_hccl("HcclCommInitAll", code)?;
-            Ok(handles
-                .into_iter()
-                .map(|handle| Comm {
-                    handle,
-                    ranks: devices.len(),
-                })
-                .collect())
-        }
-
-        /// Every rank's `send` gathered into `recv` (rank order) on every rank.
-        pub(super) fn all_gather<T: DeviceRepr>(
-            &self,
-            send: &DeviceBuffer<T>,
-            recv: &mut DeviceBuffer<T>,
-            stream: &Arc<Stream>,
-        ) -> Result<()> {
-            if recv.len() != send.len() * self.ranks {
-                return Err(invalid(
-                    "all_gather",
-                    format!(
-                        "recv holds {} elements; {} ranks x {} are required",
-                        recv.len(),
-                        self.ranks,
-                        send.len()
-                    ),
-                ));
-            }
-            let f = ascend_rt::api()?.hccl.HcclAllGather()?;
-            let dtype = hccl_dtype(T::DTYPE)?;
-            stream.context().bind_to_thread()?;
-            let sp = send.track_read(stream)?;
-            let rp = recv.track_write(stream)?;
-            // SAFETY: both buffers are live device memory of the stream's device with the
-            // lengths checked above; the tracker keeps them ordered with other work and
-            // they outlive the queued collective (dropping a buffer waits for its streams).
-            let code = unsafe {
-                f(
-                    sp.cast_mut(),
-                    rp,
-                    send.len() as u64,
-                    dtype,
-                    self.handle,
-                    stream.handle(),
-                )
-            };
-            check_hccl("HcclAllGather", code)
-        }
-
-        /// All-to-all with per-peer element counts: the parts of `send` (consecutive, in
-        /// rank order) go to the ranks, and `recv` takes the parts from each rank
-        /// consecutively, in rank order.
-        pub(super) fn all_to_all_v<T: DeviceRepr>(
-            &self,
-            send: &DeviceBuffer<T>,
-            send_counts: &[u64],
-            recv: &mut DeviceBuffer<T>,
-            recv_counts: &[u64],
-            stream: &Arc<Stream>,
-        ) -> Result<()> {
-            let displs = |counts: &[u64], len: usize, what: &str| -> Result<Vec<u64>> {
-                if counts.len() != self.ranks {
-                    return Err(invalid(
-                        "all_to_all_v",
-                        format!("{} {what} counts for {} ranks", counts.len(), self.ranks),
-                    ));
-                }
-                let mut at = 0u64;
-                let d = counts
-                    .iter()
-                    .map(|&c| {
-                        let start = at;
-                        at += c;
-                        start
-                    })
-                    .collect();
-                if at > len as u64 {
-                    return Err(invalid(
-                        "all_to_all_v",
-                        format!("{what} counts sum to {at} but the buffer holds {len}"),
-                    ));
-                }
-                Ok(d)
-            };
-            let sdispls = displs(send_counts, send.len(), "send")?;
-            let rdispls = displs(recv_counts, recv.len(), "recv")?;
-            let f = ascend_rt::api()?.hccl.HcclAlltoAllV()?;
-            let dtype = hccl_dtype(T::DTYPE)?;
-            stream.context().bind_to_thread()?;
-            let sp = send.track_read(stream)?;
-            let rp = recv.track_write(stream)?;
-            // SAFETY: the buffers are live device memory of the stream's device and the
-            // counts and displacements, `ranks` entries each, stay inside them (checked
-            // above); the host arrays are copied by the call; the tracker orders the
-            // buffers' other uses and they outlive the queued collective.
-            let code = unsafe {
-                f(
-                    sp,
-                    send_counts.as_ptr().cast(),
-                    sdispls.as_ptr().cast(),
-                    dtype,
-                    rp.cast_const(),
-                    recv_counts.as_ptr().cast(),
-                    rdispls.as_ptr().cast(),
-                    dtype,
-                    self.handle,
-                    stream.handle(),
-                )
-            };
-            check_hccl("HcclAlltoAllV", code)
-        }
-    }
-
-    impl Drop for Comm {
-        fn drop(&mut self) {
-            let Ok(f) =
-                ascend_rt::api().and_then(|a| a.hccl.HcclCommDestroy().map_err(Error::from))
-            else {
-                return;
-            };
-            // SAFETY: the handle came from HcclCommInitAll and is destroyed once; work
-            // already queued on it still runs.
-            let _ = unsafe { f(self.handle) };
-        }
-    }
 }
 
 #[cfg(test)]
