@@ -12,6 +12,45 @@
 //!   take (a whole buffer or a checked part of one).
 //! - `raw`: one thin function per HCCL call.
 //!
+//! ```
+//! use ascend_rt::hccl::{Communicator, ReduceOp, View};
+//! use ascend_rt::{Device, DeviceBuffer};
+//!
+//! let comms = Communicator::init_all(&[Device::new(0), Device::new(1)])?;
+//! let streams = comms
+//!     .iter()
+//!     .map(|c| c.context().new_stream())
+//!     .collect::<ascend_rt::Result<Vec<_>>>()?;
+//! let xs = comms
+//!     .iter()
+//!     .map(|c| DeviceBuffer::from_host(c.context(), &[c.rank() as f32 + 1.0; 4]))
+//!     .collect::<ascend_rt::Result<Vec<_>>>()?;
+//! let mut ys = Vec::new();
+//! for ((c, s), x) in comms.iter().zip(&streams).zip(&xs) {
+//!     let mut y = DeviceBuffer::<f32>::zeroed(c.context(), 2)?;
+//!     // The first two elements of `x`, summed over the ranks.
+//!     c.all_reduce(View::prefix(x, 2)?, &mut y, ReduceOp::Sum, s)?;
+//!     ys.push(y);
+//! }
+//! // Only now that every rank's part is queued may the host wait.
+//! for y in &ys {
+//!     assert_eq!(y.to_vec()?, [3.0, 3.0]);
+//! }
+//! # Ok::<(), ascend_rt::Error>(())
+//! ```
+//!
+//! The element type comes from the buffers, so send and receive buffers of
+//! different types do not compile:
+//!
+//! ```compile_fail
+//! # use ascend_rt::hccl::{Communicator, ReduceOp};
+//! # use ascend_rt::{DeviceBuffer, Stream};
+//! # fn f(c: &Communicator, s: &std::sync::Arc<Stream>,
+//! #      x: &DeviceBuffer<f32>, y: &mut DeviceBuffer<i32>) -> ascend_rt::Result<()> {
+//! c.all_reduce(x, y, ReduceOp::Sum, s)
+//! # }
+//! ```
+//!
 //! # Ranks, threads and blocking
 //!
 //! With [`Communicator::init_all`], all ranks live in this process, one
@@ -22,6 +61,13 @@
 //! queued theirs waits, up to the communicator's timeout). CANN's own
 //! examples drive each rank from its own thread, and that is what to do on
 //! hardware: a [`Communicator`] is `Send` for that purpose.
+//!
+//! From one thread, issue every rank's part before anything waits: reading
+//! a buffer of a queued collective on the host, overwriting or dropping it,
+//! or synchronizing the stream waits for the collective, which waits for
+//! the ranks not yet issued, until the communicator's timeout (then the
+//! collective fails). So keep the buffers of all ranks alive until every
+//! rank's call is queued, as the example above does.
 //! [`Communicator::init_rank`] blocks until every rank has joined, so it
 //! always needs a thread (or process) per rank.
 //!
