@@ -20,8 +20,11 @@
 //!
 //! # One pass ([`ExpertParallelLayer::forward`])
 //!
-//! One host thread queues each phase on every rank's stream before the next phase; the
-//! streams run concurrently and the collectives meet on them.
+//! Each rank runs its pass on its own host thread, as it would in its own process on a
+//! cluster: it queues its work on its stream, and the collectives meet on the streams. A
+//! rank that fails part-way leaves its peers' next collective waiting for it until HCCL's
+//! timeout fails that collective too; [`ExpertParallelLayer::forward`] returns the error of
+//! the lowest failing rank.
 //!
 //! 1. **Gating** (each rank, its home tokens `x_r [T_r, H]`): router matmul and gating
 //!    (the very code of the single-device layer), then `moe_init_routing` over all E
@@ -29,8 +32,8 @@
 //!    Because rows are sorted by expert and a rank owns a contiguous block of experts, the
 //!    rows bound for rank `d` are one contiguous run, and they come in rank order.
 //! 2. **Dispatch**: an all-gather of every rank's tokens per expert (`[N, E]` i64 on every
-//!    rank), read to the host: the only host round trip of a pass, `N·E` integers, because
-//!    HCCL takes all-to-all counts as host arrays. From it each rank knows the rows it sends
+//!    rank), read to the host: the only device-to-host read of a pass, `N·E` integers,
+//!    because HCCL takes all-to-all counts as host arrays. From it each rank knows the rows it sends
 //!    to each peer (the sums over the peer's expert block) and receives from each (the sums
 //!    of the peer's counts over its own block). Then `all_to_all_v` of the expanded rows:
 //!    rank `d` receives `R_d` rows, ordered by source rank and, within a source, by expert.
@@ -66,7 +69,7 @@
 //! - activations never leave the devices; intermediates come from each device's pool.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use ascend_rt::ops::{self, GroupList};
@@ -268,7 +271,9 @@ impl<T: MoeElement> EpOutput<T> {
 struct Rank<T: MoeElement> {
     device: i32,
     stream: Arc<Stream>,
-    comm: Communicator,
+    /// Locked by the rank's thread for a pass (a communicator is used by one thread at a
+    /// time).
+    comm: Mutex<Communicator>,
     experts: Range<usize>,
     /// `[H, E]`, replicated.
     router_t: Tensor<T>,
@@ -290,42 +295,6 @@ pub struct ExpertParallelLayer<T: MoeElement> {
     config: MoeConfig,
     experts: Blocks,
     ranks: Vec<Rank<T>>,
-}
-
-/// The state of one rank between the phases of a pass.
-struct Pass<T: MoeElement> {
-    /// Events at the phase boundaries (6 for 5 phases).
-    events: Vec<Event>,
-    home_tokens: usize,
-    /// From gating; `None` without home tokens.
-    routed: Option<Routed<T>>,
-    /// `[E]` i64 tokens per expert of the home tokens (zeros without home tokens).
-    counts: Tensor<i64>,
-    /// `[N·E]` i64, every rank's counts after the all-gather.
-    all_counts: Option<DeviceBuffer<i64>>,
-    rows_sent: Vec<usize>,
-    rows_received_from: Vec<usize>,
-    rows_per_local_expert: Vec<usize>,
-    /// `[N][E_r]`: rows received from each source for each local expert.
-    received_counts: Vec<Vec<usize>>,
-    regrouped: bool,
-    /// `[R, H]` rows received for this rank's experts.
-    received: Option<DeviceBuffer<T>>,
-    /// `[R, H]` expert outputs in the order the rows were received.
-    results: Option<Tensor<T>>,
-    /// `[T_r·K, H]` expert outputs back on the home rank, in expanded-row order.
-    returned: Option<DeviceBuffer<T>>,
-    y: Option<Tensor<T>>,
-}
-
-/// The gating outputs of a rank's home tokens.
-struct Routed<T: MoeElement> {
-    routing_weights: Tensor<T>,
-    expert_idx: Tensor<i32>,
-    /// `[T_r·K, H]` rows sorted by expert.
-    expanded_x: Tensor<T>,
-    /// `[T_r·K]` the expanded row of each (token, choice).
-    expanded_row_idx: Tensor<i32>,
 }
 
 impl<T: MoeElement> ExpertParallelLayer<T> {
@@ -406,7 +375,7 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
             };
             ranks.push(Rank {
                 device,
-                comm,
+                comm: Mutex::new(comm),
                 experts: block.clone(),
                 router_t: upload(&ctx, router_t.clone())?,
                 bias: match weights.e_score_correction_bias() {
@@ -506,8 +475,8 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
     /// the pass to finish (the phase times need it).
     pub fn forward(&self, x: &[Tensor<T>]) -> Result<EpOutput<T>> {
         const FWD: &str = "ExpertParallelLayer::forward";
-        let (n, c) = (self.ranks.len(), &self.config);
-        let (e, h, k) = (c.n_routed_experts, c.hidden, c.top_k);
+        let n = self.ranks.len();
+        let h = self.config.hidden;
         if x.len() != n {
             return Err(invalid(
                 FWD,
@@ -537,215 +506,180 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
             return Err(invalid(FWD, "no rank has tokens"));
         }
         let started = Instant::now();
-        let mut passes: Vec<Pass<T>> = Vec::with_capacity(n);
-
-        // 1. Gating and the permutation by expert, on each rank's home tokens.
-        for (xr, rank) in x.iter().zip(&self.ranks) {
-            let s = &rank.stream;
-            let mut events = Vec::with_capacity(6);
-            events.push(mark(s)?);
-            let tokens = xr.shape()[0];
-            let (routed, counts) = if tokens == 0 {
-                (None, Tensor::<i64>::zeros(s, &[e])?)
-            } else {
-                let (logits, routing_weights, expert_idx) = route(
-                    s,
-                    c,
-                    xr,
-                    &rank.router_t,
-                    rank.bias.as_ref(),
-                    rank.softmax_scale.as_ref(),
-                )?;
-                drop(logits);
-                let r = ops::moe_init_routing(s, xr, &expert_idx, e)?;
-                let routed = Routed {
-                    routing_weights,
-                    expert_idx,
-                    expanded_x: r.expanded_x,
-                    expanded_row_idx: r.expanded_row_idx,
-                };
-                (Some(routed), r.tokens_per_expert)
-            };
-            events.push(mark(s)?);
-            passes.push(Pass {
-                events,
-                home_tokens: tokens,
-                routed,
-                counts,
-                all_counts: None,
-                rows_sent: vec![0; n],
-                rows_received_from: vec![0; n],
-                rows_per_local_expert: vec![0; rank.experts.len()],
-                received_counts: Vec::new(),
-                regrouped: false,
-                received: None,
-                results: None,
-                returned: None,
-                y: None,
-            });
-        }
-
-        // 2. Dispatch: every rank's counts to every rank, then the rows to their experts.
-        for (p, rank) in passes.iter_mut().zip(&self.ranks) {
-            // SAFETY: the all-gather queued next writes all N·E elements before anything
-            // reads them (the tracker orders the host read below after it).
-            let mut all = unsafe { DeviceBuffer::<i64>::alloc_pooled(&rank.stream, n * e) }?;
-            rank.comm
-                .all_gather(p.counts.buffer(), &mut all, &rank.stream)?;
-            p.all_counts = Some(all);
-        }
-        for (r, (p, rank)) in passes.iter_mut().zip(&self.ranks).enumerate() {
-            let all = p.all_counts.take().expect("set above").to_vec()?;
-            let matrix = counts_matrix(&all, n, e)?;
-            let plan = plan_rank(&matrix, &self.experts, r, p.home_tokens * k)?;
-            p.rows_sent = plan.rows_sent;
-            p.rows_received_from = plan.rows_received_from;
-            p.rows_per_local_expert = plan.rows_per_local_expert;
-            p.received_counts = plan.received_counts;
-            let rows: usize = p.rows_received_from.iter().sum();
-            // SAFETY: the all-to-all queued next writes every one of the `rows·H` elements
-            // (the receive counts sum to them) before anything reads them.
-            let mut received = unsafe { DeviceBuffer::<T>::alloc_pooled(&rank.stream, rows * h) }?;
-            let empty;
-            let send = match &p.routed {
-                Some(routed) => routed.expanded_x.buffer(),
-                None => {
-                    empty = empty_buffer::<T>(&rank.stream)?;
-                    &empty
-                }
-            };
-            rank.comm.all_to_all_v(
-                send,
-                &scaled(&p.rows_sent, h),
-                &mut received,
-                &scaled(&p.rows_received_from, h),
-                &rank.stream,
-            )?;
-            p.received = Some(received);
-            p.events.push(mark(&rank.stream)?);
-        }
-
-        // 3. The local experts on the received rows.
-        for (p, rank) in passes.iter_mut().zip(&self.ranks) {
-            let s = &rank.stream;
-            let received = p.received.take().expect("set in dispatch");
-            let rows = received.len() / h;
-            if rows > 0 {
-                let received = Tensor::from_buffer(received, &[rows, h])?;
-                let ids = local_expert_ids(&p.received_counts);
-                p.regrouped = !ids.is_sorted();
-                p.results = Some(if p.regrouped {
-                    let ids = Tensor::from_slice(s, &ids, &[rows, 1])?;
-                    let local = ops::moe_init_routing(s, &received, &ids, rank.experts.len())?;
-                    drop(received);
-                    let out = experts_mlp(rank, &local.expanded_x, &local.tokens_per_expert)?;
-                    // K = 1 and no scales: row t of the result is `out[expanded_row_idx[t]]`,
-                    // the result of the t-th received row.
-                    ops::moe_finalize_routing(
-                        s,
-                        &out,
-                        &local.expanded_row_idx,
-                        None,
-                        None,
-                        None,
-                        None,
-                    )?
-                } else {
-                    let counts: Vec<i64> =
-                        p.rows_per_local_expert.iter().map(|&c| c as i64).collect();
-                    let counts = Tensor::from_slice(s, &counts, &[counts.len()])?;
-                    experts_mlp(rank, &received, &counts)?
-                });
-            }
-            p.events.push(mark(s)?);
-        }
-
-        // 4. Combine: the results back to their home ranks, in the order they were sent.
-        for (p, rank) in passes.iter_mut().zip(&self.ranks) {
-            let s = &rank.stream;
-            let back_rows = p.home_tokens * k;
-            // SAFETY: the all-to-all queued next writes every one of the `T_r·K·H` elements
-            // (the receive counts, the rows this rank sent, sum to `T_r·K`) before anything
-            // reads them.
-            let mut returned = unsafe { DeviceBuffer::<T>::alloc_pooled(s, back_rows * h) }?;
-            let empty;
-            let send = match &p.results {
-                Some(t) => t.buffer(),
-                None => {
-                    empty = empty_buffer::<T>(s)?;
-                    &empty
-                }
-            };
-            rank.comm.all_to_all_v(
-                send,
-                &scaled(&p.rows_received_from, h),
-                &mut returned,
-                &scaled(&p.rows_sent, h),
-                s,
-            )?;
-            p.returned = Some(returned);
-            p.events.push(mark(s)?);
-        }
-
-        // 5. Finalize on the home rank: un-permute, weight, add the shared expert.
-        for ((p, rank), xr) in passes.iter_mut().zip(&self.ranks).zip(x) {
-            let s = &rank.stream;
-            p.results = None;
-            let returned = p.returned.take().expect("set in combine");
-            p.y = Some(match &p.routed {
-                None => empty_rows(s, h)?,
-                Some(routed) => {
-                    let returned = Tensor::from_buffer(returned, &[p.home_tokens * k, h])?;
-                    let shared = match &rank.shared {
-                        Some((w13, w2)) => Some(shared_expert(s, xr, w13, w2)?),
-                        None => None,
-                    };
-                    let skip = shared.as_ref().map(Tensor::view);
-                    ops::moe_finalize_routing(
-                        s,
-                        &returned,
-                        &routed.expanded_row_idx,
-                        Some(&routed.routing_weights.view()),
-                        Some(&routed.expert_idx.view()),
-                        skip.as_ref(),
-                        None,
-                    )?
-                }
-            });
-            p.events.push(mark(s)?);
-        }
-
-        for rank in &self.ranks {
-            rank.stream.synchronize()?;
-        }
+        let results: Vec<Result<(Tensor<T>, RankStats)>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = self
+                .ranks
+                .iter()
+                .zip(x)
+                .enumerate()
+                .map(|(r, (rank, xr))| scope.spawn(move || self.rank_pass(r, rank, xr)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(invalid(FWD, "a rank's thread panicked")))
+                })
+                .collect()
+        });
         let wall_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut y = Vec::with_capacity(n);
         let mut stats = Vec::with_capacity(n);
-        for (r, (p, rank)) in passes.into_iter().zip(&self.ranks).enumerate() {
-            let ms = |i: usize| -> Result<f64> {
-                Ok(f64::from(p.events[i].elapsed_ms(&p.events[i + 1])?))
-            };
-            let phases = PhaseTimes {
+        for result in results {
+            let (yr, st) = result?;
+            y.push(yr);
+            stats.push(st);
+        }
+        Ok(EpOutput { y, stats, wall_ms })
+    }
+
+    /// One rank's part of a pass, on its own host thread: the five phases of the module
+    /// docs, an event on the rank's stream at each boundary. Waits for the rank's stream.
+    fn rank_pass(&self, r: usize, rank: &Rank<T>, x: &Tensor<T>) -> Result<(Tensor<T>, RankStats)> {
+        let (n, c) = (self.ranks.len(), &self.config);
+        let (e, h, k) = (c.n_routed_experts, c.hidden, c.top_k);
+        let s = &rank.stream;
+        // Only this thread uses the rank's communicator during the pass.
+        let comm = rank.comm.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut events = Vec::with_capacity(6);
+        events.push(mark(s)?);
+
+        // 1. Gating and the permutation by expert, on the home tokens.
+        let tokens = x.shape()[0];
+        let (routed, counts) = if tokens == 0 {
+            (None, Tensor::<i64>::zeros(s, &[e])?)
+        } else {
+            let (logits, routing_weights, expert_idx) = route(
+                s,
+                c,
+                x,
+                &rank.router_t,
+                rank.bias.as_ref(),
+                rank.softmax_scale.as_ref(),
+            )?;
+            drop(logits);
+            let routing = ops::moe_init_routing(s, x, &expert_idx, e)?;
+            let counts = routing.tokens_per_expert;
+            let home = (
+                routing_weights,
+                expert_idx,
+                routing.expanded_x,
+                routing.expanded_row_idx,
+            );
+            (Some(home), counts)
+        };
+        events.push(mark(s)?);
+
+        // 2. Dispatch: every rank's counts to every rank, then the rows to their experts.
+        // SAFETY: the all-gather queued next writes all N·E elements before anything reads
+        // them (the tracker orders the host read below after it).
+        let mut all = unsafe { DeviceBuffer::<i64>::alloc_pooled(s, n * e) }?;
+        comm.all_gather(counts.buffer(), &mut all, s)?;
+        let matrix = counts_matrix(&all.to_vec()?, n, e)?;
+        let plan = plan_rank(&matrix, &self.experts, r, tokens * k)?;
+        let rows: usize = plan.rows_received_from.iter().sum();
+        // SAFETY: the all-to-all queued next writes every one of the `rows·H` elements (the
+        // receive counts sum to them) before anything reads them.
+        let mut received = unsafe { DeviceBuffer::<T>::alloc_pooled(s, rows * h) }?;
+        let nothing = empty_buffer::<T>(s)?;
+        let send = match &routed {
+            Some((_, _, expanded_x, _)) => expanded_x.buffer(),
+            None => &nothing,
+        };
+        comm.all_to_all_v(
+            send,
+            &scaled(&plan.rows_sent, h),
+            &mut received,
+            &scaled(&plan.rows_received_from, h),
+            s,
+        )?;
+        events.push(mark(s)?);
+
+        // 3. The local experts on the received rows, regrouped by expert when needed.
+        let ids = local_expert_ids(&plan.received_counts);
+        let regrouped = !ids.is_sorted();
+        let results = if rows == 0 {
+            None
+        } else {
+            let received = Tensor::from_buffer(received, &[rows, h])?;
+            Some(if regrouped {
+                let ids = Tensor::from_slice(s, &ids, &[rows, 1])?;
+                let local = ops::moe_init_routing(s, &received, &ids, rank.experts.len())?;
+                drop(received);
+                let out = experts_mlp(rank, &local.expanded_x, &local.tokens_per_expert)?;
+                // K = 1 and no scales: row t of the result is `out[expanded_row_idx[t]]`, the
+                // result of the t-th received row.
+                ops::moe_finalize_routing(s, &out, &local.expanded_row_idx, None, None, None, None)?
+            } else {
+                let per_expert: Vec<i64> = plan
+                    .rows_per_local_expert
+                    .iter()
+                    .map(|&c| c as i64)
+                    .collect();
+                let per_expert = Tensor::from_slice(s, &per_expert, &[per_expert.len()])?;
+                experts_mlp(rank, &received, &per_expert)?
+            })
+        };
+        events.push(mark(s)?);
+
+        // 4. Combine: the results back to their home ranks, in the order they were sent.
+        // SAFETY: the all-to-all queued next writes every one of the `T_r·K·H` elements (the
+        // receive counts, the rows this rank sent, sum to `T_r·K`) before anything reads them.
+        let mut returned = unsafe { DeviceBuffer::<T>::alloc_pooled(s, tokens * k * h) }?;
+        let send = results.as_ref().map_or(&nothing, Tensor::buffer);
+        comm.all_to_all_v(
+            send,
+            &scaled(&plan.rows_received_from, h),
+            &mut returned,
+            &scaled(&plan.rows_sent, h),
+            s,
+        )?;
+        drop(results);
+        events.push(mark(s)?);
+
+        // 5. Finalize on the home rank: un-permute, weight, add the shared expert.
+        let y = match &routed {
+            None => empty_rows(s, h)?,
+            Some((routing_weights, expert_idx, _, expanded_row_idx)) => {
+                let returned = Tensor::from_buffer(returned, &[tokens * k, h])?;
+                let shared = match &rank.shared {
+                    Some((w13, w2)) => Some(shared_expert(s, x, w13, w2)?),
+                    None => None,
+                };
+                let skip = shared.as_ref().map(Tensor::view);
+                ops::moe_finalize_routing(
+                    s,
+                    &returned,
+                    expanded_row_idx,
+                    Some(&routing_weights.view()),
+                    Some(&expert_idx.view()),
+                    skip.as_ref(),
+                    None,
+                )?
+            }
+        };
+        events.push(mark(s)?);
+        s.synchronize()?;
+
+        let ms = |i: usize| -> Result<f64> { Ok(f64::from(events[i].elapsed_ms(&events[i + 1])?)) };
+        let stats = RankStats {
+            rank: r,
+            device: rank.device,
+            experts: rank.experts.clone(),
+            home_tokens: tokens,
+            rows_sent: plan.rows_sent,
+            rows_received_from: plan.rows_received_from,
+            rows_per_local_expert: plan.rows_per_local_expert,
+            regrouped: rows > 0 && regrouped,
+            phases: PhaseTimes {
                 gating_ms: ms(0)?,
                 dispatch_ms: ms(1)?,
                 experts_ms: ms(2)?,
                 combine_ms: ms(3)?,
                 finalize_ms: ms(4)?,
-            };
-            stats.push(RankStats {
-                rank: r,
-                device: rank.device,
-                experts: rank.experts.clone(),
-                home_tokens: p.home_tokens,
-                rows_sent: p.rows_sent,
-                rows_received_from: p.rows_received_from,
-                rows_per_local_expert: p.rows_per_local_expert,
-                regrouped: p.regrouped,
-                phases,
-            });
-            y.push(p.y.expect("set in finalize"));
-        }
-        Ok(EpOutput { y, stats, wall_ms })
+            },
+        };
+        Ok((y, stats))
     }
 }
 
@@ -951,6 +885,13 @@ mod tests {
         );
         assert!(counts_matrix(&[1, 2, 3], 2, 2).is_err());
         assert_eq!(scaled(&[2, 0, 3], 4), [8, 0, 12]);
+    }
+
+    #[test]
+    fn the_layer_can_be_shared_between_threads() {
+        fn shared<L: Send + Sync>() {}
+        shared::<ExpertParallelLayer<f32>>();
+        shared::<EpOutput<f32>>();
     }
 
     #[test]
