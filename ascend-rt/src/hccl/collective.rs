@@ -148,11 +148,9 @@ impl Communicator {
         self.begin(stream)?;
         let s = send.track(stream)?;
         let r = recv.track(stream)?;
-        // SAFETY: both ranges lie inside live buffers of this device (views
-        // are checked), `send` and `recv` are distinct buffers (a shared and
-        // a unique borrow), the tracker orders the collective after earlier
-        // uses and keeps the buffers alive until it has run; the handle and
-        // stream are live and the stream's context is bound.
+        // Views are checked; `&`/`&mut` borrows make the buffers distinct.
+        // SAFETY: both ranges lie in live buffers of this device; the tracker
+        // orders the collective after earlier uses and keeps them alive.
         unsafe {
             raw::all_reduce(
                 s,
@@ -489,10 +487,9 @@ impl Communicator {
             recv_counts: &rc,
             rdispls: &rd,
         };
-        // SAFETY: every part lies inside its view, which lies inside a live
-        // buffer of this device (checked above); receive parts are
-        // disjoint; the arrays have size() entries; the tracker orders the
-        // collective and keeps the buffers alive until it has run.
+        // Receive parts are disjoint; the arrays have size() entries.
+        // SAFETY: every part lies in its view, inside a live buffer of this
+        // device (checked above); the tracker orders and keeps them alive.
         unsafe { raw::all_to_all_v(s, r, &v, T::DTYPE.hccl(), self.handle, stream.handle()) }
     }
 
