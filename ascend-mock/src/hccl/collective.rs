@@ -26,6 +26,8 @@ use ascend_sys::*;
 
 use super::comm::{Comm, Group};
 use super::dtype::{DataType, ReduceOp, reduce};
+use super::link::ROOT_GRACE;
+use super::wire::{CallDesc, Msg};
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::{MockError, MockResult};
 use crate::runtime::Handle;
@@ -52,6 +54,23 @@ pub enum Kind {
     AlltoAllV,
     /// `HcclBarrier`.
     Barrier,
+}
+
+impl Kind {
+    /// The C function of this kind.
+    pub fn api(self) -> &'static str {
+        match self {
+            Kind::AllReduce => "HcclAllReduce",
+            Kind::Broadcast => "HcclBroadcast",
+            Kind::AllGather => "HcclAllGather",
+            Kind::ReduceScatter => "HcclReduceScatter",
+            Kind::Reduce => "HcclReduce",
+            Kind::Scatter => "HcclScatter",
+            Kind::AlltoAll => "HcclAlltoAll",
+            Kind::AlltoAllV => "HcclAlltoAllV",
+            Kind::Barrier => "HcclBarrier",
+        }
+    }
 }
 
 /// The per-peer host arrays of `HcclAlltoAllV`, copied at enqueue.
@@ -159,6 +178,17 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
     let n = group.size();
     let mut st = group.lock();
     let seq = st.next_seq[rank] + 1;
+    if group.link.is_some() {
+        let api = call.api;
+        let desc = comm.describe();
+        let g = group.clone();
+        let task = Box::new(move || {
+            run_remote(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e))
+        });
+        stream.push(api, task).map_err(runtime_err)?;
+        st.next_seq[rank] = seq;
+        return Ok(());
+    }
     if let Some(slot) = st.slots.get(&seq)
         && let Some(other) = (0..n).find(|&r| r != rank && slot.streams[r] == Some(stream.handle))
     {
@@ -291,6 +321,65 @@ fn run(group: &Arc<Group>, rank: usize, seq: u64, call: Call) -> MockResult<()> 
     result
 }
 
+/// The stream task of collective `seq` of a rank whose peers live in
+/// other processes: sends its contribution to the root, waits for its
+/// outcome and delivers it (HCCL-coded failures, recorded for
+/// `HcclGetCommAsyncError`).
+fn run_remote(group: &Arc<Group>, rank: usize, seq: u64, call: Call) -> MockResult<()> {
+    let result = exchange(group, rank, seq, &call);
+    if let Err(e) = &result {
+        Group::record_async_error(&mut group.lock(), rank, e.code as HcclResult);
+    }
+    result
+}
+
+fn exchange(group: &Group, rank: usize, seq: u64, call: &Call) -> MockResult<()> {
+    let n = group.size();
+    let Some(link) = &group.link else {
+        return Err(hccl_err(
+            HCCL_E_INTERNAL,
+            "remote collective without a link",
+        ));
+    };
+    let data = contribution(call, rank, n)?;
+    let timeout = group.timeout();
+    link.send(&Msg::Contribute {
+        seq,
+        timeout_ms: timeout.as_millis().max(1) as u64,
+        call: CallDesc::of(call),
+        data,
+    })?;
+    let deadline = Instant::now() + timeout + ROOT_GRACE;
+    let mut st = group.lock();
+    let out = loop {
+        if let Some(outcome) = st.net.outcomes.remove(&seq) {
+            break outcome?;
+        }
+        if let Some(why) = &st.net.down {
+            return Err(hccl_err(
+                HCCL_E_TCP_TRANSFER,
+                format!("collective #{seq} ({}): {why}", call.api),
+            ));
+        }
+        let (g, expired) = group.wait_until(st, deadline);
+        st = g;
+        if expired && !st.net.outcomes.contains_key(&seq) {
+            return Err(hccl_err(
+                HCCL_E_TIMEOUT,
+                format!(
+                    "collective #{seq} ({}) of communicator {}: no outcome from the root process at {} within {} ms",
+                    call.api,
+                    group.name,
+                    link.root,
+                    (timeout + ROOT_GRACE).as_millis()
+                ),
+            ));
+        }
+    };
+    drop(st);
+    deliver(call, rank, n, &out)
+}
+
 /// Copies `len` bytes at `addr` (a device range checked at enqueue) into
 /// a new host buffer.
 pub(crate) fn read(addr: usize, len: usize) -> Vec<u8> {
@@ -314,9 +403,26 @@ fn write(addr: usize, data: &[u8]) {
     }
 }
 
-/// Moves the data of collective `seq` given every rank's call (rank order).
+/// Moves the data of collective `seq` given every rank's call (rank order):
+/// reads every rank's contribution, combines them, then writes every
+/// rank's part (all reads happen before any write).
 fn execute(seq: u64, calls: &[Call]) -> MockResult<()> {
     let n = calls.len();
+    check_calls(seq, calls)?;
+    let inputs: Vec<Vec<u8>> = calls
+        .iter()
+        .enumerate()
+        .map(|(r, c)| contribution(c, r, n))
+        .collect::<MockResult<_>>()?;
+    let outputs = combine(seq, calls, inputs)?;
+    for (r, (c, out)) in calls.iter().zip(&outputs).enumerate() {
+        deliver(c, r, n, out)?;
+    }
+    Ok(())
+}
+
+/// Checks that every rank called the same collective as rank 0.
+pub(crate) fn check_calls(seq: u64, calls: &[Call]) -> MockResult<()> {
     let c0 = &calls[0];
     if let Some((r, c)) = calls.iter().enumerate().find(|(_, c)| !c.matches(c0)) {
         return Err(para(format!(
@@ -325,69 +431,146 @@ fn execute(seq: u64, calls: &[Call]) -> MockResult<()> {
             c.describe()
         )));
     }
-    let w = c0.dtype.width();
+    Ok(())
+}
+
+/// What rank `r` of `n` contributes to `call`, read from its device
+/// buffers: its input (the root's only, for broadcast and scatter), and
+/// for `HcclAlltoAllV` its non-empty parts in destination order.
+pub(crate) fn contribution(call: &Call, r: usize, n: usize) -> MockResult<Vec<u8>> {
+    let bytes = call.dtype.bytes(call.count)?;
+    let w = call.dtype.width();
+    let root = call.root as usize;
+    Ok(match call.kind {
+        Kind::Barrier => Vec::new(),
+        Kind::AllReduce | Kind::Reduce | Kind::AllGather => read(call.send, bytes),
+        Kind::ReduceScatter | Kind::AlltoAll => read(call.send, bytes * n),
+        Kind::Broadcast if r == root => read(call.send, bytes),
+        Kind::Scatter if r == root => read(call.send, bytes * n),
+        Kind::Broadcast | Kind::Scatter => Vec::new(),
+        Kind::AlltoAllV => {
+            let v = vcounts(call)?;
+            let mut out = Vec::new();
+            for j in 0..n {
+                // Empty parts may carry any displacement.
+                let c = v.send_counts[j] as usize;
+                if c > 0 {
+                    out.extend(read(call.send + v.sdispls[j] as usize * w, c * w));
+                }
+            }
+            out
+        }
+    })
+}
+
+fn vcounts(call: &Call) -> MockResult<&VCounts> {
+    call.v
+        .as_ref()
+        .ok_or_else(|| hccl_err(HCCL_E_INTERNAL, "HcclAlltoAllV without its counts"))
+}
+
+/// Combines the contributions of every rank (rank order; `calls` already
+/// checked to match) into what each rank receives. Lengths are checked,
+/// since contributions may come from other processes.
+pub(crate) fn combine(
+    seq: u64,
+    calls: &[Call],
+    inputs: Vec<Vec<u8>>,
+) -> MockResult<Vec<Arc<Vec<u8>>>> {
+    let n = calls.len();
+    let c0 = &calls[0];
     let bytes = c0.dtype.bytes(c0.count)?;
     let op = c0.op.unwrap_or(ReduceOp::Sum);
     let root = c0.root as usize;
-    match c0.kind {
-        Kind::Barrier => {}
-        Kind::AllReduce => {
-            let ins: Vec<Vec<u8>> = calls.iter().map(|c| read(c.send, bytes)).collect();
-            let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
-            let out = reduce(c0.dtype, op, &refs)?;
-            calls.iter().for_each(|c| write(c.recv, &out));
+    let expect = |r: usize, len: usize| -> MockResult<()> {
+        if inputs[r].len() == len {
+            Ok(())
+        } else {
+            Err(hccl_err(
+                HCCL_E_INTERNAL,
+                format!(
+                    "collective #{seq} ({}): rank {r} contributed {} bytes instead of {len}",
+                    c0.api,
+                    inputs[r].len()
+                ),
+            ))
         }
-        Kind::Reduce => {
-            let ins: Vec<Vec<u8>> = calls.iter().map(|c| read(c.send, bytes)).collect();
-            let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
-            let out = reduce(c0.dtype, op, &refs)?;
-            write(calls[root].recv, &out);
+    };
+    let empty = || Arc::new(Vec::new());
+    Ok(match c0.kind {
+        Kind::Barrier => (0..n).map(|_| empty()).collect(),
+        Kind::AllReduce | Kind::Reduce => {
+            (0..n).try_for_each(|r| expect(r, bytes))?;
+            let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+            let out = Arc::new(reduce(c0.dtype, op, &refs)?);
+            (0..n)
+                .map(|r| {
+                    if c0.kind == Kind::AllReduce || r == root {
+                        out.clone()
+                    } else {
+                        empty()
+                    }
+                })
+                .collect()
         }
         Kind::Broadcast => {
-            let data = read(calls[root].send, bytes);
-            for (r, c) in calls.iter().enumerate() {
-                if r != root {
-                    write(c.recv, &data);
-                }
-            }
+            expect(root, bytes)?;
+            let data = Arc::new(inputs[root].clone());
+            (0..n)
+                .map(|r| if r == root { empty() } else { data.clone() })
+                .collect()
         }
         Kind::AllGather => {
-            let all: Vec<u8> = calls.iter().flat_map(|c| read(c.send, bytes)).collect();
-            calls.iter().for_each(|c| write(c.recv, &all));
+            (0..n).try_for_each(|r| expect(r, bytes))?;
+            let all = Arc::new(inputs.concat());
+            (0..n).map(|_| all.clone()).collect()
         }
         Kind::ReduceScatter => {
-            let ins: Vec<Vec<u8>> = calls.iter().map(|c| read(c.send, bytes * n)).collect();
-            let refs: Vec<&[u8]> = ins.iter().map(Vec::as_slice).collect();
+            (0..n).try_for_each(|r| expect(r, bytes * n))?;
+            let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
             let total = reduce(c0.dtype, op, &refs)?;
-            for (j, c) in calls.iter().enumerate() {
-                write(c.recv, &total[j * bytes..(j + 1) * bytes]);
-            }
+            (0..n)
+                .map(|j| Arc::new(total[j * bytes..(j + 1) * bytes].to_vec()))
+                .collect()
         }
         Kind::Scatter => {
-            let data = read(calls[root].send, bytes * n);
-            for (j, c) in calls.iter().enumerate() {
-                write(c.recv, &data[j * bytes..(j + 1) * bytes]);
-            }
+            expect(root, bytes * n)?;
+            (0..n)
+                .map(|j| Arc::new(inputs[root][j * bytes..(j + 1) * bytes].to_vec()))
+                .collect()
         }
         Kind::AlltoAll => {
-            let ins: Vec<Vec<u8>> = calls.iter().map(|c| read(c.send, bytes * n)).collect();
-            for (j, c) in calls.iter().enumerate() {
-                let out: Vec<u8> = ins
-                    .iter()
-                    .flat_map(|i| i[j * bytes..(j + 1) * bytes].iter().copied())
-                    .collect();
-                write(c.recv, &out);
-            }
+            (0..n).try_for_each(|r| expect(r, bytes * n))?;
+            (0..n)
+                .map(|j| {
+                    Arc::new(
+                        inputs
+                            .iter()
+                            .flat_map(|i| i[j * bytes..(j + 1) * bytes].iter().copied())
+                            .collect(),
+                    )
+                })
+                .collect()
         }
         Kind::AlltoAllV => {
-            let vs: Vec<&VCounts> = calls
+            let vs: Vec<&VCounts> = calls.iter().map(vcounts).collect::<MockResult<_>>()?;
+            if let Some(r) = (0..n).find(|&r| {
+                [
+                    &vs[r].send_counts,
+                    &vs[r].sdispls,
+                    &vs[r].recv_counts,
+                    &vs[r].rdispls,
+                ]
                 .iter()
-                .map(|c| {
-                    c.v.as_ref().ok_or_else(|| {
-                        hccl_err(HCCL_E_INTERNAL, "HcclAlltoAllV without its counts")
-                    })
-                })
-                .collect::<MockResult<_>>()?;
+                .any(|a| a.len() != n)
+            }) {
+                return Err(hccl_err(
+                    HCCL_E_INTERNAL,
+                    format!(
+                        "collective #{seq} (HcclAlltoAllV): rank {r}'s arrays do not have {n} entries"
+                    ),
+                ));
+            }
             for i in 0..n {
                 for j in 0..n {
                     if vs[j].recv_counts[i] != vs[i].send_counts[j] {
@@ -398,26 +581,84 @@ fn execute(seq: u64, calls: &[Call]) -> MockResult<()> {
                     }
                 }
             }
-            // segments[i][j]: what rank i sends to rank j.
-            let segments: Vec<Vec<Vec<u8>>> = (0..n)
-                .map(|i| {
-                    (0..n)
-                        .map(|j| match vs[i].send_counts[j] as usize {
-                            // Empty parts may carry any displacement.
-                            0 => Vec::new(),
-                            c => read(calls[i].send + vs[i].sdispls[j] as usize * w, c * w),
-                        })
-                        .collect()
+            // starts[i][j]: where rank i's part for rank j begins in its
+            // contribution.
+            let mut starts = vec![vec![0usize; n + 1]; n];
+            for i in 0..n {
+                for j in 0..n {
+                    let len = c0.dtype.bytes(vs[i].send_counts[j])?;
+                    starts[i][j + 1] = starts[i][j].checked_add(len).ok_or_else(|| {
+                        para(format!("collective #{seq}: rank {i}'s parts overflow"))
+                    })?;
+                }
+                expect(i, starts[i][n])?;
+            }
+            (0..n)
+                .map(|j| {
+                    Arc::new(
+                        (0..n)
+                            .flat_map(|i| inputs[i][starts[i][j]..starts[i][j + 1]].iter().copied())
+                            .collect(),
+                    )
                 })
-                .collect();
-            for j in 0..n {
-                for (i, seg) in segments.iter().enumerate() {
-                    if !seg[j].is_empty() {
-                        write(calls[j].recv + vs[j].rdispls[i] as usize * w, &seg[j]);
-                    }
+                .collect()
+        }
+    })
+}
+
+/// Writes what rank `r` of `n` receives from `call` (`out`, from
+/// [`combine`]) into its device buffers.
+pub(crate) fn deliver(call: &Call, r: usize, n: usize, out: &[u8]) -> MockResult<()> {
+    let bytes = call.dtype.bytes(call.count)?;
+    let w = call.dtype.width();
+    let root = call.root as usize;
+    let want = match call.kind {
+        Kind::Barrier => 0,
+        Kind::AllReduce | Kind::ReduceScatter | Kind::Scatter => bytes,
+        Kind::Reduce => {
+            if r == root {
+                bytes
+            } else {
+                0
+            }
+        }
+        Kind::Broadcast => {
+            if r == root {
+                0
+            } else {
+                bytes
+            }
+        }
+        Kind::AllGather | Kind::AlltoAll => bytes * n,
+        Kind::AlltoAllV => vcounts(call)?
+            .recv_counts
+            .iter()
+            .try_fold(0usize, |acc, c| Some(acc + call.dtype.bytes(*c).ok()?))
+            .ok_or_else(|| para("recvCounts overflow"))?,
+    };
+    if out.len() != want {
+        return Err(hccl_err(
+            HCCL_E_INTERNAL,
+            format!(
+                "{} on rank {r}: received {} bytes instead of {want}",
+                call.api,
+                out.len()
+            ),
+        ));
+    }
+    match call.kind {
+        Kind::AlltoAllV => {
+            let v = vcounts(call)?;
+            let mut at = 0;
+            for i in 0..n {
+                let len = v.recv_counts[i] as usize * w;
+                if len > 0 {
+                    write(call.recv + v.rdispls[i] as usize * w, &out[at..at + len]);
+                    at += len;
                 }
             }
         }
+        _ => write(call.recv, out),
     }
     Ok(())
 }

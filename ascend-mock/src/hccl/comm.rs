@@ -1,6 +1,13 @@
 //! Communicators: the [`Group`] that all ranks of one communicator share,
 //! the per-rank [`Comm`] behind each `HcclComm` handle, the registry of
-//! live communicators, and the rendezvous of `HcclCommInitRootInfo`.
+//! live communicators, and the rendezvous of `HcclCommInitRootInfo` (in
+//! this process for an in-process root info; through `link` and `hub` for
+//! one served over TCP).
+//!
+//! A communicator whose ranks all live in this process has one `Group` for
+//! all its ranks. A rank of a communicator that spans processes has a
+//! `Group` of its own holding its [`Link`] to the root process (the
+//! collectives and sends of such a group go over the link).
 //!
 //! Invariants:
 //! - An `HcclComm` is a tagged id (tag `0xCC` in bits 40..48), never an
@@ -21,8 +28,10 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use super::collective::Slot;
+use super::link::{self, Link, NetState};
 use super::p2p::Mailboxes;
-use super::root_info::RootInfo;
+use super::root_info::{RootInfo, Transport};
+use super::wire::Msg;
 use super::{hccl_err, para, ptr_err};
 use crate::error::MockResult;
 
@@ -44,6 +53,8 @@ pub struct GroupState {
     pub async_error: Vec<Option<HcclResult>>,
     /// Per rank: destroyed with `HcclCommDestroy` (it queues nothing more).
     pub destroyed: Vec<bool>,
+    /// What arrived over the link (groups spanning processes only).
+    pub net: NetState,
 }
 
 /// The shared part of a communicator: one per `HcclCommInitAll` call or
@@ -55,6 +66,11 @@ pub struct Group {
     pub name: String,
     /// The device of each rank.
     pub devices: Vec<u32>,
+    /// The process id of each rank.
+    pub pids: Vec<u32>,
+    /// The connection to the root process, when the ranks span processes
+    /// (then this group serves one rank of this process).
+    pub link: Option<Link>,
     timeout_ms: AtomicU64,
     state: Mutex<GroupState>,
     /// Announces every change of `state`.
@@ -63,13 +79,45 @@ pub struct Group {
 
 impl Group {
     fn new(devices: Vec<u32>, timeout: Duration) -> Arc<Group> {
-        static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT_GROUP.fetch_add(1, Ordering::Relaxed);
+        let id = next_group_id();
+        let pids = vec![std::process::id(); devices.len()];
+        Group::build(
+            id,
+            format!("ascend_mock_hccl_{}_{id}", std::process::id()),
+            devices,
+            pids,
+            timeout,
+            None,
+        )
+    }
+
+    /// The group of one rank of a communicator spanning processes, named
+    /// `name` by the root, talking to the root over `link`.
+    pub fn new_network(
+        name: String,
+        devices: Vec<u32>,
+        pids: Vec<u32>,
+        timeout: Duration,
+        link: Link,
+    ) -> Arc<Group> {
+        Group::build(next_group_id(), name, devices, pids, timeout, Some(link))
+    }
+
+    fn build(
+        id: u64,
+        name: String,
+        devices: Vec<u32>,
+        pids: Vec<u32>,
+        timeout: Duration,
+        link: Option<Link>,
+    ) -> Arc<Group> {
         let n = devices.len();
         Arc::new(Group {
             id,
-            name: format!("ascend_mock_hccl_{}_{id}", std::process::id()),
+            name,
             devices,
+            pids,
+            link,
             timeout_ms: AtomicU64::new(timeout.as_millis().max(1) as u64),
             state: Mutex::new(GroupState {
                 next_seq: vec![0; n],
@@ -77,6 +125,7 @@ impl Group {
                 mail: Mailboxes::default(),
                 async_error: vec![None; n],
                 destroyed: vec![false; n],
+                net: NetState::default(),
             }),
             changed: Condvar::new(),
         })
@@ -131,6 +180,12 @@ impl Group {
     }
 }
 
+/// A process-unique group number.
+pub fn next_group_id() -> u64 {
+    static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
+    NEXT_GROUP.fetch_add(1, Ordering::Relaxed)
+}
+
 /// One rank of a communicator.
 pub struct Comm {
     /// The handle given to C.
@@ -149,8 +204,14 @@ impl Comm {
 
     /// "rank r of <name>", for messages.
     pub fn describe(&self) -> String {
+        let pid = self.group.pids[self.rank as usize];
+        let process = if self.group.link.is_some() {
+            format!(", process {pid}")
+        } else {
+            String::new()
+        };
         format!(
-            "rank {} of communicator {} (device {})",
+            "rank {} of communicator {} (device {}{process})",
             self.rank,
             self.group.name,
             self.device()
@@ -169,22 +230,24 @@ fn comms() -> MutexGuard<'static, HashMap<u64, Arc<Comm>>> {
 /// returns their handles in rank order.
 pub fn create(devices: Vec<u32>, timeout: Duration) -> Vec<HcclComm> {
     let group = Group::new(devices, timeout);
-    let mut reg = comms();
     (0..group.size() as u32)
-        .map(|rank| {
-            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
-            let handle = (TAG << TAG_SHIFT) | id;
-            reg.insert(
-                handle,
-                Arc::new(Comm {
-                    handle,
-                    group: group.clone(),
-                    rank,
-                }),
-            );
-            handle as usize as HcclComm
-        })
+        .map(|rank| register(group.clone(), rank))
         .collect()
+}
+
+/// Registers rank `rank` of `group` as a new communicator.
+pub fn register(group: Arc<Group>, rank: u32) -> HcclComm {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
+    let handle = (TAG << TAG_SHIFT) | id;
+    comms().insert(
+        handle,
+        Arc::new(Comm {
+            handle,
+            group,
+            rank,
+        }),
+    );
+    handle as usize as HcclComm
 }
 
 /// Looks up a live communicator.
@@ -205,10 +268,29 @@ pub fn lookup(comm: HcclComm) -> MockResult<Arc<Comm>> {
 
 /// Removes a communicator from the registry (`HcclCommDestroy`); peers
 /// waiting for work it never queued stop waiting (see `collective`).
+///
+/// A rank of a communicator spanning processes tells the root how much it
+/// queued (so that peers waiting for more fail at once); its connection
+/// closes when its queued work has finished and the last reference to its
+/// group is gone.
 pub fn destroy(comm: HcclComm) -> MockResult<()> {
     let c = lookup(comm)?;
     comms().remove(&c.handle);
-    c.group.lock().destroyed[c.rank as usize] = true;
+    let r = c.rank as usize;
+    let notice = {
+        let mut st = c.group.lock();
+        st.destroyed[r] = true;
+        Msg::Destroy {
+            last_seq: st.next_seq[r],
+            sent: (0..c.group.size() as u32)
+                .map(|q| st.mail.sent_count(c.rank, q))
+                .collect(),
+        }
+    };
+    if let Some(link) = &c.group.link {
+        // A broken link has nobody left to tell.
+        let _ = link.send(&notice);
+    }
     c.group.changed.notify_all();
     Ok(())
 }
@@ -248,7 +330,9 @@ fn joins() -> MutexGuard<'static, HashMap<JoinKey, Arc<JoinEntry>>> {
 
 /// `HcclCommInitRootInfo`: joins rank `rank` (on `device`) of an
 /// `nranks`-rank communicator and blocks until every rank has joined, or
-/// fails with `HCCL_E_TIMEOUT` after `timeout`.
+/// fails with `HCCL_E_TIMEOUT` after `timeout`. A root info served over
+/// TCP joins through its maker's listener ([`link::join`]); an in-process
+/// one meets the other threads here.
 pub fn join(
     info: &RootInfo,
     nranks: u32,
@@ -256,12 +340,6 @@ pub fn join(
     device: u32,
     timeout: Duration,
 ) -> MockResult<HcclComm> {
-    if info.nonce != super::root_info::process_nonce() {
-        return Err(hccl_err(
-            HCCL_E_NOT_SUPPORT,
-            "rootInfo comes from another process; the mock only joins ranks of one process",
-        ));
-    }
     if nranks == 0 {
         return Err(para("nRanks is 0"));
     }
@@ -269,6 +347,15 @@ pub fn join(
         return Err(para(format!(
             "rank {rank} is out of range for nRanks {nranks}"
         )));
+    }
+    if info.transport == Transport::Tcp {
+        return link::join(info, nranks, rank, device, timeout);
+    }
+    if info.nonce != super::root_info::process_nonce() {
+        return Err(hccl_err(
+            HCCL_E_NOT_SUPPORT,
+            "rootInfo is an in-process root info of another process (its maker could not open a TCP listener); only ranks of that process can join it",
+        ));
     }
     let key = info.key();
     let deadline = Instant::now() + timeout;

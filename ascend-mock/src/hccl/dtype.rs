@@ -71,6 +71,26 @@ impl DataType {
         })
     }
 
+    /// The C value.
+    pub fn raw(self) -> HcclDataType {
+        match self {
+            DataType::I8 => HCCL_DATA_TYPE_INT8,
+            DataType::I16 => HCCL_DATA_TYPE_INT16,
+            DataType::I32 => HCCL_DATA_TYPE_INT32,
+            DataType::I64 => HCCL_DATA_TYPE_INT64,
+            DataType::U8 => HCCL_DATA_TYPE_UINT8,
+            DataType::U16 => HCCL_DATA_TYPE_UINT16,
+            DataType::U32 => HCCL_DATA_TYPE_UINT32,
+            DataType::U64 => HCCL_DATA_TYPE_UINT64,
+            DataType::F16 => HCCL_DATA_TYPE_FP16,
+            DataType::Bf16 => HCCL_DATA_TYPE_BFP16,
+            DataType::F32 => HCCL_DATA_TYPE_FP32,
+            DataType::F64 => HCCL_DATA_TYPE_FP64,
+            DataType::I128 => HCCL_DATA_TYPE_INT128,
+            DataType::Byte8(raw) => raw,
+        }
+    }
+
     /// Bytes per element.
     pub fn width(self) -> usize {
         match self {
@@ -151,6 +171,16 @@ impl ReduceOp {
                 )));
             }
         })
+    }
+
+    /// The C value.
+    pub fn raw(self) -> HcclReduceOp {
+        match self {
+            ReduceOp::Sum => HCCL_REDUCE_SUM,
+            ReduceOp::Prod => HCCL_REDUCE_PROD,
+            ReduceOp::Max => HCCL_REDUCE_MAX,
+            ReduceOp::Min => HCCL_REDUCE_MIN,
+        }
     }
 
     /// The C name, for messages.

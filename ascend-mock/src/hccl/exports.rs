@@ -20,6 +20,7 @@ use ascend_sys::*;
 use super::collective::{self, Call, Kind, VCounts};
 use super::comm::{self, Comm};
 use super::dtype::{DataType, ReduceOp, check_reducible};
+use super::hub;
 use super::p2p::{self, Direction, Item};
 use super::root_info::RootInfo;
 use super::{default_timeout, hccl_call, hccl_err, para, ptr_err, runtime_err};
@@ -142,7 +143,9 @@ fn times_ranks(comm: &Comm, count: u64) -> MockResult<u64> {
         .ok_or_else(|| para(format!("count {count} times the rank count overflows")))
 }
 
-/// Fills `HcclRootInfo` with a fresh in-process root info.
+/// Fills `HcclRootInfo` with a fresh root info served by this process's
+/// TCP listener on 127.0.0.1 (opened on first use; see `hub`), so that
+/// ranks of this and other processes can join it.
 ///
 /// # Safety
 /// `rootInfo` must be NULL or valid for a write of `HcclRootInfo`.
@@ -150,7 +153,7 @@ fn times_ranks(comm: &Comm, count: u64) -> MockResult<u64> {
 pub unsafe extern "C" fn HcclGetRootInfo(rootInfo: *mut HcclRootInfo) -> HcclResult {
     hccl_call("HcclGetRootInfo", || {
         let info = HcclRootInfo {
-            internal: RootInfo::new_in_process().encode().map(|b| b as c_char),
+            internal: hub::root_info().encode().map(|b| b as c_char),
         };
         // SAFETY: the caller guarantees rootInfo is NULL or writable.
         unsafe { write_out(rootInfo, info, "rootInfo") }

@@ -39,10 +39,14 @@
 
 pub mod collective;
 pub mod comm;
+pub mod coordinator;
 pub mod dtype;
 pub mod exports;
+pub mod hub;
+pub mod link;
 pub mod p2p;
 pub mod root_info;
+pub mod wire;
 
 use std::sync::Mutex;
 use std::time::Duration;

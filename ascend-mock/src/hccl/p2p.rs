@@ -14,6 +14,12 @@
 //! one task that runs its sends before its receives, so exchanges inside
 //! a batch cannot deadlock.
 //!
+//! For a rank of a communicator spanning processes, a send task writes the
+//! message to the rank's link instead (the root forwards it, and the
+//! receiver's link reader deposits it in the receiver's mailbox); receives
+//! are the same, and also fail (`HCCL_E_TCP_TRANSFER`) when the sender's
+//! process or the root went away before the message arrived.
+//!
 //! Invariants: a message is removed from the mailbox exactly once, by the
 //! receive with its number; buffers were checked at enqueue (see `hccl`).
 
@@ -25,8 +31,9 @@ use std::time::Instant;
 use ascend_sys::*;
 
 use super::collective::read;
-use super::comm::{Comm, Group};
+use super::comm::{Comm, Group, GroupState};
 use super::dtype::DataType;
+use super::wire::Msg;
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::MockResult;
 use crate::stream::Stream;
@@ -45,6 +52,34 @@ pub struct Mailboxes {
     sent: HashMap<(u32, u32), u64>,
     received: HashMap<(u32, u32), u64>,
     messages: HashMap<(u32, u32, u64), Message>,
+}
+
+impl Mailboxes {
+    /// Sends numbered so far from `from` to `to`.
+    pub fn sent_count(&self, from: u32, to: u32) -> u64 {
+        self.sent.get(&(from, to)).copied().unwrap_or(0)
+    }
+}
+
+/// Files a message that arrived from another process for rank `to`.
+pub(crate) fn deposit(
+    st: &mut GroupState,
+    from: u32,
+    to: u32,
+    seq: u64,
+    dtype: DataType,
+    count: u64,
+    data: Vec<u8>,
+) {
+    st.mail
+        .messages
+        .insert((from, to, seq), Message { dtype, count, data });
+}
+
+/// Records that rank `from` (in another process) queued `sent` sends to
+/// rank `to` in all.
+pub(crate) fn set_sent(st: &mut GroupState, from: u32, to: u32, sent: u64) {
+    st.mail.sent.insert((from, to), sent);
 }
 
 /// Send or receive.
@@ -200,6 +235,16 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
 fn run(group: &Group, rank: u32, items: &[Item]) -> MockResult<()> {
     for it in items.iter().filter(|i| i.dir == Direction::Send) {
         let data = read(it.buf, it.dtype.bytes(it.count)?);
+        if let Some(link) = &group.link {
+            link.send(&Msg::Send {
+                to: it.peer,
+                seq: it.seq,
+                dtype: it.dtype.raw(),
+                count: it.count,
+                data,
+            })?;
+            continue;
+        }
         let msg = Message {
             dtype: it.dtype,
             count: it.count,
@@ -226,6 +271,15 @@ fn run(group: &Group, rank: u32, items: &[Item]) -> MockResult<()> {
                     HCCL_E_UNAVAIL,
                     format!(
                         "HcclRecv #{} from rank {}: that rank was destroyed (HcclCommDestroy) after queueing only {sent} sends to rank {rank}",
+                        it.seq, it.peer
+                    ),
+                ));
+            }
+            if let Some(why) = st.net.lost.get(&it.peer).or(st.net.down.as_ref()) {
+                return Err(hccl_err(
+                    HCCL_E_TCP_TRANSFER,
+                    format!(
+                        "HcclRecv #{} from rank {}: no message, and {why}",
                         it.seq, it.peer
                     ),
                 ));

@@ -1,0 +1,283 @@
+//! The rank side of a communicator whose ranks live in several processes:
+//! joining through the root process's listener ([`join`]), the [`Link`]
+//! (the rank's TCP connection to the root process, which coordinates the
+//! communicator), and the reader thread that files what arrives into the
+//! rank's [`Group`] state.
+//!
+//! Each rank of such a communicator has a `Group` of its own (sized for
+//! all ranks, so rank numbers and devices read as usual) holding its
+//! `Link`. Stream tasks write to the link; the reader thread alone reads
+//! from it, so the root never blocks writing to a rank that is busy.
+//!
+//! Invariants:
+//! - Writes of one message are atomic (the writer mutex); messages from one
+//!   rank reach the root in the order they were written.
+//! - The reader holds only a `Weak<Group>`: dropping the last `Arc<Group>`
+//!   (the destroyed communicator and its finished tasks) drops the `Link`,
+//!   which shuts the socket down; the reader then ends.
+//! - A broken connection is recorded once in [`NetState::down`]; every
+//!   task waiting on the link then fails with `HCCL_E_TCP_TRANSFER`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ascend_sys::*;
+
+use super::comm::{self, Group, GroupState};
+use super::dtype::DataType;
+use super::p2p;
+use super::root_info::{RootInfo, process_nonce};
+use super::wire::{Msg, ReadError, read_msg, write_msg};
+use super::{hccl_err, para};
+use crate::error::{MockError, MockResult};
+
+/// How much longer than the communicator's timeout a rank waits for the
+/// root's answer before it gives up on the root itself (the root enforces
+/// the timeout and answers first unless it is stuck).
+pub const ROOT_GRACE: Duration = Duration::from_secs(5);
+
+/// What arrived for a rank over its link, under the group's lock.
+#[derive(Debug, Default)]
+pub struct NetState {
+    /// Outcomes of collectives, by sequence number, until their task takes
+    /// them.
+    pub outcomes: HashMap<u64, MockResult<Vec<u8>>>,
+    /// Ranks whose connection to the root broke without a destroy.
+    pub lost: HashMap<u32, String>,
+    /// Set once the connection to the root broke.
+    pub down: Option<String>,
+}
+
+/// A rank's connection to the root process.
+pub struct Link {
+    writer: Mutex<TcpStream>,
+    /// Where the root listens, for messages.
+    pub root: String,
+    closing: AtomicBool,
+}
+
+impl Link {
+    /// Sends `msg` to the root (`HCCL_E_TCP_TRANSFER` when the connection
+    /// is broken).
+    pub fn send(&self, msg: &Msg) -> MockResult<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        write_msg(&mut *w, msg).map_err(|e| {
+            hccl_err(
+                HCCL_E_TCP_TRANSFER,
+                format!("sending to the root process at {}: {e}", self.root),
+            )
+        })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = w.flush();
+        let _ = w.shutdown(Shutdown::Both);
+    }
+}
+
+/// Connects to `address` within `timeout` (`HCCL_E_TCP_CONNECT` if no
+/// one listens).
+fn connect(address: &str, timeout: Duration) -> MockResult<TcpStream> {
+    let fail = |e: String| {
+        hccl_err(
+            HCCL_E_TCP_CONNECT,
+            format!(
+                "cannot reach the process that made rootInfo at {address}: {e} (it must keep running until every rank has joined)"
+            ),
+        )
+    };
+    let addr = address
+        .to_socket_addrs()
+        .map_err(|e| fail(e.to_string()))?
+        .next()
+        .ok_or_else(|| fail("no address".to_string()))?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| fail(e.to_string()))?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// `HcclCommInitRootInfo` for a root info served over TCP: joins through
+/// the root process's listener (in this process or another) and returns
+/// the rank's communicator.
+pub fn join(
+    info: &RootInfo,
+    nranks: u32,
+    rank: u32,
+    device: u32,
+    timeout: Duration,
+) -> MockResult<HcclComm> {
+    let mut stream = connect(&info.address, timeout.min(Duration::from_secs(10)))?;
+    let transfer = |e: String| {
+        hccl_err(
+            HCCL_E_TCP_TRANSFER,
+            format!("joining through {}: {e}", info.address),
+        )
+    };
+    let hello = Msg::Hello {
+        root_nonce: info.nonce,
+        serial: info.serial,
+        nranks,
+        rank,
+        device,
+        nonce: process_nonce(),
+        pid: std::process::id(),
+        timeout_ms: timeout.as_millis().max(1) as u64,
+    };
+    write_msg(&mut stream, &hello).map_err(|e| transfer(e.to_string()))?;
+    stream
+        .set_read_timeout(Some(timeout + ROOT_GRACE))
+        .map_err(|e| transfer(e.to_string()))?;
+    let reply = match read_msg(&mut stream) {
+        Ok(m) => m,
+        Err(ReadError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(hccl_err(
+                HCCL_E_TIMEOUT,
+                format!(
+                    "rank {rank} had no answer from the root process at {} within {} ms",
+                    info.address,
+                    (timeout + ROOT_GRACE).as_millis()
+                ),
+            ));
+        }
+        Err(e) => return Err(transfer(e.to_string())),
+    };
+    match reply {
+        Msg::Refused { code, message } => Err(hccl_err(code as HcclResult, message)),
+        Msg::JoinedInProcess { handle } => {
+            if info.nonce != process_nonce() {
+                return Err(hccl_err(
+                    HCCL_E_INTERNAL,
+                    "the root process answered with an in-process communicator to another process",
+                ));
+            }
+            Ok(handle as usize as HcclComm)
+        }
+        Msg::JoinedNetwork {
+            name,
+            devices,
+            pids,
+        } => {
+            if devices.len() != nranks as usize || pids.len() != nranks as usize {
+                return Err(transfer(format!(
+                    "the root described {} ranks instead of {nranks}",
+                    devices.len()
+                )));
+            }
+            stream
+                .set_read_timeout(None)
+                .map_err(|e| transfer(e.to_string()))?;
+            let reader = stream.try_clone().map_err(|e| transfer(e.to_string()))?;
+            let link = Link {
+                writer: Mutex::new(stream),
+                root: info.address.clone(),
+                closing: AtomicBool::new(false),
+            };
+            let group = Group::new_network(name, devices, pids, timeout, link);
+            spawn_reader(reader, Arc::downgrade(&group), rank)?;
+            Ok(comm::register(group, rank))
+        }
+        other => Err(transfer(format!("unexpected answer {}", other.name()))),
+    }
+}
+
+/// Starts the thread that reads `stream` for rank `rank` of `group`.
+fn spawn_reader(stream: TcpStream, group: Weak<Group>, rank: u32) -> MockResult<()> {
+    std::thread::Builder::new()
+        .name(format!("hccl-link-r{rank}"))
+        .spawn(move || read_loop(stream, group, rank))
+        .map(|_| ())
+        .map_err(|e| {
+            hccl_err(
+                HCCL_E_SYSCALL,
+                format!("cannot start the link reader thread: {e}"),
+            )
+        })
+}
+
+fn read_loop(mut stream: TcpStream, group: Weak<Group>, rank: u32) {
+    loop {
+        let msg = read_msg(&mut stream);
+        let Some(g) = group.upgrade() else { return };
+        let closing = g
+            .link
+            .as_ref()
+            .is_some_and(|l| l.closing.load(Ordering::SeqCst));
+        let mut st = g.lock();
+        let failure = match msg {
+            Ok(m) => apply(&mut st, rank, m).err().map(|e| e.message),
+            Err(ReadError::Closed) => Some("the root process closed the connection".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = failure {
+            if !closing && st.net.down.is_none() {
+                let root = g.link.as_ref().map_or("?", |l| l.root.as_str());
+                st.net.down = Some(format!(
+                    "the connection to the root process at {root} broke: {why} (did the process that called HcclGetRootInfo exit?)"
+                ));
+            }
+            drop(st);
+            g.changed.notify_all();
+            return;
+        }
+        drop(st);
+        g.changed.notify_all();
+    }
+}
+
+/// Files one message from the root into the rank's state.
+fn apply(st: &mut GroupState, me: u32, msg: Msg) -> MockResult<()> {
+    let n = st.destroyed.len();
+    let check_rank = |q: u32| {
+        if (q as usize) < n {
+            Ok(q)
+        } else {
+            Err(para(format!("the root named rank {q} of {n}")))
+        }
+    };
+    match msg {
+        Msg::Outcome { seq, result } => {
+            let r = result.map_err(|(code, message)| MockError::new(code as aclError, message));
+            st.net.outcomes.insert(seq, r);
+        }
+        Msg::Deliver {
+            from,
+            seq,
+            dtype,
+            count,
+            data,
+        } => {
+            let from = check_rank(from)?;
+            let dtype = DataType::from_raw(dtype)?;
+            p2p::deposit(st, from, me, seq, dtype, count, data);
+        }
+        Msg::PeerDestroyed { rank, sent } => {
+            let q = check_rank(rank)?;
+            st.destroyed[q as usize] = true;
+            p2p::set_sent(st, q, me, sent);
+        }
+        Msg::PeerLost { rank, message } => {
+            let q = check_rank(rank)?;
+            st.net.lost.insert(q, message);
+        }
+        other => {
+            return Err(para(format!(
+                "unexpected {} message from the root",
+                other.name()
+            )));
+        }
+    }
+    Ok(())
+}

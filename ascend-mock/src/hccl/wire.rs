@@ -1,0 +1,792 @@
+//! The messages that ranks in different processes exchange over loopback
+//! TCP, and their byte format.
+//!
+//! Every message is one frame: a little-endian `u64` body length, then the
+//! body; the body starts with a one-byte tag ([`Msg`]'s variant) followed
+//! by the fields in declaration order (integers little-endian, strings and
+//! byte arrays as a `u64` length and the bytes, lists as a `u64` length and
+//! the items). The first message on a connection is a [`Msg::Hello`], which
+//! opens with [`MAGIC`] and [`PROTOCOL`], so that a stray connection to the
+//! root's port is recognised and dropped.
+//!
+//! Invariants: decoding never panics and never trusts a length: a body
+//! longer than [`MAX_FRAME`], a truncated field, trailing bytes or an
+//! unknown tag is an `HCCL_E_TCP_TRANSFER` error naming what was wrong.
+
+use std::io::{self, Read, Write};
+
+use ascend_sys::*;
+
+use super::collective::{Call, Kind, VCounts};
+use super::dtype::{DataType, ReduceOp};
+use super::hccl_err;
+use crate::error::{MockError, MockResult};
+
+/// Opens every `Hello`.
+pub const MAGIC: [u8; 8] = *b"ASMKHCCL";
+/// The protocol version written and accepted.
+pub const PROTOCOL: u32 = 1;
+/// The longest frame body accepted (64 GiB): larger lengths are corrupt.
+pub const MAX_FRAME: u64 = 1 << 36;
+
+/// One rank's collective, without its buffer addresses (which mean
+/// nothing in another process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallDesc {
+    /// The collective.
+    pub kind: Kind,
+    /// Element type (`HcclDataType`).
+    pub dtype: HcclDataType,
+    /// Reduction (`HcclReduceOp`), for the reducing kinds.
+    pub op: Option<HcclReduceOp>,
+    /// Root rank of the rooted kinds.
+    pub root: u32,
+    /// The count argument.
+    pub count: u64,
+    /// `HcclAlltoAllV`'s arrays.
+    pub v: Option<VCounts>,
+}
+
+impl CallDesc {
+    /// The description of `call`.
+    pub fn of(call: &Call) -> CallDesc {
+        CallDesc {
+            kind: call.kind,
+            dtype: call.dtype.raw(),
+            op: call.op.map(ReduceOp::raw),
+            root: call.root,
+            count: call.count,
+            v: call.v.clone(),
+        }
+    }
+
+    /// A [`Call`] with this description and no buffers (for the
+    /// coordinator, which only combines contributions).
+    pub fn to_call(&self) -> MockResult<Call> {
+        Ok(Call {
+            api: self.kind.api(),
+            kind: self.kind,
+            dtype: DataType::from_raw(self.dtype)?,
+            op: self.op.map(ReduceOp::from_raw).transpose()?,
+            root: self.root,
+            count: self.count,
+            send: 0,
+            recv: 0,
+            v: self.v.clone(),
+        })
+    }
+}
+
+/// A message between a rank and the root process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Rank -> root, first on a connection: join a root info.
+    Hello {
+        /// The nonce of the process that made the root info.
+        root_nonce: u64,
+        /// The root info's serial.
+        serial: u64,
+        /// `nRanks`.
+        nranks: u32,
+        /// This rank.
+        rank: u32,
+        /// This rank's device.
+        device: u32,
+        /// The joining process's nonce.
+        nonce: u64,
+        /// The joining process's id, for messages.
+        pid: u32,
+        /// How long this rank waits for the others (ms).
+        timeout_ms: u64,
+    },
+    /// Root -> rank: every rank joined and all live in the root process;
+    /// this is the rank's communicator handle there.
+    JoinedInProcess {
+        /// The `HcclComm` value.
+        handle: u64,
+    },
+    /// Root -> rank: every rank joined and some live in other processes;
+    /// the connection now carries the communicator's traffic.
+    JoinedNetwork {
+        /// The communicator's name.
+        name: String,
+        /// The device of every rank.
+        devices: Vec<u32>,
+        /// The process id of every rank.
+        pids: Vec<u32>,
+    },
+    /// Root -> rank: the join failed with this `HcclResult`.
+    Refused {
+        /// The `HcclResult`.
+        code: u32,
+        /// What went wrong.
+        message: String,
+    },
+    /// Rank -> root: this rank's part of collective `seq`.
+    Contribute {
+        /// The rank's sequence number of the collective.
+        seq: u64,
+        /// The rank's timeout (ms).
+        timeout_ms: u64,
+        /// What the rank called.
+        call: CallDesc,
+        /// What it contributes (see `collective::contribution`).
+        data: Vec<u8>,
+    },
+    /// Root -> rank: the outcome of collective `seq` for this rank.
+    Outcome {
+        /// The collective.
+        seq: u64,
+        /// `Ok(what to deliver)` or `Err((HcclResult, message))`.
+        result: Result<Vec<u8>, (u32, String)>,
+    },
+    /// Rank -> root: a send to rank `to` (the `seq`-th from this rank to it).
+    Send {
+        /// Destination rank.
+        to: u32,
+        /// Number of this send between the pair.
+        seq: u64,
+        /// Element type.
+        dtype: HcclDataType,
+        /// Elements.
+        count: u64,
+        /// The elements' bytes.
+        data: Vec<u8>,
+    },
+    /// Root -> rank: a send from rank `from`.
+    Deliver {
+        /// Source rank.
+        from: u32,
+        /// Number of this send between the pair.
+        seq: u64,
+        /// Element type.
+        dtype: HcclDataType,
+        /// Elements.
+        count: u64,
+        /// The elements' bytes.
+        data: Vec<u8>,
+    },
+    /// Rank -> root: `HcclCommDestroy`; `last_seq` is the last collective
+    /// it queued and `sent[q]` the number of sends it queued to rank q.
+    Destroy {
+        /// The last collective sequence number queued.
+        last_seq: u64,
+        /// Sends queued per destination rank.
+        sent: Vec<u64>,
+    },
+    /// Root -> rank: rank `rank` was destroyed after queueing `sent` sends
+    /// to the receiver.
+    PeerDestroyed {
+        /// The destroyed rank.
+        rank: u32,
+        /// Sends it queued to the receiving rank.
+        sent: u64,
+    },
+    /// Root -> rank: rank `rank`'s connection broke without a destroy.
+    PeerLost {
+        /// The lost rank.
+        rank: u32,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Builds a body.
+#[derive(Default)]
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.u64(v.len() as u64);
+        v.iter().for_each(|x| self.u32(*x));
+    }
+    fn u64s(&mut self, v: &[u64]) {
+        self.u64(v.len() as u64);
+        v.iter().for_each(|x| self.u64(*x));
+    }
+}
+
+/// Reads a body.
+struct Dec<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+fn corrupt(what: &str) -> MockError {
+    hccl_err(
+        HCCL_E_TCP_TRANSFER,
+        format!("malformed HCCL transport message: {what}"),
+    )
+}
+
+impl Dec<'_> {
+    fn take(&mut self, n: usize) -> MockResult<&[u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| corrupt("truncated field"))?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> MockResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> MockResult<u32> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> MockResult<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn len(&mut self, item: usize) -> MockResult<usize> {
+        let n = self.u64()?;
+        // Every item takes at least `item` bytes, so a length beyond the
+        // rest of the body is corrupt (and allocates nothing).
+        let rest = (self.b.len() - self.at) as u64;
+        if n.checked_mul(item as u64).is_none_or(|b| b > rest) {
+            return Err(corrupt("length past the end of the message"));
+        }
+        Ok(n as usize)
+    }
+    fn bytes(&mut self) -> MockResult<Vec<u8>> {
+        let n = self.len(1)?;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn str(&mut self) -> MockResult<String> {
+        String::from_utf8(self.bytes()?).map_err(|_| corrupt("string is not UTF-8"))
+    }
+    fn u32s(&mut self) -> MockResult<Vec<u32>> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+    fn u64s(&mut self) -> MockResult<Vec<u64>> {
+        let n = self.len(8)?;
+        (0..n).map(|_| self.u64()).collect()
+    }
+}
+
+const KINDS: [Kind; 9] = [
+    Kind::AllReduce,
+    Kind::Broadcast,
+    Kind::AllGather,
+    Kind::ReduceScatter,
+    Kind::Reduce,
+    Kind::Scatter,
+    Kind::AlltoAll,
+    Kind::AlltoAllV,
+    Kind::Barrier,
+];
+
+fn put_call(e: &mut Enc, c: &CallDesc) {
+    e.u8(KINDS.iter().position(|k| *k == c.kind).unwrap_or(0) as u8);
+    e.u32(c.dtype);
+    match c.op {
+        Some(op) => {
+            e.u8(1);
+            e.u32(op);
+        }
+        None => e.u8(0),
+    }
+    e.u32(c.root);
+    e.u64(c.count);
+    match &c.v {
+        Some(v) => {
+            e.u8(1);
+            e.u64s(&v.send_counts);
+            e.u64s(&v.sdispls);
+            e.u64s(&v.recv_counts);
+            e.u64s(&v.rdispls);
+        }
+        None => e.u8(0),
+    }
+}
+
+fn get_call(d: &mut Dec) -> MockResult<CallDesc> {
+    let kind = *KINDS
+        .get(d.u8()? as usize)
+        .ok_or_else(|| corrupt("unknown collective kind"))?;
+    let dtype = d.u32()?;
+    let op = match d.u8()? {
+        0 => None,
+        _ => Some(d.u32()?),
+    };
+    let root = d.u32()?;
+    let count = d.u64()?;
+    let v = match d.u8()? {
+        0 => None,
+        _ => Some(VCounts {
+            send_counts: d.u64s()?,
+            sdispls: d.u64s()?,
+            recv_counts: d.u64s()?,
+            rdispls: d.u64s()?,
+        }),
+    };
+    Ok(CallDesc {
+        kind,
+        dtype,
+        op,
+        root,
+        count,
+        v,
+    })
+}
+
+impl Msg {
+    /// The variant's name, for messages (never the data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "Hello",
+            Msg::JoinedInProcess { .. } => "JoinedInProcess",
+            Msg::JoinedNetwork { .. } => "JoinedNetwork",
+            Msg::Refused { .. } => "Refused",
+            Msg::Contribute { .. } => "Contribute",
+            Msg::Outcome { .. } => "Outcome",
+            Msg::Send { .. } => "Send",
+            Msg::Deliver { .. } => "Deliver",
+            Msg::Destroy { .. } => "Destroy",
+            Msg::PeerDestroyed { .. } => "PeerDestroyed",
+            Msg::PeerLost { .. } => "PeerLost",
+        }
+    }
+
+    /// The body of this message.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        match self {
+            Msg::Hello {
+                root_nonce,
+                serial,
+                nranks,
+                rank,
+                device,
+                nonce,
+                pid,
+                timeout_ms,
+            } => {
+                e.u8(1);
+                e.0.extend_from_slice(&MAGIC);
+                e.u32(PROTOCOL);
+                e.u64(*root_nonce);
+                e.u64(*serial);
+                e.u32(*nranks);
+                e.u32(*rank);
+                e.u32(*device);
+                e.u64(*nonce);
+                e.u32(*pid);
+                e.u64(*timeout_ms);
+            }
+            Msg::JoinedInProcess { handle } => {
+                e.u8(2);
+                e.u64(*handle);
+            }
+            Msg::JoinedNetwork {
+                name,
+                devices,
+                pids,
+            } => {
+                e.u8(3);
+                e.str(name);
+                e.u32s(devices);
+                e.u32s(pids);
+            }
+            Msg::Refused { code, message } => {
+                e.u8(4);
+                e.u32(*code);
+                e.str(message);
+            }
+            Msg::Contribute {
+                seq,
+                timeout_ms,
+                call,
+                data,
+            } => {
+                e.u8(5);
+                e.u64(*seq);
+                e.u64(*timeout_ms);
+                put_call(&mut e, call);
+                e.bytes(data);
+            }
+            Msg::Outcome { seq, result } => {
+                e.u8(6);
+                e.u64(*seq);
+                match result {
+                    Ok(data) => {
+                        e.u8(0);
+                        e.bytes(data);
+                    }
+                    Err((code, message)) => {
+                        e.u8(1);
+                        e.u32(*code);
+                        e.str(message);
+                    }
+                }
+            }
+            Msg::Send {
+                to,
+                seq,
+                dtype,
+                count,
+                data,
+            } => {
+                e.u8(7);
+                e.u32(*to);
+                e.u64(*seq);
+                e.u32(*dtype);
+                e.u64(*count);
+                e.bytes(data);
+            }
+            Msg::Deliver {
+                from,
+                seq,
+                dtype,
+                count,
+                data,
+            } => {
+                e.u8(8);
+                e.u32(*from);
+                e.u64(*seq);
+                e.u32(*dtype);
+                e.u64(*count);
+                e.bytes(data);
+            }
+            Msg::Destroy { last_seq, sent } => {
+                e.u8(9);
+                e.u64(*last_seq);
+                e.u64s(sent);
+            }
+            Msg::PeerDestroyed { rank, sent } => {
+                e.u8(10);
+                e.u32(*rank);
+                e.u64(*sent);
+            }
+            Msg::PeerLost { rank, message } => {
+                e.u8(11);
+                e.u32(*rank);
+                e.str(message);
+            }
+        }
+        e.0
+    }
+
+    /// Decodes a body.
+    pub fn decode(body: &[u8]) -> MockResult<Msg> {
+        let mut d = Dec { b: body, at: 0 };
+        let msg = match d.u8()? {
+            1 => {
+                if d.take(8)? != MAGIC {
+                    return Err(corrupt("not an ascend-mock HCCL peer (bad magic)"));
+                }
+                let protocol = d.u32()?;
+                if protocol != PROTOCOL {
+                    return Err(corrupt(&format!(
+                        "peer speaks protocol {protocol}, this library {PROTOCOL}"
+                    )));
+                }
+                Msg::Hello {
+                    root_nonce: d.u64()?,
+                    serial: d.u64()?,
+                    nranks: d.u32()?,
+                    rank: d.u32()?,
+                    device: d.u32()?,
+                    nonce: d.u64()?,
+                    pid: d.u32()?,
+                    timeout_ms: d.u64()?,
+                }
+            }
+            2 => Msg::JoinedInProcess { handle: d.u64()? },
+            3 => Msg::JoinedNetwork {
+                name: d.str()?,
+                devices: d.u32s()?,
+                pids: d.u32s()?,
+            },
+            4 => Msg::Refused {
+                code: d.u32()?,
+                message: d.str()?,
+            },
+            5 => Msg::Contribute {
+                seq: d.u64()?,
+                timeout_ms: d.u64()?,
+                call: get_call(&mut d)?,
+                data: d.bytes()?,
+            },
+            6 => {
+                let seq = d.u64()?;
+                let result = match d.u8()? {
+                    0 => Ok(d.bytes()?),
+                    _ => Err((d.u32()?, d.str()?)),
+                };
+                Msg::Outcome { seq, result }
+            }
+            7 => Msg::Send {
+                to: d.u32()?,
+                seq: d.u64()?,
+                dtype: d.u32()?,
+                count: d.u64()?,
+                data: d.bytes()?,
+            },
+            8 => Msg::Deliver {
+                from: d.u32()?,
+                seq: d.u64()?,
+                dtype: d.u32()?,
+                count: d.u64()?,
+                data: d.bytes()?,
+            },
+            9 => Msg::Destroy {
+                last_seq: d.u64()?,
+                sent: d.u64s()?,
+            },
+            10 => Msg::PeerDestroyed {
+                rank: d.u32()?,
+                sent: d.u64()?,
+            },
+            11 => Msg::PeerLost {
+                rank: d.u32()?,
+                message: d.str()?,
+            },
+            t => return Err(corrupt(&format!("unknown message tag {t}"))),
+        };
+        if d.at != body.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(msg)
+    }
+}
+
+/// Writes `msg` as one frame.
+pub fn write_msg(out: &mut impl Write, msg: &Msg) -> io::Result<()> {
+    let body = msg.encode();
+    let mut frame = Vec::with_capacity(8 + body.len());
+    frame.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    frame.extend_from_slice(&body);
+    out.write_all(&frame)?;
+    out.flush()
+}
+
+/// How reading a frame ended without a message.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed the connection between frames.
+    Closed,
+    /// An I/O error (timeouts included) or a connection closed mid-frame.
+    Io(io::Error),
+    /// The frame arrived but is not a valid message.
+    Corrupt(MockError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Closed => write!(f, "the peer closed the connection"),
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Corrupt(e) => write!(f, "{}", e.message),
+        }
+    }
+}
+
+/// Reads one frame and decodes it.
+pub fn read_msg(input: &mut impl Read) -> Result<Msg, ReadError> {
+    let mut len = [0u8; 8];
+    let mut got = 0;
+    while got < len.len() {
+        match input.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(ReadError::Closed),
+            Ok(0) => {
+                return Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside a frame header",
+                )));
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    let len = u64::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(ReadError::Corrupt(corrupt(&format!(
+            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+        ))));
+    }
+    let mut body = Vec::new();
+    input
+        .take(len)
+        .read_to_end(&mut body)
+        .map_err(ReadError::Io)?;
+    if body.len() as u64 != len {
+        return Err(ReadError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "connection closed inside a frame ({} of {len} bytes)",
+                body.len()
+            ),
+        )));
+    }
+    Msg::decode(&body).map_err(ReadError::Corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Msg> {
+        let v = VCounts {
+            send_counts: vec![1, 0, 3],
+            sdispls: vec![0, 9, 1],
+            recv_counts: vec![2, 2, 0],
+            rdispls: vec![0, 2, 77],
+        };
+        vec![
+            Msg::Hello {
+                root_nonce: 1,
+                serial: 2,
+                nranks: 3,
+                rank: 1,
+                device: 4,
+                nonce: u64::MAX,
+                pid: 99,
+                timeout_ms: 300,
+            },
+            Msg::JoinedInProcess { handle: 0xCC << 40 },
+            Msg::JoinedNetwork {
+                name: "g".into(),
+                devices: vec![0, 1],
+                pids: vec![5, 6],
+            },
+            Msg::Refused {
+                code: HCCL_E_PARA,
+                message: "no".into(),
+            },
+            Msg::Contribute {
+                seq: 7,
+                timeout_ms: 1,
+                call: CallDesc {
+                    kind: Kind::AlltoAllV,
+                    dtype: HCCL_DATA_TYPE_BFP16,
+                    op: None,
+                    root: 0,
+                    count: 0,
+                    v: Some(v),
+                },
+                data: vec![1, 2, 3],
+            },
+            Msg::Contribute {
+                seq: 8,
+                timeout_ms: 1,
+                call: CallDesc {
+                    kind: Kind::Reduce,
+                    dtype: HCCL_DATA_TYPE_FP32,
+                    op: Some(HCCL_REDUCE_MAX),
+                    root: 2,
+                    count: 5,
+                    v: None,
+                },
+                data: vec![],
+            },
+            Msg::Outcome {
+                seq: 3,
+                result: Ok(vec![9; 10]),
+            },
+            Msg::Outcome {
+                seq: 4,
+                result: Err((HCCL_E_TIMEOUT, "late".into())),
+            },
+            Msg::Send {
+                to: 1,
+                seq: 2,
+                dtype: HCCL_DATA_TYPE_INT8,
+                count: 2,
+                data: vec![1, 2],
+            },
+            Msg::Deliver {
+                from: 0,
+                seq: 2,
+                dtype: HCCL_DATA_TYPE_INT8,
+                count: 0,
+                data: vec![],
+            },
+            Msg::Destroy {
+                last_seq: 4,
+                sent: vec![0, 3],
+            },
+            Msg::PeerDestroyed { rank: 1, sent: 3 },
+            Msg::PeerLost {
+                rank: 1,
+                message: "gone".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_a_stream() {
+        let mut buf = Vec::new();
+        for m in samples() {
+            write_msg(&mut buf, &m).unwrap();
+        }
+        let mut r = buf.as_slice();
+        for m in samples() {
+            assert_eq!(read_msg(&mut r).unwrap(), m);
+        }
+        assert!(matches!(read_msg(&mut r), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn corrupt_frames_are_errors_not_panics() {
+        for m in samples() {
+            let body = m.encode();
+            // Every truncation is refused.
+            for cut in 0..body.len() {
+                assert!(Msg::decode(&body[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            let mut long = body.clone();
+            long.push(0);
+            assert!(Msg::decode(&long).is_err());
+        }
+        assert!(Msg::decode(&[200]).is_err());
+        // A huge list length allocates nothing and is refused.
+        let mut e = Enc::default();
+        e.u8(9);
+        e.u64(1);
+        e.u64(u64::MAX / 2);
+        assert!(Msg::decode(&e.0).is_err());
+        // Frame limits and cut frames.
+        let mut huge = Vec::new();
+        huge.extend_from_slice(&(MAX_FRAME + 1).to_le_bytes());
+        assert!(matches!(
+            read_msg(&mut huge.as_slice()),
+            Err(ReadError::Corrupt(_))
+        ));
+        let mut cut = Vec::new();
+        write_msg(&mut cut, &samples()[0]).unwrap();
+        cut.truncate(cut.len() - 1);
+        assert!(matches!(
+            read_msg(&mut cut.as_slice()),
+            Err(ReadError::Io(_))
+        ));
+        assert!(matches!(read_msg(&mut &cut[..3]), Err(ReadError::Io(_))));
+        // A foreign hello.
+        let mut bad = samples()[0].encode();
+        bad[1] = b'X';
+        assert!(Msg::decode(&bad).unwrap_err().message.contains("magic"));
+    }
+}
