@@ -68,7 +68,10 @@ impl Link {
         write_msg(&mut *w, msg).map_err(|e| {
             hccl_err(
                 HCCL_E_TCP_TRANSFER,
-                format!("sending to the root process at {}: {e}", self.root),
+                format!(
+                    "sending to the root process at {}: {e} (did the process that called HcclGetRootInfo exit?)",
+                    self.root
+                ),
             )
         })
     }

@@ -1282,6 +1282,8 @@ fn root_info_rendezvous_from_threads() {
     }
 }
 
+mod multiprocess;
+
 // ---- child process: 8 devices ------------------------------------------
 
 const CHILD_ENV: &str = "ASCEND_MOCK_HCCL_TEST_CHILD";
