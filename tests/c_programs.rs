@@ -257,6 +257,8 @@ fn c_planted_bug_is_not_reported_when_the_sanitizer_is_off() {
     assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(!stderr.contains(REPORT_PREFIX.trim_end()), "{stderr}");
     assert!(stdout.contains("returned 0"), "{stdout}");
+}
+
 #[test]
 fn c_hccl_two_process_program_runs_on_the_mock() {
     let exe = build("hccl_mp", &["ascendcl", "hccl"]);
