@@ -37,9 +37,12 @@
 //! their types and layouts are those prepared, declares them on the stream,
 //! points the executor at their addresses (`aclSetInputTensorAddr` /
 //! `aclSetOutputTensorAddr`, only when an address changed) and calls
-//! phase 2. Dropping it waits for the streams it ran on, then calls
-//! `aclDestroyAclOpExecutor`; a failure there is recorded in the context
-//! (and the executor leaked when the wait failed).
+//! phase 2. Dropping it waits for the streams it ran on (or, when that
+//! fails, for the whole device), then calls `aclDestroyAclOpExecutor` and
+//! destroys its descriptors; failures are recorded in the context (and the
+//! executor leaked when no wait worked). A failing
+//! `aclSetAclOpExecutorRepeatable` right after phase 1 leaves a single-use
+//! executor that only its phase 2 would release: it is leaked.
 
 use std::ffi::c_void;
 use std::sync::{Arc, Weak};
@@ -481,22 +484,27 @@ impl PreparedOp {
 
 impl Drop for PreparedOp {
     fn drop(&mut self) {
+        let ctx = self.workspace.context().clone();
         // Queued launches may still use the executor: wait for them. If
-        // that fails, leaking the executor is the only sound choice.
+        // that fails, wait for the whole device instead; if that fails
+        // too, leaking the executor is the only sound choice.
         for (_, s) in &self.ran_on {
             if let Some(s) = s.upgrade()
                 && let Err(e) = s.sync_point()
             {
-                s.context().record_err(e);
-                return;
+                ctx.record_err(e);
+                if ctx.wait_all_work().is_err() {
+                    return;
+                }
+                break;
             }
         }
         // SAFETY: the executor is repeatable, owned by self, no launch of
         // it is pending (synchronized above), destroyed only here.
         let status = unsafe { (self.destroy)(self.exec) };
-        if status != 0 {
-            let ctx = self.workspace.context();
-            ctx.record_result(result::check_aclnn("aclDestroyAclOpExecutor", status));
-        }
+        ctx.record_result(result::check_aclnn("aclDestroyAclOpExecutor", status));
+        // The executor is gone, so its descriptors can go too; a failure
+        // is recorded like any other in Drop.
+        ctx.record_result(std::mem::take(&mut self.parts).destroy());
     }
 }
