@@ -1,7 +1,8 @@
 //! The expert-parallel MoE layer ([`ExpertParallelLayer`]) against the single-device layer
 //! ([`MoeLayer`]) on the same weights and tokens, on 8 mock devices: N = 1, 2, 3, 4, 8 ranks,
 //! token counts that N does not divide (and fewer tokens than ranks), routing that leaves
-//! ranks without rows, both gating rules, f16 and bf16, and the arguments it refuses.
+//! ranks without rows, both gating rules, f16 and bf16, ranks on any distinct devices, and the
+//! arguments it refuses.
 
 use std::sync::{Arc, Once};
 
@@ -236,6 +237,27 @@ fn half_precision_matches_the_single_device_layer() {
             assert!(err <= tol, "{p} on {ranks} ranks: {err} > {tol}");
         }
     }
+}
+
+#[test]
+fn ranks_on_any_distinct_devices() {
+    setup();
+    let (w, x) = weights_and_tokens(MoeConfig::small().with_tokens(19), 13);
+    let (want, _) = single::<f32>(&w, &x);
+    let devices = [6, 1, 3, 4];
+    let ep = ExpertParallelLayer::<f32>::new(&w, &devices).unwrap();
+    for (r, &d) in devices.iter().enumerate() {
+        assert_eq!(ep.stream(r).unwrap().context().ordinal(), d);
+        assert_eq!(ep.owner_of(2 * r + 1), Some(r));
+    }
+    assert_eq!(ep.owner_of(8), None);
+    let xs = ep.scatter(&x).unwrap();
+    assert_eq!(xs[0].buffer().device().ordinal(), 6);
+    let out = ep.forward(&xs).unwrap();
+    let devices_seen: Vec<i32> = out.stats.iter().map(|s| s.device).collect();
+    assert_eq!(devices_seen, devices);
+    let err = max_rel_err(&out.gather().unwrap(), &want).unwrap();
+    assert!(err <= 1e-5, "{err}");
 }
 
 #[test]
