@@ -23,8 +23,8 @@
 //! Each rank runs its pass on its own host thread, as it would in its own process on a
 //! cluster: it queues its work on its stream, and the collectives meet on the streams. A
 //! rank that fails part-way leaves its peers' next collective waiting for it until HCCL's
-//! timeout fails that collective too; [`ExpertParallelLayer::forward`] returns the error of
-//! the lowest failing rank.
+//! timeout fails that collective too; [`ExpertParallelLayer::forward`] returns the earliest
+//! failure, the cause.
 //!
 //! 1. **Gating** (each rank, its home tokens `x_r [T_r, H]`): router matmul and gating
 //!    (the very code of the single-device layer), then `moe_init_routing` over all E
@@ -289,6 +289,9 @@ struct Rank<T: MoeElement> {
     shared: Option<(Tensor<T>, Tensor<T>)>,
 }
 
+/// One rank's pass: its output rows and what it did.
+type RankResult<T> = Result<(Tensor<T>, RankStats)>;
+
 /// The MoE layer with its routed experts sharded over N devices (see the module docs).
 #[derive(Debug)]
 pub struct ExpertParallelLayer<T: MoeElement> {
@@ -506,36 +509,55 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
             return Err(invalid(FWD, "no rank has tokens"));
         }
         let started = Instant::now();
-        let results: Vec<Result<(Tensor<T>, RankStats)>> = std::thread::scope(|scope| {
+        // Each rank's result with the moment its thread finished.
+        let results: Vec<(RankResult<T>, Instant)> = std::thread::scope(|scope| {
             let threads: Vec<_> = self
                 .ranks
                 .iter()
                 .zip(x)
                 .enumerate()
-                .map(|(r, (rank, xr))| scope.spawn(move || self.rank_pass(r, rank, xr)))
+                .map(|(r, (rank, xr))| {
+                    scope.spawn(move || (self.rank_pass(r, rank, xr), Instant::now()))
+                })
                 .collect();
             threads
                 .into_iter()
                 .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(invalid(FWD, "a rank's thread panicked")))
+                    t.join().unwrap_or_else(|_| {
+                        (
+                            Err(invalid(FWD, "a rank's thread panicked")),
+                            Instant::now(),
+                        )
+                    })
                 })
                 .collect()
         });
         let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+        // The earliest failure is the cause; peers that failed later were most likely left
+        // waiting for the failed rank in a collective until it timed out.
+        let first_failure = results
+            .iter()
+            .filter(|(r, _)| r.is_err())
+            .min_by_key(|(_, at)| *at)
+            .map(|(_, at)| *at);
         let mut y = Vec::with_capacity(n);
         let mut stats = Vec::with_capacity(n);
-        for result in results {
-            let (yr, st) = result?;
-            y.push(yr);
-            stats.push(st);
+        for (result, at) in results {
+            match result {
+                Ok((yr, st)) => {
+                    y.push(yr);
+                    stats.push(st);
+                }
+                Err(e) if Some(at) == first_failure => return Err(e),
+                Err(_) => {}
+            }
         }
         Ok(EpOutput { y, stats, wall_ms })
     }
 
     /// One rank's part of a pass, on its own host thread: the five phases of the module
     /// docs, an event on the rank's stream at each boundary. Waits for the rank's stream.
-    fn rank_pass(&self, r: usize, rank: &Rank<T>, x: &Tensor<T>) -> Result<(Tensor<T>, RankStats)> {
+    fn rank_pass(&self, r: usize, rank: &Rank<T>, x: &Tensor<T>) -> RankResult<T> {
         let (n, c) = (self.ranks.len(), &self.config);
         let (e, h, k) = (c.n_routed_experts, c.hidden, c.top_k);
         let s = &rank.stream;
@@ -575,6 +597,9 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
         // them (the tracker orders the host read below after it).
         let mut all = unsafe { DeviceBuffer::<i64>::alloc_pooled(s, n * e) }?;
         comm.all_gather(counts.buffer(), &mut all, s)?;
+        // The stream's synchronize reports a collective that failed (a peer that never
+        // joined it times out); reading `all` alone would not, and would see unwritten memory.
+        s.synchronize()?;
         let matrix = counts_matrix(&all.to_vec()?, n, e)?;
         let plan = plan_rank(&matrix, &self.experts, r, tokens * k)?;
         let rows: usize = plan.rows_received_from.iter().sum();
