@@ -158,19 +158,26 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
             return Ok(());
         }
         self.ctx.bind()?;
-        self.access.sync_all()?;
+        let waited = self.access.sync_all();
+        if waited.is_err() && self.ctx.wait_all_work().is_err() {
+            // Neither the streams nor the device could be waited for: a
+            // copy may still use the block (the caller leaks it).
+            return waited;
+        }
         self.allocated = false;
         // SAFETY: the block came from aclrtMallocHost and is freed only here
-        // (`allocated` is now false); queued copies have finished.
-        unsafe { result::memory::free_host(self.ptr.as_ptr().cast()) }
+        // (`allocated` is now false); queued copies have finished (their
+        // streams, or the whole device, were waited for).
+        let freed = unsafe { result::memory::free_host(self.ptr.as_ptr().cast()) };
+        waited.and(freed)
     }
 }
 
 impl<T: DeviceRepr> Drop for PinnedBuffer<T> {
     fn drop(&mut self) {
         let r = self.release();
-        // On failure the block is leaked: freeing memory a copy may still
-        // use would be unsound.
+        // When no wait worked the block is leaked: freeing memory a copy
+        // may still use would be unsound.
         self.allocated = false;
         self.ctx.record_result(r);
     }
