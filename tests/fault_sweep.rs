@@ -34,9 +34,10 @@
 //! Anything else that returns `Ok` fails the test.
 //!
 //! After every run the device reset's leak report must be absent, and no
-//! aclnn descriptor or executor may be left in the mock's registry (the
-//! reset's leak check sees descriptors only while their memory lives, so the
-//! registry is read directly). When the failed call is one that releases an
+//! aclnn descriptor or executor may be left in the mock's registry and no
+//! pinned host block alive (the reset's leak check sees descriptors only
+//! while their memory lives, and pinned memory belongs to no device, so both
+//! are read from the mock directly). When the failed call is one that releases an
 //! object (`aclrtFree`, `aclDestroyTensor`, `aclrtDestroyEvent`, ...), the
 //! mock did not release it, so at most that one object may be left (none
 //! when `ascend-rt` retries, as the pool does at the context's end); the
@@ -60,7 +61,7 @@ use ascend::moe::{
 use ascend_mock::fault::{self, TracedCall};
 use ascend_mock::sanitizer::{self, Report, ReportClass};
 use ascend_mock::{AclnnLiveObject, AclnnObjectKind};
-use ascend_rt::{Backend, Context, Error, PinnedBuffer, Tensor, ops};
+use ascend_rt::{Backend, Context, DeviceBuffer, Error, PinnedBuffer, Tensor, ops};
 use ascend_sys::*;
 use ndarray::Array2;
 
@@ -212,7 +213,8 @@ fn pipeline_inputs() -> (Vec<f32>, Vec<f32>) {
 /// stream and waited on by the other), a repeatable executor
 /// ([`ascend_rt::aclnn::PreparedOp`]) run twice, a host function, and a
 /// copy into pinned memory. Computes `out = (a + b/2) @ b + a` and returns
-/// it with the host function's flag (1.0 once it ran).
+/// it with the host function's flag (1.0 once it ran), then `a` again,
+/// staged through a pinned block that is dropped while its copy is queued.
 fn pipeline_pass() -> Outcome {
     let (ha, hb) = pipeline_inputs();
     run_pass(|ctx| {
@@ -234,6 +236,14 @@ fn pipeline_pass() -> Outcome {
         let mut values = pinned.as_slice()?.to_vec();
         s2.synchronize()?;
         values.push(if ran.load(Ordering::SeqCst) { 1.0 } else { 0.0 });
+        // A pinned block dropped while a copy from it is queued: its release
+        // waits for that copy.
+        let mut staged = PinnedBuffer::<f32>::zeroed(ctx, 16)?;
+        staged.as_mut_slice()?.copy_from_slice(&ha);
+        let mut back = DeviceBuffer::<f32>::zeroed(ctx, 16)?;
+        back.copy_from_pinned(&staged, &s2)?;
+        drop(staged);
+        values.extend(back.to_vec()?);
         Ok(values)
     })
 }
@@ -250,6 +260,7 @@ fn pipeline_expected() -> Values {
         }
     }
     out.push(1.0);
+    out.extend(a);
     out
 }
 
@@ -313,47 +324,57 @@ fn leaked_objects(r: &Report) -> usize {
         .count()
 }
 
-/// The aclnn descriptors and executors alive in the mock (list members
-/// aside): described, and destroyed so that the next run starts clean.
-fn take_live_aclnn_objects() -> Vec<String> {
+/// What the device reset's leak check cannot see, because it is not tied
+/// to a device: the aclnn descriptors and executors alive in the mock (list
+/// members aside) and the pinned host blocks. Described, and released so
+/// that the next run starts clean.
+fn take_leftovers() -> Vec<String> {
     let api = ascend_rt::api().expect("the backend is up");
+    let mut left = Vec::new();
+    for block in ascend_mock::memory::live_blocks(Some(ascend_mock::memory::MemKind::PinnedHost)) {
+        let free = api.acl.aclrtFreeHost().expect("aclrtFreeHost resolves");
+        // SAFETY: a live pinned block that nothing of this test uses any more.
+        let code = unsafe { free(block.base as *mut std::ffi::c_void) };
+        left.push(format!(
+            "pinned block {:#x} of {} bytes made by {:?} (freed by the test: {code})",
+            block.base, block.requested, block.origin
+        ));
+    }
     let live: Vec<AclnnLiveObject> = ascend_mock::aclnn_live_objects()
         .into_iter()
         .filter(|o| o.owner.is_none())
         .collect();
-    live.iter()
-        .map(|o| {
-            let p = o.address as *mut std::ffi::c_void;
-            // SAFETY: `p` is a live object of the kind the registry names,
-            // which nothing of this test uses any more.
-            let status = unsafe {
-                match o.kind {
-                    AclnnObjectKind::Tensor => api.nnopbase.aclDestroyTensor().map(|f| f(p.cast())),
-                    AclnnObjectKind::TensorList => {
-                        api.nnopbase.aclDestroyTensorList().map(|f| f(p.cast()))
-                    }
-                    AclnnObjectKind::Scalar => api.nnopbase.aclDestroyScalar().map(|f| f(p.cast())),
-                    AclnnObjectKind::IntArray => {
-                        api.nnopbase.aclDestroyIntArray().map(|f| f(p.cast()))
-                    }
-                    AclnnObjectKind::Executor => api
-                        .nnopbase
+    left.extend(live.iter().map(|o| {
+        let p = o.address as *mut std::ffi::c_void;
+        // SAFETY: `p` is a live object of the kind the registry names,
+        // which nothing of this test uses any more.
+        let status = unsafe {
+            match o.kind {
+                AclnnObjectKind::Tensor => api.nnopbase.aclDestroyTensor().map(|f| f(p.cast())),
+                AclnnObjectKind::TensorList => {
+                    api.nnopbase.aclDestroyTensorList().map(|f| f(p.cast()))
+                }
+                AclnnObjectKind::Scalar => api.nnopbase.aclDestroyScalar().map(|f| f(p.cast())),
+                AclnnObjectKind::IntArray => api.nnopbase.aclDestroyIntArray().map(|f| f(p.cast())),
+                AclnnObjectKind::Executor => {
+                    api.nnopbase
                         .aclSetAclOpExecutorRepeatable()
                         .and_then(|rep| {
                             rep(p.cast());
                             api.nnopbase.aclDestroyAclOpExecutor().map(|f| f(p.cast()))
-                        }),
-                    _ => Ok(-1),
+                        })
                 }
-            };
-            format!(
-                "{} {:#x} made by {} (destroyed by the test: {status:?})",
-                o.kind.name(),
-                o.address,
-                o.created_by
-            )
-        })
-        .collect()
+                _ => Ok(-1),
+            }
+        };
+        format!(
+            "{} {:#x} made by {} (destroyed by the test: {status:?})",
+            o.kind.name(),
+            o.address,
+            o.created_by
+        )
+    }));
+    left
 }
 
 /// Gives back the device reference a failed `aclrtResetDevice` kept, so the
@@ -404,10 +425,10 @@ fn prepare<'a>(
         reports.is_empty(),
         "{name}: the clean pass was reported: {reports:#?}"
     );
-    let live = take_live_aclnn_objects();
+    let live = take_leftovers();
     assert!(
         live.is_empty(),
-        "{name}: the clean pass left aclnn objects: {live:#?}"
+        "{name}: the clean pass left objects: {live:#?}"
     );
     assert_eq!(trace.len() as u64, fault::call_count("*"));
     Sweep {
@@ -505,7 +526,7 @@ fn injected_run(
         Ok(_) => problems.push("the pass succeeded although the call failed".to_string()),
     }
     let reports = sanitizer::take_reports();
-    let live = take_live_aclnn_objects();
+    let live = take_leftovers();
     let may_leak_one = releases_an_object(call.api) || strands_an_object(call.api);
     let leaked = reports
         .iter()
@@ -525,7 +546,7 @@ fn injected_run(
     }
     if leaked > usize::from(may_leak_one) {
         problems.push(format!(
-            "{leaked} objects leaked: {:#?}; aclnn objects left: {live:#?}",
+            "{leaked} objects leaked: {:#?}; left in the mock: {live:#?}",
             reports.iter().map(|r| &r.message).collect::<Vec<_>>()
         ));
     }
@@ -669,7 +690,7 @@ fn lose_the_device_during(sweep: &Sweep<'_>, every: usize, watchdog: &Watchdog) 
         };
         fault::clear();
         let _ = sanitizer::take_reports();
-        let _ = take_live_aclnn_objects();
+        let _ = take_leftovers();
         if weak.upgrade().is_some() {
             failures.push(format!("{label}: the context outlived the pass"));
         }
@@ -701,9 +722,9 @@ fn lose_the_device_during(sweep: &Sweep<'_>, every: usize, watchdog: &Watchdog) 
         if !reports.is_empty() {
             failures.push(format!("after {label}: reports {reports:#?}"));
         }
-        let live = take_live_aclnn_objects();
+        let live = take_leftovers();
         if !live.is_empty() {
-            failures.push(format!("after {label}: aclnn objects left {live:#?}"));
+            failures.push(format!("after {label}: objects left {live:#?}"));
         }
     }
     println!(
