@@ -98,9 +98,16 @@ impl TensorArg {
         }
     }
 
-    /// Number of elements in the view.
+    /// Number of elements in the view (`usize::MAX` when the count does not
+    /// fit, which no allocation can hold).
     pub fn numel(&self) -> usize {
-        self.shape.iter().map(|&d| d.max(0) as usize).product()
+        if self.shape.iter().any(|&d| d <= 0) {
+            return 0;
+        }
+        self.shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            .unwrap_or(usize::MAX)
     }
 
     /// Number of dimensions.
@@ -160,21 +167,26 @@ impl TensorArg {
     /// The smallest and one past the largest element offset the view
     /// touches, or `None` when it is empty. Used to check a view against its
     /// allocation before any kernel runs.
+    ///
+    /// The bounds are computed exactly and saturate at the `i64` range, so a
+    /// view whose offsets overflow 64 bits reports an extent no allocation
+    /// contains.
     pub fn extent(&self) -> Option<(i64, i64)> {
         if self.numel() == 0 {
             return None;
         }
-        let mut lo = self.offset;
-        let mut hi = self.offset;
+        let mut lo = i128::from(self.offset);
+        let mut hi = i128::from(self.offset);
         for (&n, &s) in self.shape.iter().zip(&self.strides) {
-            let span = (n - 1) * s;
+            let span = i128::from(n - 1) * i128::from(s);
             if span < 0 {
                 lo += span;
             } else {
                 hi += span;
             }
         }
-        Some((lo, hi + 1))
+        let clamp = |v: i128| v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        Some((clamp(lo), clamp(hi + 1)))
     }
 
     /// Gather the view as f32 in row-major order (floats widened, integers
@@ -297,11 +309,12 @@ impl TensorArg {
     }
 }
 
-/// Row-major strides (in elements) of a contiguous tensor of `shape`.
+/// Row-major strides (in elements) of a contiguous tensor of `shape`
+/// (saturating at `i64::MAX` for shapes whose size does not fit).
 pub fn contiguous_strides(shape: &[i64]) -> Vec<i64> {
     let mut strides = vec![1i64; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1].max(1);
+        strides[d] = strides[d + 1].saturating_mul(shape[d + 1].max(1));
     }
     strides
 }
@@ -391,6 +404,27 @@ mod tests {
         unsafe { ht.write_f32(&[1.0 / 3.0, 65504.0]) };
         assert_eq!(h[0], f16::from_f32(1.0 / 3.0));
         assert_eq!(h[1], f16::MAX);
+    }
+
+    #[test]
+    fn overflowing_layouts_saturate() {
+        // Found by fuzzing: huge dimensions overflowed these computations.
+        assert_eq!(contiguous_strides(&[2, i64::MAX, 3]), vec![i64::MAX, 3, 1]);
+        let t = TensorArg {
+            ptr: std::ptr::null_mut(),
+            dtype: DType::F32,
+            shape: vec![1 << 40, 1 << 40],
+            strides: vec![i64::MAX, -i64::MAX],
+            offset: 0,
+        };
+        assert_eq!(t.numel(), usize::MAX);
+        assert_eq!(t.extent(), Some((i64::MIN, i64::MAX)));
+        let empty = TensorArg {
+            shape: vec![i64::MAX, i64::MAX, 0],
+            ..t
+        };
+        assert_eq!(empty.numel(), 0);
+        assert_eq!(empty.extent(), None);
     }
 
     #[test]

@@ -254,7 +254,7 @@ pub fn check_placement(op: &str, param: &str, arg: &TensorArg, device: u32) -> M
         )));
     }
     let es = arg.dtype.size() as i128;
-    let span = ((i128::from(hi) - i128::from(lo)) * es).max(0) as usize;
+    let span = ((i128::from(hi) - i128::from(lo)) * es).clamp(0, usize::MAX as i128) as usize;
     memory::check_not_freed(ptr, span, param)
         .map_err(|e| MockError::new(ACLNN_ERR_PARAM_INVALID, e.message))?;
     let loc = memory::classify(ptr);

@@ -364,6 +364,45 @@ unsafe fn read_array<T: Copy>(ptr: *const T, n: u64, what: &str) -> MockResult<V
     Ok(unsafe { std::slice::from_raw_parts(ptr, n as usize) }.to_vec())
 }
 
+/// Refuses view dimensions (each counted as at least 1, as contiguous
+/// strides count them) whose product exceeds `i64::MAX`: element counts,
+/// strides and offsets are 64-bit everywhere (in CANN's API and in the
+/// kernels), so such a view has no representable layout.
+fn check_element_count(view: &[i64]) -> MockResult<()> {
+    let mut product: i128 = 1;
+    for &d in view {
+        product *= i128::from(d.max(1));
+        if product > i128::from(i64::MAX) {
+            return Err(invalid(format!(
+                "viewDims {view:?} multiply to more than {} elements; the layout does not fit in 64 bits",
+                i64::MAX
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a non-empty view whose element span, `offset + Σ (dim - 1) *
+/// |stride|`, does not fit in an `i64`: the placement checks and the
+/// kernels compute element offsets in 64 bits.
+fn check_span(view: &[i64], strides: &[i64], offset: i64) -> MockResult<()> {
+    if view.contains(&0) {
+        return Ok(());
+    }
+    let span = view
+        .iter()
+        .zip(strides)
+        .map(|(&n, &s)| i128::from(n - 1) * i128::from(s).abs())
+        .sum::<i128>()
+        + i128::from(offset);
+    if span >= i128::from(i64::MAX) {
+        return Err(invalid(format!(
+            "view (shape {view:?}, strides {strides:?}, offset {offset}) spans {span} elements, more than 64-bit offsets can address"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates and builds a tensor descriptor from `aclCreateTensor`'s
 /// arguments.
 ///
@@ -395,6 +434,7 @@ unsafe fn describe(
             "viewDims[{i}] is {d}; dimensions must be non-negative"
         )));
     }
+    check_element_count(&view)?;
     let strides = if stride.is_null() {
         ascend_kernels::tensor::contiguous_strides(&view)
     } else {
@@ -417,6 +457,7 @@ unsafe fn describe(
             "offset {offset} is negative; it counts elements from tensorData"
         )));
     }
+    check_span(&view, &strides, offset)?;
     let data = data as usize;
     if data % DATA_ALIGN != 0 {
         return Err(invalid(format!(
@@ -891,4 +932,55 @@ pub unsafe extern "C" fn aclGetRawTensorAddr(
         // SAFETY: `addr` is NULL or writable by the caller's contract.
         unsafe { put(addr, data as *mut c_void, "addr") }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests_support::take_message;
+
+    /// `aclCreateTensor` with a contiguous (NULL) or given stride array;
+    /// the refusal's message when it returns NULL.
+    fn create(view: &[i64], strides: Option<&[i64]>, offset: i64) -> Result<usize, String> {
+        // SAFETY: the arrays hold `view.len()` values; no data address.
+        let p = unsafe {
+            aclCreateTensor(
+                view.as_ptr(),
+                view.len() as u64,
+                ACL_FLOAT,
+                strides.map_or(std::ptr::null(), |s| s.as_ptr()),
+                offset,
+                ACL_FORMAT_ND,
+                view.as_ptr(),
+                view.len() as u64,
+                std::ptr::null_mut(),
+            )
+        };
+        if p.is_null() {
+            return Err(take_message().unwrap_or_default());
+        }
+        // SAFETY: `p` is the live descriptor just created.
+        assert_eq!(unsafe { aclDestroyTensor(p) }, ACLNN_SUCCESS);
+        Ok(p as usize)
+    }
+
+    #[test]
+    fn layouts_beyond_64_bits_are_refused() {
+        // Found by fuzzing: contiguous strides of these shapes overflowed.
+        let err = create(&[1 << 32, 1 << 32], None, 0).unwrap_err();
+        assert!(err.contains("multiply to more than"), "{err}");
+        let err = create(&[0, 1 << 40, 1 << 40], Some(&[1, 1, 1]), 0).unwrap_err();
+        assert!(err.contains("multiply to more than"), "{err}");
+        let err = create(&[3, 2], Some(&[i64::MAX / 2, 1]), 0).unwrap_err();
+        assert!(err.contains("more than 64-bit offsets"), "{err}");
+        let err = create(&[2], Some(&[-i64::MAX]), 1).unwrap_err();
+        assert!(err.contains("more than 64-bit offsets"), "{err}");
+        let err = create(&[2], Some(&[1]), i64::MAX - 1).unwrap_err();
+        assert!(err.contains("more than 64-bit offsets"), "{err}");
+        // The largest layouts that fit are accepted, and empty views span
+        // nothing whatever their strides.
+        create(&[1 << 31, 1 << 31], None, 0).unwrap();
+        create(&[2], Some(&[i64::MAX / 2]), 0).unwrap();
+        create(&[0, 5], Some(&[i64::MAX, i64::MAX]), 0).unwrap();
+    }
 }
