@@ -1,0 +1,1360 @@
+//! Runs a [`Case`] against the mock device through its exported C
+//! functions (resolved with `ascend_mock::resolve` into `ascend_sys`'s
+//! function tables) and checks the contract every call must keep:
+//!
+//! - every call either succeeds or returns an error code and leaves a
+//!   non-empty message for `aclGetRecentErrMsg` (never a panic: the fuzz
+//!   target's panic hook aborts even on panics the mock would catch);
+//! - a successful phase one hands out an executor; phase two either queues
+//!   it or fails cleanly; a non-repeatable executor is consumed by a
+//!   successful phase two and refused afterwards;
+//! - a NULL workspace with a non-zero size is refused;
+//! - after the case, every descriptor, list and executor is destroyed and
+//!   every allocation freed, and the mock's counts of live aclnn objects
+//!   and device and pinned allocations are back where they started.
+//!
+//! A broken rule panics with a description of what happened (the fuzzer
+//! reports it as a crash). Sizes are bounded: a view holds at most
+//! [`MAX_ELEMENTS`] elements unless its element count overflows (which the
+//! mock must refuse), and an allocation holds at most [`MAX_ALLOC`] bytes,
+//! so a case never needs much memory or time.
+//!
+//! Invariant: the device, context and stream are set up once per process
+//! ([`setup`]); each case runs on the calling thread, which holds the
+//! context.
+
+use std::ffi::{CStr, c_void};
+use std::sync::{Mutex, OnceLock};
+
+use ascend_mock::memory::MemKind;
+use ascend_sys::*;
+
+use crate::spec::*;
+
+/// Most elements in a view whose element count fits in 64 bits.
+pub const MAX_ELEMENTS: i128 = 4096;
+/// Most bytes of one allocation.
+pub const MAX_ALLOC: usize = 256 << 10;
+/// Most dimensions passed to `aclCreateTensor` (one more than the mock's
+/// maximum of 25, so the refusal is reached).
+pub const MAX_RANK: usize = 26;
+
+/// The function tables over the mock.
+fn api() -> &'static Api {
+    static API: OnceLock<Api> = OnceLock::new();
+    API.get_or_init(|| Api::from_resolver(ascend_mock::resolve, "ascend-mock"))
+}
+
+/// The exported function `$name` of table `$table`.
+macro_rules! f {
+    ($table:ident . $name:ident) => {
+        api()
+            .$table
+            .$name()
+            .expect(concat!("the mock exports ", stringify!($name)))
+    };
+}
+
+/// The process-wide device state the cases run on.
+struct Device {
+    /// A stream created on device 0.
+    stream: usize,
+}
+
+/// Initialises the mock once (aclInit, device 0, a stream, aclnnInit) and
+/// returns the stream.
+fn setup() -> aclrtStream {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    let d = DEVICE.get_or_init(|| {
+        // SAFETY: NULL is a valid config path for aclInit and aclnnInit; the
+        // stream output is a local.
+        unsafe {
+            let rc = f!(acl.aclInit)(std::ptr::null());
+            assert!(
+                rc == ACL_SUCCESS || rc == ACL_ERROR_REPEAT_INITIALIZE,
+                "aclInit: {rc}"
+            );
+            assert_eq!(f!(acl.aclrtSetDevice)(0), ACL_SUCCESS);
+            let mut s: aclrtStream = std::ptr::null_mut();
+            assert_eq!(f!(acl.aclrtCreateStream)(&mut s), ACL_SUCCESS);
+            assert_eq!(f!(nnopbase.aclnnInit)(std::ptr::null()), ACL_SUCCESS);
+            Device { stream: s as usize }
+        }
+    });
+    // The context is per thread: make device 0 current on this one too
+    // (a no-op after the first time).
+    // SAFETY: no pointer arguments.
+    let rc = unsafe { f!(acl.aclrtSetDevice)(0) };
+    assert_eq!(rc, ACL_SUCCESS, "aclrtSetDevice");
+    d.stream as aclrtStream
+}
+
+/// The pending error message of this thread, which a failed call must
+/// have left.
+fn take_message(call: &str, code: i64) -> String {
+    // SAFETY: no arguments; the result is NULL or a NUL-terminated string
+    // valid until the next aclGetRecentErrMsg on this thread.
+    let p = unsafe { f!(acl.aclGetRecentErrMsg)() };
+    assert!(
+        !p.is_null(),
+        "{call} failed with {code} but left no message"
+    );
+    // SAFETY: non-NULL, so a NUL-terminated string (see above); copied at once.
+    let msg = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+    assert!(
+        !msg.trim().is_empty(),
+        "{call} failed with {code} but its message is empty"
+    );
+    assert!(
+        !msg.contains("internal error in the mock device"),
+        "{call} panicked inside the mock: {msg}"
+    );
+    msg
+}
+
+/// Checks a status: `true` on success; a failure must carry a message.
+fn status(call: &str, code: i32) -> bool {
+    if code == 0 {
+        return true;
+    }
+    take_message(call, i64::from(code));
+    false
+}
+
+/// The size a [`Dim`] stands for.
+fn dim(d: Dim, vars: &[i64; 4]) -> i64 {
+    match d {
+        Dim::Var(i) => vars[usize::from(i % 4)],
+        Dim::Small(n) => i64::from(n % 9),
+        Dim::Raw(v) => v,
+    }
+}
+
+/// The `aclDataType` a spec names.
+fn dtype(d: DTypeSpec) -> aclDataType {
+    match d {
+        DTypeSpec::F32 => ACL_FLOAT,
+        DTypeSpec::F16 => ACL_FLOAT16,
+        DTypeSpec::Bf16 => ACL_BF16,
+        DTypeSpec::I32 => ACL_INT32,
+        DTypeSpec::I64 => ACL_INT64,
+        DTypeSpec::F64 => ACL_DOUBLE,
+        DTypeSpec::I8 => ACL_INT8,
+        DTypeSpec::U8 => ACL_UINT8,
+        DTypeSpec::I16 => ACL_INT16,
+        DTypeSpec::Bool => ACL_BOOL,
+        DTypeSpec::Raw(v) => v,
+    }
+}
+
+/// Bytes per element of `d` (4 for types the harness does not fill).
+fn elem_size(d: aclDataType) -> usize {
+    match d {
+        ACL_DOUBLE | ACL_INT64 | ACL_UINT64 | ACL_COMPLEX64 => 8,
+        ACL_FLOAT16 | ACL_BF16 | ACL_INT16 | ACL_UINT16 => 2,
+        ACL_INT8 | ACL_UINT8 | ACL_BOOL => 1,
+        _ => 4,
+    }
+}
+
+/// Caps the element count of a view with non-negative dimensions at
+/// [`MAX_ELEMENTS`], unless the count overflows 64 bits (kept, for the mock
+/// to refuse) or is zero.
+fn cap_view(view: &mut [i64]) {
+    if view.iter().any(|&d| d <= 0) {
+        return;
+    }
+    let total = view.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
+    let Some(total) = total else { return };
+    if i128::from(total) <= MAX_ELEMENTS {
+        return;
+    }
+    let mut prod: i128 = 1;
+    for d in view.iter_mut() {
+        let room = (MAX_ELEMENTS / prod).max(1);
+        if i128::from(*d) > room {
+            *d = room as i64;
+        }
+        prod *= i128::from(*d);
+    }
+}
+
+/// Contiguous strides of `view` (as the mock computes them).
+fn contiguous(view: &[i64]) -> Vec<i64> {
+    let mut s = vec![1i64; view.len()];
+    for d in (0..view.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1].saturating_mul(view[d + 1].max(1));
+    }
+    s
+}
+
+/// The lowest and one past the highest element offset of a view, in exact
+/// arithmetic (saturating at the `i128` range), or `None` when it is empty
+/// or has a negative dimension.
+pub fn extent(view: &[i64], strides: &[i64], offset: i64) -> Option<(i128, i128)> {
+    if view.iter().any(|&d| d <= 0) {
+        return None;
+    }
+    let (mut lo, mut hi) = (i128::from(offset), i128::from(offset));
+    for (&n, &s) in view.iter().zip(strides) {
+        let span = i128::from(n - 1) * i128::from(s);
+        if span < 0 {
+            lo = lo.saturating_add(span);
+        } else {
+            hi = hi.saturating_add(span);
+        }
+    }
+    Some((lo, hi.saturating_add(1)))
+}
+
+/// The bytes of one element of dtype `d` holding `v`.
+fn encode(d: aclDataType, v: f64, out: &mut Vec<u8>) {
+    match d {
+        ACL_FLOAT => out.extend_from_slice(&(v as f32).to_le_bytes()),
+        ACL_DOUBLE => out.extend_from_slice(&v.to_le_bytes()),
+        ACL_FLOAT16 => out.extend_from_slice(&half::f16::from_f64(v).to_le_bytes()),
+        ACL_BF16 => out.extend_from_slice(&half::bf16::from_f64(v).to_le_bytes()),
+        ACL_INT64 => out.extend_from_slice(&(v as i64).to_le_bytes()),
+        ACL_INT32 => out.extend_from_slice(&(v as i32).to_le_bytes()),
+        ACL_INT16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
+        ACL_INT8 => out.extend_from_slice(&(v as i8).to_le_bytes()),
+        ACL_UINT8 => out.push(v as u8),
+        ACL_BOOL => out.push(u8::from(v != 0.0)),
+        _ => out.extend_from_slice(&(v as f32).to_le_bytes()),
+    }
+}
+
+/// The contents of an allocation of `bytes` bytes holding `fill` in `d`,
+/// or `None` for all zeros.
+fn fill_bytes(fill: &Fill, d: aclDataType, bytes: usize) -> Option<Vec<u8>> {
+    const SPECIAL: [f64; 9] = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        65504.0,
+        1e-45,
+        9.3e18,
+        -9.3e18,
+        -1.0,
+    ];
+    let es = elem_size(d);
+    let n = bytes / es;
+    let value = |i: usize| -> Option<f64> {
+        match fill {
+            Fill::Zeros => None,
+            Fill::Iota => Some(i as f64),
+            Fill::Values(v) if v.is_empty() => None,
+            Fill::Values(v) => Some(f64::from(v[i % v.len()])),
+            Fill::Special => Some(SPECIAL[i % SPECIAL.len()]),
+        }
+    };
+    value(0)?;
+    let mut out = Vec::with_capacity(bytes);
+    for i in 0..n {
+        encode(d, value(i).unwrap_or(0.0), &mut out);
+    }
+    out.resize(bytes, 0);
+    Some(out)
+}
+
+/// Memory the harness owns for the length of a case.
+enum Memory {
+    /// `aclrtMalloc`.
+    Device(usize),
+    /// `aclrtMallocHost`.
+    Pinned(usize),
+    /// A host vector (pageable memory).
+    Pageable(Vec<u64>),
+}
+
+/// What a case created, for the operator calls and the teardown.
+struct World {
+    stream: aclrtStream,
+    /// The pool: each created descriptor (NULL when refused) and its data
+    /// address.
+    tensors: Vec<(*mut aclTensor, usize)>,
+    /// Whether a pool tensor belongs to a list (the list destroys it).
+    owned: Vec<bool>,
+    lists: Vec<*mut aclTensorList>,
+    scalars: Vec<*mut aclScalar>,
+    int_arrays: Vec<*mut aclIntArray>,
+    memory: Vec<Memory>,
+    /// A descriptor destroyed before the calls.
+    destroyed: usize,
+    /// A live `aclIntArray`, passed where a tensor is expected.
+    wrong_kind: usize,
+}
+
+/// What a case reached, for tests and statistics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Descriptors `aclCreateTensor` accepted.
+    pub tensors_created: usize,
+    /// Lists `aclCreateTensorList` accepted.
+    pub lists_created: usize,
+    /// Phase-one calls that succeeded.
+    pub phase_one_ok: usize,
+    /// Phase-two calls that queued a kernel.
+    pub launched: usize,
+    /// Synchronisations that reported a kernel's failure.
+    pub kernel_errors: usize,
+}
+
+impl World {
+    fn alloc_device(&mut self, bytes: usize) -> usize {
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `p` is a valid output location.
+        let rc = unsafe { f!(acl.aclrtMalloc)(&mut p, bytes.max(1), ACL_MEM_MALLOC_HUGE_FIRST) };
+        assert_eq!(rc, ACL_SUCCESS, "aclrtMalloc({bytes})");
+        self.memory.push(Memory::Device(p as usize));
+        p as usize
+    }
+
+    fn alloc_pinned(&mut self, bytes: usize) -> usize {
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `p` is a valid output location.
+        let rc = unsafe { f!(acl.aclrtMallocHost)(&mut p, bytes.max(1)) };
+        assert_eq!(rc, ACL_SUCCESS, "aclrtMallocHost({bytes})");
+        self.memory.push(Memory::Pinned(p as usize));
+        p as usize
+    }
+
+    /// A pageable host buffer of at least `bytes` bytes, 32-byte aligned.
+    fn alloc_pageable(&mut self, bytes: usize) -> usize {
+        let v = vec![0u64; bytes.div_ceil(8) + 4];
+        let p = (v.as_ptr() as usize).next_multiple_of(32);
+        self.memory.push(Memory::Pageable(v));
+        p
+    }
+
+    /// Writes `data` at `dst`, which is device memory when `device`.
+    fn upload(&self, dst: usize, data: &[u8], device: bool) {
+        if device {
+            // SAFETY: `dst` is the start of a device allocation of at least
+            // `data.len()` bytes made by this case; `data` is a host slice.
+            let rc = unsafe {
+                f!(acl.aclrtMemcpy)(
+                    dst as *mut c_void,
+                    data.len(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    ACL_MEMCPY_HOST_TO_DEVICE,
+                )
+            };
+            assert_eq!(rc, ACL_SUCCESS, "aclrtMemcpy of a fill");
+        } else {
+            // SAFETY: `dst` is the start of a host buffer of at least
+            // `data.len()` bytes owned by this case.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst as *mut u8, data.len()) };
+        }
+    }
+
+    /// Makes the memory of pool tensor `t` and returns its data address.
+    fn place(&mut self, t: &TensorSpec, view: &[i64], strides: &[i64], offset: i64) -> usize {
+        let d = dtype(t.dtype);
+        let es = elem_size(d) as i128;
+        // Bytes before the address (negative strides reach below it) and
+        // from it to the end of the view.
+        let (below, above) = match extent(view, strides, offset) {
+            Some((lo, hi)) => (
+                lo.saturating_neg().max(0).saturating_mul(es),
+                hi.max(0).saturating_mul(es),
+            ),
+            None => (0, 32),
+        };
+        let fits = below.saturating_add(above) <= MAX_ALLOC as i128;
+        let (below, need) = if fits {
+            let below = (below as usize).next_multiple_of(32);
+            (below, below + above as usize)
+        } else {
+            (0, 64)
+        };
+        let fill = |w: &World, base: usize, bytes: usize, device: bool| {
+            if let Some(data) = fill_bytes(&t.fill, d, bytes) {
+                w.upload(base, &data, device);
+            }
+        };
+        match t.placement {
+            Placement::Null => 0,
+            Placement::Fits { pad, shift } => {
+                let bytes = need + usize::from(pad) * 32;
+                let base = self.alloc_device(bytes);
+                fill(self, base, bytes, true);
+                base + below + usize::from(shift) * 32
+            }
+            Placement::Bytes { bytes, shift } => {
+                let bytes = usize::from(bytes).max(1);
+                let base = self.alloc_device(bytes);
+                fill(self, base, bytes, true);
+                base + usize::from(shift) * 32
+            }
+            Placement::Misaligned(by) => {
+                let base = self.alloc_device(need + 32);
+                base + below + usize::from(by % 31) + 1
+            }
+            Placement::Freed => {
+                let base = self.alloc_device(need);
+                let Some(Memory::Device(p)) = self.memory.pop() else {
+                    unreachable!("alloc_device pushed a device block")
+                };
+                // SAFETY: `p` is a live device allocation of this case, not
+                // used by anything yet.
+                let rc = unsafe { f!(acl.aclrtFree)(p as *mut c_void) };
+                assert_eq!(rc, ACL_SUCCESS, "aclrtFree");
+                base + below
+            }
+            Placement::Pinned => {
+                let base = self.alloc_pinned(need);
+                fill(self, base, need, false);
+                base + below
+            }
+            Placement::Pageable => {
+                let base = self.alloc_pageable(need);
+                fill(self, base, need, false);
+                base + below
+            }
+            Placement::SameAs(i) => {
+                if self.tensors.is_empty() {
+                    0
+                } else {
+                    self.tensors[usize::from(i) % self.tensors.len()].1
+                }
+            }
+            Placement::Wild(a) => (a as usize) & !31,
+        }
+    }
+
+    /// Creates pool tensor `t`.
+    fn create_tensor(&mut self, t: &TensorSpec, vars: &[i64; 4], stats: &mut Stats) {
+        let mut view: Vec<i64> = t
+            .view
+            .iter()
+            .take(MAX_RANK)
+            .map(|&d| dim(d, vars))
+            .collect();
+        cap_view(&mut view);
+        let strides: Option<Vec<i64>> = match &t.strides {
+            Strides::Null => None,
+            Strides::Contiguous => Some(contiguous(&view)),
+            Strides::Transposed => {
+                let mut s = contiguous(&view);
+                let r = s.len();
+                if r >= 2 {
+                    s.swap(r - 1, r - 2);
+                }
+                Some(s)
+            }
+            Strides::Given(given) => Some(
+                (0..view.len())
+                    .map(|i| match given.get(i) {
+                        Some(Stride::Small(v)) => i64::from(*v),
+                        Some(Stride::Raw(v)) => *v,
+                        None => 1,
+                    })
+                    .collect(),
+            ),
+        };
+        let offset = match t.offset {
+            Offset::Zero => 0,
+            Offset::Small(v) => i64::from(v),
+            Offset::Raw(v) => v,
+        };
+        let effective = strides.clone().unwrap_or_else(|| contiguous(&view));
+        let data = self.place(t, &view, &effective, offset);
+        let storage: Vec<i64> = match &t.storage {
+            StorageSpec::SameAsView => view.clone(),
+            StorageSpec::Flat => vec![
+                extent(&view, &effective, offset)
+                    .map_or(0, |(_, hi)| hi.clamp(0, i128::from(i64::MAX)) as i64),
+            ],
+            StorageSpec::Given(dims) => dims.iter().take(MAX_RANK).map(|&d| dim(d, vars)).collect(),
+        };
+        // SAFETY: every array pointer is valid for its stated length (the
+        // stride array has one entry per view dimension, or is NULL).
+        let p = unsafe {
+            f!(nnopbase.aclCreateTensor)(
+                view.as_ptr(),
+                view.len() as u64,
+                dtype(t.dtype),
+                strides.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+                offset,
+                match t.format {
+                    FormatSpec::Nd => ACL_FORMAT_ND,
+                    FormatSpec::Nchw => ACL_FORMAT_NCHW,
+                    FormatSpec::Raw(v) => v,
+                },
+                storage.as_ptr(),
+                storage.len() as u64,
+                data as *mut c_void,
+            )
+        };
+        if p.is_null() {
+            take_message("aclCreateTensor", 0);
+        } else {
+            stats.tensors_created += 1;
+            self.check_getters(p, &view, &effective, offset);
+        }
+        self.tensors.push((p, data));
+        self.owned.push(false);
+    }
+
+    /// The getters return what the descriptor was created with.
+    fn check_getters(&self, p: *mut aclTensor, view: &[i64], strides: &[i64], offset: i64) {
+        let mut dims: *mut i64 = std::ptr::null_mut();
+        let mut n = 0u64;
+        // SAFETY: `p` is a live descriptor; the outputs are locals.
+        let rc = unsafe { f!(nnopbase.aclGetViewShape)(p, &mut dims, &mut n) };
+        assert_eq!(rc, 0, "aclGetViewShape");
+        // SAFETY: on success `dims` holds `n` values from malloc, freed here.
+        let got = unsafe { std::slice::from_raw_parts(dims, n as usize) }.to_vec();
+        // SAFETY: `dims` came from the mock's malloc; the caller frees it.
+        unsafe { libc_free(dims.cast()) };
+        assert_eq!(got, view, "aclGetViewShape");
+        // SAFETY: as above.
+        let rc = unsafe { f!(nnopbase.aclGetViewStrides)(p, &mut dims, &mut n) };
+        assert_eq!(rc, 0, "aclGetViewStrides");
+        // SAFETY: as above.
+        let got = unsafe { std::slice::from_raw_parts(dims, n as usize) }.to_vec();
+        // SAFETY: as above.
+        unsafe { libc_free(dims.cast()) };
+        assert_eq!(got, strides, "aclGetViewStrides");
+        let mut off = -1i64;
+        // SAFETY: `p` is live; `off` is a local.
+        let rc = unsafe { f!(nnopbase.aclGetViewOffset)(p, &mut off) };
+        assert_eq!((rc, off), (0, offset), "aclGetViewOffset");
+    }
+
+    /// The tensor a [`TRef`] names.
+    fn t(&self, r: TRef) -> *mut aclTensor {
+        match r {
+            TRef::Null => std::ptr::null_mut(),
+            TRef::Pool(i) if self.tensors.is_empty() => {
+                let _ = i;
+                std::ptr::null_mut()
+            }
+            TRef::Pool(i) => self.tensors[usize::from(i) % self.tensors.len()].0,
+            TRef::Destroyed => self.destroyed as *mut aclTensor,
+            TRef::WrongKind => self.wrong_kind as *mut aclTensor,
+            TRef::Wild(a) => a as usize as *mut aclTensor,
+        }
+    }
+
+    /// The list an [`LRef`] names.
+    fn l(&self, r: LRef) -> *mut aclTensorList {
+        match r {
+            LRef::Null => std::ptr::null_mut(),
+            LRef::Pool(_) if self.lists.is_empty() => std::ptr::null_mut(),
+            LRef::Pool(i) => self.lists[usize::from(i) % self.lists.len()],
+            LRef::Tensor(_) if self.tensors.is_empty() => std::ptr::null_mut(),
+            LRef::Tensor(i) => self.tensors[usize::from(i) % self.tensors.len()].0.cast(),
+        }
+    }
+
+    /// A scalar for `s` (NULL for [`ScalarSpec::Null`] or when refused).
+    fn scalar(&mut self, s: ScalarSpec) -> *mut aclScalar {
+        let mut bytes = [0u8; 8];
+        let d = match s {
+            ScalarSpec::Null => return std::ptr::null_mut(),
+            ScalarSpec::F32(v) => {
+                bytes[..4].copy_from_slice(&v.to_le_bytes());
+                ACL_FLOAT
+            }
+            ScalarSpec::I64(v) => {
+                bytes.copy_from_slice(&v.to_le_bytes());
+                ACL_INT64
+            }
+            ScalarSpec::F16(v) => {
+                bytes[..2].copy_from_slice(&v.to_le_bytes());
+                ACL_FLOAT16
+            }
+            ScalarSpec::Bool(v) => {
+                bytes[0] = u8::from(v);
+                ACL_BOOL
+            }
+            ScalarSpec::Raw(d) => d,
+        };
+        // SAFETY: `bytes` holds 8 readable bytes, enough for any scalar type
+        // the mock accepts.
+        let p = unsafe { f!(nnopbase.aclCreateScalar)(bytes.as_mut_ptr().cast(), d) };
+        if p.is_null() {
+            take_message("aclCreateScalar", 0);
+        } else {
+            self.scalars.push(p);
+        }
+        p
+    }
+
+    /// An integer array holding `v` (NULL for `None`).
+    fn int_array(&mut self, v: &Option<Vec<Int>>) -> *mut aclIntArray {
+        let Some(v) = v else {
+            return std::ptr::null_mut();
+        };
+        let values: Vec<i64> = v.iter().take(16).map(|i| i.value()).collect();
+        // SAFETY: `values` holds `values.len()` readable values.
+        let p = unsafe { f!(nnopbase.aclCreateIntArray)(values.as_ptr(), values.len() as u64) };
+        assert!(!p.is_null(), "aclCreateIntArray of {} values", values.len());
+        self.int_arrays.push(p);
+        p
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "free"]
+    fn libc_free(p: *mut c_void);
+}
+
+/// Runs one case; panics when the mock breaks its contract.
+pub fn run_case(case: &Case) -> Stats {
+    // The counts compared below are process-wide: one case at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stream = setup();
+    let start_device = ascend_mock::memory::live_allocations(MemKind::Device(0));
+    let start_pinned = ascend_mock::memory::live_allocations(MemKind::PinnedHost);
+    let start_objects = ascend_mock::aclnn_live_objects().len();
+    let vars = case.vars.map(|v| i64::from(v % 9));
+    let mut stats = Stats::default();
+    let mut w = World {
+        stream,
+        tensors: Vec::new(),
+        owned: Vec::new(),
+        lists: Vec::new(),
+        scalars: Vec::new(),
+        int_arrays: Vec::new(),
+        memory: Vec::new(),
+        destroyed: 0,
+        wrong_kind: 0,
+    };
+    for t in case.tensors.iter().take(MAX_TENSORS) {
+        w.create_tensor(t, &vars, &mut stats);
+    }
+    for members in case.lists.iter().take(MAX_LISTS) {
+        let picked: Vec<usize> = if w.tensors.is_empty() {
+            Vec::new()
+        } else {
+            members
+                .iter()
+                .take(MAX_LIST_LEN)
+                .map(|&i| usize::from(i) % w.tensors.len())
+                .collect()
+        };
+        let ptrs: Vec<*const aclTensor> = picked
+            .iter()
+            .map(|&i| w.tensors[i].0.cast_const())
+            .collect();
+        // SAFETY: `ptrs` holds `ptrs.len()` readable pointers.
+        let p = unsafe { f!(nnopbase.aclCreateTensorList)(ptrs.as_ptr(), ptrs.len() as u64) };
+        if p.is_null() {
+            take_message("aclCreateTensorList", 0);
+        } else {
+            stats.lists_created += 1;
+            for i in picked {
+                w.owned[i] = true;
+            }
+            w.lists.push(p);
+        }
+    }
+    let range = Some(vec![Int::Small(1), Int::Small(2), Int::Small(3)]);
+    w.wrong_kind = w.int_array(&range) as usize;
+    {
+        let one = [1i64];
+        // SAFETY: a one-dimensional descriptor without data, destroyed at once.
+        unsafe {
+            let p = f!(nnopbase.aclCreateTensor)(
+                one.as_ptr(),
+                1,
+                ACL_FLOAT,
+                std::ptr::null(),
+                0,
+                ACL_FORMAT_ND,
+                one.as_ptr(),
+                1,
+                std::ptr::null_mut(),
+            );
+            assert!(!p.is_null(), "aclCreateTensor of a plain descriptor");
+            assert_eq!(f!(nnopbase.aclDestroyTensor)(p), 0);
+            w.destroyed = p as usize;
+        }
+    }
+    for call in case.calls.iter().take(MAX_CALLS) {
+        run_call(&mut w, call, &mut stats);
+    }
+    teardown(w, &mut stats);
+    let end_device = ascend_mock::memory::live_allocations(MemKind::Device(0));
+    let end_pinned = ascend_mock::memory::live_allocations(MemKind::PinnedHost);
+    let live = ascend_mock::aclnn_live_objects();
+    assert_eq!(
+        end_device, start_device,
+        "live device allocations: {start_device} before the case, {end_device} after"
+    );
+    assert_eq!(
+        end_pinned, start_pinned,
+        "live pinned allocations: {start_pinned} before the case, {end_pinned} after"
+    );
+    assert_eq!(
+        live.len(),
+        start_objects,
+        "live aclnn objects after the case: {live:?}"
+    );
+    let _ = ascend_mock::sanitizer::take_reports();
+    stats
+}
+
+/// Phase one of `call`'s operator, then phase two as its launch spec says.
+fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
+    let mut ws = u64::MAX;
+    let mut ex: *mut aclOpExecutor = std::ptr::null_mut();
+    let (name, rc) = phase_one(w, &call.op, &mut ws, &mut ex);
+    if !status(name, rc) {
+        return;
+    }
+    stats.phase_one_ok += 1;
+    assert!(!ex.is_null(), "{name} succeeded without an executor");
+    assert_eq!(ws, 0, "{name}: the mock's operators need no workspace");
+    let launch = &call.launch;
+    // SAFETY: `ex` is the live executor phase one returned.
+    let destroy = |ex| unsafe { f!(nnopbase.aclDestroyAclOpExecutor)(ex) };
+    if launch.skip {
+        assert_eq!(destroy(ex), 0, "aclDestroyAclOpExecutor after {name}");
+        return;
+    }
+    if launch.repeatable {
+        // SAFETY: `ex` is live.
+        let rc = unsafe { f!(nnopbase.aclSetAclOpExecutorRepeatable)(ex) };
+        assert_eq!(rc, 0, "aclSetAclOpExecutorRepeatable after {name}");
+    }
+    let stream = match launch.stream {
+        StreamSpec::Ours => w.stream,
+        StreamSpec::Default => std::ptr::null_mut(),
+        StreamSpec::Wild(a) => a as usize as aclrtStream,
+    };
+    if let Some(bogus) = launch.bogus_workspace {
+        let size = u64::from(bogus).max(1);
+        let rc = phase_two(&call.op, std::ptr::null_mut(), size, ex, stream);
+        assert_ne!(
+            rc, 0,
+            "{name}: phase two accepted a NULL workspace of {size} bytes"
+        );
+        take_message(name, i64::from(rc));
+    }
+    let runs = if launch.repeatable { 2 } else { 1 };
+    let mut queued = false;
+    for _ in 0..runs {
+        let rc = phase_two(&call.op, std::ptr::null_mut(), 0, ex, stream);
+        if !status(name, rc) {
+            break;
+        }
+        stats.launched += 1;
+        queued = true;
+    }
+    // SAFETY: no pointer arguments beyond the harness's stream.
+    let sync = unsafe { f!(acl.aclrtSynchronizeStream)(w.stream) };
+    if !status("aclrtSynchronizeStream", sync) {
+        stats.kernel_errors += 1;
+    }
+    // SAFETY: no arguments.
+    let sync = unsafe { f!(acl.aclrtSynchronizeDevice)() };
+    if !status("aclrtSynchronizeDevice", sync) {
+        stats.kernel_errors += 1;
+    }
+    let rc = destroy(ex);
+    if queued && !launch.repeatable {
+        assert_ne!(rc, 0, "{name}: a consumed executor was destroyed again");
+        take_message("aclDestroyAclOpExecutor", i64::from(rc));
+    } else {
+        assert_eq!(rc, 0, "aclDestroyAclOpExecutor after {name}");
+    }
+}
+
+/// Destroys everything the case created and frees its memory.
+fn teardown(w: World, _stats: &mut Stats) {
+    // SAFETY: the harness's stream is live.
+    let rc = unsafe { f!(acl.aclrtSynchronizeStream)(w.stream) };
+    status("aclrtSynchronizeStream", rc);
+    for &l in &w.lists {
+        // SAFETY: `l` is a live list of this case.
+        let rc = unsafe { f!(nnopbase.aclDestroyTensorList)(l) };
+        assert_eq!(rc, 0, "aclDestroyTensorList");
+    }
+    for (&(t, _), &owned) in w.tensors.iter().zip(&w.owned) {
+        if !t.is_null() && !owned {
+            // SAFETY: `t` is a live descriptor of this case, in no list.
+            let rc = unsafe { f!(nnopbase.aclDestroyTensor)(t) };
+            assert_eq!(rc, 0, "aclDestroyTensor");
+        }
+    }
+    for &s in &w.scalars {
+        // SAFETY: `s` is a live scalar of this case.
+        assert_eq!(unsafe { f!(nnopbase.aclDestroyScalar)(s) }, 0);
+    }
+    for &a in &w.int_arrays {
+        // SAFETY: `a` is a live array of this case.
+        assert_eq!(unsafe { f!(nnopbase.aclDestroyIntArray)(a) }, 0);
+    }
+    for m in w.memory {
+        match m {
+            // SAFETY: a live device allocation of this case; the stream work
+            // that used it was synchronised (and the mock defers a free
+            // until queued work ran anyway).
+            Memory::Device(p) => assert_eq!(unsafe { f!(acl.aclrtFree)(p as *mut c_void) }, 0),
+            // SAFETY: a live pinned allocation of this case, as above.
+            Memory::Pinned(p) => {
+                assert_eq!(unsafe { f!(acl.aclrtFreeHost)(p as *mut c_void) }, 0)
+            }
+            Memory::Pageable(v) => drop(v),
+        }
+    }
+}
+
+/// Calls phase one of `op`; returns the function's name and its status.
+fn phase_one(
+    w: &mut World,
+    op: &Op,
+    ws: &mut u64,
+    ex: &mut *mut aclOpExecutor,
+) -> (&'static str, i32) {
+    // SAFETY (for every call below): each pointer argument is NULL, a
+    // descriptor, list, scalar or array address the mock looks up in its
+    // registry (never dereferenced unless registered), or one of the two
+    // output locations, which are valid locals.
+    match *op {
+        Op::Matmul {
+            a,
+            b,
+            out,
+            cube_math_type,
+        } => ("aclnnMatmulGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMatmulGetWorkspaceSize)(w.t(a), w.t(b), w.t(out), cube_math_type, ws, ex)
+        }),
+        Op::Add { a, b, alpha, out } => {
+            let alpha = w.scalar(alpha);
+            ("aclnnAddGetWorkspaceSize", unsafe {
+                f!(opapi.aclnnAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, w.t(out), ws, ex)
+            })
+        }
+        Op::InplaceAdd { a, b, alpha } => {
+            let alpha = w.scalar(alpha);
+            ("aclnnInplaceAddGetWorkspaceSize", unsafe {
+                f!(opapi.aclnnInplaceAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, ws, ex)
+            })
+        }
+        Op::Adds {
+            a,
+            other,
+            alpha,
+            out,
+        } => {
+            let other = w.scalar(other);
+            let alpha = w.scalar(alpha);
+            ("aclnnAddsGetWorkspaceSize", unsafe {
+                f!(opapi.aclnnAddsGetWorkspaceSize)(w.t(a), other, alpha, w.t(out), ws, ex)
+            })
+        }
+        Op::Mul { a, b, out } => ("aclnnMulGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMulGetWorkspaceSize)(w.t(a), w.t(b), w.t(out), ws, ex)
+        }),
+        Op::Softmax { x, dim, out } => ("aclnnSoftmaxGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnSoftmaxGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
+        }),
+        Op::RmsNorm {
+            x,
+            gamma,
+            epsilon,
+            y,
+            rstd,
+        } => ("aclnnRmsNormGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnRmsNormGetWorkspaceSize)(
+                w.t(x),
+                w.t(gamma),
+                epsilon,
+                w.t(y),
+                w.t(rstd),
+                ws,
+                ex,
+            )
+        }),
+        Op::SwiGlu { x, dim, out } => ("aclnnSwiGluGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnSwiGluGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
+        }),
+        Op::Topk {
+            x,
+            k,
+            dim,
+            largest,
+            sorted,
+            values,
+            indices,
+        } => ("aclnnTopkGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnTopkGetWorkspaceSize)(
+                w.t(x),
+                k.value(),
+                dim.value(),
+                largest,
+                sorted,
+                w.t(values),
+                w.t(indices),
+                ws,
+                ex,
+            )
+        }),
+        Op::GatingTopKSoftmax {
+            x,
+            finished,
+            k,
+            y,
+            expert_idx,
+            row_idx,
+        } => ("aclnnMoeGatingTopKSoftmaxGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeGatingTopKSoftmaxGetWorkspaceSize)(
+                w.t(x),
+                w.t(finished),
+                k.value(),
+                w.t(y),
+                w.t(expert_idx),
+                w.t(row_idx),
+                ws,
+                ex,
+            )
+        }),
+        Op::GatingTopKSoftmaxV2 {
+            x,
+            finished,
+            k,
+            renorm,
+            softmax_flag,
+            y,
+            expert_idx,
+            softmax_out,
+        } => ("aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize)(
+                w.t(x),
+                w.t(finished),
+                k.value(),
+                renorm.value(),
+                softmax_flag,
+                w.t(y),
+                w.t(expert_idx),
+                w.t(softmax_out),
+                ws,
+                ex,
+            )
+        }),
+        Op::GatingTopK {
+            x,
+            bias,
+            k,
+            k_group,
+            group_count,
+            group_select_mode,
+            renorm,
+            norm_type,
+            out_flag,
+            routed_scaling_factor,
+            eps,
+            y,
+            expert_idx,
+            out,
+        } => ("aclnnMoeGatingTopKGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeGatingTopKGetWorkspaceSize)(
+                w.t(x),
+                w.t(bias),
+                k.value(),
+                k_group.value(),
+                group_count.value(),
+                group_select_mode.value(),
+                renorm.value(),
+                norm_type.value(),
+                out_flag,
+                routed_scaling_factor,
+                eps,
+                w.t(y),
+                w.t(expert_idx),
+                w.t(out),
+                ws,
+                ex,
+            )
+        }),
+        Op::InitRoutingV2 {
+            x,
+            expert_idx,
+            active_num,
+            expert_capacity,
+            expert_num,
+            drop_pad_mode,
+            count_or_cumsum_flag,
+            before_capacity_flag,
+            expanded_x,
+            expanded_row_idx,
+            counts,
+            before_capacity,
+        } => ("aclnnMoeInitRoutingV2GetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeInitRoutingV2GetWorkspaceSize)(
+                w.t(x),
+                w.t(expert_idx),
+                active_num.value(),
+                expert_capacity.value(),
+                expert_num.value(),
+                drop_pad_mode.value(),
+                count_or_cumsum_flag.value(),
+                before_capacity_flag,
+                w.t(expanded_x),
+                w.t(expanded_row_idx),
+                w.t(counts),
+                w.t(before_capacity),
+                ws,
+                ex,
+            )
+        }),
+        Op::InitRoutingV3 {
+            x,
+            expert_idx,
+            scale,
+            offset,
+            active_num,
+            expert_capacity,
+            expert_num,
+            drop_pad_mode,
+            tokens_num_type,
+            tokens_num_flag,
+            quant_mode,
+            ref active_expert_range,
+            row_idx_type,
+            expanded_x,
+            expanded_row_idx,
+            counts,
+            expanded_scale,
+        } => {
+            let range = w.int_array(active_expert_range);
+            ("aclnnMoeInitRoutingV3GetWorkspaceSize", unsafe {
+                f!(opapi.aclnnMoeInitRoutingV3GetWorkspaceSize)(
+                    w.t(x),
+                    w.t(expert_idx),
+                    w.t(scale),
+                    w.t(offset),
+                    active_num.value(),
+                    expert_capacity.value(),
+                    expert_num.value(),
+                    drop_pad_mode.value(),
+                    tokens_num_type.value(),
+                    tokens_num_flag,
+                    quant_mode.value(),
+                    range,
+                    row_idx_type.value(),
+                    w.t(expanded_x),
+                    w.t(expanded_row_idx),
+                    w.t(counts),
+                    w.t(expanded_scale),
+                    ws,
+                    ex,
+                )
+            })
+        }
+        Op::ComputeExpertTokens {
+            sorted_experts,
+            num_experts,
+            out,
+        } => ("aclnnMoeComputeExpertTokensGetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeComputeExpertTokensGetWorkspaceSize)(
+                w.t(sorted_experts),
+                num_experts.value(),
+                w.t(out),
+                ws,
+                ex,
+            )
+        }),
+        Op::GroupedMatmulV3 {
+            x,
+            weight,
+            bias,
+            group_list,
+            split_item,
+            group_type,
+            y,
+        } => ("aclnnGroupedMatmulV3GetWorkspaceSize", unsafe {
+            f!(opapi.aclnnGroupedMatmulV3GetWorkspaceSize)(
+                w.l(x),
+                w.l(weight),
+                w.l(bias),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                w.t(group_list),
+                split_item.value(),
+                group_type.value(),
+                w.l(y),
+                ws,
+                ex,
+            )
+        }),
+        Op::GroupedMatmulV4 {
+            x,
+            weight,
+            bias,
+            scale,
+            per_token_scale,
+            group_list,
+            activation_input,
+            split_item,
+            group_type,
+            group_list_type,
+            act_type,
+            out,
+            activation_feature_out,
+        } => ("aclnnGroupedMatmulV4GetWorkspaceSize", unsafe {
+            f!(opapi.aclnnGroupedMatmulV4GetWorkspaceSize)(
+                w.l(x),
+                w.l(weight),
+                w.l(bias),
+                w.l(scale),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                w.l(per_token_scale),
+                w.t(group_list),
+                w.l(activation_input),
+                std::ptr::null(),
+                std::ptr::null(),
+                split_item.value(),
+                group_type.value(),
+                group_list_type.value(),
+                act_type.value(),
+                w.l(out),
+                w.l(activation_feature_out),
+                std::ptr::null_mut(),
+                ws,
+                ex,
+            )
+        }),
+        Op::FinalizeRoutingV2 {
+            expanded_x,
+            expanded_row_idx,
+            x1,
+            x2,
+            bias,
+            scales,
+            expert_idx,
+            drop_pad_mode,
+            out,
+        } => ("aclnnMoeFinalizeRoutingV2GetWorkspaceSize", unsafe {
+            f!(opapi.aclnnMoeFinalizeRoutingV2GetWorkspaceSize)(
+                w.t(expanded_x),
+                w.t(expanded_row_idx),
+                w.t(x1),
+                w.t(x2),
+                w.t(bias),
+                w.t(scales),
+                w.t(expert_idx),
+                drop_pad_mode.value(),
+                w.t(out),
+                ws,
+                ex,
+            )
+        }),
+    }
+}
+
+/// Calls phase two of `op` with the given workspace, executor and stream.
+fn phase_two(
+    op: &Op,
+    workspace: *mut c_void,
+    size: u64,
+    ex: *mut aclOpExecutor,
+    stream: aclrtStream,
+) -> i32 {
+    let f = match op {
+        Op::Matmul { .. } => f!(opapi.aclnnMatmul),
+        Op::Add { .. } => f!(opapi.aclnnAdd),
+        Op::InplaceAdd { .. } => f!(opapi.aclnnInplaceAdd),
+        Op::Adds { .. } => f!(opapi.aclnnAdds),
+        Op::Mul { .. } => f!(opapi.aclnnMul),
+        Op::Softmax { .. } => f!(opapi.aclnnSoftmax),
+        Op::RmsNorm { .. } => f!(opapi.aclnnRmsNorm),
+        Op::SwiGlu { .. } => f!(opapi.aclnnSwiGlu),
+        Op::Topk { .. } => f!(opapi.aclnnTopk),
+        Op::GatingTopKSoftmax { .. } => f!(opapi.aclnnMoeGatingTopKSoftmax),
+        Op::GatingTopKSoftmaxV2 { .. } => f!(opapi.aclnnMoeGatingTopKSoftmaxV2),
+        Op::GatingTopK { .. } => f!(opapi.aclnnMoeGatingTopK),
+        Op::InitRoutingV2 { .. } => f!(opapi.aclnnMoeInitRoutingV2),
+        Op::InitRoutingV3 { .. } => f!(opapi.aclnnMoeInitRoutingV3),
+        Op::ComputeExpertTokens { .. } => f!(opapi.aclnnMoeComputeExpertTokens),
+        Op::GroupedMatmulV3 { .. } => f!(opapi.aclnnGroupedMatmulV3),
+        Op::GroupedMatmulV4 { .. } => f!(opapi.aclnnGroupedMatmulV4),
+        Op::FinalizeRoutingV2 { .. } => f!(opapi.aclnnMoeFinalizeRoutingV2),
+    };
+    // SAFETY: `ex` is a live executor (or the mock refuses it after a
+    // registry lookup); the workspace is NULL; the stream is a handle the
+    // mock looks up.
+    unsafe { f(workspace, size, ex, stream) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(view: Vec<Dim>, dtype: DTypeSpec, placement: Placement, fill: Fill) -> TensorSpec {
+        TensorSpec {
+            dtype,
+            format: FormatSpec::Nd,
+            view,
+            strides: Strides::Null,
+            offset: Offset::Zero,
+            storage: StorageSpec::SameAsView,
+            placement,
+            fill,
+        }
+    }
+
+    fn fits() -> Placement {
+        Placement::Fits { pad: 0, shift: 0 }
+    }
+
+    fn launch() -> LaunchSpec {
+        LaunchSpec {
+            stream: StreamSpec::Ours,
+            repeatable: false,
+            bogus_workspace: None,
+            skip: false,
+        }
+    }
+
+    #[test]
+    fn a_valid_matmul_runs() {
+        let case = Case {
+            vars: [2, 3, 4, 0],
+            tensors: vec![
+                tensor(
+                    vec![Dim::Var(0), Dim::Var(1)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Iota,
+                ),
+                tensor(
+                    vec![Dim::Var(1), Dim::Var(2)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Iota,
+                ),
+                tensor(
+                    vec![Dim::Var(0), Dim::Var(2)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Zeros,
+                ),
+            ],
+            lists: vec![],
+            calls: vec![Call {
+                op: Op::Matmul {
+                    a: TRef::Pool(0),
+                    b: TRef::Pool(1),
+                    out: TRef::Pool(2),
+                    cube_math_type: 0,
+                },
+                launch: LaunchSpec {
+                    repeatable: true,
+                    bogus_workspace: Some(64),
+                    ..launch()
+                },
+            }],
+        };
+        let stats = run_case(&case);
+        assert_eq!(stats.tensors_created, 3);
+        assert_eq!(stats.phase_one_ok, 1);
+        assert_eq!(stats.launched, 2);
+        assert_eq!(stats.kernel_errors, 0);
+    }
+
+    #[test]
+    fn bad_placements_are_refused_cleanly() {
+        // 8 x 8 f32: 256 bytes; aclrtMalloc(n) makes round_up(n, 32) + 32
+        // bytes addressable.
+        let view = vec![Dim::Small(8), Dim::Small(8)];
+        for placement in [
+            Placement::Null,
+            Placement::Bytes { bytes: 8, shift: 0 },
+            Placement::Fits { pad: 0, shift: 2 },
+            Placement::Misaligned(3),
+            Placement::Freed,
+            Placement::Pinned,
+            Placement::Pageable,
+            Placement::Wild(0x1000),
+        ] {
+            let case = Case {
+                vars: [0; 4],
+                tensors: vec![
+                    tensor(view.clone(), DTypeSpec::F32, placement, Fill::Special),
+                    tensor(view.clone(), DTypeSpec::F32, fits(), Fill::Zeros),
+                ],
+                lists: vec![],
+                calls: vec![Call {
+                    op: Op::Softmax {
+                        x: TRef::Pool(0),
+                        dim: Int::Small(-1),
+                        out: TRef::Pool(1),
+                    },
+                    launch: launch(),
+                }],
+            };
+            let stats = run_case(&case);
+            assert_eq!(stats.phase_one_ok, 0, "{placement:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn lists_own_their_members_and_bad_refs_are_refused() {
+        let t = |d| tensor(vec![Dim::Small(2), Dim::Small(2)], d, fits(), Fill::Iota);
+        let case = Case {
+            vars: [0; 4],
+            tensors: vec![t(DTypeSpec::F32), t(DTypeSpec::F32), t(DTypeSpec::F32)],
+            // The second list reuses a member of the first: refused.
+            lists: vec![vec![0], vec![0, 1], vec![1], vec![2]],
+            calls: vec![
+                Call {
+                    op: Op::GroupedMatmulV4 {
+                        x: LRef::Pool(0),
+                        weight: LRef::Pool(1),
+                        bias: LRef::Null,
+                        scale: LRef::Null,
+                        per_token_scale: LRef::Null,
+                        group_list: TRef::Null,
+                        activation_input: LRef::Null,
+                        split_item: Int::Small(0),
+                        group_type: Int::Small(-1),
+                        group_list_type: Int::Small(0),
+                        act_type: Int::Small(0),
+                        out: LRef::Pool(2),
+                        activation_feature_out: LRef::Null,
+                    },
+                    launch: launch(),
+                },
+                Call {
+                    op: Op::Add {
+                        a: TRef::Destroyed,
+                        b: TRef::WrongKind,
+                        alpha: ScalarSpec::F32(1.0),
+                        out: TRef::Wild(0xdead_0000),
+                    },
+                    launch: launch(),
+                },
+            ],
+        };
+        let stats = run_case(&case);
+        assert_eq!(stats.lists_created, 3);
+        assert_eq!(stats.phase_one_ok, 1);
+        assert_eq!(stats.launched, 1);
+    }
+
+    #[test]
+    fn view_caps_keep_overflowing_counts() {
+        let mut v = vec![100, 100, 100];
+        cap_view(&mut v);
+        assert!(v.iter().product::<i64>() <= MAX_ELEMENTS as i64, "{v:?}");
+        let mut huge = vec![i64::MAX, 4];
+        cap_view(&mut huge);
+        assert_eq!(huge, vec![i64::MAX, 4]);
+        let mut empty = vec![0, i64::MAX];
+        cap_view(&mut empty);
+        assert_eq!(empty, vec![0, i64::MAX]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Fuzzing the mock device's aclnn layer: the input decoding ([`spec`])
+//! and the harness that runs a decoded case through the mock's exported C
+//! functions and checks the contract ([`harness`]). The cargo-fuzz targets
+//! in `fuzz_targets/` are thin wrappers around [`harness::run_case`].
+//!
+//! Invariant: nothing here depends on libFuzzer, so the harness and its
+//! tests also build and run with a plain `cargo test` on stable.
+
+pub mod harness;
+pub mod spec;

@@ -1,0 +1,468 @@
+//! The fuzz input: what the `arbitrary` crate decodes the bytes into.
+//!
+//! A [`Case`] is a pool of tensor descriptors (each with its own dtype,
+//! format, view shape, strides, offset, storage shape, data placement and
+//! fill), tensor lists over that pool, and a few operator calls that name
+//! their tensors and lists by index into the pools. Dimensions are mostly
+//! drawn from four shared sizes ([`Dim::Var`]), so that independent tensors
+//! often agree in shape and the operators' checks pass and their kernels
+//! run; raw values (negative, zero, huge) reach the validation.
+//!
+//! Invariant: decoding never fails on any input (every type accepts every
+//! byte string), and nothing here touches the mock; the harness
+//! ([`crate::harness`]) interprets the specification.
+
+use arbitrary::Arbitrary;
+
+/// One dimension of a view or storage shape.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Dim {
+    /// One of the case's four shared sizes.
+    Var(u8),
+    /// A small literal (taken modulo 9).
+    Small(u8),
+    /// Any value, negative and huge ones included.
+    Raw(i64),
+}
+
+/// One stride.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Stride {
+    /// A small stride, possibly zero or negative.
+    Small(i8),
+    /// Any value.
+    Raw(i64),
+}
+
+/// The strides of a view.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Strides {
+    /// NULL: contiguous.
+    Null,
+    /// The contiguous strides written out.
+    Contiguous,
+    /// Contiguous strides with the last two dimensions swapped (a transposed
+    /// view of the same storage).
+    Transposed,
+    /// Given strides (padded or cut to one per view dimension, as the C
+    /// contract requires).
+    Given(Vec<Stride>),
+}
+
+/// The element offset of a view.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Offset {
+    /// Zero.
+    Zero,
+    /// A small offset.
+    Small(u8),
+    /// Any value, negative and huge ones included.
+    Raw(i64),
+}
+
+/// The `aclDataType` of a descriptor.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum DTypeSpec {
+    /// `ACL_FLOAT`.
+    F32,
+    /// `ACL_FLOAT16`.
+    F16,
+    /// `ACL_BF16`.
+    Bf16,
+    /// `ACL_INT32`.
+    I32,
+    /// `ACL_INT64`.
+    I64,
+    /// `ACL_DOUBLE`.
+    F64,
+    /// `ACL_INT8`.
+    I8,
+    /// `ACL_UINT8`.
+    U8,
+    /// `ACL_INT16`.
+    I16,
+    /// `ACL_BOOL`.
+    Bool,
+    /// Any value, invalid ones included.
+    Raw(i32),
+}
+
+/// The `aclFormat` of a descriptor.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum FormatSpec {
+    /// `ACL_FORMAT_ND`.
+    Nd,
+    /// `ACL_FORMAT_NCHW`.
+    Nchw,
+    /// Any value (private layouts and invalid ones included).
+    Raw(i32),
+}
+
+/// The storage shape of a descriptor.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum StorageSpec {
+    /// The view shape.
+    SameAsView,
+    /// The element count of the allocation as one dimension.
+    Flat,
+    /// Given dimensions.
+    Given(Vec<Dim>),
+}
+
+/// Where a descriptor's data address points.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Placement {
+    /// NULL.
+    Null,
+    /// A device allocation sized to the view's extent plus `pad` blocks of
+    /// 32 bytes; the address is the start plus `shift` blocks (past the end
+    /// when `shift` exceeds `pad`).
+    Fits {
+        /// Extra 32-byte blocks allocated.
+        pad: u8,
+        /// 32-byte blocks added to the start address.
+        shift: u8,
+    },
+    /// A device allocation of `bytes` bytes, whatever the view needs.
+    Bytes {
+        /// Requested size (0 becomes 1).
+        bytes: u16,
+        /// 32-byte blocks added to the start address.
+        shift: u8,
+    },
+    /// A device allocation that fits, at an address that is not 32-byte
+    /// aligned.
+    Misaligned(u8),
+    /// A device allocation that fits but was freed before the descriptor
+    /// was created.
+    Freed,
+    /// Pinned host memory (`aclrtMallocHost`) that fits.
+    Pinned,
+    /// Pageable host memory that fits.
+    Pageable,
+    /// The data address of an earlier tensor of the pool (aliasing).
+    SameAs(u8),
+    /// Any 32-byte aligned address (never dereferenced by a correct mock).
+    Wild(u64),
+}
+
+/// The values written into a tensor's allocation before the operators run.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Fill {
+    /// All zero bytes.
+    Zeros,
+    /// 0, 1, 2, ... in the tensor's dtype.
+    Iota,
+    /// The given values, repeated, in the tensor's dtype.
+    Values(Vec<i16>),
+    /// NaN, infinities, -0.0 and extreme integers, repeated.
+    Special,
+}
+
+/// One `aclCreateTensor` call and the memory behind it.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct TensorSpec {
+    /// Data type.
+    pub dtype: DTypeSpec,
+    /// Format.
+    pub format: FormatSpec,
+    /// View shape (26 or more dimensions are refused by the mock).
+    pub view: Vec<Dim>,
+    /// Strides.
+    pub strides: Strides,
+    /// View offset in elements.
+    pub offset: Offset,
+    /// Storage shape.
+    pub storage: StorageSpec,
+    /// Data address.
+    pub placement: Placement,
+    /// Contents.
+    pub fill: Fill,
+}
+
+/// A tensor argument of an operator call.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum TRef {
+    /// NULL.
+    Null,
+    /// A tensor of the pool (index modulo its length; NULL when empty).
+    Pool(u8),
+    /// A descriptor that was destroyed before the call.
+    Destroyed,
+    /// A live object of another kind (an `aclIntArray`).
+    WrongKind,
+    /// An address that is no object at all.
+    Wild(u64),
+}
+
+/// A tensor-list argument of an operator call.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum LRef {
+    /// NULL.
+    Null,
+    /// A list of the list pool (index modulo its length; NULL when empty).
+    Pool(u8),
+    /// A live tensor (wrong kind) where a list is expected.
+    Tensor(u8),
+}
+
+/// An integer parameter (k, dim, counts, modes).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Int {
+    /// A small value, possibly negative.
+    Small(i8),
+    /// Any value.
+    Raw(i64),
+}
+
+impl Int {
+    /// The value passed to C.
+    pub fn value(self) -> i64 {
+        match self {
+            Int::Small(v) => i64::from(v),
+            Int::Raw(v) => v,
+        }
+    }
+}
+
+/// A scalar argument (`alpha`, `other` of aclnnAdds).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum ScalarSpec {
+    /// NULL.
+    Null,
+    /// A float scalar.
+    F32(f32),
+    /// An int64 scalar.
+    I64(i64),
+    /// An f16 scalar from its bits.
+    F16(u16),
+    /// A bool scalar.
+    Bool(bool),
+    /// A scalar of an unsupported type (refused at creation, passed as NULL).
+    Raw(i32),
+}
+
+/// An operator and its parameters.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Op {
+    /// `aclnnMatmul`.
+    Matmul {
+        a: TRef,
+        b: TRef,
+        out: TRef,
+        cube_math_type: i8,
+    },
+    /// `aclnnAdd`.
+    Add {
+        a: TRef,
+        b: TRef,
+        alpha: ScalarSpec,
+        out: TRef,
+    },
+    /// `aclnnInplaceAdd`.
+    InplaceAdd { a: TRef, b: TRef, alpha: ScalarSpec },
+    /// `aclnnAdds`.
+    Adds {
+        a: TRef,
+        other: ScalarSpec,
+        alpha: ScalarSpec,
+        out: TRef,
+    },
+    /// `aclnnMul`.
+    Mul { a: TRef, b: TRef, out: TRef },
+    /// `aclnnSoftmax`.
+    Softmax { x: TRef, dim: Int, out: TRef },
+    /// `aclnnRmsNorm`.
+    RmsNorm {
+        x: TRef,
+        gamma: TRef,
+        epsilon: f64,
+        y: TRef,
+        rstd: TRef,
+    },
+    /// `aclnnSwiGlu`.
+    SwiGlu { x: TRef, dim: Int, out: TRef },
+    /// `aclnnTopk`.
+    Topk {
+        x: TRef,
+        k: Int,
+        dim: Int,
+        largest: bool,
+        sorted: bool,
+        values: TRef,
+        indices: TRef,
+    },
+    /// `aclnnMoeGatingTopKSoftmax`.
+    GatingTopKSoftmax {
+        x: TRef,
+        finished: TRef,
+        k: Int,
+        y: TRef,
+        expert_idx: TRef,
+        row_idx: TRef,
+    },
+    /// `aclnnMoeGatingTopKSoftmaxV2`.
+    GatingTopKSoftmaxV2 {
+        x: TRef,
+        finished: TRef,
+        k: Int,
+        renorm: Int,
+        softmax_flag: bool,
+        y: TRef,
+        expert_idx: TRef,
+        softmax_out: TRef,
+    },
+    /// `aclnnMoeGatingTopK`.
+    GatingTopK {
+        x: TRef,
+        bias: TRef,
+        k: Int,
+        k_group: Int,
+        group_count: Int,
+        group_select_mode: Int,
+        renorm: Int,
+        norm_type: Int,
+        out_flag: bool,
+        routed_scaling_factor: f64,
+        eps: f64,
+        y: TRef,
+        expert_idx: TRef,
+        out: TRef,
+    },
+    /// `aclnnMoeInitRoutingV2`.
+    InitRoutingV2 {
+        x: TRef,
+        expert_idx: TRef,
+        active_num: Int,
+        expert_capacity: Int,
+        expert_num: Int,
+        drop_pad_mode: Int,
+        count_or_cumsum_flag: Int,
+        before_capacity_flag: bool,
+        expanded_x: TRef,
+        expanded_row_idx: TRef,
+        counts: TRef,
+        before_capacity: TRef,
+    },
+    /// `aclnnMoeInitRoutingV3`.
+    InitRoutingV3 {
+        x: TRef,
+        expert_idx: TRef,
+        scale: TRef,
+        offset: TRef,
+        active_num: Int,
+        expert_capacity: Int,
+        expert_num: Int,
+        drop_pad_mode: Int,
+        tokens_num_type: Int,
+        tokens_num_flag: bool,
+        quant_mode: Int,
+        active_expert_range: Option<Vec<Int>>,
+        row_idx_type: Int,
+        expanded_x: TRef,
+        expanded_row_idx: TRef,
+        counts: TRef,
+        expanded_scale: TRef,
+    },
+    /// `aclnnMoeComputeExpertTokens`.
+    ComputeExpertTokens {
+        sorted_experts: TRef,
+        num_experts: Int,
+        out: TRef,
+    },
+    /// `aclnnGroupedMatmulV3`.
+    GroupedMatmulV3 {
+        x: LRef,
+        weight: LRef,
+        bias: LRef,
+        group_list: TRef,
+        split_item: Int,
+        group_type: Int,
+        y: LRef,
+    },
+    /// `aclnnGroupedMatmulV4`.
+    GroupedMatmulV4 {
+        x: LRef,
+        weight: LRef,
+        bias: LRef,
+        scale: LRef,
+        per_token_scale: LRef,
+        group_list: TRef,
+        activation_input: LRef,
+        split_item: Int,
+        group_type: Int,
+        group_list_type: Int,
+        act_type: Int,
+        out: LRef,
+        activation_feature_out: LRef,
+    },
+    /// `aclnnMoeFinalizeRoutingV2`.
+    FinalizeRoutingV2 {
+        expanded_x: TRef,
+        expanded_row_idx: TRef,
+        x1: TRef,
+        x2: TRef,
+        bias: TRef,
+        scales: TRef,
+        expert_idx: TRef,
+        drop_pad_mode: Int,
+        out: TRef,
+    },
+}
+
+/// The stream phase two is given.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum StreamSpec {
+    /// The harness's stream.
+    Ours,
+    /// NULL: the context's default stream.
+    Default,
+    /// A handle that is no stream.
+    Wild(u64),
+}
+
+/// What happens to an executor after a successful phase one.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct LaunchSpec {
+    /// The stream of phase two.
+    pub stream: StreamSpec,
+    /// `aclSetAclOpExecutorRepeatable` before the first launch; the
+    /// executor then runs twice and is destroyed.
+    pub repeatable: bool,
+    /// A non-zero workspace size passed with a NULL workspace.
+    pub bogus_workspace: Option<u16>,
+    /// Destroy the executor instead of launching it.
+    pub skip: bool,
+}
+
+/// One operator call.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct Call {
+    /// The operator and its parameters.
+    pub op: Op,
+    /// Phase two.
+    pub launch: LaunchSpec,
+}
+
+/// One fuzz case.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct Case {
+    /// The shared sizes [`Dim::Var`] picks from (each taken modulo 9).
+    pub vars: [u8; 4],
+    /// The tensor pool (the harness uses at most [`MAX_TENSORS`]).
+    pub tensors: Vec<TensorSpec>,
+    /// The list pool: indices into the tensor pool (at most [`MAX_LISTS`]
+    /// lists of at most [`MAX_LIST_LEN`] members).
+    pub lists: Vec<Vec<u8>>,
+    /// The operator calls (at most [`MAX_CALLS`]).
+    pub calls: Vec<Call>,
+}
+
+/// Most tensors in a case.
+pub const MAX_TENSORS: usize = 10;
+/// Most lists in a case.
+pub const MAX_LISTS: usize = 4;
+/// Most members of a list.
+pub const MAX_LIST_LEN: usize = 5;
+/// Most operator calls in a case.
+pub const MAX_CALLS: usize = 4;
