@@ -373,6 +373,21 @@ impl Msg {
     /// The body of this message.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
+        self.encode_into(&mut e);
+        e.0
+    }
+
+    /// The whole frame of this message: length, then body, built in one
+    /// buffer (no second copy of large data).
+    pub fn frame(&self) -> Vec<u8> {
+        let mut e = Enc(vec![0; 8]);
+        self.encode_into(&mut e);
+        let len = (e.0.len() - 8) as u64;
+        e.0[..8].copy_from_slice(&len.to_le_bytes());
+        e.0
+    }
+
+    fn encode_into(&self, e: &mut Enc) {
         match self {
             Msg::Hello {
                 root_nonce,
@@ -424,7 +439,7 @@ impl Msg {
                 e.u8(5);
                 e.u64(*seq);
                 e.u64(*timeout_ms);
-                put_call(&mut e, call);
+                put_call(e, call);
                 e.bytes(data);
             }
             Msg::Outcome { seq, result } => {
@@ -486,7 +501,6 @@ impl Msg {
                 e.str(message);
             }
         }
-        e.0
     }
 
     /// Decodes a body.
@@ -575,11 +589,7 @@ impl Msg {
 
 /// Writes `msg` as one frame.
 pub fn write_msg(out: &mut impl Write, msg: &Msg) -> io::Result<()> {
-    let body = msg.encode();
-    let mut frame = Vec::with_capacity(8 + body.len());
-    frame.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    frame.extend_from_slice(&body);
-    out.write_all(&frame)?;
+    out.write_all(&msg.frame())?;
     out.flush()
 }
 
@@ -628,7 +638,9 @@ pub fn read_msg(input: &mut impl Read) -> Result<Msg, ReadError> {
             "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
         ))));
     }
-    let mut body = Vec::new();
+    // Reserve what a plausible frame needs up front (a corrupt length
+    // reserves at most 256 MiB, and only until the connection ends).
+    let mut body = Vec::with_capacity(len.min(1 << 28) as usize);
     input
         .take(len)
         .read_to_end(&mut body)
