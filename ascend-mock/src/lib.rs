@@ -40,7 +40,8 @@
 //! - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and executors,
 //!   `libopapi`'s two-phase operators running `ascend-kernels` on the
 //!   streams), with the registry of live descriptors.
-//! - [`hccl`]: HCCL (`libhccl`) for ranks in this process: communicators,
+//! - [`hccl`]: HCCL (`libhccl`) for ranks in this process or in several
+//!   processes of this machine (over loopback TCP): communicators,
 //!   collectives and point-to-point transfers on the ranks' streams, with
 //!   a rendezvous per collective and a timeout for ranks that never join.
 //! - `exports`: the `extern "C"` functions, one file per topic.

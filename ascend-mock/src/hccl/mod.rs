@@ -1,6 +1,6 @@
 //! HCCL on the mock device: communicators whose ranks live in this
-//! process (one mock device and stream per rank) and collectives that run
-//! on the ranks' streams.
+//! process or in several processes of this machine (one mock device and
+//! stream per rank) and collectives that run on the ranks' streams.
 //!
 //! - [`dtype`]: `HcclDataType`/`HcclReduceOp` and the reductions.
 //! - [`root_info`]: the layout of the 4108-byte `HcclRootInfo`.
@@ -8,9 +8,23 @@
 //!   the groups their ranks share, and the rendezvous of
 //!   `HcclCommInitRootInfo`.
 //! - [`collective`]: the per-collective rendezvous (matched by sequence
-//!   number) and the data movement of every collective.
+//!   number), and what each collective reads, combines and writes (shared
+//!   by both transports).
 //! - [`p2p`]: `HcclSend`/`HcclRecv` mailboxes and `HcclGroupStart`/`End`.
+//! - [`hub`]: the TCP listener `HcclGetRootInfo` opens on 127.0.0.1 and the
+//!   rendezvous of ranks joining through it.
+//! - [`coordinator`]: the thread in the root-info process that runs the
+//!   collectives and forwards the sends of a communicator spanning
+//!   processes.
+//! - [`link`]: a rank's connection to that coordinator.
+//! - [`wire`]: the messages on those connections and their byte format.
 //! - [`exports`]: the `extern "C"` functions and their argument checks.
+//!
+//! Ranks of one process meet in memory; ranks of several processes send
+//! their contributions over loopback TCP to the coordinator, which combines
+//! them with the same code and answers each rank (a star through the
+//! root-info process). docs/mock.md ("HCCL across processes") describes the
+//! design, the failures and the limits.
 //!
 //! Invariants:
 //! - Every exported function runs through [`hccl_call`] (the mock's shared
@@ -23,12 +37,16 @@
 //!   device allocation of the rank's device, with their whole element
 //!   range; `aclrtFree` defers releasing a block until the stream work
 //!   queued before the free has run, so the task's accesses stay valid.
-//! - A collective moves data only once every rank's task has joined it;
-//!   while some rank is missing, waiting tasks give up after the
-//!   communicator's timeout, and the collective is then abandoned for every
-//!   rank, so no rank's buffers are touched after its task ended.
+//! - A collective writes data only once every rank's task has joined it
+//!   (in one process the last task to arrive reads and writes for all;
+//!   across processes each task reads its own input when it starts and
+//!   writes its own part when the coordinator answers); while some rank is
+//!   missing, waiting tasks give up after the timeout, and the collective
+//!   is then abandoned for every rank, so no rank's buffers are touched
+//!   after its task ended.
 //! - Stream task failures carry an AscendCL code (as the real runtime
-//!   reports HCCL failures at stream synchronisation): a timeout is
+//!   reports HCCL failures at stream synchronisation), over either
+//!   transport: a timeout is
 //!   `ACL_ERROR_RT_FFTS_PLUS_TIMEOUT` (507048), any other collective
 //!   failure `ACL_ERROR_RT_FFTS_PLUS_EXCEPTION` (507049); the message names
 //!   the HCCL code, and `HcclGetCommAsyncError` returns it.
