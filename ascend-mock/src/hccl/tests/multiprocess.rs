@@ -379,6 +379,73 @@ fn the_root_info_maker_exiting_fails_its_peers() {
     assert!(child.wait().unwrap().success());
 }
 
+#[test]
+fn the_listener_drops_strangers_and_refuses_foreign_root_infos() {
+    use std::io::{Read, Write};
+
+    use crate::hccl::root_info::{RootInfo, Transport};
+
+    let info = new_root_info();
+    let bytes: [u8; ascend_sys::HCCL_ROOT_INFO_BYTES] = info.internal.map(|c| c as u8);
+    let decoded = RootInfo::decode(&bytes).unwrap();
+    assert_eq!(decoded.transport, Transport::Tcp);
+    assert!(decoded.address.starts_with("127.0.0.1:"), "{decoded:?}");
+    // Something that is not a rank: the listener hangs up on it.
+    let mut stranger = std::net::TcpStream::connect(&decoded.address).unwrap();
+    stranger.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // It closes without answering (a reset, since our bytes went unread).
+    let mut rest = Vec::new();
+    match stranger.read_to_end(&mut rest) {
+        Ok(n) => assert_eq!(n, 0),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // A root info this process never made (forged serial) is refused.
+    let forged = RootInfo {
+        serial: decoded.serial + 1_000_000,
+        ..decoded.clone()
+    };
+    let err = crate::hccl::link::join(&forged, 2, 0, 0, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.code, HCCL_E_PARA as i32, "{}", err.message);
+    assert!(
+        err.message.contains("was not made by process"),
+        "{}",
+        err.message
+    );
+    // Nobody listening: HCCL_E_TCP_CONNECT.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = RootInfo {
+        address: closed.local_addr().unwrap().to_string(),
+        ..decoded.clone()
+    };
+    drop(closed);
+    let err = crate::hccl::link::join(&gone, 2, 0, 0, Duration::from_secs(5)).unwrap_err();
+    assert_eq!(err.code, HCCL_E_TCP_CONNECT as i32, "{}", err.message);
+    // The listener still serves the real root info: two threads join.
+    let info = &info;
+    let comms: Vec<usize> = std::thread::scope(|s| {
+        let joins: Vec<_> = (0..2u32)
+            .map(|r| {
+                s.spawn(move || {
+                    let ctx = own_context(0);
+                    let mut comm = std::ptr::null_mut();
+                    // SAFETY: info is a root info; comm a valid output.
+                    hok(unsafe { HcclCommInitRootInfo(2, info, r, &mut comm) });
+                    drop_context(ctx);
+                    comm as usize
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for c in comms {
+        // SAFETY: c is a live communicator.
+        hok(unsafe { HcclCommDestroy(c as HcclComm) });
+    }
+}
+
 /// The bodies of the child processes (run only by the tests above).
 #[test]
 #[ignore = "run by the multi-process tests in child processes"]
