@@ -146,10 +146,9 @@ impl Drop for Inner {
                 // Neither wait worked: a stream may still record it.
                 return waited;
             }
-            // SAFETY: the last clone is going away and the record (if any)
-            // has completed (the event's or the whole device's work was
-            // waited for); streams that wait on the event hold clones, so
-            // none waits on it any more.
+            // SAFETY: last clone; its record (if any) completed (event or
+            // device waited for above); waiting streams hold clones, so none
+            // waits on it any more.
             let destroyed = unsafe { result::event::destroy(self.handle) };
             waited.and(destroyed)
         });

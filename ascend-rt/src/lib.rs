@@ -148,7 +148,13 @@
 //! the dropped value belonged to and returned by the next public fallible
 //! call that goes through that object ([`Context::check_err`]); a recorded
 //! error never stops a later release. The `free` methods destroy explicitly
-//! and return their own error instead.
+//! and return their own error instead. A release whose own wait fails (the
+//! event or stream sync before freeing a buffer, destroying an event, a
+//! stream or a prepared executor) waits for the whole device instead and
+//! releases anyway, reporting the first error; only when that fails too (a
+//! lost device) is the object leaked, since freeing memory that queued work
+//! may still use would be unsound. `tests/fault_sweep.rs` fails every call
+//! of a MoE pass in turn to hold this.
 
 pub mod aclnn;
 pub mod backend;

@@ -440,10 +440,9 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             return waited;
         }
         let p = std::mem::replace(&mut self.ptr, ptr::null_mut());
-        // SAFETY: `p` came from aclrtMalloc and is freed only here (ptr is
-        // now null); all queued work on it has finished (sync_all, or the
-        // whole device's work), unless the caller turned tracking off and
-        // took on that duty.
+        // SAFETY: `p` is aclrtMalloc's, freed only here (ptr is now null);
+        // its queued work finished (sync_all or the device wait), unless the
+        // caller turned tracking off and took on that duty.
         let freed = unsafe { result::memory::free(p) };
         waited.and(freed)
     }
