@@ -262,12 +262,38 @@ fn ranks_on_any_distinct_devices() {
 
 #[test]
 fn repeated_passes_give_the_same_output() {
+    setup();
     let (w, x) = weights_and_tokens(MoeConfig::small().with_tokens(16), 11);
     let ep = ExpertParallelLayer::<f32>::with_ranks(&w, 4).unwrap();
     let xs = ep.scatter(&x).unwrap();
     let a = ep.forward(&xs).unwrap().gather().unwrap();
     let b = ep.forward(&xs).unwrap().gather().unwrap();
     assert_eq!(a, b);
+}
+
+/// Threads calling `forward` on one layer with different tokens: the passes take turns
+/// (their collectives must not meet each other's), and each output is its own tokens'.
+#[test]
+fn concurrent_forward_calls_take_turns() {
+    setup();
+    let config = MoeConfig::small().with_tokens(16);
+    let w = MoeWeights::random(&config, 14).unwrap();
+    let ep = ExpertParallelLayer::<f32>::with_ranks(&w, 4).unwrap();
+    let inputs: Vec<Array2<f32>> = (0..3).map(|i| random_tokens(&config, 20 + i)).collect();
+    let wants: Vec<Array2<f32>> = inputs.iter().map(|x| single::<f32>(&w, x).0).collect();
+    let scattered: Vec<Vec<Tensor<f32>>> = inputs.iter().map(|x| ep.scatter(x).unwrap()).collect();
+    for _ in 0..3 {
+        let outs: Vec<Array2<f32>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = scattered
+                .iter()
+                .map(|xs| scope.spawn(|| ep.forward(xs).unwrap().gather().unwrap()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        for (got, want) in outs.iter().zip(&wants) {
+            assert!(max_rel_err(got, want).unwrap() <= 1e-5);
+        }
+    }
 }
 
 fn invalid_reason(e: Error) -> String {

@@ -298,6 +298,10 @@ pub struct ExpertParallelLayer<T: MoeElement> {
     config: MoeConfig,
     experts: Blocks,
     ranks: Vec<Rank<T>>,
+    /// Held by [`ExpertParallelLayer::forward`] for a whole pass: the collectives of two
+    /// passes must not interleave (rank 0 in one pass while rank 1 is in the other would
+    /// leave each waiting for the other).
+    pass: Mutex<()>,
 }
 
 impl<T: MoeElement> ExpertParallelLayer<T> {
@@ -396,6 +400,7 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
             config,
             experts,
             ranks,
+            pass: Mutex::new(()),
         })
     }
 
@@ -475,7 +480,8 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
 
     /// Runs one pass on each rank's home tokens `x[r] [T_r, H]` (on rank `r`'s device;
     /// `T_r` may be 0, but not on every rank), as described in the module docs. Waits for
-    /// the pass to finish (the phase times need it).
+    /// the pass to finish (the phase times need it). Passes of one layer run one at a time:
+    /// a call from another thread waits for the running pass.
     pub fn forward(&self, x: &[Tensor<T>]) -> Result<EpOutput<T>> {
         const FWD: &str = "ExpertParallelLayer::forward";
         let n = self.ranks.len();
@@ -508,6 +514,7 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
         if x.iter().all(|xr| xr.shape()[0] == 0) {
             return Err(invalid(FWD, "no rank has tokens"));
         }
+        let _one_pass_at_a_time = self.pass.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
         // Each rank's result with the moment its thread finished.
         let results: Vec<(RankResult<T>, Instant)> = std::thread::scope(|scope| {
