@@ -109,18 +109,21 @@ impl Event {
             generation,
             ran: false,
         };
-        stream.push(
-            "aclrtRecordEvent",
-            Box::new(move || {
-                guard.complete(Some(Instant::now()));
-                Ok(())
-            }),
-        )?;
-        Ok(())
+        sanitizer::race::record_event(self.handle.id(), stream, || {
+            stream.push(
+                "aclrtRecordEvent",
+                Box::new(move || {
+                    guard.complete(Some(Instant::now()));
+                    Ok(())
+                }),
+            )?;
+            Ok(())
+        })
     }
 
     /// Queues a reset (back to "not recorded") of this event on `stream`.
     pub fn reset(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
+        sanitizer::race::forget_event(self.handle.id());
         let ev = self.clone();
         stream.push(
             "aclrtResetEvent",
@@ -141,18 +144,20 @@ impl Event {
             return Ok(());
         }
         let ev = self.clone();
-        stream.push(
-            "aclrtStreamWaitEvent",
-            Box::new(move || {
-                let mut st = ev.lock();
-                while st.completed < target {
-                    st = ev.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-                }
-                st.waits += 1;
-                Ok(())
-            }),
-        )?;
-        Ok(())
+        sanitizer::race::wait_event(self.handle.id(), stream, || {
+            stream.push(
+                "aclrtStreamWaitEvent",
+                Box::new(move || {
+                    let mut st = ev.lock();
+                    while st.completed < target {
+                        st = ev.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    st.waits += 1;
+                    Ok(())
+                }),
+            )?;
+            Ok(())
+        })
     }
 
     /// Whether the latest record has completed (false if never recorded

@@ -217,6 +217,7 @@ pub(crate) fn finalize() -> MockResult<()> {
     drop(rt.events);
     memory::free_detached(blocks);
     memory::purge_freed();
+    sanitizer::race::clear();
     CURRENT_CONTEXT.with(|c| c.set(None));
     leak_check("finalized AscendCL", leaks)
 }

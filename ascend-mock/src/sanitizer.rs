@@ -7,7 +7,9 @@
 //! themselves live next to the state they inspect: pointer checks in
 //! `memory` and `exports::memory` (live allocations and the bounded history
 //! of freed blocks), leak checks in `runtime` at `aclrtResetDevice` and
-//! `aclFinalize`. They all end here, in [`violation`] or [`report`]:
+//! `aclFinalize`, and race detection (happens-before between streams and
+//! the host, by vector clocks) in [`race`]. They all end here, in
+//! [`violation`] or [`report`]:
 //!
 //! - [`Mode::Report`] (the default): the report is kept (see [`reports`]),
 //!   printed to stderr, and the offending call fails with an AscendCL code
@@ -372,6 +374,8 @@ pub(crate) fn enter_call(api: &'static str) -> (CallSite, CallScope) {
     let previous = CURRENT.with(|c| c.replace(Some(site)));
     (site, CallScope { previous })
 }
+
+pub mod race;
 
 #[cfg(test)]
 mod tests;

@@ -239,6 +239,20 @@ impl Stream {
         self.take_error()
     }
 
+    /// Synchronises like [`Stream::synchronize`]; when the wait was reached
+    /// (even if a task failed), the host absorbs the stream's clock for
+    /// race detection.
+    pub fn synchronize_observed(&self, timeout: Option<Duration>) -> MockResult<()> {
+        let snapshot = sanitizer::race::stream_snapshot(self);
+        let r = self.synchronize(timeout);
+        let reached = !self.is_current_worker()
+            && !matches!(&r, Err(e) if e.code == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+        if reached {
+            sanitizer::race::host_absorbs(snapshot);
+        }
+        r
+    }
+
     /// Whether the calling thread is this stream's worker (inside a task).
     pub fn is_current_worker(&self) -> bool {
         std::thread::current().id() == self.worker_id
@@ -322,6 +336,8 @@ impl Stream {
             // A panic escaping the worker was already turned into a task error.
             let _ = w.join();
         }
+        // Drained (or its work dropped): nothing of it can race any more.
+        sanitizer::race::stream_gone(self.handle.id());
     }
 }
 

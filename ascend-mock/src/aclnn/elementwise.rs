@@ -60,7 +60,7 @@ pub unsafe extern "C" fn aclnnInplaceAddGetWorkspaceSize(
         workspaceSize,
         executor,
         |b| {
-            let s = b.input("selfRef", selfRef)?;
+            let s = b.inout("selfRef", selfRef)?;
             let o = b.input("other", other)?;
             let alpha = b.scalar("alpha", alpha)?;
             Ok(kernel(

@@ -29,10 +29,14 @@
 //!   closure, so descriptors and the executor may go away once phase two
 //!   returned.
 //!
+//! Race detection (`sanitizer::race`): phase two hands the hull of every
+//! tensor view to the race detector before queueing: inputs are read,
+//! outputs and in-place inputs (bound with [`Binder::inout`]) written, a
+//! non-empty workspace written.
+//!
 //! Deliberately unchecked (as on the device, this is the caller's
-//! contract): two streams touching the same memory without an event
-//! between them, and outputs that overlap inputs in ways an operator does
-//! not document.
+//! contract): outputs that overlap inputs in ways an operator does not
+//! document.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -45,6 +49,7 @@ use super::{aclnn_call, invalid, kernel_err, null_err, runtime_err};
 use crate::error::{MockError, MockResult};
 use crate::memory::{self, Location};
 use crate::runtime;
+use crate::sanitizer::race::{self, Access};
 use crate::sanitizer::{ReportClass, violation};
 
 /// Whether a slot is an operator input or output.
@@ -85,6 +90,9 @@ pub struct Slot {
     pub list: usize,
     /// The executor's own copy of the tensor.
     pub arg: TensorArg,
+    /// Whether the kernel writes it (outputs, and inputs updated in
+    /// place such as `selfRef`), for race detection.
+    pub written: bool,
 }
 
 /// Type-erased kernel: rebuilds its argument struct from the slots and
@@ -335,6 +343,7 @@ impl Binder<'_> {
             desc_serial,
             list,
             arg,
+            written: role == Role::Output,
         });
         Ok(self.slots.len() - 1)
     }
@@ -389,6 +398,16 @@ impl Binder<'_> {
         Ok(self
             .tensor(Role::Input, param, p, false)?
             .expect("required"))
+    }
+
+    /// A required input tensor the kernel also writes (an in-place
+    /// `xxxRef` parameter): an input slot, read and written.
+    pub fn inout(&mut self, param: &'static str, p: *const aclTensor) -> MockResult<TRef> {
+        let r = self
+            .tensor(Role::Input, param, p, false)?
+            .expect("required");
+        self.slots[r.0].written = true;
+        Ok(r)
     }
 
     /// An optional input tensor (NULL: absent).
@@ -538,6 +557,29 @@ pub fn get_workspace_size(
     })
 }
 
+/// The byte ranges the tensors of `slots` span (the hull of each view):
+/// inputs read, outputs and in-place tensors written.
+fn tensor_accesses(slots: &[Slot]) -> Vec<Access> {
+    let mut out = Vec::with_capacity(slots.len() * 2);
+    for slot in slots {
+        let arg = &slot.arg;
+        let Some((lo, hi)) = arg.extent() else {
+            continue;
+        };
+        let es = arg.dtype.size() as i128;
+        let start = arg.ptr as i128 + i128::from(lo) * es;
+        let len = (i128::from(hi) - i128::from(lo)) * es;
+        let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) else {
+            continue;
+        };
+        out.push(Access::read(start, len));
+        if slot.written {
+            out.push(Access::write(start, len));
+        }
+    }
+    out
+}
+
 /// The executor at `addr`.
 fn executor_mut(reg: &mut Registry, addr: usize) -> MockResult<&mut Executor> {
     match &mut *reg.entry(addr, Kind::Executor, "executor")?.object {
@@ -639,17 +681,24 @@ fn queue(
             let tensors: Vec<TensorArg> = ex.slots.iter().map(|s| s.arg.clone()).collect();
             let kernel = ex.launch.clone();
             let repeatable = ex.repeatable;
-            s.push(
-                op,
-                Box::new(move || {
-                    // SAFETY: each view lay inside a live device allocation at queueing,
-                    // and aclrtFree releases a block only after the work queued before it
-                    // ran; cross-stream ordering is the caller's contract (module docs).
-                    unsafe { kernel.run(&tensors) }
-                        .map_err(|e| MockError::new(e.code, format!("{op}: {}", e.message)))
-                }),
-            )
-            .map_err(runtime_err)?;
+            let mut accesses = tensor_accesses(&ex.slots);
+            if !workspace.is_null() && workspace_size > 0 {
+                accesses.push(Access::write(workspace as usize, workspace_size as usize));
+            }
+            race::queue(&s, &accesses, ACLNN_ERR_PARAM_INVALID, || {
+                s.push(
+                    op,
+                    Box::new(move || {
+                        // SAFETY: each view lay inside a live device allocation at
+                        // queueing, and aclrtFree releases a block only after the work
+                        // queued before it ran; cross-stream ordering is the caller's
+                        // contract, checked by the sanitizer's race detection.
+                        unsafe { kernel.run(&tensors) }
+                            .map_err(|e| MockError::new(e.code, format!("{op}: {}", e.message)))
+                    }),
+                )
+                .map_err(runtime_err)
+            })?;
             if !repeatable {
                 reg.objects.remove(&addr);
                 reg.retire(addr, op, "consumed by its phase-two call");

@@ -11,6 +11,7 @@ use super::write_out;
 use crate::error::{MockError, MockResult, api_call};
 use crate::event::{Event, elapsed_ms, epoch};
 use crate::runtime;
+use crate::sanitizer::race;
 use crate::stream::{Wait, timeout_from_ms};
 
 /// Every `ACL_EVENT_*` creation flag.
@@ -69,6 +70,7 @@ pub unsafe extern "C" fn aclrtDestroyEvent(event: aclrtEvent) -> aclError {
         runtime::with_runtime(|rt| {
             let e = rt.event(event)?;
             rt.events.remove(&e.handle);
+            race::forget_event(e.handle.id());
             Ok(())
         })
     })
@@ -96,6 +98,17 @@ fn lookup(event: aclrtEvent) -> MockResult<std::sync::Arc<Event>> {
     runtime::with_runtime(|rt| rt.event(event))
 }
 
+/// Whether `done` finds the event's work complete; if so the host has
+/// seen the work before its latest record complete (race detection).
+fn observe(e: &Event, done: impl FnOnce(&Event) -> bool) -> bool {
+    let snapshot = race::event_snapshot(e.handle.id());
+    let complete = done(e);
+    if complete {
+        race::host_absorbs(snapshot);
+    }
+    complete
+}
+
 /// Deprecated status query: complete once the latest record ran.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtQueryEvent(
@@ -103,7 +116,7 @@ pub unsafe extern "C" fn aclrtQueryEvent(
     status: *mut aclrtEventStatus,
 ) -> aclError {
     api_call("aclrtQueryEvent", || {
-        let v = if lookup(event)?.is_complete() {
+        let v = if observe(&*lookup(event)?, Event::is_complete) {
             ACL_EVENT_STATUS_COMPLETE
         } else {
             ACL_EVENT_STATUS_NOT_READY
@@ -120,7 +133,7 @@ pub unsafe extern "C" fn aclrtQueryEventStatus(
     status: *mut aclrtEventRecordedStatus,
 ) -> aclError {
     api_call("aclrtQueryEventStatus", || {
-        let v = if lookup(event)?.is_complete() {
+        let v = if observe(&*lookup(event)?, Event::is_complete) {
             ACL_EVENT_RECORDED_STATUS_COMPLETE
         } else {
             ACL_EVENT_RECORDED_STATUS_NOT_READY
@@ -137,7 +150,7 @@ pub unsafe extern "C" fn aclrtQueryEventWaitStatus(
     status: *mut aclrtEventWaitStatus,
 ) -> aclError {
     api_call("aclrtQueryEventWaitStatus", || {
-        let v = if lookup(event)?.nothing_pending() {
+        let v = if observe(&*lookup(event)?, Event::nothing_pending) {
             ACL_EVENT_WAIT_STATUS_COMPLETE
         } else {
             ACL_EVENT_WAIT_STATUS_NOT_READY
@@ -150,8 +163,12 @@ pub unsafe extern "C" fn aclrtQueryEventWaitStatus(
 fn synchronize(event: aclrtEvent, timeout: i32) -> MockResult<()> {
     let timeout = timeout_from_ms(timeout)?;
     let e = lookup(event)?;
+    let snapshot = race::event_snapshot(e.handle.id());
     match e.synchronize(timeout) {
-        Wait::Reached => Ok(()),
+        Wait::Reached => {
+            race::host_absorbs(snapshot);
+            Ok(())
+        }
         Wait::TimedOut => Err(MockError::new(
             ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
             format!(

@@ -34,6 +34,7 @@ use crate::error::{MockError, MockResult, api_call};
 use crate::fault;
 use crate::memory::{self, Location, MemKind, check_range, classify};
 use crate::runtime;
+use crate::sanitizer::race::{self, Access};
 use crate::sanitizer::{self, ReportClass, violation};
 use crate::stream::Stream;
 
@@ -89,6 +90,10 @@ pub unsafe extern "C" fn aclrtMallocHost(hostPtr: *mut *mut c_void, size: usize)
 fn free(ptr: *mut c_void, device: bool) -> MockResult<()> {
     if let Location::Device { device, .. } = classify(ptr as usize) {
         fault::check_device(device)?;
+    }
+    if device {
+        // Queued work not ordered before the free still uses the block.
+        race::free(ptr as usize, ACL_ERROR_RT_PARAM_INVALID)?;
     }
     // Detach under the runtime lock so that a concurrent reset or finalize
     // cannot free the same block; note how far every stream's queue goes.
@@ -228,6 +233,16 @@ struct CopyPlan {
 }
 
 impl CopyPlan {
+    /// What the copy does to memory (the hull of its rows on each side),
+    /// for race detection.
+    fn accesses(&self) -> [Access; 2] {
+        let hull = |pitch: usize| (self.rows - 1) * pitch + self.width;
+        [
+            Access::read(self.src, hull(self.spitch)),
+            Access::write(self.dst, hull(self.dpitch)),
+        ]
+    }
+
     /// Performs the copy.
     ///
     /// # Safety
@@ -365,12 +380,14 @@ fn plan_2d(
     plan(dst, src, shape, kind, acting)
 }
 
-fn run_now(p: Option<CopyPlan>) {
+fn run_now(p: Option<CopyPlan>) -> MockResult<()> {
     if let Some(p) = p {
+        race::host(&p.accesses(), ACL_ERROR_RT_PARAM_INVALID)?;
         // SAFETY: validated by `plan`; synchronous copies use memory the
         // caller owns for the duration of the call.
         unsafe { p.run() };
     }
+    Ok(())
 }
 
 fn lookup_stream(stream: aclrtStream) -> MockResult<Arc<Stream>> {
@@ -399,18 +416,23 @@ fn run_async(
             ),
         ));
     }
-    let seq = s.push(
-        name,
-        Box::new(move || {
-            // SAFETY: validated by `plan`; device and pinned memory is
-            // released only after the work queued before its free ran, and
-            // pageable host memory is waited for below.
-            unsafe { p.run() };
-            Ok(())
-        }),
-    )?;
+    let seq = race::queue(&s, &p.accesses(), ACL_ERROR_RT_PARAM_INVALID, || {
+        s.push(
+            name,
+            Box::new(move || {
+                // SAFETY: validated by `plan`; device and pinned memory is
+                // released only after the work queued before its free ran,
+                // and pageable host memory is waited for below.
+                unsafe { p.run() };
+                Ok(())
+            }),
+        )
+    })?;
     if p.pageable {
+        // The call returns after the copy ran: the host has seen it.
+        let snapshot = race::stream_snapshot(&s);
         s.wait_for(seq, None);
+        race::host_absorbs(snapshot);
     }
     Ok(())
 }
@@ -426,8 +448,7 @@ pub unsafe extern "C" fn aclrtMemcpy(
 ) -> aclError {
     api_call("aclrtMemcpy", || {
         let acting = acting_device(None);
-        run_now(plan_1d(dst, destMax, src, count, kind, acting)?);
-        Ok(())
+        run_now(plan_1d(dst, destMax, src, count, kind, acting)?)
     })
 }
 
@@ -464,8 +485,7 @@ pub unsafe extern "C" fn aclrtMemcpy2d(
         let acting = acting_device(None);
         run_now(plan_2d(
             dst, dpitch, src, spitch, width, height, kind, acting,
-        )?);
-        Ok(())
+        )?)
     })
 }
 
@@ -539,6 +559,7 @@ pub unsafe extern "C" fn aclrtMemset(
     api_call("aclrtMemset", || {
         let acting = acting_device(None);
         if let Some((p, b, n)) = plan_memset(devPtr, maxCount, value, count, acting)? {
+            race::host(&[Access::write(p, n)], ACL_ERROR_RT_PARAM_INVALID)?;
             // SAFETY: the range lies inside a live managed allocation.
             unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
         }
@@ -560,15 +581,22 @@ pub unsafe extern "C" fn aclrtMemsetAsync(
         let _named = sanitizer::stream_scope(s.handle.id());
         let plan = plan_memset(devPtr, maxCount, value, count, acting_device(Some(&s)))?;
         if let Some((p, b, n)) = plan {
-            s.push(
-                "aclrtMemsetAsync",
-                Box::new(move || {
-                    // SAFETY: the range lay inside a managed allocation at
-                    // enqueue time; a freed block is released only after
-                    // the work queued before the free ran.
-                    unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
-                    Ok(())
-                }),
+            race::queue(
+                &s,
+                &[Access::write(p, n)],
+                ACL_ERROR_RT_PARAM_INVALID,
+                || {
+                    s.push(
+                        "aclrtMemsetAsync",
+                        Box::new(move || {
+                            // SAFETY: the range lay inside a managed allocation
+                            // at enqueue time; a freed block is released only
+                            // after the work queued before the free ran.
+                            unsafe { std::ptr::write_bytes(p as *mut u8, b, n) };
+                            Ok(())
+                        }),
+                    )
+                },
             )?;
         }
         Ok(())

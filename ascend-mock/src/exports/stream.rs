@@ -8,6 +8,7 @@ use ascend_sys::*;
 use super::write_out;
 use crate::error::{MockError, MockResult, api_call};
 use crate::runtime;
+use crate::sanitizer::race;
 use crate::stream::{Stream, enqueue_named, timeout_from_ms};
 
 /// Every `ACL_STREAM_*` creation flag.
@@ -101,7 +102,7 @@ pub unsafe extern "C" fn aclrtDestroyStreamForce(stream: aclrtStream) -> aclErro
 fn synchronize(stream: aclrtStream, timeout: i32) -> MockResult<()> {
     let timeout = timeout_from_ms(timeout)?;
     let s = runtime::with_runtime(|rt| rt.stream(stream))?;
-    s.synchronize(timeout)
+    s.synchronize_observed(timeout)
 }
 
 /// Waits for everything queued on the stream; reports a failed task.
@@ -130,7 +131,9 @@ pub unsafe extern "C" fn aclrtStreamQuery(
 ) -> aclError {
     api_call("aclrtStreamQuery", || {
         let s = runtime::with_runtime(|rt| rt.stream(stream))?;
+        let snapshot = race::stream_snapshot(&s);
         let v = if s.is_idle() {
+            race::host_absorbs(snapshot);
             ACL_STREAM_STATUS_COMPLETE
         } else {
             ACL_STREAM_STATUS_NOT_READY

@@ -31,6 +31,7 @@ use super::wire::{CallDesc, Msg};
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::{MockError, MockResult};
 use crate::runtime::Handle;
+use crate::sanitizer::race::{self, Access};
 use crate::stream::Stream;
 
 /// Which collective.
@@ -201,12 +202,61 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
     let api = call.api;
     let desc = comm.describe();
     let g = group.clone();
+    let accesses = accesses(&call, rank, n)?;
     let task = Box::new(move || run(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e)));
-    stream.push(api, task).map_err(runtime_err)?;
+    let key = (Arc::as_ptr(&group) as usize, seq);
+    race::queue_collective(stream, &accesses, HCCL_E_PARA as aclError, key, n, || {
+        stream.push(api, task).map_err(runtime_err)
+    })?;
     let slot = st.slots.entry(seq).or_insert_with(|| Slot::new(n));
     slot.streams[rank] = Some(stream.handle);
     st.next_seq[rank] = seq;
     Ok(())
+}
+
+/// What `rank`'s part of a collective does to its own buffers (send read,
+/// receive written), for race detection.
+fn accesses(call: &Call, rank: usize, n: usize) -> MockResult<Vec<Access>> {
+    let bytes = call.dtype.bytes(call.count)?;
+    let times_n = |b: usize| {
+        b.checked_mul(n)
+            .ok_or_else(|| para(format!("{} times {n} ranks overflows", call.count)))
+    };
+    let root = call.root as usize == rank;
+    let (send, recv) = match call.kind {
+        Kind::Barrier => (0, 0),
+        Kind::AllReduce => (bytes, bytes),
+        Kind::Broadcast if root => (bytes, 0),
+        Kind::Broadcast => (0, bytes),
+        Kind::AllGather => (bytes, times_n(bytes)?),
+        Kind::ReduceScatter => (times_n(bytes)?, bytes),
+        Kind::Reduce => (bytes, if root { bytes } else { 0 }),
+        Kind::Scatter => (if root { times_n(bytes)? } else { 0 }, bytes),
+        Kind::AlltoAll => (times_n(bytes)?, times_n(bytes)?),
+        Kind::AlltoAllV => {
+            let w = call.dtype.width() as u64;
+            let span = |counts: &[u64], displs: &[u64]| {
+                counts
+                    .iter()
+                    .zip(displs)
+                    .filter(|(c, _)| **c > 0)
+                    .map(|(c, d)| c.saturating_add(*d).saturating_mul(w))
+                    .max()
+                    .unwrap_or(0) as usize
+            };
+            match &call.v {
+                Some(v) => (
+                    span(&v.send_counts, &v.sdispls),
+                    span(&v.recv_counts, &v.rdispls),
+                ),
+                None => (0, 0),
+            }
+        }
+    };
+    Ok(vec![
+        Access::read(call.send, send),
+        Access::write(call.recv, recv),
+    ])
 }
 
 /// The stream task of `rank`'s collective `seq`: joins the slot, moves

@@ -36,6 +36,7 @@ use super::dtype::DataType;
 use super::wire::Msg;
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::MockResult;
+use crate::sanitizer::race::{self, Access};
 use crate::stream::Stream;
 
 /// A deposited send.
@@ -220,6 +221,17 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
     let group = comm.group.clone();
     let rank = comm.rank;
     let desc = comm.describe();
+    // Send buffers are read, receive buffers written (race detection).
+    let accesses = items
+        .iter()
+        .map(|it| {
+            let len = it.dtype.bytes(it.count)?;
+            Ok(match it.dir {
+                Direction::Send => Access::read(it.buf, len),
+                Direction::Recv => Access::write(it.buf, len),
+            })
+        })
+        .collect::<MockResult<Vec<_>>>()?;
     let task = Box::new(move || {
         let r = run(&group, rank, &items);
         if let Err(e) = &r {
@@ -227,7 +239,9 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
         }
         r.map_err(|e| task_error(api, &desc, e))
     });
-    stream.push(api, task).map_err(runtime_err)?;
+    race::queue(stream, &accesses, HCCL_E_PARA as aclError, || {
+        stream.push(api, task).map_err(runtime_err)
+    })?;
     Ok(())
 }
 
