@@ -33,7 +33,9 @@
 //! - [`sanitizer`]: call numbering and the sanitizer's reports
 //!   (`use-after-free`, `double free`, `invalid free`, `out of bounds`,
 //!   `wrong memory kind`, `race`, `leak`), its mode and the Rust API to
-//!   read them (`ASCEND_MOCK_SANITIZER`, `ASCEND_MOCK_LEAKS`).
+//!   read them (`ASCEND_MOCK_SANITIZER`, `ASCEND_MOCK_LEAKS`);
+//!   [`sanitizer::race`] decides happens-before between streams and the
+//!   host with vector clocks.
 //! - [`fault`]: fault injection (failing the N-th call of an API, losing a
 //!   device, jitter before stream tasks; `ASCEND_MOCK_FAIL`,
 //!   `ASCEND_MOCK_DEVICE_LOST`, `ASCEND_MOCK_JITTER`).
@@ -63,8 +65,8 @@
 //! Pageable host pointers are trusted (the mock cannot know their extent).
 //! A freed pointer is recognised only while its block is in the bounded
 //! freed-block history (see [`memory`]); with the sanitizer off, a freed
-//! pointer passed to a copy as host memory is not detected. Races between
-//! streams are not detected yet.
+//! pointer passed to a copy as host memory is not detected. Race detection
+//! covers device memory only (see [`sanitizer::race`]).
 
 #![allow(non_snake_case)]
 

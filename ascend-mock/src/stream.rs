@@ -335,9 +335,9 @@ impl Stream {
         {
             // A panic escaping the worker was already turned into a task error.
             let _ = w.join();
+            // Its work ran or was dropped: nothing of it can race any more.
+            sanitizer::race::stream_gone(self.handle.id(), !force);
         }
-        // Drained (or its work dropped): nothing of it can race any more.
-        sanitizer::race::stream_gone(self.handle.id());
     }
 }
 

@@ -689,10 +689,9 @@ fn queue(
                 s.push(
                     op,
                     Box::new(move || {
-                        // SAFETY: each view lay inside a live device allocation at
-                        // queueing, and aclrtFree releases a block only after the work
-                        // queued before it ran; cross-stream ordering is the caller's
-                        // contract, checked by the sanitizer's race detection.
+                        // SAFETY: each view lay inside a live device allocation when
+                        // queued, and aclrtFree releases blocks only after prior work;
+                        // stream ordering is the caller's contract (race-checked).
                         unsafe { kernel.run(&tensors) }
                             .map_err(|e| MockError::new(e.code, format!("{op}: {}", e.message)))
                     }),

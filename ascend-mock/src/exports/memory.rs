@@ -22,6 +22,13 @@
 //! from then on and its bytes count as free, but the block goes back to
 //! the allocator only after every stream has run the work queued before
 //! the free, so a queued task never touches released memory.
+//!
+//! Race detection (`crate::sanitizer::race`): queued copies and memsets
+//! hand their device ranges to the detector before they are queued, the
+//! synchronous ones are checked as host accesses, and `aclrtFree` of device
+//! memory that queued work not ordered before the host still uses is a
+//! `race` report (CANN's `aclrtFree` does not wait for that work); the
+//! racing call fails with `ACL_ERROR_RT_PARAM_INVALID` and does nothing.
 
 use std::ffi::c_void;
 

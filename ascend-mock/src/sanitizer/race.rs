@@ -25,7 +25,9 @@
 //!   an event query that reports completion, and the stream's at an
 //!   asynchronous copy with pageable memory (which returns after the copy
 //!   ran). Destroying a stream (or resetting its device) drains it, so its
-//!   clock joins the host's and its accesses stop counting.
+//!   clock joins the host's and its accesses stop counting (a forced
+//!   destruction drops its queued waits: only its own accesses stop
+//!   counting).
 //! - Every enqueue starts from at least the host clock, so a synchronous
 //!   host access (`aclrtMemcpy`, `aclrtMemcpy2d`, `aclrtMemset`) is ordered
 //!   before all later stream work; such host accesses are only checked
@@ -679,15 +681,20 @@ pub(crate) fn host_absorbs(snapshot: Option<Snapshot>) {
     }
 }
 
-/// Stream `id` was drained and destroyed: the host absorbs its clock and
-/// its entries leave every clock.
-pub(crate) fn stream_gone(id: u64) {
+/// Stream `id` was destroyed and its worker stopped: its accesses stop
+/// counting and its entries leave every clock. When it was `drained` (every
+/// queued task ran, event waits included), the host also absorbs its clock:
+/// the work it waited for on other streams is complete too. A forced
+/// destruction drops queued waits, so then nothing else is learnt.
+pub(crate) fn stream_gone(id: u64, drained: bool) {
     let mut g = lock();
     let Some(state) = g.as_mut() else { return };
     let Some(st) = state.streams.remove(&id) else {
         return;
     };
-    state.host.join(&st.clock);
+    if drained {
+        state.host.join(&st.clock);
+    }
     state.host.remove(id);
     state.host_version += 1;
     for s in state.streams.values_mut() {

@@ -615,6 +615,17 @@ const CHILD_ENV: &str = "ASCEND_MOCK_RACE_TEST_CHILD";
 /// Runs `child` below in a fresh process with `mode` and `env`; returns
 /// its output, which must report a pass.
 fn child_passes(mode: &str, env: &[(&str, &str)]) -> String {
+    let (status, text) = run_child(mode, env);
+    assert!(status.success(), "child {mode} failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child {mode} ran nothing:\n{text}"
+    );
+    text
+}
+
+/// Runs `child` below in a fresh process; returns its status and output.
+fn run_child(mode: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
@@ -633,12 +644,7 @@ fn child_passes(mode: &str, env: &[(&str, &str)]) -> String {
     let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child {mode} failed:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "child {mode} ran nothing:\n{text}"
-    );
-    text
+    (out.status, text)
 }
 
 #[test]
@@ -655,6 +661,18 @@ fn device_synchronization_orders_every_stream() {
 fn off_mode_tracks_nothing() {
     let text = child_passes("off", &[("ASCEND_MOCK_SANITIZER", "off")]);
     assert!(!text.contains("[ascend-mock sanitizer]"), "{text}");
+}
+
+#[test]
+fn abort_mode_aborts_at_the_race() {
+    use std::os::unix::process::ExitStatusExt;
+    let (status, text) = run_child("abort", &[("ASCEND_MOCK_SANITIZER", "abort")]);
+    assert_eq!(status.signal(), Some(6), "expected SIGABRT:\n{text}");
+    assert!(
+        text.contains("[ascend-mock sanitizer] race: aclrtMemsetAsync (call #"),
+        "{text}"
+    );
+    assert!(!text.contains("after the race"), "{text}");
 }
 
 /// Runs in a child process only (see `child_passes`).
@@ -682,12 +700,21 @@ fn child() {
             let p = t.buf(4096);
             ok(memset_async(p, 4096, t.s1));
             ok(memset_async(p, 4096, t.s2));
-            // SAFETY: p is a live device buffer; the free waits for nothing
-            // and the block is released after the queued work.
+            // With tracking off, freeing memory a queued copy still reads
+            // is not reported.
             let q = dev_alloc(4096);
             ok(d2d_async(p, q, 4096, t.s1));
+            // SAFETY: q came from aclrtMalloc; the mock releases the block
+            // only after the queued copy ran.
             ok(unsafe { aclrtFree(q) });
             assert!(sanitizer::reports().is_empty());
+        }
+        "abort" => {
+            let mut t = Two::new();
+            let p = t.buf(4096);
+            ok(memset_async(p, 4096, t.s1));
+            let _ = memset_async(p, 4096, t.s2);
+            println!("after the race");
         }
         other => panic!("unknown child mode {other}"),
     }
