@@ -600,6 +600,24 @@ fn without_the_collective_the_ranks_race() {
     expect_race();
 }
 
+#[test]
+fn clocks_tick_join_and_forget() {
+    use super::Clock;
+    let mut a = Clock::default();
+    assert_eq!((a.tick(5), a.tick(5), a.tick(2)), (1, 2, 1));
+    let mut b = Clock::default();
+    b.tick(9);
+    b.tick(2);
+    b.tick(2);
+    b.tick(2);
+    a.join(&b);
+    assert_eq!((a.get(2), a.get(5), a.get(9), a.get(7)), (3, 2, 1, 0));
+    assert_eq!(a.0, vec![(2, 3), (5, 2), (9, 1)]);
+    a.remove(5);
+    a.join(&Clock::default());
+    assert_eq!(a.0, vec![(2, 3), (9, 1)]);
+}
+
 // ---- child processes ----------------------------------------------------
 
 const CHILD_ENV: &str = "ASCEND_MOCK_RACE_TEST_CHILD";
