@@ -183,10 +183,15 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
         let api = call.api;
         let desc = comm.describe();
         let g = group.clone();
+        // Peers in other processes: only this rank's own accesses are
+        // tracked (no join of clocks across processes).
+        let accesses = accesses(&call, rank, n)?;
         let task = Box::new(move || {
             run_remote(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e))
         });
-        stream.push(api, task).map_err(runtime_err)?;
+        race::queue(stream, &accesses, HCCL_E_PARA as aclError, || {
+            stream.push(api, task).map_err(runtime_err)
+        })?;
         st.next_seq[rank] = seq;
         return Ok(());
     }

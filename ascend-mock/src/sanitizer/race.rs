@@ -39,6 +39,8 @@
 //!   While some rank has not queued its part yet, the accesses its peers
 //!   queue after the collective cannot be judged against that rank's
 //!   earlier work (it may still join), so they are not reported against it.
+//!   Communicators with ranks in other processes track only this rank's
+//!   own buffers: no clocks cross processes.
 //!
 //! # What is tracked
 //! Device memory only (the device side of every copy and memset, async and
