@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use super::collective::{Call, check_calls, combine};
-use super::wire::{CallDesc, Msg, write_msg};
+use super::wire::{CallDesc, Msg, write_with_payload};
 
 /// What the connection threads report.
 #[derive(Debug)]
@@ -124,8 +124,13 @@ impl Coordinator {
     /// Sends `msg` to rank `r`; a rank that cannot take it is cut off (its
     /// connection thread then reports it closed).
     fn send(&mut self, r: usize, msg: &Msg) {
+        self.send_with(r, msg, msg.payload());
+    }
+
+    /// Sends `msg` with `payload` as its data.
+    fn send_with(&mut self, r: usize, msg: &Msg, payload: &[u8]) {
         if let Some(w) = &mut self.writers[r]
-            && write_msg(w, msg).is_err()
+            && write_with_payload(w, msg, payload).is_err()
         {
             let _ = w.shutdown(Shutdown::Both);
             self.writers[r] = None;
@@ -253,11 +258,24 @@ impl Coordinator {
         let inputs: Vec<Vec<u8>> = slot.data.into_iter().flatten().collect();
         let outcome = check_calls(seq, &calls).and_then(|()| combine(seq, &calls, inputs));
         for r in 0..self.n {
-            let result = match &outcome {
-                Ok(outs) => Ok(outs[r].to_vec()),
-                Err(e) => Err((e.code as u32, e.message.clone())),
-            };
-            self.send(r, &Msg::Outcome { seq, result });
+            match &outcome {
+                // Written straight from the shared result (no copy per rank).
+                Ok(outs) => self.send_with(
+                    r,
+                    &Msg::Outcome {
+                        seq,
+                        result: Ok(Vec::new()),
+                    },
+                    &outs[r],
+                ),
+                Err(e) => self.send(
+                    r,
+                    &Msg::Outcome {
+                        seq,
+                        result: Err((e.code as u32, e.message.clone())),
+                    },
+                ),
+            }
         }
     }
 

@@ -1,17 +1,22 @@
 //! The messages that ranks in different processes exchange over loopback
 //! TCP, and their byte format.
 //!
-//! Every message is one frame: a little-endian `u64` body length, then the
-//! body; the body starts with a one-byte tag ([`Msg`]'s variant) followed
-//! by the fields in declaration order (integers little-endian, strings and
-//! byte arrays as a `u64` length and the bytes, lists as a `u64` length and
-//! the items). The first message on a connection is a [`Msg::Hello`], which
-//! opens with [`MAGIC`] and [`PROTOCOL`], so that a stray connection to the
-//! root's port is recognised and dropped.
+//! Every message is one frame: the header's length and the payload's
+//! length (little-endian `u64`s), the header, then the payload. The header
+//! starts with a one-byte tag ([`Msg`]'s variant) followed by the fields
+//! in declaration order (integers little-endian, strings as a `u64` length
+//! and the bytes, lists as a `u64` length and the items), except the
+//! element data of `Contribute`, `Outcome`, `Send` and `Deliver`, which is
+//! the payload: it is written from where it lies and read into a buffer of
+//! its own, never copied through the header. The first message on a
+//! connection is a [`Msg::Hello`], which opens with [`MAGIC`] and
+//! [`PROTOCOL`], so that a stray connection to the root's port is
+//! recognised and dropped.
 //!
-//! Invariants: decoding never panics and never trusts a length: a body
-//! longer than [`MAX_FRAME`], a truncated field, trailing bytes or an
-//! unknown tag is an `HCCL_E_TCP_TRANSFER` error naming what was wrong.
+//! Invariants: decoding never panics and never trusts a length: a header
+//! longer than [`MAX_HEADER`] or a payload longer than [`MAX_FRAME`], a
+//! truncated field, trailing bytes, a payload on a message without data or
+//! an unknown tag is an `HCCL_E_TCP_TRANSFER` error naming what was wrong.
 
 use std::io::{self, Read, Write};
 
@@ -26,8 +31,11 @@ use crate::error::{MockError, MockResult};
 pub const MAGIC: [u8; 8] = *b"ASMKHCCL";
 /// The protocol version written and accepted.
 pub const PROTOCOL: u32 = 1;
-/// The longest frame body accepted (64 GiB): larger lengths are corrupt.
+/// The longest payload accepted (64 GiB): larger lengths are corrupt.
 pub const MAX_FRAME: u64 = 1 << 36;
+/// The longest header accepted (64 MiB: all-to-all-v counts of millions
+/// of ranks).
+pub const MAX_HEADER: u64 = 1 << 26;
 
 /// One rank's collective, without its buffer addresses (which mean
 /// nothing in another process).
@@ -370,21 +378,35 @@ impl Msg {
         }
     }
 
-    /// The body of this message.
+    /// The header of this message (everything but the payload).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Enc::default();
         self.encode_into(&mut e);
         e.0
     }
 
-    /// The whole frame of this message: length, then body, built in one
-    /// buffer (no second copy of large data).
-    pub fn frame(&self) -> Vec<u8> {
-        let mut e = Enc(vec![0; 8]);
-        self.encode_into(&mut e);
-        let len = (e.0.len() - 8) as u64;
-        e.0[..8].copy_from_slice(&len.to_le_bytes());
-        e.0
+    /// The element data this message carries (empty for the others).
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            Msg::Contribute { data, .. } | Msg::Send { data, .. } | Msg::Deliver { data, .. } => {
+                data
+            }
+            Msg::Outcome {
+                result: Ok(data), ..
+            } => data,
+            _ => &[],
+        }
+    }
+
+    /// Whether this kind of message carries a payload.
+    fn carries_payload(&self) -> bool {
+        matches!(
+            self,
+            Msg::Contribute { .. }
+                | Msg::Send { .. }
+                | Msg::Deliver { .. }
+                | Msg::Outcome { result: Ok(_), .. }
+        )
     }
 
     fn encode_into(&self, e: &mut Enc) {
@@ -434,22 +456,18 @@ impl Msg {
                 seq,
                 timeout_ms,
                 call,
-                data,
+                data: _,
             } => {
                 e.u8(5);
                 e.u64(*seq);
                 e.u64(*timeout_ms);
                 put_call(e, call);
-                e.bytes(data);
             }
             Msg::Outcome { seq, result } => {
                 e.u8(6);
                 e.u64(*seq);
                 match result {
-                    Ok(data) => {
-                        e.u8(0);
-                        e.bytes(data);
-                    }
+                    Ok(_) => e.u8(0),
                     Err((code, message)) => {
                         e.u8(1);
                         e.u32(*code);
@@ -462,28 +480,26 @@ impl Msg {
                 seq,
                 dtype,
                 count,
-                data,
+                data: _,
             } => {
                 e.u8(7);
                 e.u32(*to);
                 e.u64(*seq);
                 e.u32(*dtype);
                 e.u64(*count);
-                e.bytes(data);
             }
             Msg::Deliver {
                 from,
                 seq,
                 dtype,
                 count,
-                data,
+                data: _,
             } => {
                 e.u8(8);
                 e.u32(*from);
                 e.u64(*seq);
                 e.u32(*dtype);
                 e.u64(*count);
-                e.bytes(data);
             }
             Msg::Destroy { last_seq, sent } => {
                 e.u8(9);
@@ -503,9 +519,11 @@ impl Msg {
         }
     }
 
-    /// Decodes a body.
-    pub fn decode(body: &[u8]) -> MockResult<Msg> {
+    /// Decodes a header and its payload.
+    pub fn decode(body: &[u8], payload: Vec<u8>) -> MockResult<Msg> {
         let mut d = Dec { b: body, at: 0 };
+        let mut payload = Some(payload);
+        let mut data = || payload.take().unwrap_or_default();
         let msg = match d.u8()? {
             1 => {
                 if d.take(8)? != MAGIC {
@@ -542,12 +560,12 @@ impl Msg {
                 seq: d.u64()?,
                 timeout_ms: d.u64()?,
                 call: get_call(&mut d)?,
-                data: d.bytes()?,
+                data: data(),
             },
             6 => {
                 let seq = d.u64()?;
                 let result = match d.u8()? {
-                    0 => Ok(d.bytes()?),
+                    0 => Ok(data()),
                     _ => Err((d.u32()?, d.str()?)),
                 };
                 Msg::Outcome { seq, result }
@@ -557,14 +575,14 @@ impl Msg {
                 seq: d.u64()?,
                 dtype: d.u32()?,
                 count: d.u64()?,
-                data: d.bytes()?,
+                data: data(),
             },
             8 => Msg::Deliver {
                 from: d.u32()?,
                 seq: d.u64()?,
                 dtype: d.u32()?,
                 count: d.u64()?,
-                data: d.bytes()?,
+                data: data(),
             },
             9 => Msg::Destroy {
                 last_seq: d.u64()?,
@@ -583,13 +601,29 @@ impl Msg {
         if d.at != body.len() {
             return Err(corrupt("trailing bytes"));
         }
+        if !msg.carries_payload() && payload.is_some_and(|p| !p.is_empty()) {
+            return Err(corrupt(&format!("a {} message with a payload", msg.name())));
+        }
         Ok(msg)
     }
 }
 
 /// Writes `msg` as one frame.
 pub fn write_msg(out: &mut impl Write, msg: &Msg) -> io::Result<()> {
-    out.write_all(&msg.frame())?;
+    write_with_payload(out, msg, msg.payload())
+}
+
+/// Writes `msg` with `payload` as its data (for data shared by several
+/// messages; `msg`'s own data is not written).
+pub fn write_with_payload(out: &mut impl Write, msg: &Msg, payload: &[u8]) -> io::Result<()> {
+    let mut e = Enc(Vec::with_capacity(64));
+    e.u64(0);
+    e.u64(payload.len() as u64);
+    msg.encode_into(&mut e);
+    let header = (e.0.len() - 16) as u64;
+    e.0[..8].copy_from_slice(&header.to_le_bytes());
+    out.write_all(&e.0)?;
+    out.write_all(payload)?;
     out.flush()
 }
 
@@ -616,10 +650,10 @@ impl std::fmt::Display for ReadError {
 
 /// Reads one frame and decodes it.
 pub fn read_msg(input: &mut impl Read) -> Result<Msg, ReadError> {
-    let mut len = [0u8; 8];
+    let mut lens = [0u8; 16];
     let mut got = 0;
-    while got < len.len() {
-        match input.read(&mut len[got..]) {
+    while got < lens.len() {
+        match input.read(&mut lens[got..]) {
             Ok(0) if got == 0 => return Err(ReadError::Closed),
             Ok(0) => {
                 return Err(ReadError::Io(io::Error::new(
@@ -632,29 +666,39 @@ pub fn read_msg(input: &mut impl Read) -> Result<Msg, ReadError> {
             Err(e) => return Err(ReadError::Io(e)),
         }
     }
-    let len = u64::from_le_bytes(len);
-    if len > MAX_FRAME {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&lens[..8]);
+    let header_len = u64::from_le_bytes(a);
+    a.copy_from_slice(&lens[8..]);
+    let payload_len = u64::from_le_bytes(a);
+    if header_len > MAX_HEADER || payload_len > MAX_FRAME {
         return Err(ReadError::Corrupt(corrupt(&format!(
-            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+            "frame with a {header_len}-byte header and a {payload_len}-byte payload exceeds the limits"
         ))));
     }
-    // Reserve what a plausible frame needs up front (a corrupt length
-    // reserves at most 256 MiB, and only until the connection ends).
-    let mut body = Vec::with_capacity(len.min(1 << 28) as usize);
+    let header = read_exactly(input, header_len)?;
+    let payload = read_exactly(input, payload_len)?;
+    Msg::decode(&header, payload).map_err(ReadError::Corrupt)
+}
+
+/// Reads exactly `len` bytes into a new buffer (reserving at most 256 MiB
+/// up front, so a corrupt length costs nothing until data arrives).
+fn read_exactly(input: &mut impl Read, len: u64) -> Result<Vec<u8>, ReadError> {
+    let mut buf = Vec::with_capacity(len.min(1 << 28) as usize);
     input
         .take(len)
-        .read_to_end(&mut body)
+        .read_to_end(&mut buf)
         .map_err(ReadError::Io)?;
-    if body.len() as u64 != len {
+    if buf.len() as u64 != len {
         return Err(ReadError::Io(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
                 "connection closed inside a frame ({} of {len} bytes)",
-                body.len()
+                buf.len()
             ),
         )));
     }
-    Msg::decode(&body).map_err(ReadError::Corrupt)
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -768,28 +812,37 @@ mod tests {
             let body = m.encode();
             // Every truncation is refused.
             for cut in 0..body.len() {
-                assert!(Msg::decode(&body[..cut]).is_err(), "{m:?} cut at {cut}");
+                assert!(
+                    Msg::decode(&body[..cut], m.payload().to_vec()).is_err(),
+                    "{m:?} cut at {cut}"
+                );
             }
             let mut long = body.clone();
             long.push(0);
-            assert!(Msg::decode(&long).is_err());
+            assert!(Msg::decode(&long, m.payload().to_vec()).is_err());
+            // Only data messages take a payload.
+            let with = Msg::decode(&body, vec![1]);
+            assert_eq!(with.is_ok(), m.carries_payload(), "{m:?}");
         }
-        assert!(Msg::decode(&[200]).is_err());
+        assert!(Msg::decode(&[200], Vec::new()).is_err());
         // A huge list length allocates nothing and is refused.
         let mut e = Enc::default();
         e.u8(9);
         e.u64(1);
         e.u64(u64::MAX / 2);
-        assert!(Msg::decode(&e.0).is_err());
+        assert!(Msg::decode(&e.0, Vec::new()).is_err());
         // Frame limits and cut frames.
-        let mut huge = Vec::new();
-        huge.extend_from_slice(&(MAX_FRAME + 1).to_le_bytes());
-        assert!(matches!(
-            read_msg(&mut huge.as_slice()),
-            Err(ReadError::Corrupt(_))
-        ));
+        for (h, p) in [(MAX_HEADER + 1, 0), (1, MAX_FRAME + 1)] {
+            let mut huge = Vec::new();
+            huge.extend_from_slice(&h.to_le_bytes());
+            huge.extend_from_slice(&p.to_le_bytes());
+            assert!(matches!(
+                read_msg(&mut huge.as_slice()),
+                Err(ReadError::Corrupt(_))
+            ));
+        }
         let mut cut = Vec::new();
-        write_msg(&mut cut, &samples()[0]).unwrap();
+        write_msg(&mut cut, &samples()[6]).unwrap();
         cut.truncate(cut.len() - 1);
         assert!(matches!(
             read_msg(&mut cut.as_slice()),
@@ -799,6 +852,11 @@ mod tests {
         // A foreign hello.
         let mut bad = samples()[0].encode();
         bad[1] = b'X';
-        assert!(Msg::decode(&bad).unwrap_err().message.contains("magic"));
+        assert!(
+            Msg::decode(&bad, Vec::new())
+                .unwrap_err()
+                .message
+                .contains("magic")
+        );
     }
 }
