@@ -15,6 +15,10 @@
 //!   devices, and each connection thread then forwards what its rank sends
 //!   to the coordinator until the connection closes.
 //!
+//! Loopback TCP rather than a Unix domain socket: the kernel picks the
+//! port, so there is no path to choose, clean up or find stale after a
+//! crash, and a dead root is a refused connection at once.
+//!
 //! A rank still waiting when its own timeout passes is withdrawn and told
 //! which ranks never joined (`HCCL_E_TIMEOUT`). The listener lives as long
 //! as the process, so it serves whichever thread joins, whenever.

@@ -7,7 +7,8 @@
 //!
 //! Covered: every collective, data type, reduction and send/receive form
 //! of the in-process tests across 2 and 3 processes and across 2 processes
-//! with 2 ranks each; a rank that never joins (both sides time out); a
+//! with 2 ranks each; a rank that never joins (both sides time out);
+//! buffers refused at enqueue (out of bounds, use after free); a
 //! mismatched collective; a peer that stops taking part (timeout) and then
 //! exits (its peers fail at once); a peer destroyed after some sends; and
 //! the process that made the root info exiting under its peers.
@@ -246,6 +247,46 @@ fn wait_exit(child: &mut Child) {
 #[test]
 fn mismatch_timeout_then_a_peer_that_exits() {
     pair("stop-then-exit", |comm, stream, child| {
+        // 0. Buffers are checked as in-process ones, before anything is
+        // queued (so the ranks' collective numbers stay in step).
+        let small = dev_alloc(16);
+        let gone = dev_alloc(16);
+        free(gone);
+        let class = if crate::sanitizer::enabled() {
+            "use-after-free: HcclAllReduce (call #"
+        } else {
+            "host memory"
+        };
+        // SAFETY (whole block): refused before any buffer is used.
+        unsafe {
+            herr(
+                HcclAllReduce(
+                    small,
+                    small,
+                    100,
+                    HCCL_DATA_TYPE_FP32,
+                    HCCL_REDUCE_SUM,
+                    comm,
+                    stream,
+                ),
+                HCCL_E_PARA,
+                &["runs past the end", "100 elements"],
+            );
+            herr(
+                HcclAllReduce(
+                    gone,
+                    small,
+                    4,
+                    HCCL_DATA_TYPE_FP32,
+                    HCCL_REDUCE_SUM,
+                    comm,
+                    stream,
+                ),
+                HCCL_E_PARA,
+                &[class, "sendBuf"],
+            );
+        }
+        free(small);
         // 1. Works across the processes.
         assert_eq!(all_reduce_sum(0, 4, comm, stream).0, ACL_SUCCESS);
         // 2. The child calls with 5 elements: both sides fail the same way.
