@@ -239,7 +239,14 @@ type Program = fn(usize, usize, HcclComm, aclrtStream);
 /// context and stream).
 fn run_world(devices: &[i32], program: Program) {
     let comms = init_all(devices);
-    for c in &comms {
+    run_world_with(&comms, devices, program);
+    destroy_all(&comms);
+}
+
+/// Runs `program` on one thread per rank of `comms` (rank i on
+/// `devices[i]`, its own context and stream).
+fn run_world_with(comms: &[HcclComm], devices: &[i32], program: Program) {
+    for c in comms {
         set_comm_timeout(*c, Duration::from_secs(20)).unwrap();
     }
     let n = devices.len();
@@ -256,7 +263,6 @@ fn run_world(devices: &[i32], program: Program) {
             });
         }
     });
-    destroy_all(&comms);
 }
 
 /// Every collective, dtype and count, checked on rank `r`.
@@ -1282,6 +1288,57 @@ fn root_info_rendezvous_from_threads() {
     }
 }
 
+/// The fallback root info (no listener): threads of the maker still meet
+/// in memory and a stranger's nonce is refused (its timeout is checked in
+/// the child process of `root_info_on_eight_devices_and_environment_timeout`).
+#[test]
+fn in_process_root_infos_join_threads_of_their_maker() {
+    use super::root_info::RootInfo;
+
+    init();
+    let raw = RootInfo::new_in_process().encode();
+    let info = HcclRootInfo {
+        internal: raw.map(|b| b as _),
+    };
+    let info = &info;
+    let comms: Vec<usize> = std::thread::scope(|s| {
+        let joins: Vec<_> = (0..2u32)
+            .map(|r| {
+                s.spawn(move || {
+                    let ctx = own_context(0);
+                    let mut comm = std::ptr::null_mut();
+                    // SAFETY: info is a root info; comm a valid output.
+                    hok(unsafe { HcclCommInitRootInfo(2, info, r, &mut comm) });
+                    drop_context(ctx);
+                    comm as usize
+                })
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let comms: Vec<HcclComm> = comms.into_iter().map(|c| c as HcclComm).collect();
+    run_world_with(&comms, &[0, 0], collectives_program);
+    destroy_all(&comms);
+
+    let ctx = own_context(0);
+    let mut comm = std::ptr::null_mut();
+    // Another process's in-process root info.
+    let mut foreign = RootInfo::new_in_process();
+    foreign.nonce ^= 1 << 40;
+    let foreign = HcclRootInfo {
+        internal: foreign.encode().map(|b| b as _),
+    };
+    // SAFETY (whole block): the root infos and comm are valid locations.
+    unsafe {
+        herr(
+            HcclCommInitRootInfo(2, &foreign, 0, &mut comm),
+            HCCL_E_NOT_SUPPORT,
+            &["in-process root info of another process"],
+        );
+    }
+    drop_context(ctx);
+}
+
 mod multiprocess;
 
 // ---- child process: 8 devices ------------------------------------------
@@ -1384,6 +1441,15 @@ fn child_process() {
                 );
             }
             assert!(comm.is_null());
+            // The same through an in-process root info (the fallback).
+            let lonely = HcclRootInfo {
+                internal: super::root_info::RootInfo::new_in_process()
+                    .encode()
+                    .map(|b| b as _),
+            };
+            // SAFETY: lonely and comm are valid locations.
+            let code = unsafe { HcclCommInitRootInfo(2, &lonely, 1, &mut comm) };
+            herr(code, HCCL_E_TIMEOUT, &["ranks [0] never joined", "300 ms"]);
             drop_context(ctx0);
             free(other);
         }
