@@ -294,6 +294,14 @@ impl Coordinator {
                 HCCL_E_UNAVAIL,
                 format!("ranks [{q}] were destroyed (HcclCommDestroy) without joining it"),
             )),
+            // Queued it, but the connection closed before its task ran (the
+            // process ended without synchronising its stream).
+            Some(_) if self.closed[q] => Some((
+                HCCL_E_UNAVAIL,
+                format!(
+                    "ranks [{q}] were destroyed (HcclCommDestroy) and their connection closed before they joined it"
+                ),
+            )),
             _ => None,
         }
     }
