@@ -170,6 +170,46 @@ fn reuse_on_another_stream_waits_for_the_old_work() {
     );
 }
 
+/// A freed block is split for a second stream, which waits for the first;
+/// the part left over still remembers the first stream, so a third stream
+/// reusing it waits too (it once inherited only the second stream's
+/// ordering, which orders nothing for the third).
+#[test]
+fn the_rest_of_a_split_block_still_waits_for_its_old_work() {
+    let _serial = DEVICE_MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+    let ctx = common::ctx();
+    let (a, b, c) = (
+        ctx.new_stream().unwrap(),
+        ctx.new_stream().unwrap(),
+        ctx.new_stream().unwrap(),
+    );
+    let pool = ctx.pool();
+    a.launch_host_fn(|| std::thread::sleep(Duration::from_millis(300)))
+        .unwrap();
+    let mut x = DeviceBuffer::<u8>::zeroed_pooled(&a, 4096).unwrap();
+    let mut y = DeviceBuffer::<u8>::zeroed_pooled(&a, 4096).unwrap();
+    x.memset_async(0xAA, &a).unwrap(); // both run after the sleep
+    y.memset_async(0xAA, &a).unwrap();
+    let (px, py) = (x.as_ptr(), y.as_ptr());
+    drop((x, y)); // merge back into one free block, pending on A
+
+    let on_b = DeviceBuffer::<u8>::zeroed_pooled(&b, 4096).unwrap();
+    assert_eq!(on_b.as_ptr(), px);
+    let mut on_c = DeviceBuffer::<u8>::zeroed_pooled(&c, 4096).unwrap();
+    assert_eq!(on_c.as_ptr(), py, "the rest of the split block");
+    assert_eq!(
+        pool.stats().cross_stream_waits,
+        2,
+        "B and C both wait for A"
+    );
+    on_c.memset_async(0x55, &c).unwrap();
+    a.synchronize().unwrap();
+    assert!(
+        on_c.to_vec().unwrap().iter().all(|&v| v == 0x55),
+        "A's old write landed after C's"
+    );
+}
+
 /// Between a block used on another stream and a fresh one of the same
 /// class, the allocator prefers the one that needs no wait.
 #[test]

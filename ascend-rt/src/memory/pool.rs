@@ -35,7 +35,10 @@
 //!   of events, and keeps the pool from holding events, which hold their
 //!   context, which holds the pool (a cycle that would never be freed). The
 //!   cost is a possibly longer wait when the old stream queued more work
-//!   after the free. Freed blocks name their streams by `Weak` reference
+//!   after the free. When a block is split, the part left free keeps the
+//!   whole block's list: the allocating stream waited for those streams,
+//!   but the next user of the remainder has not. Freed blocks name their
+//!   streams by `Weak` reference
 //!   for the same reason; a stream that has been dropped has finished its
 //!   work (its `Drop` synchronizes), so it is forgotten.
 //! - **The allocating stream owns the new buffer's first write.** A pooled
@@ -440,7 +443,8 @@ impl MemPool {
                 waited = true;
             }
         }
-        block.pending.retain(|p| p.id == stream.id());
+        // The list stays: `take` hands it to the part of the block that is
+        // split off, whose later users have not waited for anyone.
         Ok(waited)
     }
 
