@@ -4,8 +4,9 @@
 //!
 //! - [`safe_api_soak`]: 8 threads, each with 3 streams of its own and 6
 //!   device buffers with a host shadow, run a seeded random mix of
-//!   queued memsets, device copies, additions and matrix products on
-//!   random streams, host writes and checked read-backs; buffers are also
+//!   queued memsets, device copies, additions (into slots, and into pooled
+//!   tensors from the shared pool) and matrix products on random streams,
+//!   host writes and checked read-backs; buffers are also
 //!   handed between threads through a shared exchange, so one thread's
 //!   stream uses memory another thread's stream wrote. Ordering is left to
 //!   ascend-rt's access tracker (events between streams). Every value read
@@ -203,7 +204,7 @@ fn safe_worker(
                     .map_err(|e| fail("copy_from", e))?;
                 dst.shadow = src.shadow.clone();
             }
-            2 | 3 if k != i && k != j => {
+            2 if k != i && k != j => {
                 let alpha = if rng.below(2) == 0 { 0.5 } else { -0.5 };
                 let want: Vec<f32> = slots[i]
                     .shadow
@@ -217,6 +218,18 @@ fn safe_worker(
                 let mut ov = TensorMut::new(&mut out.buf, &[N]).map_err(|e| fail("view", e))?;
                 ops::add_into(s, &av, &bv, alpha, &mut ov).map_err(|e| fail("add", e))?;
                 out.shadow = want;
+            }
+            3 if i != j => {
+                // A pooled result (its block comes from the context's pool,
+                // shared with the other threads' streams), copied into a slot.
+                let want: Vec<f32> = slots[i].shadow.iter().map(|a| a * 0.25).collect();
+                let (dst, src) = pair(&mut slots, j, i);
+                let sv = TensorRef::new(&src.buf, &[N]).map_err(|e| fail("view", e))?;
+                let t = ops::add(s, &sv, &sv, -0.75).map_err(|e| fail("add", e))?;
+                dst.buf
+                    .copy_from(t.buffer(), s)
+                    .map_err(|e| fail("copy_from", e))?;
+                dst.shadow = want;
             }
             4 if k != i => {
                 let want = host_matmul(&slots[i].shadow, &w_host);
@@ -531,7 +544,6 @@ fn faulty_worker(id: usize, ctx: Arc<Context>, deadline: Instant) -> FaultCounts
 /// see [`may_strand_an_object`]): no memory error and no race on any error
 /// path.
 #[test]
-#[ignore = "under random faults the race detector reports unordered reuse of pool blocks between streams; being fixed"]
 fn soak_under_faults() {
     let _serial = serial();
     let _watchdog = Watchdog::arm("the soak under faults");
