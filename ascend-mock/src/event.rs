@@ -304,7 +304,13 @@ mod tests {
         ev.record(&s).unwrap();
         let s2 = s.clone();
         let stopper = std::thread::spawn(move || s2.shutdown(true));
-        std::thread::sleep(Duration::from_millis(10));
+        // Release the blocked task only once the forced shutdown is asked
+        // for, so that the record behind it is dropped, never run.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !s.is_dropping() {
+            assert!(std::time::Instant::now() < deadline, "shutdown never began");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         drop(held);
         stopper.join().unwrap();
         assert_eq!(ev.synchronize(Some(Duration::from_secs(5))), Wait::Reached);

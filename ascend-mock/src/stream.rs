@@ -292,6 +292,12 @@ impl Stream {
         }
     }
 
+    /// Whether a forced shutdown (queued tasks dropped unrun) was asked for.
+    #[cfg(test)]
+    pub(crate) fn is_dropping(&self) -> bool {
+        self.shared.lock().shutdown == Shutdown::Drop
+    }
+
     /// Whether every queued task has finished.
     pub fn is_idle(&self) -> bool {
         let q = self.shared.lock();
