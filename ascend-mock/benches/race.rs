@@ -13,6 +13,10 @@
 //!   tracking cost: the tasks themselves are tiny.
 //! - `enqueue_one_stream`: the same copies and memsets on one stream, no
 //!   events.
+//! - `calls_only_two_streams`: the calls of `enqueue_two_streams` timed
+//!   alone, while a host function holds both streams back (so the workers
+//!   do not compete for the CPU): the cost of the calls themselves, which
+//!   is where race detection does its work.
 //!
 //! The benchmark names carry the mode, so both runs can sit in one
 //! criterion report.
@@ -20,6 +24,8 @@
 use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use ascend_mock::sanitizer;
 use ascend_sys::*;
@@ -77,6 +83,17 @@ fn setup() -> Setup {
         dst,
     }
 }
+
+/// Holds a stream until the `AtomicBool` behind `args` is set.
+unsafe extern "C" fn gate(args: *mut c_void) {
+    // SAFETY: the benchmark passes a static AtomicBool.
+    let open = unsafe { &*(args as *const AtomicBool) };
+    while !open.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+}
+
+static OPEN: AtomicBool = AtomicBool::new(false);
 
 fn at(p: *mut c_void, i: usize) -> *mut c_void {
     p.cast::<u8>().wrapping_add(i * CHUNK).cast()
@@ -139,6 +156,43 @@ fn enqueue(c: &mut Criterion) {
                 check(sync(s.s1), "sync");
             }
             black_box(s.dst);
+        })
+    });
+    let host_fn = s.api.acl.aclrtLaunchHostFunc().unwrap();
+    group.bench_function(format!("calls_only_two_streams/{mode}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                OPEN.store(false, Ordering::Release);
+                let arg = &OPEN as *const AtomicBool as *mut c_void;
+                // SAFETY: as above; the gate is opened before the syncs.
+                unsafe {
+                    check(host_fn(s.s1, Some(gate), arg), "host fn");
+                    check(host_fn(s.s2, Some(gate), arg), "host fn");
+                    let start = Instant::now();
+                    for i in 0..ROUNDS {
+                        check(memset(at(s.src, i), CHUNK, i as i32, CHUNK, s.s1), "memset");
+                        check(record(s.event, s.s1), "record");
+                        check(wait(s.s2, s.event), "wait");
+                        check(
+                            copy(
+                                at(s.dst, i),
+                                CHUNK,
+                                at(s.src, i),
+                                CHUNK,
+                                ACL_MEMCPY_DEVICE_TO_DEVICE,
+                                s.s2,
+                            ),
+                            "copy",
+                        );
+                    }
+                    total += start.elapsed();
+                    OPEN.store(true, Ordering::Release);
+                    check(sync(s.s2), "sync");
+                    check(sync(s.s1), "sync");
+                }
+            }
+            total
         })
     });
     group.finish();

@@ -223,6 +223,8 @@ impl Recorded {
 struct Block {
     serial: u64,
     accesses: Vec<Recorded>,
+    /// The host clock version of the last [`State::prune`].
+    pruned_at: u64,
 }
 
 #[derive(Debug, Default)]
@@ -354,13 +356,16 @@ impl State {
         })
     }
 
-    /// Forgets accesses ordered before the host clock.
+    /// Forgets accesses ordered before the host clock (once per change of
+    /// the host clock; accesses of destroyed streams are removed by
+    /// [`stream_gone`]).
     fn prune(&self, block: &mut Block) {
+        if block.pruned_at == self.host_version {
+            return;
+        }
+        block.pruned_at = self.host_version;
         let host = &self.host;
-        let streams = &self.streams;
-        block
-            .accesses
-            .retain(|o| streams.contains_key(&o.stream) && host.get(o.stream) < o.epoch);
+        block.accesses.retain(|o| host.get(o.stream) < o.epoch);
     }
 }
 
@@ -500,16 +505,16 @@ fn queue_inner<T>(
         if block.serial != alloc.serial {
             block = Block {
                 serial: alloc.serial,
-                accesses: Vec::new(),
+                ..Block::default()
             };
         }
         state.prune(&mut block);
         let clock = &state.streams[&id].clock;
         block.accesses.retain(|o| {
             let covered = rec.lo <= o.lo && o.hi <= rec.hi;
-            let same = o.stream == id && (rec.write || !o.write);
-            let overwritten = rec.write && clock.get(o.stream) >= o.epoch;
-            !(covered && (same || overwritten))
+            let same = || o.stream == id && (rec.write || !o.write);
+            let overwritten = || rec.write && clock.get(o.stream) >= o.epoch;
+            !(covered && (same() || overwritten()))
         });
         if block.accesses.len() >= MAX_ACCESSES {
             block.accesses.remove(0);
@@ -708,6 +713,10 @@ pub(crate) fn stream_gone(id: u64, drained: bool) {
     for c in state.collectives.values_mut() {
         c.clock.remove(id);
     }
+    for b in state.blocks.values_mut() {
+        b.accesses.retain(|o| o.stream != id);
+    }
+    state.blocks.retain(|_, b| !b.accesses.is_empty());
 }
 
 /// Forgets everything (at `aclFinalize`).

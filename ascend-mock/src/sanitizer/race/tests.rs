@@ -601,6 +601,34 @@ fn without_the_collective_the_ranks_race() {
 }
 
 #[test]
+fn drained_streams_and_pageable_copies_order_later_work() {
+    let mut t = Two::new();
+    let p = t.buf(4096);
+    // A destroyed stream ran everything it had queued.
+    let s3 = new_stream();
+    ok(memset_async(p, 4096, s3));
+    // SAFETY: a live stream of this test.
+    ok(unsafe { aclrtDestroyStream(s3) });
+    ok(memset_async(p, 4096, t.s1));
+    // An asynchronous copy with pageable host memory returns after the
+    // copy ran: freeing its device side afterwards is ordered.
+    let q = dev_alloc(4096);
+    let host = vec![9u8; 4096];
+    // SAFETY: `host` holds 4096 bytes; q is a live device buffer.
+    unsafe {
+        ok(aclrtMemcpyAsync(
+            q,
+            4096,
+            host.as_ptr().cast(),
+            4096,
+            ACL_MEMCPY_HOST_TO_DEVICE,
+            t.s2,
+        ));
+        ok(aclrtFree(q));
+    }
+}
+
+#[test]
 fn clocks_tick_join_and_forget() {
     use super::Clock;
     let mut a = Clock::default();
