@@ -7,10 +7,20 @@
 //! until `completed` reaches the generation recorded at the time of the
 //! wait call; an event never recorded makes the wait a no-op.
 //!
+//! Failed work is sticky for events: when the stream reaches a record (or
+//! drops it) while it holds an unreported task error (see `crate::stream`),
+//! the record completes *failed* and keeps a copy of that error.
+//! `aclrtSynchronizeEvent` and the status queries of a failed record return
+//! the error instead of success, and `aclrtStreamWaitEvent` fails on the
+//! waiting stream, so work ordered after a failure cannot pass as done. The
+//! recording stream keeps its own copy until its synchronisation reports
+//! it; records it reaches after that are clean again.
+//!
 //! Invariants: `completed <= recorded`; `completed` only grows (a record
 //! finishing after a newer one does not lower it); a record task dropped
 //! unrun (forced stream destruction) still raises `completed` but leaves no
-//! timestamp, so no waiter blocks forever.
+//! timestamp, so no waiter blocks forever; `failure` belongs to the record
+//! numbered `completed` and is cleared by a reset.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,7 +30,7 @@ use ascend_sys::*;
 use crate::error::{MockError, MockResult};
 use crate::runtime::{Handle, HandleKind};
 use crate::sanitizer::{self, CallSite};
-use crate::stream::{Stream, Wait};
+use crate::stream::{ErrorProbe, Stream, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
 pub fn epoch() -> Instant {
@@ -34,6 +44,9 @@ struct EventState {
     completed: u64,
     stamp: Option<Instant>,
     waits: u64,
+    /// The recording stream's unreported error when it reached the record
+    /// numbered `completed`.
+    failure: Option<MockError>,
 }
 
 /// An AscendCL event.
@@ -55,14 +68,20 @@ struct RecordGuard {
     event: Arc<Event>,
     generation: u64,
     ran: bool,
+    /// The recording stream's error, read when the record completes.
+    probe: ErrorProbe,
 }
 
 impl RecordGuard {
     fn complete(&mut self, stamp: Option<Instant>) {
+        // Read before taking the event's lock: the stream's lock is never
+        // taken while an event's is held.
+        let failure = self.probe.pending();
         let mut st = self.event.lock();
         if self.generation > st.completed {
             st.completed = self.generation;
             st.stamp = stamp;
+            st.failure = failure;
         }
         drop(st);
         self.event.changed.notify_all();
@@ -108,6 +127,7 @@ impl Event {
             event: self.clone(),
             generation,
             ran: false,
+            probe: stream.error_probe(),
         };
         sanitizer::race::record_event(self.handle.id(), stream, || {
             stream.push(
@@ -130,6 +150,7 @@ impl Event {
             Box::new(move || {
                 let mut st = ev.lock();
                 st.stamp = None;
+                st.failure = None;
                 st.recorded = st.completed;
                 Ok(())
             }),
@@ -138,6 +159,8 @@ impl Event {
     }
 
     /// Makes `stream`'s later tasks wait for the latest record as of now.
+    /// If that record completed failed, the wait task fails with its error,
+    /// which `stream` then holds like any task error.
     pub fn wait_on(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
         let target = self.lock().recorded;
         if target == 0 {
@@ -153,7 +176,17 @@ impl Event {
                         st = ev.changed.wait(st).unwrap_or_else(|e| e.into_inner());
                     }
                     st.waits += 1;
-                    Ok(())
+                    match &st.failure {
+                        Some(f) => Err(MockError::new(
+                            f.code,
+                            format!(
+                                "the event {} this stream waited on was recorded after failed work: {}",
+                                ev.handle.id(),
+                                f.message
+                            ),
+                        )),
+                        None => Ok(()),
+                    }
                 }),
             )?;
             Ok(())
@@ -165,6 +198,22 @@ impl Event {
     pub fn is_complete(&self) -> bool {
         let st = self.lock();
         st.recorded > 0 && st.completed >= st.recorded && st.stamp.is_some()
+    }
+
+    /// The error of failed work before the latest completed record, if the
+    /// recording stream held one when it reached (or dropped) the record.
+    pub fn failure(&self) -> Option<MockError> {
+        let st = self.lock();
+        st.failure.as_ref().map(|f| {
+            MockError::new(
+                f.code,
+                format!(
+                    "event {} was recorded after failed work: {}",
+                    self.handle.id(),
+                    f.message
+                ),
+            )
+        })
     }
 
     /// Whether nothing recorded so far is still pending.
@@ -315,5 +364,98 @@ mod tests {
         stopper.join().unwrap();
         assert_eq!(ev.synchronize(Some(Duration::from_secs(5))), Wait::Reached);
         assert!(!ev.is_complete());
+    }
+
+    fn failing(s: &Stream, code: aclError) {
+        s.push(
+            "bad",
+            Box::new(move || Err(MockError::new(code, "op: did not write its output"))),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn records_after_a_failed_task_report_it_until_the_stream_does() {
+        let ctx = Handle::new(HandleKind::Context);
+        let s = Stream::spawn(0, ctx, false).unwrap();
+        let before = Event::new(0, 0);
+        before.record(&s).unwrap();
+        failing(&s, ACL_ERROR_RT_AICORE_EXCEPTION);
+        let after = Event::new(0, 0);
+        after.record(&s).unwrap();
+        assert_eq!(after.synchronize(None), Wait::Reached);
+        // The record before the failure is clean; the one after is not.
+        assert!(before.failure().is_none());
+        let f = after
+            .failure()
+            .expect("a record after a failed task is failed");
+        assert_eq!(f.code, ACL_ERROR_RT_AICORE_EXCEPTION);
+        assert!(
+            f.message.contains("op: did not write its output"),
+            "{}",
+            f.message
+        );
+        // Reporting through the event does not consume the stream's error,
+        // and asking again reports it again.
+        assert!(after.failure().is_some());
+        assert_eq!(
+            s.synchronize(None).unwrap_err().code,
+            ACL_ERROR_RT_AICORE_EXCEPTION
+        );
+        // The record keeps its failure after the stream reported it...
+        assert!(after.failure().is_some());
+        // ...and a new record, reached once the error was reported, is clean.
+        after.record(&s).unwrap();
+        assert_eq!(after.synchronize(None), Wait::Reached);
+        assert!(after.failure().is_none());
+        assert!(after.is_complete());
+    }
+
+    #[test]
+    fn waits_on_a_failed_record_fail_the_waiting_stream() {
+        let ctx = Handle::new(HandleKind::Context);
+        let a = Stream::spawn(0, ctx, false).unwrap();
+        let b = Stream::spawn(0, ctx, false).unwrap();
+        failing(&a, ACL_ERROR_RT_AICORE_EXCEPTION);
+        let ev = Event::new(0, 0);
+        ev.record(&a).unwrap();
+        ev.wait_on(&b).unwrap();
+        let later = Event::new(0, 0);
+        later.record(&b).unwrap();
+        let err = b.synchronize(None).unwrap_err();
+        assert_eq!(err.code, ACL_ERROR_RT_AICORE_EXCEPTION);
+        assert!(err.message.contains("waited on"), "{}", err.message);
+        assert!(later.failure().is_some());
+        // A's own synchronisation still reports the original failure.
+        assert_eq!(
+            a.synchronize(None).unwrap_err().code,
+            ACL_ERROR_RT_AICORE_EXCEPTION
+        );
+    }
+
+    #[test]
+    fn a_reset_clears_the_failure() {
+        let ctx = Handle::new(HandleKind::Context);
+        let s = Stream::spawn(0, ctx, false).unwrap();
+        failing(&s, ACL_ERROR_RT_AICORE_EXCEPTION);
+        let ev = Event::new(0, 0);
+        ev.record(&s).unwrap();
+        ev.reset(&s).unwrap();
+        assert!(s.synchronize(None).is_err());
+        assert!(ev.failure().is_none());
+    }
+
+    #[test]
+    fn records_dropped_by_a_stop_on_failure_stream_are_failed() {
+        let ctx = Handle::new(HandleKind::Context);
+        let s = Stream::spawn(0, ctx, false).unwrap();
+        s.set_stop_on_failure(true);
+        failing(&s, ACL_ERROR_RT_AICORE_EXCEPTION);
+        let ev = Event::new(0, 0);
+        ev.record(&s).unwrap();
+        assert_eq!(ev.synchronize(None), Wait::Reached);
+        assert!(!ev.is_complete());
+        assert_eq!(ev.failure().unwrap().code, ACL_ERROR_RT_AICORE_EXCEPTION);
+        assert!(s.synchronize(None).is_err());
     }
 }

@@ -12,6 +12,12 @@
 //!   error; the next synchronisation of the stream returns and clears it.
 //!   The first unreported error wins. With `ACL_STOP_ON_FAILURE` the tasks
 //!   queued after a failure are dropped unrun until that error is reported.
+//! - The stored error is sticky for events: from the failed task until a
+//!   stream synchronisation clears it, every event record that the stream
+//!   reaches (or drops) copies it through an [`ErrorProbe`], so waiting for
+//!   that event reports the failure too (see `crate::event`). The error is
+//!   stored before the worker moves past the failed task, so a record
+//!   queued after it always sees it.
 //! - [`Stream::shutdown`] ends the worker and joins it (drain: run what is
 //!   queued; force: drop it); dropping the last `Arc<Stream>` does a drain
 //!   shutdown, so no worker thread outlives its stream.
@@ -87,6 +93,35 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Formats a stored task error as the host sees it: the message names the
+/// stream and the call that queued the failed task.
+fn reported(stream_id: u64, e: &TaskError, call: Option<CallSite>) -> MockError {
+    let queued = call.map_or_else(String::new, |c| format!(" (queued by {c})"));
+    MockError::new(
+        e.code,
+        format!("a task on stream {stream_id}{queued} failed: {}", e.message),
+    )
+}
+
+/// A read-only view of a stream's stored task error, for the tasks queued
+/// on the stream (event records): it does not keep the worker alive, so a
+/// task may hold it without making the stream outlive itself.
+#[derive(Clone)]
+pub struct ErrorProbe {
+    shared: Arc<Shared>,
+    stream_id: u64,
+}
+
+impl ErrorProbe {
+    /// The stream's unreported task error, if any, without clearing it.
+    pub fn pending(&self) -> Option<MockError> {
+        let q = self.shared.lock();
+        q.error
+            .as_ref()
+            .map(|(e, call)| reported(self.stream_id, e, *call))
     }
 }
 
@@ -277,17 +312,7 @@ impl Stream {
     /// call that queued the failed task.
     pub fn take_error(&self) -> MockResult<()> {
         match self.shared.lock().error.take() {
-            Some((e, call)) => {
-                let queued = call.map_or_else(String::new, |c| format!(" (queued by {c})"));
-                Err(MockError::new(
-                    e.code,
-                    format!(
-                        "a task on stream {}{queued} failed: {}",
-                        self.handle.id(),
-                        e.message
-                    ),
-                ))
-            }
+            Some((e, call)) => Err(reported(self.handle.id(), &e, call)),
             None => Ok(()),
         }
     }
@@ -296,6 +321,14 @@ impl Stream {
     #[cfg(test)]
     pub(crate) fn is_dropping(&self) -> bool {
         self.shared.lock().shutdown == Shutdown::Drop
+    }
+
+    /// A view of this stream's stored task error, for tasks queued on it.
+    pub fn error_probe(&self) -> ErrorProbe {
+        ErrorProbe {
+            shared: self.shared.clone(),
+            stream_id: self.handle.id(),
+        }
     }
 
     /// Whether every queued task has finished.
@@ -381,8 +414,15 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
             drop(item.task);
             Ok(())
         } else if fault::device_lost(device) {
+            // Store the error before dropping the task: a dropped event
+            // record copies the stream's error from its drop guard.
+            let mut q = shared.lock();
+            if q.error.is_none() {
+                q.error = Some((fault::lost_error(device), item.call));
+            }
+            drop(q);
             drop(item.task);
-            Err(fault::lost_error(device))
+            Ok(())
         } else {
             match catch_unwind(AssertUnwindSafe(item.task)) {
                 Ok(r) => r,

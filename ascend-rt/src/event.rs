@@ -9,6 +9,12 @@
 //!   record to complete: AscendCL asks that no call still uses an event
 //!   being destroyed. When that wait fails, it waits for the whole device
 //!   instead; only when that fails too is the event kept (leaked).
+//! - Failed work: a wait on (or status query of) a record that the stream
+//!   reached after a failed task returns that task's error (the runtime
+//!   reports failed work at synchronization points; see docs/mock.md). The
+//!   event then remembers that its latest record is finished but failed, so
+//!   `Drop` destroys it without waiting for the whole device and without
+//!   reporting the already-returned error again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +31,9 @@ struct Inner {
     ctx: Arc<Context>,
     handle: aclrtEvent,
     recorded: AtomicBool,
+    /// The runtime reported failed work for the latest record (a wait or a
+    /// query returned the failed task's error): the record is finished.
+    failed: AtomicBool,
 }
 
 // SAFETY: the event handle is usable from any thread (the runtime
@@ -68,6 +77,7 @@ impl Event {
                 ctx: ctx.clone(),
                 handle,
                 recorded: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
             }),
         }
     }
@@ -96,10 +106,13 @@ impl Event {
         // caller's borrow).
         unsafe { result::event::record(self.inner.handle, stream.handle()) }?;
         self.inner.recorded.store(true, Ordering::Release);
+        self.inner.failed.store(false, Ordering::Release);
         Ok(())
     }
 
-    /// Blocks until the event's last record completes.
+    /// Blocks until the event's last record completes. When work queued
+    /// before the record failed, returns that work's error: the memory it
+    /// should have written must not be read as a result.
     pub fn synchronize(&self) -> Result<()> {
         self.inner.ctx.check_err()?;
         self.synchronize_inner()
@@ -108,7 +121,17 @@ impl Event {
     pub(crate) fn synchronize_inner(&self) -> Result<()> {
         self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
-        unsafe { result::event::synchronize(self.inner.handle) }
+        let r = unsafe { result::event::synchronize(self.inner.handle) };
+        if r.is_err() {
+            self.inner.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Whether a wait or query of the latest record returned an error:
+    /// work before it failed, and the record is finished.
+    pub(crate) fn reported_failure(&self) -> bool {
+        self.inner.failed.load(Ordering::Acquire)
     }
 
     /// Whether the event's last record has completed.
@@ -120,7 +143,11 @@ impl Event {
     pub(crate) fn is_complete_inner(&self) -> Result<bool> {
         self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
-        unsafe { result::event::query(self.inner.handle) }
+        let r = unsafe { result::event::query(self.inner.handle) };
+        if r.is_err() {
+            self.inner.failed.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// Milliseconds from this event to `end`; both must have completed
@@ -142,6 +169,14 @@ impl Drop for Inner {
             } else {
                 Ok(())
             };
+            let failed_before = *self.failed.get_mut();
+            if waited.is_err() && failed_before {
+                // The record finished after failed work, and that failure
+                // was already returned by a wait or query of this event.
+                // SAFETY: last clone; the runtime reports failed work only
+                // for a finished record, so no stream refers to the event.
+                return unsafe { result::event::destroy(self.handle) };
+            }
             if waited.is_err() && self.ctx.wait_all_work().is_err() {
                 // Neither wait worked: a stream may still record it.
                 return waited;

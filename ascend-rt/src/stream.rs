@@ -14,6 +14,13 @@
 //!   to the context. When the synchronize fails, the whole device is waited
 //!   for instead; only when that fails too is the stream kept (leaked). The
 //!   default stream is the runtime's and is never destroyed.
+//! - Failed work: a stream counts the failures of its work that a host wait
+//!   reported (its `failure epoch`, with the latest error). A buffer notes
+//!   the epoch when a write to it is queued; a host read of it fails with
+//!   that error when the epoch moved since (see `crate::memory::access`).
+//!   [`Stream::sync_point`] that reports a failure also synchronizes the
+//!   stream, which consumes the runtime's stored error: work queued after
+//!   that starts clean.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +49,17 @@ pub struct Stream {
     /// Events this stream waits on (or waited on), each with a marker
     /// recorded on this stream after the wait.
     waits: Mutex<Vec<(Event, Event)>>,
+    /// Failures of this stream's work reported to the host so far.
+    failures: Mutex<Failures>,
+}
+
+/// The failures of a stream's work that host waits reported.
+#[derive(Debug, Default)]
+struct Failures {
+    /// How many were reported; grows by one per reported failure.
+    epoch: u64,
+    /// The latest one.
+    last: Option<Error>,
 }
 
 // SAFETY: a stream handle may be used from any thread; the runtime
@@ -69,6 +87,7 @@ impl Stream {
             handle,
             is_default,
             waits: Mutex::new(Vec::new()),
+            failures: Mutex::new(Failures::default()),
         })
     }
 
@@ -127,18 +146,52 @@ impl Stream {
     pub fn synchronize(&self) -> Result<()> {
         self.ctx.bind_to_thread()?;
         // SAFETY: the stream is live while `self` is.
-        unsafe { result::stream::synchronize(self.handle) }?;
+        let r = unsafe { result::stream::synchronize(self.handle) };
+        if let Err(e) = &r {
+            self.note_failure(e);
+        }
         // Another thread may have queued a wait meanwhile: let go only of
         // the events whose marker has completed.
         self.prune_waits();
-        Ok(())
+        r
     }
 
-    /// Drops the waited-on events the stream has passed (marker complete).
+    /// Drops the waited-on events the stream has passed (marker complete,
+    /// or reported failed, which the runtime does only for a finished
+    /// record; the wait then failed on this stream, which reports it).
     fn prune_waits(&self) {
         let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
-        // A failed query keeps the entry; it is retried later.
-        waits.retain(|(_, m)| !matches!(m.is_complete_inner(), Ok(true)));
+        // Any other failed query keeps the entry; it is retried later.
+        waits.retain(|(_, m)| {
+            let done = matches!(m.is_complete_inner(), Ok(true));
+            !done && !m.reported_failure()
+        });
+    }
+
+    /// Counts a failure of this stream's work that a host wait reported.
+    fn note_failure(&self, e: &Error) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.epoch += 1;
+        f.last = Some(e.clone());
+    }
+
+    /// The number of failures of this stream's work reported so far.
+    pub(crate) fn failure_epoch(&self) -> u64 {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .epoch
+    }
+
+    /// The latest reported failure if any was reported after `epoch` (a
+    /// [`Stream::failure_epoch`] value): work queued on this stream before
+    /// that report may not have run.
+    pub(crate) fn failed_since(&self, epoch: u64) -> Option<Error> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.epoch == epoch {
+            return None;
+        }
+        f.last.clone()
     }
 
     /// Whether all work queued so far has finished.
@@ -204,9 +257,23 @@ impl Stream {
     }
 
     /// Blocks until the work queued on this stream so far has finished, via
-    /// an event (other work queued later is not waited for).
+    /// an event (other work queued later is not waited for). When work
+    /// before the point failed, returns its error, counts the failure, and
+    /// synchronizes the whole stream to consume the runtime's stored copy of
+    /// it (which would otherwise fail every later point too).
     pub(crate) fn sync_point(&self) -> Result<()> {
-        self.record_event_inner()?.synchronize_inner()
+        let waited = self.record_event_inner()?.synchronize_inner();
+        if let Err(e) = &waited {
+            self.note_failure(e);
+            // The stream's stored error is the one the event reported (the
+            // runtime keeps the first failure): its result adds nothing.
+            let _consumed = self.ctx.bind().and_then(|()| {
+                // SAFETY: the stream is live while `self` is.
+                unsafe { result::stream::synchronize(self.handle) }
+            });
+            self.prune_waits();
+        }
+        waited
     }
 
     /// Runs `f` on a runtime thread once the stream reaches this point;

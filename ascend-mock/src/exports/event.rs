@@ -4,6 +4,18 @@
 //! `aclrtQueryEventStatus` report "not ready" (nothing was recorded),
 //! `aclrtQueryEventWaitStatus` reports "complete" (a wait on it is a no-op),
 //! and `aclrtSynchronizeEvent` returns at once.
+//!
+//! Failed work: when the latest record completed after a failed task on its
+//! stream (see `crate::event`), `aclrtSynchronizeEvent`, its timeout variant,
+//! `aclrtQueryEvent` and `aclrtQueryEventStatus` return that task's error
+//! code (its message names the event, the stream and the call that queued
+//! the failed task) instead of success, and the status is not written;
+//! `aclrtQueryEventWaitStatus` reports "complete" (a wait would pass the
+//! record, and fails on the waiting stream). Such a record has been reached
+//! or dropped, never still pending: a failure is only ever reported for a
+//! finished record, so the event may be destroyed at once. Real CANN likewise
+//! reports a task exception from the event wait (`rtEventSynchronize`
+//! failing with the task's runtime result).
 
 use ascend_sys::*;
 
@@ -99,14 +111,27 @@ fn lookup(event: aclrtEvent) -> MockResult<std::sync::Arc<Event>> {
 }
 
 /// Whether `done` finds the event's work complete; if so the host has
-/// seen the work before its latest record complete (race detection).
-fn observe(e: &Event, done: impl FnOnce(&Event) -> bool) -> bool {
+/// seen the work before its latest record complete (race detection). Work
+/// that was reached (or dropped) after a failure is the failed task's
+/// error when `failed_is_error`, so a poll cannot spin on a record its lost
+/// stream dropped.
+fn observe(
+    e: &Event,
+    done: impl FnOnce(&Event) -> bool,
+    failed_is_error: bool,
+) -> MockResult<bool> {
     let snapshot = race::event_snapshot(e.handle.id());
     let complete = done(e);
     if complete {
         race::host_absorbs(snapshot);
     }
-    complete
+    if failed_is_error
+        && (complete || e.nothing_pending())
+        && let Some(f) = e.failure()
+    {
+        return Err(f);
+    }
+    Ok(complete)
 }
 
 /// Deprecated status query: complete once the latest record ran.
@@ -116,7 +141,7 @@ pub unsafe extern "C" fn aclrtQueryEvent(
     status: *mut aclrtEventStatus,
 ) -> aclError {
     api_call("aclrtQueryEvent", || {
-        let v = if observe(&*lookup(event)?, Event::is_complete) {
+        let v = if observe(&*lookup(event)?, Event::is_complete, true)? {
             ACL_EVENT_STATUS_COMPLETE
         } else {
             ACL_EVENT_STATUS_NOT_READY
@@ -133,7 +158,7 @@ pub unsafe extern "C" fn aclrtQueryEventStatus(
     status: *mut aclrtEventRecordedStatus,
 ) -> aclError {
     api_call("aclrtQueryEventStatus", || {
-        let v = if observe(&*lookup(event)?, Event::is_complete) {
+        let v = if observe(&*lookup(event)?, Event::is_complete, true)? {
             ACL_EVENT_RECORDED_STATUS_COMPLETE
         } else {
             ACL_EVENT_RECORDED_STATUS_NOT_READY
@@ -143,14 +168,15 @@ pub unsafe extern "C" fn aclrtQueryEventStatus(
     })
 }
 
-/// Whether a wait on the event would be satisfied now.
+/// Whether a wait on the event would be satisfied now. A failed record
+/// counts as reached: the wait itself then fails on the waiting stream.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtQueryEventWaitStatus(
     event: aclrtEvent,
     status: *mut aclrtEventWaitStatus,
 ) -> aclError {
     api_call("aclrtQueryEventWaitStatus", || {
-        let v = if observe(&*lookup(event)?, Event::nothing_pending) {
+        let v = if observe(&*lookup(event)?, Event::nothing_pending, false)? {
             ACL_EVENT_WAIT_STATUS_COMPLETE
         } else {
             ACL_EVENT_WAIT_STATUS_NOT_READY
@@ -167,7 +193,7 @@ fn synchronize(event: aclrtEvent, timeout: i32) -> MockResult<()> {
     match e.synchronize(timeout) {
         Wait::Reached => {
             race::host_absorbs(snapshot);
-            Ok(())
+            e.failure().map_or(Ok(()), Err)
         }
         Wait::TimedOut => Err(MockError::new(
             ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
@@ -180,7 +206,8 @@ fn synchronize(event: aclrtEvent, timeout: i32) -> MockResult<()> {
     }
 }
 
-/// Waits for the event's latest record.
+/// Waits for the event's latest record; fails with the task's error when
+/// work before the record failed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtSynchronizeEvent(event: aclrtEvent) -> aclError {
     api_call("aclrtSynchronizeEvent", || synchronize(event, -1))

@@ -14,6 +14,15 @@
 //!   work has been waited for is forgotten.
 //! - The tracked streams are held as `Arc`s, so they outlive the work queued
 //!   on them that touches this buffer.
+//! - Failed work: `writer_epoch` is the writer's failure epoch (see
+//!   `crate::stream`) when the last write was queued. A host read waits for
+//!   the writer and then fails with the writer's latest reported error if
+//!   the epoch moved since: a failure of the writer's work was reported
+//!   after the write was queued, so the write may never have happened. The
+//!   writer is then kept, so every later read fails the same way until a
+//!   new write is queued (or the host overwrites the whole buffer). This is
+//!   conservative: a write that did run before the failure is refused too
+//!   when it was not read before the failure was reported.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +33,8 @@ use crate::stream::Stream;
 #[derive(Debug, Default)]
 struct State {
     writer: Option<Arc<Stream>>,
+    /// The writer's failure epoch when the last write was queued.
+    writer_epoch: u64,
     readers: Vec<Arc<Stream>>,
 }
 
@@ -50,6 +61,7 @@ impl Access {
             enabled: AtomicBool::new(true),
             state: Mutex::new(State {
                 writer: Some(s.clone()),
+                writer_epoch: s.failure_epoch(),
                 readers: Vec::new(),
             }),
         }
@@ -125,11 +137,14 @@ impl Access {
         if wid != Some(sid) {
             st.writer = Some(s.clone());
         }
+        st.writer_epoch = s.failure_epoch();
         st.readers.clear();
         Ok(())
     }
 
-    /// Waits (on the host) for the queued write, before the host reads.
+    /// Waits (on the host) for the queued write, before the host reads;
+    /// fails when that write's stream reported failed work since the write
+    /// was queued.
     pub(crate) fn sync_writer(&self) -> Result<()> {
         if !self.enabled() {
             return Ok(());
@@ -137,20 +152,29 @@ impl Access {
         let mut st = self.lock();
         if let Some(w) = &st.writer {
             w.sync_point()?;
+            if let Some(e) = w.failed_since(st.writer_epoch) {
+                return Err(e);
+            }
             st.writer = None;
         }
         Ok(())
     }
 
     /// Waits (on the host) for every queued use, before the host writes or
-    /// frees the memory.
-    pub(crate) fn sync_all(&self) -> Result<()> {
+    /// frees the memory. With `reads` the host may also read it (a mutable
+    /// view): then a failed write is an error as in [`Access::sync_writer`];
+    /// without, the memory is about to be overwritten whole or freed, and a
+    /// failed write no longer matters once its stream is waited for.
+    pub(crate) fn sync_all(&self, reads: bool) -> Result<()> {
         if !self.enabled() {
             return Ok(());
         }
         let mut st = self.lock();
         if let Some(w) = &st.writer {
             w.sync_point()?;
+            if reads && let Some(e) = w.failed_since(st.writer_epoch) {
+                return Err(e);
+            }
             st.writer = None;
         }
         while let Some(r) = st.readers.last() {

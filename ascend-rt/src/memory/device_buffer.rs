@@ -243,7 +243,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             return Ok(());
         }
         self.ctx.bind_to_thread()?;
-        self.access.sync_all()?;
+        self.access.sync_all(false)?;
         let bytes = self.byte_len();
         // SAFETY: `ptr` holds `bytes` bytes of device memory; `src` is a
         // host slice of exactly `bytes` bytes; no queued work uses the
@@ -300,7 +300,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             return Ok(());
         }
         self.ctx.bind_to_thread()?;
-        self.access.sync_all()?;
+        self.access.sync_all(false)?;
         let bytes = self.byte_len();
         // SAFETY: `ptr` is device memory of `bytes` bytes from aclrtMalloc;
         // no queued work uses it any more (sync_all).
@@ -433,7 +433,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
             return self.ctx.pool().free(p, users);
         }
         self.ctx.bind()?;
-        let waited = self.access.sync_all();
+        let waited = self.access.sync_all(false);
         if waited.is_err() && self.ctx.wait_all_work().is_err() {
             // Neither the streams nor the device could be waited for: the
             // memory may still be in use (the caller leaks it).

@@ -129,7 +129,7 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
     pub fn as_mut_slice(&mut self) -> Result<&mut [T]> {
         if self.allocated {
             self.ctx.bind_to_thread()?;
-            self.access.sync_all()?;
+            self.access.sync_all(true)?;
         }
         // SAFETY: `ptr` is valid for `len` initialised elements; no queued
         // copy reads or writes them any more (sync_all), and `&mut self`
@@ -158,7 +158,7 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
             return Ok(());
         }
         self.ctx.bind()?;
-        let waited = self.access.sync_all();
+        let waited = self.access.sync_all(false);
         if waited.is_err() && self.ctx.wait_all_work().is_err() {
             // Neither the streams nor the device could be waited for: a
             // copy may still use the block (the caller leaks it).
