@@ -1179,6 +1179,66 @@ fn events_order_work_across_streams() {
 }
 
 #[test]
+fn events_after_a_failed_task_report_it_through_the_c_api() {
+    let ctx = own_context(0);
+    let (s1, s2) = (new_stream(), new_stream());
+    let (before, after) = (new_event(), new_event());
+    // SAFETY (whole block): live handles; status locations are valid.
+    unsafe {
+        ok(aclrtRecordEvent(before, s1));
+        ok(crate::stream::enqueue(
+            s1,
+            Box::new(|| {
+                Err(crate::error::MockError::new(
+                    ACL_ERROR_RT_AICORE_EXCEPTION,
+                    "kernel: trapped",
+                ))
+            }),
+        ));
+        ok(aclrtRecordEvent(after, s1));
+        ok(aclrtStreamWaitEvent(s2, after));
+        ok(aclrtSynchronizeEvent(before));
+        assert_eq!(aclrtSynchronizeEvent(after), ACL_ERROR_RT_AICORE_EXCEPTION);
+        let msg = take_message().unwrap_or_default();
+        assert!(
+            msg.contains("recorded after failed work") && msg.contains("kernel: trapped"),
+            "{msg}"
+        );
+        assert_eq!(
+            aclrtSynchronizeEventWithTimeout(after, 100),
+            ACL_ERROR_RT_AICORE_EXCEPTION
+        );
+        let mut st = 9;
+        assert_eq!(
+            aclrtQueryEventStatus(after, &mut st),
+            ACL_ERROR_RT_AICORE_EXCEPTION
+        );
+        assert_eq!(st, 9, "no status is written for a failed record");
+        assert_eq!(
+            aclrtQueryEvent(after, &mut st),
+            ACL_ERROR_RT_AICORE_EXCEPTION
+        );
+        // A wait would pass the record (and fail on the waiting stream).
+        ok(aclrtQueryEventWaitStatus(after, &mut st));
+        assert_eq!(st, ACL_EVENT_WAIT_STATUS_COMPLETE);
+        assert_eq!(aclrtSynchronizeStream(s2), ACL_ERROR_RT_AICORE_EXCEPTION);
+        ok(aclrtSynchronizeStream(s2));
+        // The recording stream reports it once more, then records are clean.
+        assert_eq!(aclrtSynchronizeStream(s1), ACL_ERROR_RT_AICORE_EXCEPTION);
+        ok(aclrtSynchronizeStream(s1));
+        ok(aclrtRecordEvent(after, s1));
+        ok(aclrtSynchronizeEvent(after));
+        ok(aclrtQueryEventStatus(after, &mut st));
+        assert_eq!(st, ACL_EVENT_RECORDED_STATUS_COMPLETE);
+        ok(aclrtDestroyEvent(before));
+        ok(aclrtDestroyEvent(after));
+    }
+    destroy(s1);
+    destroy(s2);
+    drop_context(ctx);
+}
+
+#[test]
 fn elapsed_time_between_records() {
     let ctx = own_context(0);
     let s = new_stream();

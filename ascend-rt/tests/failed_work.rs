@@ -272,3 +272,25 @@ fn pooled_blocks_of_a_failed_output_are_reused_cleanly() {
     s.synchronize().unwrap();
     common::ctx().check_err().unwrap();
 }
+
+#[test]
+fn a_timed_out_all_gather_into_a_pooled_buffer_fails_the_read() {
+    // The shape of the expert-parallel MoE dispatch: counts all-gathered
+    // into a pooled buffer, then read on the host.
+    let _g = exclusive();
+    ascend_mock::hccl::set_default_timeout(Some(JOIN_TIMEOUT));
+    let comms = Communicator::init_all(&[Device::new(0), Device::new(1)]).expect("HcclCommInitAll");
+    ascend_mock::hccl::set_default_timeout(None);
+    let ctx = comms[0].context().clone();
+    let s = ctx.new_stream().unwrap();
+    let counts = DeviceBuffer::from_host(&ctx, &[3i64, 1, 4]).unwrap();
+    // SAFETY: left unwritten on purpose: only the failing all-gather writes it.
+    let mut all = unsafe { DeviceBuffer::<i64>::alloc_pooled(&s, 6) }.unwrap();
+    comms[0].all_gather(&counts, &mut all, &s).unwrap();
+    assert_task_failure(&all.to_vec().expect_err("never gathered"), "to_vec");
+    // Reported once; the stream goes on.
+    let again = counts.try_clone(&s).unwrap();
+    assert_eq!(again.to_vec().unwrap(), vec![3, 1, 4]);
+    drop((all, counts));
+    s.synchronize().unwrap();
+}

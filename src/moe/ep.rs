@@ -604,9 +604,8 @@ impl<T: MoeElement> ExpertParallelLayer<T> {
         // them (the tracker orders the host read below after it).
         let mut all = unsafe { DeviceBuffer::<i64>::alloc_pooled(s, n * e) }?;
         comm.all_gather(counts.buffer(), &mut all, s)?;
-        // The stream's synchronize reports a collective that failed (a peer that never
-        // joined it times out); reading `all` alone would not, and would see unwritten memory.
-        s.synchronize()?;
+        // A collective that failed (a peer that never joined it times out) fails this read:
+        // the host wait before it reports failed work queued before it.
         let matrix = counts_matrix(&all.to_vec()?, n, e)?;
         let plan = plan_rank(&matrix, &self.experts, r, tokens * k)?;
         let rows: usize = plan.rows_received_from.iter().sum();
