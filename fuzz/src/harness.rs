@@ -112,12 +112,16 @@ fn take_message(call: &str, code: i64) -> String {
     msg
 }
 
-/// Checks a status: `true` on success; a failure must carry a message.
-fn status(call: &str, code: i32) -> bool {
+/// Checks a status: `true` on success; a failure must carry a message,
+/// which is kept in `stats`.
+fn status(call: &str, code: i32, stats: &mut Stats) -> bool {
     if code == 0 {
         return true;
     }
-    take_message(call, i64::from(code));
+    let msg = take_message(call, i64::from(code));
+    if stats.messages.len() < 16 {
+        stats.messages.push(format!("{call} -> {code}: {msg}"));
+    }
     false
 }
 
@@ -276,6 +280,7 @@ struct World {
     tensors: Vec<(*mut aclTensor, usize)>,
     /// Whether a pool tensor belongs to a list (the list destroys it).
     owned: Vec<bool>,
+    /// The lists (NULL where creation was refused).
     lists: Vec<*mut aclTensorList>,
     scalars: Vec<*mut aclScalar>,
     int_arrays: Vec<*mut aclIntArray>,
@@ -287,7 +292,7 @@ struct World {
 }
 
 /// What a case reached, for tests and statistics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     /// Descriptors `aclCreateTensor` accepted.
     pub tensors_created: usize,
@@ -299,6 +304,8 @@ pub struct Stats {
     pub launched: usize,
     /// Synchronisations that reported a kernel's failure.
     pub kernel_errors: usize,
+    /// The first messages of failed operator calls and synchronisations.
+    pub messages: Vec<String>,
 }
 
 impl World {
@@ -525,6 +532,26 @@ impl World {
         assert_eq!((rc, off), (0, offset), "aclGetViewOffset");
     }
 
+    /// Creates a list of the pool tensors `picked` (NULL in the list pool
+    /// when refused); a created list owns its members.
+    fn create_list(&mut self, picked: &[usize], stats: &mut Stats) {
+        let ptrs: Vec<*const aclTensor> = picked
+            .iter()
+            .map(|&i| self.tensors[i].0.cast_const())
+            .collect();
+        // SAFETY: `ptrs` holds `ptrs.len()` readable pointers.
+        let p = unsafe { f!(nnopbase.aclCreateTensorList)(ptrs.as_ptr(), ptrs.len() as u64) };
+        if p.is_null() {
+            take_message("aclCreateTensorList", 0);
+        } else {
+            stats.lists_created += 1;
+            for &i in picked {
+                self.owned[i] = true;
+            }
+        }
+        self.lists.push(p);
+    }
+
     /// The tensor a [`TRef`] names.
     fn t(&self, r: TRef) -> *mut aclTensor {
         match r {
@@ -639,21 +666,7 @@ pub fn run_case(case: &Case) -> Stats {
                 .map(|&i| usize::from(i) % w.tensors.len())
                 .collect()
         };
-        let ptrs: Vec<*const aclTensor> = picked
-            .iter()
-            .map(|&i| w.tensors[i].0.cast_const())
-            .collect();
-        // SAFETY: `ptrs` holds `ptrs.len()` readable pointers.
-        let p = unsafe { f!(nnopbase.aclCreateTensorList)(ptrs.as_ptr(), ptrs.len() as u64) };
-        if p.is_null() {
-            take_message("aclCreateTensorList", 0);
-        } else {
-            stats.lists_created += 1;
-            for i in picked {
-                w.owned[i] = true;
-            }
-            w.lists.push(p);
-        }
+        w.create_list(&picked, &mut stats);
     }
     let range = Some(vec![Int::Small(1), Int::Small(2), Int::Small(3)]);
     w.wrong_kind = w.int_array(&range) as usize;
@@ -679,6 +692,26 @@ pub fn run_case(case: &Case) -> Stats {
     }
     for call in case.calls.iter().take(MAX_CALLS) {
         run_call(&mut w, call, &mut stats);
+    }
+    for sh in case.shaped.iter().take(MAX_SHAPED) {
+        let lay = crate::template::layout(sh, w.tensors.len(), w.lists.len());
+        for (t, &null) in lay.tensors.iter().zip(&lay.nulls) {
+            if null {
+                w.tensors.push((std::ptr::null_mut(), 0));
+                w.owned.push(false);
+            } else {
+                w.create_tensor(t, &vars, &mut stats);
+            }
+        }
+        for members in &lay.lists {
+            let picked: Vec<usize> = members.iter().map(|&i| usize::from(i)).collect();
+            w.create_list(&picked, &mut stats);
+        }
+        let call = Call {
+            op: lay.op,
+            launch: sh.launch.clone(),
+        };
+        run_call(&mut w, &call, &mut stats);
     }
     teardown(w, &mut stats);
     let end_device = ascend_mock::memory::live_allocations(MemKind::Device(0));
@@ -706,7 +739,7 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     let mut ws = u64::MAX;
     let mut ex: *mut aclOpExecutor = std::ptr::null_mut();
     let (name, rc) = phase_one(w, &call.op, &mut ws, &mut ex);
-    if !status(name, rc) {
+    if !status(name, rc, stats) {
         return;
     }
     stats.phase_one_ok += 1;
@@ -742,7 +775,7 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     let mut queued = false;
     for _ in 0..runs {
         let rc = phase_two(&call.op, std::ptr::null_mut(), 0, ex, stream);
-        if !status(name, rc) {
+        if !status(name, rc, stats) {
             break;
         }
         stats.launched += 1;
@@ -750,12 +783,12 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     }
     // SAFETY: no pointer arguments beyond the harness's stream.
     let sync = unsafe { f!(acl.aclrtSynchronizeStream)(w.stream) };
-    if !status("aclrtSynchronizeStream", sync) {
+    if !status("aclrtSynchronizeStream", sync, stats) {
         stats.kernel_errors += 1;
     }
     // SAFETY: no arguments.
     let sync = unsafe { f!(acl.aclrtSynchronizeDevice)() };
-    if !status("aclrtSynchronizeDevice", sync) {
+    if !status("aclrtSynchronizeDevice", sync, stats) {
         stats.kernel_errors += 1;
     }
     let rc = destroy(ex);
@@ -768,11 +801,11 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
 }
 
 /// Destroys everything the case created and frees its memory.
-fn teardown(w: World, _stats: &mut Stats) {
+fn teardown(w: World, stats: &mut Stats) {
     // SAFETY: the harness's stream is live.
     let rc = unsafe { f!(acl.aclrtSynchronizeStream)(w.stream) };
-    status("aclrtSynchronizeStream", rc);
-    for &l in &w.lists {
+    status("aclrtSynchronizeStream", rc, stats);
+    for &l in w.lists.iter().filter(|l| !l.is_null()) {
         // SAFETY: `l` is a live list of this case.
         let rc = unsafe { f!(nnopbase.aclDestroyTensorList)(l) };
         assert_eq!(rc, 0, "aclDestroyTensorList");
@@ -1257,6 +1290,7 @@ mod tests {
                     ..launch()
                 },
             }],
+            shaped: vec![],
         };
         let stats = run_case(&case);
         assert_eq!(stats.tensors_created, 3);
@@ -1295,6 +1329,7 @@ mod tests {
                     },
                     launch: launch(),
                 }],
+                shaped: vec![],
             };
             let stats = run_case(&case);
             assert_eq!(stats.phase_one_ok, 0, "{placement:?} was accepted");
@@ -1313,7 +1348,8 @@ mod tests {
                 Call {
                     op: Op::GroupedMatmulV4 {
                         x: LRef::Pool(0),
-                        weight: LRef::Pool(1),
+                        // List 1 was refused (NULL).
+                        weight: LRef::Pool(2),
                         bias: LRef::Null,
                         scale: LRef::Null,
                         per_token_scale: LRef::Null,
@@ -1323,7 +1359,7 @@ mod tests {
                         group_type: Int::Small(-1),
                         group_list_type: Int::Small(0),
                         act_type: Int::Small(0),
-                        out: LRef::Pool(2),
+                        out: LRef::Pool(3),
                         activation_feature_out: LRef::Null,
                     },
                     launch: launch(),
@@ -1338,11 +1374,14 @@ mod tests {
                     launch: launch(),
                 },
             ],
+            shaped: vec![],
         };
         let stats = run_case(&case);
-        assert_eq!(stats.lists_created, 3);
-        assert_eq!(stats.phase_one_ok, 1);
-        assert_eq!(stats.launched, 1);
+        assert_eq!(
+            (stats.lists_created, stats.phase_one_ok, stats.launched),
+            (3, 1, 1),
+            "{stats:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Fuzzing the mock device's aclnn layer: the input decoding ([`spec`])
+//! Fuzzing the mock device's aclnn layer: the input decoding ([`spec`]),
+//! the operators' consistent layouts the fuzzer changes ([`template`]),
 //! and the harness that runs a decoded case through the mock's exported C
 //! functions and checks the contract ([`harness`]). The cargo-fuzz targets
 //! in `fuzz_targets/` are thin wrappers around [`harness::run_case`].
@@ -8,3 +9,4 @@
 
 pub mod harness;
 pub mod spec;
+pub mod template;

@@ -444,6 +444,91 @@ pub struct Call {
     pub launch: LaunchSpec,
 }
 
+/// An operator whose tensors the harness lays out with consistent shapes
+/// (see `crate::template`), so that phase one passes and the kernel runs
+/// unless the fuzzer changes something.
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Matmul,
+    Add,
+    InplaceAdd,
+    Adds,
+    Mul,
+    Softmax,
+    RmsNorm,
+    SwiGlu,
+    Topk,
+    GatingTopKSoftmax,
+    GatingTopKSoftmaxV2,
+    GatingTopK,
+    InitRoutingV2,
+    InitRoutingV3,
+    ComputeExpertTokens,
+    GroupedMatmulV3,
+    GroupedMatmulV4,
+    FinalizeRoutingV2,
+}
+
+/// The floating-point type of a shaped call's data tensors.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum FloatType {
+    /// `ACL_FLOAT`.
+    F32,
+    /// `ACL_FLOAT16`.
+    F16,
+    /// `ACL_BF16`.
+    Bf16,
+}
+
+/// One change to one tensor of a shaped call.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Change {
+    /// Another view shape.
+    View(Vec<Dim>),
+    /// One dimension changed.
+    OneDim(u8, Dim),
+    /// Another data type.
+    DType(DTypeSpec),
+    /// Other strides.
+    Strides(Strides),
+    /// Another view offset.
+    Offset(Offset),
+    /// Another format.
+    Format(FormatSpec),
+    /// Another data placement.
+    Placement(Placement),
+    /// Other contents.
+    Fill(Fill),
+    /// The tensor is passed as NULL.
+    Null,
+}
+
+/// An operator call laid out by the harness, with at most a few changes.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct Shaped {
+    /// The operator.
+    pub op: OpKind,
+    /// The sizes of the layout (tokens, hidden, experts, k), each 1 to 6.
+    pub sizes: [u8; 4],
+    /// The type of the data tensors.
+    pub float: FloatType,
+    /// Flags of the operator (largest, sorted, optional tensors present).
+    pub flags: [bool; 3],
+    /// The contents of the data tensors.
+    pub values: Fill,
+    /// Whether index tensors (expert ids, row indices, group lists) hold
+    /// valid indices; otherwise they hold `values`.
+    pub valid_indices: bool,
+    /// An integer parameter (by position) replaced by another value.
+    pub param: Option<(u8, Int)>,
+    /// A floating-point parameter (epsilon, scaling) replaced.
+    pub real: Option<f64>,
+    /// Changes to the tensors (by position among the call's tensors).
+    pub changes: Vec<(u8, Change)>,
+    /// Phase two.
+    pub launch: LaunchSpec,
+}
+
 /// One fuzz case.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct Case {
@@ -456,6 +541,9 @@ pub struct Case {
     pub lists: Vec<Vec<u8>>,
     /// The operator calls (at most [`MAX_CALLS`]).
     pub calls: Vec<Call>,
+    /// Operator calls on tensors laid out for them (at most
+    /// [`MAX_SHAPED`]), run after `calls`.
+    pub shaped: Vec<Shaped>,
 }
 
 /// Most tensors in a case.
@@ -466,3 +554,7 @@ pub const MAX_LISTS: usize = 4;
 pub const MAX_LIST_LEN: usize = 5;
 /// Most operator calls in a case.
 pub const MAX_CALLS: usize = 4;
+/// Most shaped calls in a case.
+pub const MAX_SHAPED: usize = 2;
+/// Most changes to a shaped call's tensors.
+pub const MAX_CHANGES: usize = 3;
