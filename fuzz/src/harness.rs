@@ -6,8 +6,9 @@
 //!   non-empty message for `aclGetRecentErrMsg` (never a panic: the fuzz
 //!   target's panic hook aborts even on panics the mock would catch);
 //! - a successful phase one hands out an executor; phase two either queues
-//!   it or fails cleanly; a non-repeatable executor is consumed by a
-//!   successful phase two and refused afterwards;
+//!   it or fails cleanly; a non-repeatable executor is consumed by its
+//!   phase two (successful or not) and refused afterwards, a repeatable
+//!   one stays until destroyed;
 //! - a NULL workspace with a non-zero size is refused;
 //! - after the case, every descriptor, list and executor is destroyed and
 //!   every allocation freed, and the mock's counts of live aclnn objects
@@ -772,14 +773,12 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
         take_message(name, i64::from(rc));
     }
     let runs = if launch.repeatable { 2 } else { 1 };
-    let mut queued = false;
     for _ in 0..runs {
         let rc = phase_two(&call.op, std::ptr::null_mut(), 0, ex, stream);
         if !status(name, rc, stats) {
             break;
         }
         stats.launched += 1;
-        queued = true;
     }
     // SAFETY: no pointer arguments beyond the harness's stream.
     let sync = unsafe { f!(acl.aclrtSynchronizeStream)(w.stream) };
@@ -791,8 +790,10 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     if !status("aclrtSynchronizeDevice", sync, stats) {
         stats.kernel_errors += 1;
     }
+    // Phase two of its own operator consumes a non-repeatable executor,
+    // whether it succeeds or fails (as CANN releases it there).
     let rc = destroy(ex);
-    if queued && !launch.repeatable {
+    if !launch.repeatable {
         assert_ne!(rc, 0, "{name}: a consumed executor was destroyed again");
         take_message("aclDestroyAclOpExecutor", i64::from(rc));
     } else {
