@@ -305,6 +305,8 @@ pub struct Stats {
     pub launched: usize,
     /// Synchronisations that reported a kernel's failure.
     pub kernel_errors: usize,
+    /// Address setters that accepted their new address.
+    pub readdressed: usize,
     /// The first messages of failed operator calls and synchronisations.
     pub messages: Vec<String>,
 }
@@ -758,6 +760,9 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
         let rc = unsafe { f!(nnopbase.aclSetAclOpExecutorRepeatable)(ex) };
         assert_eq!(rc, 0, "aclSetAclOpExecutorRepeatable after {name}");
     }
+    if let Some(r) = launch.readdress {
+        readdress(w, ex, &r, stats);
+    }
     let stream = match launch.stream {
         StreamSpec::Ours => w.stream,
         StreamSpec::Default => std::ptr::null_mut(),
@@ -798,6 +803,48 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
         take_message("aclDestroyAclOpExecutor", i64::from(rc));
     } else {
         assert_eq!(rc, 0, "aclDestroyAclOpExecutor after {name}");
+    }
+}
+
+/// Calls the address setter `r` names on the live executor `ex`.
+fn readdress(w: &World, ex: *mut aclOpExecutor, r: &Readdress, stats: &mut Stats) {
+    let addr = match r.addr {
+        NewAddr::Null => 0,
+        NewAddr::OfTensor(_) if w.tensors.is_empty() => 0,
+        NewAddr::OfTensor(i) => w.tensors[usize::from(i) % w.tensors.len()].1,
+        NewAddr::Wild(a) => (a as usize) & !31,
+    } as *mut c_void;
+    let (index, rel) = (usize::from(r.index), usize::from(r.relative));
+    let (t, l) = (w.t(r.tensor), w.l(r.list));
+    // SAFETY (every call): `ex` is a live executor; the tensor and list are
+    // addresses the mock looks up in its registry; the new address is only
+    // classified and range-checked by the mock before any use.
+    let (name, rc) = unsafe {
+        match r.setter {
+            Setter::Input => (
+                "aclSetInputTensorAddr",
+                f!(nnopbase.aclSetInputTensorAddr)(ex, index, t, addr),
+            ),
+            Setter::Output => (
+                "aclSetOutputTensorAddr",
+                f!(nnopbase.aclSetOutputTensorAddr)(ex, index, t, addr),
+            ),
+            Setter::Tensor => (
+                "aclSetTensorAddr",
+                f!(nnopbase.aclSetTensorAddr)(ex, index, t, addr),
+            ),
+            Setter::DynamicInput => (
+                "aclSetDynamicInputTensorAddr",
+                f!(nnopbase.aclSetDynamicInputTensorAddr)(ex, index, rel, l, addr),
+            ),
+            Setter::DynamicOutput => (
+                "aclSetDynamicOutputTensorAddr",
+                f!(nnopbase.aclSetDynamicOutputTensorAddr)(ex, index, rel, l, addr),
+            ),
+        }
+    };
+    if status(name, rc, stats) {
+        stats.readdressed += 1;
     }
 }
 
@@ -1250,6 +1297,7 @@ mod tests {
             repeatable: false,
             bogus_workspace: None,
             skip: false,
+            readdress: None,
         }
     }
 
@@ -1298,6 +1346,70 @@ mod tests {
         assert_eq!(stats.phase_one_ok, 1);
         assert_eq!(stats.launched, 2);
         assert_eq!(stats.kernel_errors, 0);
+    }
+
+    #[test]
+    fn address_setters_retarget_or_refuse() {
+        let t = |dims: [u8; 2]| {
+            tensor(
+                vec![Dim::Small(dims[0]), Dim::Small(dims[1])],
+                DTypeSpec::F32,
+                fits(),
+                Fill::Iota,
+            )
+        };
+        let matmul = |readdress| Call {
+            op: Op::Matmul {
+                a: TRef::Pool(0),
+                b: TRef::Pool(1),
+                out: TRef::Pool(2),
+                cube_math_type: 0,
+            },
+            launch: LaunchSpec {
+                repeatable: true,
+                readdress: Some(readdress),
+                ..launch()
+            },
+        };
+        let to_tensor_3 = Readdress {
+            setter: Setter::Input,
+            index: 0,
+            relative: 0,
+            tensor: TRef::Pool(0),
+            list: LRef::Null,
+            addr: NewAddr::OfTensor(3),
+        };
+        let case = Case {
+            vars: [0; 4],
+            tensors: vec![t([2, 3]), t([3, 4]), t([2, 4]), t([2, 3])],
+            lists: vec![],
+            calls: vec![
+                // Input 0 moves to tensor 3's memory (same size).
+                matmul(to_tensor_3),
+                // Refused: a dynamic setter on a single tensor, an output
+                // index past the last, a wild address (not device memory).
+                matmul(Readdress {
+                    setter: Setter::DynamicInput,
+                    ..to_tensor_3
+                }),
+                matmul(Readdress {
+                    setter: Setter::Output,
+                    index: 7,
+                    ..to_tensor_3
+                }),
+                matmul(Readdress {
+                    addr: NewAddr::Wild(0x4000),
+                    ..to_tensor_3
+                }),
+            ],
+            shaped: vec![],
+        };
+        let stats = run_case(&case);
+        assert_eq!(
+            (stats.phase_one_ok, stats.readdressed, stats.launched),
+            (4, 1, 8),
+            "{stats:?}"
+        );
     }
 
     #[test]

@@ -421,6 +421,49 @@ pub enum StreamSpec {
     Wild(u64),
 }
 
+/// Which of the executor's address setters a [`Readdress`] calls.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Setter {
+    /// `aclSetInputTensorAddr`.
+    Input,
+    /// `aclSetOutputTensorAddr`.
+    Output,
+    /// `aclSetTensorAddr` (inputs, then outputs).
+    Tensor,
+    /// `aclSetDynamicInputTensorAddr`.
+    DynamicInput,
+    /// `aclSetDynamicOutputTensorAddr`.
+    DynamicOutput,
+}
+
+/// The new address of a [`Readdress`].
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum NewAddr {
+    /// NULL.
+    Null,
+    /// The data address of a pool tensor.
+    OfTensor(u8),
+    /// Any 32-byte aligned address.
+    Wild(u64),
+}
+
+/// A call to one of the executor's address setters between the phases.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub struct Readdress {
+    /// The setter.
+    pub setter: Setter,
+    /// IR index (or flat index for `aclSetTensorAddr`).
+    pub index: u8,
+    /// Position in the list (dynamic setters).
+    pub relative: u8,
+    /// The tensor the caller names (single setters).
+    pub tensor: TRef,
+    /// The list the caller names (dynamic setters).
+    pub list: LRef,
+    /// The new address.
+    pub addr: NewAddr,
+}
+
 /// What happens to an executor after a successful phase one.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct LaunchSpec {
@@ -433,6 +476,8 @@ pub struct LaunchSpec {
     pub bogus_workspace: Option<u16>,
     /// Destroy the executor instead of launching it.
     pub skip: bool,
+    /// An address setter called before phase two.
+    pub readdress: Option<Readdress>,
 }
 
 /// One operator call.

@@ -504,6 +504,7 @@ mod tests {
                 repeatable: false,
                 bogus_workspace: None,
                 skip: false,
+                readdress: None,
             },
         }
     }
