@@ -2,11 +2,14 @@
 //!
 //! A [`Case`] is a pool of tensor descriptors (each with its own dtype,
 //! format, view shape, strides, offset, storage shape, data placement and
-//! fill), tensor lists over that pool, and a few operator calls that name
-//! their tensors and lists by index into the pools. Dimensions are mostly
-//! drawn from four shared sizes ([`Dim::Var`]), so that independent tensors
-//! often agree in shape and the operators' checks pass and their kernels
-//! run; raw values (negative, zero, huge) reach the validation.
+//! fill), tensor lists over that pool, a few operator calls that name
+//! their tensors and lists by index into the pools, and a few [`Shaped`]
+//! calls whose tensors the harness lays out to agree (then changes as the
+//! input says). Dimensions are mostly drawn from four shared sizes
+//! ([`Dim::Var`]), so that independent tensors sometimes agree in shape too;
+//! raw values (negative, zero, huge) reach the validation. Each call's
+//! [`LaunchSpec`] says how phase two goes (stream, repeatable executor,
+//! bogus workspace, address setters).
 //!
 //! Invariant: decoding never fails on any input (every type accepts every
 //! byte string), and nothing here touches the mock; the harness
