@@ -29,6 +29,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -39,6 +40,7 @@ use ascend_mock::fault::{self, Jitter};
 use ascend_mock::sanitizer;
 use ascend_rt::{Context, DeviceBuffer, Stream, TensorMut, TensorRef, ops};
 use ascend_sys::*;
+use common::leaks;
 
 /// How long each soak keeps issuing work.
 const BUDGET: Duration = Duration::from_secs(3);
@@ -374,25 +376,89 @@ fn safe_api_soak() {
 
 // ------------------------------------------------------- under faults
 
-/// APIs that release an object: when one fails, the mock keeps that object,
-/// so a leak of it at the end is the injection's, not the runtime's.
-fn releases_an_object(api: &str) -> bool {
-    matches!(
-        api,
-        "aclrtFree" | "aclrtFreeHost" | "aclrtDestroyStream" | "aclrtDestroyEvent"
-    ) || api.starts_with("aclDestroy")
+/// The kinds of object (as [`leaks::Leftovers`] names them) that one
+/// failed call of `api` may leave behind, one object at most:
+/// - a failed release keeps its own object (the mock does not release
+///   it); a failed `aclSetAclOpExecutorRepeatable` keeps an executor whose
+///   phase 2 will not run, which only a repeatable executor's destroy
+///   could release (see `ascend_rt::aclnn`);
+/// - a failed device-wide wait, the last resort of a release whose own
+///   wait failed (nothing then shows the object idle, so freeing it would
+///   be unsound), or a failed context binding before a release, keeps the
+///   object being released: memory, a stream, an event or a prepared
+///   executor.
+///
+/// Everything else leaves nothing. The sets are either single kinds or
+/// [`WAITED_FOR`], so matching leftovers to failures narrowest first is
+/// exact ([`unexplained`]).
+fn may_leave(api: &str) -> &'static [&'static str] {
+    match api {
+        "aclrtFree" => &["device"],
+        "aclrtFreeHost" => &["pinned"],
+        "aclrtDestroyStream" => &["stream"],
+        "aclrtDestroyEvent" => &["event"],
+        "aclDestroyTensor" => &["aclTensor"],
+        "aclDestroyScalar" => &["aclScalar"],
+        "aclDestroyIntArray" => &["aclIntArray"],
+        "aclDestroyFloatArray" => &["aclFloatArray"],
+        "aclDestroyBoolArray" => &["aclBoolArray"],
+        "aclDestroyTensorList" => &["aclTensorList"],
+        "aclDestroyScalarList" => &["aclScalarList"],
+        "aclDestroyAclOpExecutor" | "aclSetAclOpExecutorRepeatable" => &["aclOpExecutor"],
+        "aclrtSynchronizeDevice" | "aclrtSetCurrentContext" => WAITED_FOR,
+        _ => &[],
+    }
 }
 
-/// APIs whose failure during a release leaves that object by design: the
-/// device-wide wait that is a release's last resort (nothing shows the
-/// object idle, so freeing it would be unsound), binding the context
-/// before the release, and making an executor whose phase 2 will not run
-/// repeatable so that it can be destroyed (see `ascend_rt::aclnn`).
-fn may_strand_an_object(api: &str) -> bool {
-    matches!(
-        api,
-        "aclrtSynchronizeDevice" | "aclrtSetCurrentContext" | "aclSetAclOpExecutorRepeatable"
-    )
+/// What a release waits for (or binds the context for) before it frees.
+const WAITED_FOR: &[&str] = &["device", "pinned", "stream", "event", "aclOpExecutor"];
+
+/// The leftovers (kind → count) that no failed call accounts for, when
+/// each call of `failed` accounts for at most one object of a kind in its
+/// [`may_leave`]. Calls with the fewest kinds are matched first, which is
+/// exact because those sets are nested.
+fn unexplained(left: &BTreeMap<String, usize>, failed: &[&str]) -> BTreeMap<String, usize> {
+    let mut rest = left.clone();
+    let mut calls: Vec<&[&str]> = failed
+        .iter()
+        .map(|a| may_leave(a))
+        .filter(|k| !k.is_empty())
+        .collect();
+    calls.sort_by_key(|k| k.len());
+    for kinds in calls {
+        if let Some(k) = kinds.iter().find(|k| rest.get(**k).is_some_and(|n| *n > 0)) {
+            *rest.get_mut(*k).expect("found above") -= 1;
+        }
+    }
+    rest.retain(|_, n| *n > 0);
+    rest
+}
+
+#[test]
+fn unexplained_matches_each_failure_to_one_object_of_its_kinds() {
+    let left = |kinds: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        kinds.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    // A device-wide wait may account for an event or for memory, one of them.
+    let fine = left(&[("event", 1), ("device", 1)]);
+    assert!(unexplained(&fine, &["aclrtSynchronizeDevice", "aclrtFree"]).is_empty());
+    let short: usize = unexplained(&fine, &["aclrtSynchronizeDevice"])
+        .values()
+        .sum();
+    assert_eq!(short, 1, "one wait, two objects");
+    // A wait never accounts for a descriptor; a failed call that releases
+    // nothing accounts for nothing.
+    let tensors = left(&[("aclTensor", 2)]);
+    assert_eq!(
+        unexplained(
+            &tensors,
+            &["aclDestroyTensor", "aclrtSynchronizeDevice", "aclrtMalloc"]
+        ),
+        left(&[("aclTensor", 1)])
+    );
+    // Narrowest first: the wait is kept for the stream the free cannot take.
+    let both = left(&[("device", 1), ("stream", 1)]);
+    assert!(unexplained(&both, &["aclrtSetCurrentContext", "aclrtFree"]).is_empty());
 }
 
 /// What one thread of the faulty soak saw.
@@ -539,15 +605,18 @@ fn faulty_worker(id: usize, ctx: Arc<Context>, deadline: Instant) -> FaultCounts
 /// The safe soak with calls failing at random (about one in 40 of the
 /// first 40 000, seeded), jitter on: errors are returned, never a panic or
 /// a hang; buffers whose value is known read back right; and once
-/// everything is dropped, the only sanitizer reports are leaks, at most one
-/// object per failed release call (or failed last-resort wait before one,
-/// see [`may_strand_an_object`]): no memory error and no race on any error
-/// path.
+/// everything is dropped, the only sanitizer reports are leaks: no memory
+/// error and no race on any error path, and every object left is one that
+/// a failed call accounts for, one object per call, of a kind that call
+/// may leave ([`may_leave`]: its own object for a failed release, the
+/// object being released for a failed last-resort wait or binding).
 #[test]
 fn soak_under_faults() {
     let _serial = serial();
     let _watchdog = Watchdog::arm("the soak under faults");
     let _jitter = JitterOn::new(23);
+    // Objects alive before are not this test's leftovers.
+    let before = leaks::live_serials();
     // Counting restarts here: call n below is the n-th from now on.
     fault::clear();
     fault::trace_calls(true);
@@ -594,55 +663,36 @@ fn soak_under_faults() {
         .filter(|c| c.injectable && doomed.contains(&c.total))
         .map(|c| c.api)
         .collect();
-    let release_failures = failed
+    let release_failures: Vec<&str> = failed
         .iter()
-        .filter(|a| releases_an_object(a) || may_strand_an_object(a))
-        .count();
+        .copied()
+        .filter(|a| !may_leave(a).is_empty())
+        .collect();
     let reports = sanitizer::take_reports();
-    let leaked: usize = reports
-        .iter()
-        .filter(|r| r.class == sanitizer::ReportClass::Leak)
-        .map(|r| r.message.lines().skip(1).count())
-        .sum::<usize>()
-        + ascend_mock::aclnn_live_objects()
-            .iter()
-            .filter(|o| o.owner.is_none())
-            .count();
+    // Each object once: the device reset's report also names the
+    // descriptors and executors over memory it frees, which stay alive.
+    let left = leaks::leftovers(&reports, &before);
+    // Later tests start without this one's descriptors and executors.
+    leaks::destroy_live_objects(&before);
     println!(
         "soak under faults: {threads} threads, {} operations, {} errors, {} checked read-backs, \
-         {} calls failed of {} ({rules} rules), {release_failures} of them releases, {leaked} objects left, in {:.1?}",
+         {} calls failed of {} ({rules} rules), {} of them releases, {} objects left \
+         ({} named twice), in {:.1?}",
         total.ops,
         total.errors,
         total.checks,
         failed.len(),
         trace.len(),
+        release_failures.len(),
+        left.total(),
+        left.named_twice,
         start.elapsed()
     );
-    let mut by_api = std::collections::BTreeMap::new();
-    for a in failed
-        .iter()
-        .filter(|a| releases_an_object(a) || may_strand_an_object(a))
-    {
+    let mut by_api = BTreeMap::new();
+    for a in &release_failures {
         *by_api.entry(*a).or_insert(0) += 1;
     }
-    let mut by_kind = std::collections::BTreeMap::new();
-    for r in reports
-        .iter()
-        .filter(|r| r.class == sanitizer::ReportClass::Leak)
-    {
-        for l in r.message.lines().skip(1) {
-            *by_kind
-                .entry(l.split_whitespace().next().unwrap_or("?").to_string())
-                .or_insert(0) += 1;
-        }
-    }
-    for o in ascend_mock::aclnn_live_objects()
-        .iter()
-        .filter(|o| o.owner.is_none())
-    {
-        *by_kind.entry(o.kind.name().to_string()).or_insert(0) += 1;
-    }
-    println!("failed releases {by_api:?}; left {by_kind:?}");
+    println!("failed releases {by_api:?}; left {:?}", left.by_kind);
     let others: Vec<_> = reports
         .iter()
         .filter(|r| r.class != sanitizer::ReportClass::Leak)
@@ -651,9 +701,13 @@ fn soak_under_faults() {
         others.is_empty(),
         "memory errors on error paths: {others:#?}"
     );
+    let extra = unexplained(&left.by_kind, &release_failures);
     assert!(
-        leaked <= release_failures,
-        "{leaked} objects leaked but only {release_failures} releases failed: {reports:#?}"
+        extra.is_empty(),
+        "{} objects left after {} failed releases; none of them accounts for {extra:?}: {:#?}",
+        left.total(),
+        release_failures.len(),
+        left.lines
     );
     assert!(total.errors > 0 && total.checks > 0);
 }
@@ -708,7 +762,7 @@ type HandOff = (Raw, Raw, u8);
 /// acknowledged reading it.
 fn ring_worker(
     id: usize,
-    api: &'static Api,
+    api: &Api,
     mine: Raw,
     to_next: mpsc::Sender<HandOff>,
     from_prev: mpsc::Receiver<HandOff>,
@@ -812,7 +866,9 @@ fn raw_abi_soak() {
     let _serial = serial();
     let _watchdog = Watchdog::arm("the raw-ABI soak");
     let _jitter = JitterOn::new(11);
-    let api: &'static Api = Box::leak(Box::new(Api::from_resolver(ascend_mock::resolve, "soak")));
+    // The ring's threads borrow the tables (scoped threads), so nothing is
+    // leaked for them to outlive the test.
+    let api = &Api::from_resolver(ascend_mock::resolve, "soak");
     let acl = &api.acl;
     let threads = 4;
     // The shared buffers, one per thread, outlive the ring.
@@ -844,24 +900,26 @@ fn raw_abi_soak() {
     }
     // Thread i receives data on channel i and acks on channel i; it sends
     // data to i + 1 and acks to i - 1.
-    let handles: Vec<_> = (0..threads)
-        .map(|i| {
-            let next = (i + 1) % threads;
-            let prev = (i + threads - 1) % threads;
-            let to_next = data_tx[next].clone();
-            let from_prev = data_rx[i].take().unwrap();
-            let ack_to_prev = ack_tx[prev].clone();
-            let ack_from_next = ack_rx[i].take().unwrap();
-            let mine = shared[i];
-            std::thread::spawn(move || {
-                ring_worker(i, api, mine, to_next, from_prev, ack_to_prev, ack_from_next)
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let next = (i + 1) % threads;
+                let prev = (i + threads - 1) % threads;
+                let to_next = data_tx[next].clone();
+                let from_prev = data_rx[i].take().unwrap();
+                let ack_to_prev = ack_tx[prev].clone();
+                let ack_from_next = ack_rx[i].take().unwrap();
+                let mine = shared[i];
+                scope.spawn(move || {
+                    ring_worker(i, api, mine, to_next, from_prev, ack_to_prev, ack_from_next)
+                })
             })
-        })
-        .collect();
-    drop((data_tx, ack_tx));
-    for h in handles {
-        h.join().expect("a ring thread failed");
-    }
+            .collect();
+        drop((data_tx, ack_tx));
+        for h in handles {
+            h.join().expect("a ring thread failed");
+        }
+    });
     // SAFETY: every thread has joined, so nothing uses the buffers.
     unsafe {
         for p in &shared {

@@ -1,7 +1,10 @@
 //! Shared set-up of the end-to-end tests: every test binary runs on the
-//! in-process mock device, initialised once per process.
+//! in-process mock device, initialised once per process; [`leaks`] counts
+//! what a test left behind on it.
 
 #![allow(dead_code)]
+
+pub mod leaks;
 
 use std::sync::{Arc, Once};
 
