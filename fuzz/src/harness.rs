@@ -559,10 +559,7 @@ impl World {
     fn t(&self, r: TRef) -> *mut aclTensor {
         match r {
             TRef::Null => std::ptr::null_mut(),
-            TRef::Pool(i) if self.tensors.is_empty() => {
-                let _ = i;
-                std::ptr::null_mut()
-            }
+            TRef::Pool(_) if self.tensors.is_empty() => std::ptr::null_mut(),
             TRef::Pool(i) => self.tensors[usize::from(i) % self.tensors.len()].0,
             TRef::Destroyed => self.destroyed as *mut aclTensor,
             TRef::WrongKind => self.wrong_kind as *mut aclTensor,
@@ -749,7 +746,8 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     assert!(!ex.is_null(), "{name} succeeded without an executor");
     assert_eq!(ws, 0, "{name}: the mock's operators need no workspace");
     let launch = &call.launch;
-    // SAFETY: `ex` is the live executor phase one returned.
+    // SAFETY: `ex` came from phase one; the mock only looks it up in its
+    // registry (a consumed one is refused).
     let destroy = |ex| unsafe { f!(nnopbase.aclDestroyAclOpExecutor)(ex) };
     if launch.skip {
         assert_eq!(destroy(ex), 0, "aclDestroyAclOpExecutor after {name}");
@@ -895,344 +893,352 @@ fn phase_one(
     ws: &mut u64,
     ex: &mut *mut aclOpExecutor,
 ) -> (&'static str, i32) {
-    // SAFETY (for every call below): each pointer argument is NULL, a
-    // descriptor, list, scalar or array address the mock looks up in its
-    // registry (never dereferenced unless registered), or one of the two
-    // output locations, which are valid locals.
-    match *op {
-        Op::Matmul {
-            a,
-            b,
-            out,
-            cube_math_type,
-        } => ("aclnnMatmulGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMatmulGetWorkspaceSize)(w.t(a), w.t(b), w.t(out), cube_math_type, ws, ex)
-        }),
-        Op::Add { a, b, alpha, out } => {
-            let alpha = w.scalar(alpha);
-            ("aclnnAddGetWorkspaceSize", unsafe {
-                f!(opapi.aclnnAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, w.t(out), ws, ex)
-            })
-        }
-        Op::InplaceAdd { a, b, alpha } => {
-            let alpha = w.scalar(alpha);
-            ("aclnnInplaceAddGetWorkspaceSize", unsafe {
-                f!(opapi.aclnnInplaceAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, ws, ex)
-            })
-        }
-        Op::Adds {
-            a,
-            other,
-            alpha,
-            out,
-        } => {
-            let other = w.scalar(other);
-            let alpha = w.scalar(alpha);
-            ("aclnnAddsGetWorkspaceSize", unsafe {
-                f!(opapi.aclnnAddsGetWorkspaceSize)(w.t(a), other, alpha, w.t(out), ws, ex)
-            })
-        }
-        Op::Mul { a, b, out } => ("aclnnMulGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMulGetWorkspaceSize)(w.t(a), w.t(b), w.t(out), ws, ex)
-        }),
-        Op::Softmax { x, dim, out } => ("aclnnSoftmaxGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnSoftmaxGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
-        }),
-        Op::RmsNorm {
-            x,
-            gamma,
-            epsilon,
-            y,
-            rstd,
-        } => ("aclnnRmsNormGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnRmsNormGetWorkspaceSize)(
-                w.t(x),
-                w.t(gamma),
+    // SAFETY: in every arm each pointer is NULL, an object address the mock
+    // only looks up in its registry, or one of the two output locations
+    // (valid locals).
+    unsafe {
+        match *op {
+            Op::Matmul {
+                a,
+                b,
+                out,
+                cube_math_type,
+            } => ("aclnnMatmulGetWorkspaceSize", {
+                f!(opapi.aclnnMatmulGetWorkspaceSize)(
+                    w.t(a),
+                    w.t(b),
+                    w.t(out),
+                    cube_math_type,
+                    ws,
+                    ex,
+                )
+            }),
+            Op::Add { a, b, alpha, out } => {
+                let alpha = w.scalar(alpha);
+                ("aclnnAddGetWorkspaceSize", {
+                    f!(opapi.aclnnAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, w.t(out), ws, ex)
+                })
+            }
+            Op::InplaceAdd { a, b, alpha } => {
+                let alpha = w.scalar(alpha);
+                ("aclnnInplaceAddGetWorkspaceSize", {
+                    f!(opapi.aclnnInplaceAddGetWorkspaceSize)(w.t(a), w.t(b), alpha, ws, ex)
+                })
+            }
+            Op::Adds {
+                a,
+                other,
+                alpha,
+                out,
+            } => {
+                let other = w.scalar(other);
+                let alpha = w.scalar(alpha);
+                ("aclnnAddsGetWorkspaceSize", {
+                    f!(opapi.aclnnAddsGetWorkspaceSize)(w.t(a), other, alpha, w.t(out), ws, ex)
+                })
+            }
+            Op::Mul { a, b, out } => ("aclnnMulGetWorkspaceSize", {
+                f!(opapi.aclnnMulGetWorkspaceSize)(w.t(a), w.t(b), w.t(out), ws, ex)
+            }),
+            Op::Softmax { x, dim, out } => ("aclnnSoftmaxGetWorkspaceSize", {
+                f!(opapi.aclnnSoftmaxGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
+            }),
+            Op::RmsNorm {
+                x,
+                gamma,
                 epsilon,
-                w.t(y),
-                w.t(rstd),
-                ws,
-                ex,
-            )
-        }),
-        Op::SwiGlu { x, dim, out } => ("aclnnSwiGluGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnSwiGluGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
-        }),
-        Op::Topk {
-            x,
-            k,
-            dim,
-            largest,
-            sorted,
-            values,
-            indices,
-        } => ("aclnnTopkGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnTopkGetWorkspaceSize)(
-                w.t(x),
-                k.value(),
-                dim.value(),
+                y,
+                rstd,
+            } => ("aclnnRmsNormGetWorkspaceSize", {
+                f!(opapi.aclnnRmsNormGetWorkspaceSize)(
+                    w.t(x),
+                    w.t(gamma),
+                    epsilon,
+                    w.t(y),
+                    w.t(rstd),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::SwiGlu { x, dim, out } => ("aclnnSwiGluGetWorkspaceSize", {
+                f!(opapi.aclnnSwiGluGetWorkspaceSize)(w.t(x), dim.value(), w.t(out), ws, ex)
+            }),
+            Op::Topk {
+                x,
+                k,
+                dim,
                 largest,
                 sorted,
-                w.t(values),
-                w.t(indices),
-                ws,
-                ex,
-            )
-        }),
-        Op::GatingTopKSoftmax {
-            x,
-            finished,
-            k,
-            y,
-            expert_idx,
-            row_idx,
-        } => ("aclnnMoeGatingTopKSoftmaxGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeGatingTopKSoftmaxGetWorkspaceSize)(
-                w.t(x),
-                w.t(finished),
-                k.value(),
-                w.t(y),
-                w.t(expert_idx),
-                w.t(row_idx),
-                ws,
-                ex,
-            )
-        }),
-        Op::GatingTopKSoftmaxV2 {
-            x,
-            finished,
-            k,
-            renorm,
-            softmax_flag,
-            y,
-            expert_idx,
-            softmax_out,
-        } => ("aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize)(
-                w.t(x),
-                w.t(finished),
-                k.value(),
-                renorm.value(),
+                values,
+                indices,
+            } => ("aclnnTopkGetWorkspaceSize", {
+                f!(opapi.aclnnTopkGetWorkspaceSize)(
+                    w.t(x),
+                    k.value(),
+                    dim.value(),
+                    largest,
+                    sorted,
+                    w.t(values),
+                    w.t(indices),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::GatingTopKSoftmax {
+                x,
+                finished,
+                k,
+                y,
+                expert_idx,
+                row_idx,
+            } => ("aclnnMoeGatingTopKSoftmaxGetWorkspaceSize", {
+                f!(opapi.aclnnMoeGatingTopKSoftmaxGetWorkspaceSize)(
+                    w.t(x),
+                    w.t(finished),
+                    k.value(),
+                    w.t(y),
+                    w.t(expert_idx),
+                    w.t(row_idx),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::GatingTopKSoftmaxV2 {
+                x,
+                finished,
+                k,
+                renorm,
                 softmax_flag,
-                w.t(y),
-                w.t(expert_idx),
-                w.t(softmax_out),
-                ws,
-                ex,
-            )
-        }),
-        Op::GatingTopK {
-            x,
-            bias,
-            k,
-            k_group,
-            group_count,
-            group_select_mode,
-            renorm,
-            norm_type,
-            out_flag,
-            routed_scaling_factor,
-            eps,
-            y,
-            expert_idx,
-            out,
-        } => ("aclnnMoeGatingTopKGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeGatingTopKGetWorkspaceSize)(
-                w.t(x),
-                w.t(bias),
-                k.value(),
-                k_group.value(),
-                group_count.value(),
-                group_select_mode.value(),
-                renorm.value(),
-                norm_type.value(),
+                y,
+                expert_idx,
+                softmax_out,
+            } => ("aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize", {
+                f!(opapi.aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize)(
+                    w.t(x),
+                    w.t(finished),
+                    k.value(),
+                    renorm.value(),
+                    softmax_flag,
+                    w.t(y),
+                    w.t(expert_idx),
+                    w.t(softmax_out),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::GatingTopK {
+                x,
+                bias,
+                k,
+                k_group,
+                group_count,
+                group_select_mode,
+                renorm,
+                norm_type,
                 out_flag,
                 routed_scaling_factor,
                 eps,
-                w.t(y),
-                w.t(expert_idx),
-                w.t(out),
-                ws,
-                ex,
-            )
-        }),
-        Op::InitRoutingV2 {
-            x,
-            expert_idx,
-            active_num,
-            expert_capacity,
-            expert_num,
-            drop_pad_mode,
-            count_or_cumsum_flag,
-            before_capacity_flag,
-            expanded_x,
-            expanded_row_idx,
-            counts,
-            before_capacity,
-        } => ("aclnnMoeInitRoutingV2GetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeInitRoutingV2GetWorkspaceSize)(
-                w.t(x),
-                w.t(expert_idx),
-                active_num.value(),
-                expert_capacity.value(),
-                expert_num.value(),
-                drop_pad_mode.value(),
-                count_or_cumsum_flag.value(),
+                y,
+                expert_idx,
+                out,
+            } => ("aclnnMoeGatingTopKGetWorkspaceSize", {
+                f!(opapi.aclnnMoeGatingTopKGetWorkspaceSize)(
+                    w.t(x),
+                    w.t(bias),
+                    k.value(),
+                    k_group.value(),
+                    group_count.value(),
+                    group_select_mode.value(),
+                    renorm.value(),
+                    norm_type.value(),
+                    out_flag,
+                    routed_scaling_factor,
+                    eps,
+                    w.t(y),
+                    w.t(expert_idx),
+                    w.t(out),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::InitRoutingV2 {
+                x,
+                expert_idx,
+                active_num,
+                expert_capacity,
+                expert_num,
+                drop_pad_mode,
+                count_or_cumsum_flag,
                 before_capacity_flag,
-                w.t(expanded_x),
-                w.t(expanded_row_idx),
-                w.t(counts),
-                w.t(before_capacity),
-                ws,
-                ex,
-            )
-        }),
-        Op::InitRoutingV3 {
-            x,
-            expert_idx,
-            scale,
-            offset,
-            active_num,
-            expert_capacity,
-            expert_num,
-            drop_pad_mode,
-            tokens_num_type,
-            tokens_num_flag,
-            quant_mode,
-            ref active_expert_range,
-            row_idx_type,
-            expanded_x,
-            expanded_row_idx,
-            counts,
-            expanded_scale,
-        } => {
-            let range = w.int_array(active_expert_range);
-            ("aclnnMoeInitRoutingV3GetWorkspaceSize", unsafe {
-                f!(opapi.aclnnMoeInitRoutingV3GetWorkspaceSize)(
+                expanded_x,
+                expanded_row_idx,
+                counts,
+                before_capacity,
+            } => ("aclnnMoeInitRoutingV2GetWorkspaceSize", {
+                f!(opapi.aclnnMoeInitRoutingV2GetWorkspaceSize)(
                     w.t(x),
                     w.t(expert_idx),
-                    w.t(scale),
-                    w.t(offset),
                     active_num.value(),
                     expert_capacity.value(),
                     expert_num.value(),
                     drop_pad_mode.value(),
-                    tokens_num_type.value(),
-                    tokens_num_flag,
-                    quant_mode.value(),
-                    range,
-                    row_idx_type.value(),
+                    count_or_cumsum_flag.value(),
+                    before_capacity_flag,
                     w.t(expanded_x),
                     w.t(expanded_row_idx),
                     w.t(counts),
-                    w.t(expanded_scale),
+                    w.t(before_capacity),
                     ws,
                     ex,
                 )
-            })
+            }),
+            Op::InitRoutingV3 {
+                x,
+                expert_idx,
+                scale,
+                offset,
+                active_num,
+                expert_capacity,
+                expert_num,
+                drop_pad_mode,
+                tokens_num_type,
+                tokens_num_flag,
+                quant_mode,
+                ref active_expert_range,
+                row_idx_type,
+                expanded_x,
+                expanded_row_idx,
+                counts,
+                expanded_scale,
+            } => {
+                let range = w.int_array(active_expert_range);
+                ("aclnnMoeInitRoutingV3GetWorkspaceSize", {
+                    f!(opapi.aclnnMoeInitRoutingV3GetWorkspaceSize)(
+                        w.t(x),
+                        w.t(expert_idx),
+                        w.t(scale),
+                        w.t(offset),
+                        active_num.value(),
+                        expert_capacity.value(),
+                        expert_num.value(),
+                        drop_pad_mode.value(),
+                        tokens_num_type.value(),
+                        tokens_num_flag,
+                        quant_mode.value(),
+                        range,
+                        row_idx_type.value(),
+                        w.t(expanded_x),
+                        w.t(expanded_row_idx),
+                        w.t(counts),
+                        w.t(expanded_scale),
+                        ws,
+                        ex,
+                    )
+                })
+            }
+            Op::ComputeExpertTokens {
+                sorted_experts,
+                num_experts,
+                out,
+            } => ("aclnnMoeComputeExpertTokensGetWorkspaceSize", {
+                f!(opapi.aclnnMoeComputeExpertTokensGetWorkspaceSize)(
+                    w.t(sorted_experts),
+                    num_experts.value(),
+                    w.t(out),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::GroupedMatmulV3 {
+                x,
+                weight,
+                bias,
+                group_list,
+                split_item,
+                group_type,
+                y,
+            } => ("aclnnGroupedMatmulV3GetWorkspaceSize", {
+                f!(opapi.aclnnGroupedMatmulV3GetWorkspaceSize)(
+                    w.l(x),
+                    w.l(weight),
+                    w.l(bias),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    w.t(group_list),
+                    split_item.value(),
+                    group_type.value(),
+                    w.l(y),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::GroupedMatmulV4 {
+                x,
+                weight,
+                bias,
+                scale,
+                per_token_scale,
+                group_list,
+                activation_input,
+                split_item,
+                group_type,
+                group_list_type,
+                act_type,
+                out,
+                activation_feature_out,
+            } => ("aclnnGroupedMatmulV4GetWorkspaceSize", {
+                f!(opapi.aclnnGroupedMatmulV4GetWorkspaceSize)(
+                    w.l(x),
+                    w.l(weight),
+                    w.l(bias),
+                    w.l(scale),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    w.l(per_token_scale),
+                    w.t(group_list),
+                    w.l(activation_input),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    split_item.value(),
+                    group_type.value(),
+                    group_list_type.value(),
+                    act_type.value(),
+                    w.l(out),
+                    w.l(activation_feature_out),
+                    std::ptr::null_mut(),
+                    ws,
+                    ex,
+                )
+            }),
+            Op::FinalizeRoutingV2 {
+                expanded_x,
+                expanded_row_idx,
+                x1,
+                x2,
+                bias,
+                scales,
+                expert_idx,
+                drop_pad_mode,
+                out,
+            } => ("aclnnMoeFinalizeRoutingV2GetWorkspaceSize", {
+                f!(opapi.aclnnMoeFinalizeRoutingV2GetWorkspaceSize)(
+                    w.t(expanded_x),
+                    w.t(expanded_row_idx),
+                    w.t(x1),
+                    w.t(x2),
+                    w.t(bias),
+                    w.t(scales),
+                    w.t(expert_idx),
+                    drop_pad_mode.value(),
+                    w.t(out),
+                    ws,
+                    ex,
+                )
+            }),
         }
-        Op::ComputeExpertTokens {
-            sorted_experts,
-            num_experts,
-            out,
-        } => ("aclnnMoeComputeExpertTokensGetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeComputeExpertTokensGetWorkspaceSize)(
-                w.t(sorted_experts),
-                num_experts.value(),
-                w.t(out),
-                ws,
-                ex,
-            )
-        }),
-        Op::GroupedMatmulV3 {
-            x,
-            weight,
-            bias,
-            group_list,
-            split_item,
-            group_type,
-            y,
-        } => ("aclnnGroupedMatmulV3GetWorkspaceSize", unsafe {
-            f!(opapi.aclnnGroupedMatmulV3GetWorkspaceSize)(
-                w.l(x),
-                w.l(weight),
-                w.l(bias),
-                std::ptr::null(),
-                std::ptr::null(),
-                std::ptr::null(),
-                std::ptr::null(),
-                w.t(group_list),
-                split_item.value(),
-                group_type.value(),
-                w.l(y),
-                ws,
-                ex,
-            )
-        }),
-        Op::GroupedMatmulV4 {
-            x,
-            weight,
-            bias,
-            scale,
-            per_token_scale,
-            group_list,
-            activation_input,
-            split_item,
-            group_type,
-            group_list_type,
-            act_type,
-            out,
-            activation_feature_out,
-        } => ("aclnnGroupedMatmulV4GetWorkspaceSize", unsafe {
-            f!(opapi.aclnnGroupedMatmulV4GetWorkspaceSize)(
-                w.l(x),
-                w.l(weight),
-                w.l(bias),
-                w.l(scale),
-                std::ptr::null(),
-                std::ptr::null(),
-                std::ptr::null(),
-                w.l(per_token_scale),
-                w.t(group_list),
-                w.l(activation_input),
-                std::ptr::null(),
-                std::ptr::null(),
-                split_item.value(),
-                group_type.value(),
-                group_list_type.value(),
-                act_type.value(),
-                w.l(out),
-                w.l(activation_feature_out),
-                std::ptr::null_mut(),
-                ws,
-                ex,
-            )
-        }),
-        Op::FinalizeRoutingV2 {
-            expanded_x,
-            expanded_row_idx,
-            x1,
-            x2,
-            bias,
-            scales,
-            expert_idx,
-            drop_pad_mode,
-            out,
-        } => ("aclnnMoeFinalizeRoutingV2GetWorkspaceSize", unsafe {
-            f!(opapi.aclnnMoeFinalizeRoutingV2GetWorkspaceSize)(
-                w.t(expanded_x),
-                w.t(expanded_row_idx),
-                w.t(x1),
-                w.t(x2),
-                w.t(bias),
-                w.t(scales),
-                w.t(expert_idx),
-                drop_pad_mode.value(),
-                w.t(out),
-                ws,
-                ex,
-            )
-        }),
     }
 }
 
