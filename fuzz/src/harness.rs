@@ -744,7 +744,16 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     }
     stats.phase_one_ok += 1;
     assert!(!ex.is_null(), "{name} succeeded without an executor");
-    assert_eq!(ws, 0, "{name}: the mock's operators need no workspace");
+    assert!(
+        ws as usize <= MAX_ALLOC,
+        "{name} asked for a workspace of {ws} bytes"
+    );
+    // The workspace phase one asked for (none so far), in device memory.
+    let workspace = if ws == 0 {
+        std::ptr::null_mut()
+    } else {
+        w.alloc_device(ws as usize) as *mut c_void
+    };
     let launch = &call.launch;
     // SAFETY: `ex` came from phase one; the mock only looks it up in its
     // registry (a consumed one is refused).
@@ -777,7 +786,7 @@ fn run_call(w: &mut World, call: &Call, stats: &mut Stats) {
     }
     let runs = if launch.repeatable { 2 } else { 1 };
     for _ in 0..runs {
-        let rc = phase_two(&call.op, std::ptr::null_mut(), 0, ex, stream);
+        let rc = phase_two(&call.op, workspace, ws, ex, stream);
         if !status(name, rc, stats) {
             break;
         }
@@ -1271,8 +1280,8 @@ fn phase_two(
         Op::FinalizeRoutingV2 { .. } => f!(opapi.aclnnMoeFinalizeRoutingV2),
     };
     // SAFETY: `ex` is a live executor (or the mock refuses it after a
-    // registry lookup); the workspace is NULL; the stream is a handle the
-    // mock looks up.
+    // registry lookup); the workspace is NULL or a device allocation of
+    // `size` bytes; the stream is a handle the mock looks up.
     unsafe { f(workspace, size, ex, stream) }
 }
 
