@@ -66,7 +66,8 @@
 //! A freed pointer is recognised only while its block is in the bounded
 //! freed-block history (see [`memory`]); with the sanitizer off, a freed
 //! pointer passed to a copy as host memory is not detected. Race detection
-//! covers device memory only (see [`sanitizer::race`]).
+//! covers device and pinned host memory, not pageable host memory or plain
+//! CPU loads and stores (see [`sanitizer::race`]).
 
 #![allow(non_snake_case)]
 

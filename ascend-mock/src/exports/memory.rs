@@ -98,10 +98,8 @@ fn free(ptr: *mut c_void, device: bool) -> MockResult<()> {
     if let Location::Device { device, .. } = classify(ptr as usize) {
         fault::check_device(device)?;
     }
-    if device {
-        // Queued work not ordered before the free still uses the block.
-        race::free(ptr as usize, ACL_ERROR_RT_PARAM_INVALID)?;
-    }
+    // Queued work not ordered before the free still uses the block.
+    race::free(ptr as usize, device, ACL_ERROR_RT_PARAM_INVALID)?;
     // Detach under the runtime lock so that a concurrent reset or finalize
     // cannot free the same block; note how far every stream's queue goes.
     let (block, waits) = runtime::with_runtime(|rt| {

@@ -43,16 +43,20 @@
 //!   own buffers: no clocks cross processes.
 //!
 //! # What is tracked
-//! Device memory only (the device side of every copy and memset, async and
-//! synchronous, 2-D copies as the hull of their rows, operator tensors as
-//! the hull of their views: inputs read, outputs and in-place tensors
-//! written, the workspace written; collective and send/receive buffers:
-//! send read, receive written). Host memory is not tracked: reading the
-//! host side of an asynchronous device-to-host copy is not checkable.
-//! `aclrtFree` of memory whose queued accesses are not ordered before the
-//! host is a race too: CANN's `aclrtFree` releases at once and does not
-//! wait for queued work (the mock defers the release for its own safety,
-//! but reports the bug).
+//! Device memory and pinned host memory (from `aclrtMallocHost`): both
+//! sides of every copy and memset, async and synchronous, that lie in such
+//! memory, 2-D copies as the hull of their rows, operator tensors as the
+//! hull of their views (inputs read, outputs and in-place tensors written,
+//! the workspace written), collective and send/receive buffers (send read,
+//! receive written). So an asynchronous device-to-host copy into a pinned
+//! block races with a second stream's copy out of it unless an event or a
+//! synchronization orders them. Pageable host memory is not tracked (the
+//! mock does not know its extent), and neither are plain CPU loads and
+//! stores: reading the host side of an asynchronous device-to-host copy is
+//! not checkable. `aclrtFree` or `aclrtFreeHost` of memory whose queued
+//! accesses are not ordered before the host is a race too: CANN releases
+//! at once and does not wait for queued work (the mock defers the release
+//! for its own safety, but reports the bug).
 //!
 //! # Reports
 //! The call that queues the racing task (or the free, or the synchronous
@@ -370,8 +374,11 @@ impl State {
 }
 
 /// The live device allocation holding `addr`, if any.
-fn device_allocation(addr: usize) -> Option<Allocation> {
-    memory::allocation_of(addr).filter(|a| matches!(a.kind, MemKind::Device(_)))
+/// The allocation that tracks accesses at `addr`: device memory or pinned
+/// host memory (pageable host memory has no registered extent).
+fn tracked_allocation(addr: usize) -> Option<Allocation> {
+    memory::allocation_of(addr)
+        .filter(|a| matches!(a.kind, MemKind::Device(_) | MemKind::PinnedHost))
 }
 
 /// "a 4128-byte allocation at 0x... (device memory of device 0, allocated
@@ -392,13 +399,14 @@ fn current_call_name() -> String {
     sanitizer::current_call().map_or_else(|| "an internal call".to_string(), |c| c.to_string())
 }
 
-/// The device accesses among `accesses`, clipped to their allocation.
-fn on_device(accesses: &[Access]) -> Vec<(Access, Allocation)> {
+/// The accesses among `accesses` to device or pinned host memory, clipped
+/// to their allocation.
+fn tracked(accesses: &[Access]) -> Vec<(Access, Allocation)> {
     accesses
         .iter()
         .filter(|a| a.len > 0)
         .filter_map(|a| {
-            let alloc = device_allocation(a.addr)?;
+            let alloc = tracked_allocation(a.addr)?;
             let end = a.addr.saturating_add(a.len).min(alloc.base + alloc.size);
             Some((
                 Access {
@@ -449,7 +457,7 @@ fn queue_inner<T>(
         return push();
     }
     let id = stream.handle.id();
-    let touched = on_device(accesses);
+    let touched = tracked(accesses);
     let mut g = lock();
     let state = g.get_or_insert_with(State::default);
     state.refresh(id);
@@ -545,7 +553,7 @@ pub(crate) fn host(accesses: &[Access], code: aclError) -> MockResult<()> {
     if !sanitizer::enabled() {
         return Ok(());
     }
-    let touched = on_device(accesses);
+    let touched = tracked(accesses);
     if touched.is_empty() {
         return Ok(());
     }
@@ -577,14 +585,17 @@ pub(crate) fn host(accesses: &[Access], code: aclError) -> MockResult<()> {
     Ok(())
 }
 
-/// Checks a free of the device allocation starting at `ptr` against
-/// queued work (a race is a report and the error `code`), and forgets the
-/// allocation's accesses when it may go.
-pub(crate) fn free(ptr: usize, code: aclError) -> MockResult<()> {
+/// Checks a free of the device (`device`) or pinned host allocation
+/// starting at `ptr` against queued work (a race is a report and the error
+/// `code`), and forgets the allocation's accesses when it may go. A pointer
+/// of the other kind is left to the free's own checks.
+pub(crate) fn free(ptr: usize, device: bool, code: aclError) -> MockResult<()> {
     if !sanitizer::enabled() {
         return Ok(());
     }
-    let Some(alloc) = device_allocation(ptr).filter(|a| a.base == ptr) else {
+    let Some(alloc) = tracked_allocation(ptr)
+        .filter(|a| a.base == ptr && matches!(a.kind, MemKind::Device(_)) == device)
+    else {
         return Ok(());
     };
     let mut g = lock();

@@ -3,7 +3,8 @@
 //! stream or device synchronisation, a query or the host (not reported),
 //! a synchronisation of the wrong stream, operators and HCCL collectives
 //! racing copies, frees of memory that queued work still uses, disjoint
-//! ranges, one stream, and the `off` mode.
+//! ranges, one stream, pinned host blocks staged between streams and
+//! freed under queued copies, and the `off` mode.
 //!
 //! The tests run in the shared test process on their own contexts and
 //! streams; what changes process-wide state (`aclrtSynchronizeDevice`,
@@ -387,6 +388,114 @@ fn free_while_another_stream_reads_is_reported() {
         ok(aclrtSynchronizeStream(t.s1));
         ok(aclrtFree(src));
     }
+}
+
+fn copy_async(
+    dst: *mut c_void,
+    src: *const c_void,
+    n: usize,
+    kind: aclrtMemcpyKind,
+    s: aclrtStream,
+) -> aclError {
+    // SAFETY: both sides hold at least n bytes (device or pinned memory).
+    unsafe { aclrtMemcpyAsync(dst, n, src, n, kind, s) }
+}
+
+fn free_host(p: *mut c_void) -> aclError {
+    // SAFETY: p came from aclrtMallocHost (the mock refuses a racing free).
+    unsafe { aclrtFreeHost(p) }
+}
+
+#[test]
+fn pinned_memory_staged_between_streams_races_without_an_event() {
+    let mut t = Two::new();
+    let (a, b) = (t.buf(4096), t.buf(4096));
+    let pinned = host_alloc(4096);
+    // Stream 1 downloads into the pinned block; stream 2 uploads from it
+    // with nothing ordering the two: the upload may read stale bytes.
+    ok(copy_async(pinned, a, 4096, ACL_MEMCPY_DEVICE_TO_HOST, t.s1));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        copy_async(b, pinned, 4096, ACL_MEMCPY_HOST_TO_DEVICE, t.s2),
+        ACL_ERROR_RT_PARAM_INVALID
+    );
+    let msg = expect_race();
+    let at = format!("{:#x}", pinned as usize);
+    assert!(
+        msg.contains(&format!("reads [{at}+4096) of a 4128-byte allocation at {at} (pinned host memory, allocated by aclrtMallocHost (call #"))
+            && msg.contains(&format!("while aclrtMemcpyAsync (call #{}) on stream {} writes [{at}+4096)", call_numbers(&msg)[2], stream_id(t.s1))),
+        "{msg}"
+    );
+    // Ordered by an event, the same hand-off is clean.
+    let mut ev = null_mut();
+    // SAFETY: live streams; ev is a local output, destroyed below.
+    unsafe {
+        ok(aclrtCreateEvent(&mut ev));
+        ok(aclrtRecordEvent(ev, t.s1));
+        ok(aclrtStreamWaitEvent(t.s2, ev));
+    }
+    ok(copy_async(b, pinned, 4096, ACL_MEMCPY_HOST_TO_DEVICE, t.s2));
+    // Stream 2 reads the block while stream 1 writes it again: a race.
+    assert_eq!(
+        copy_async(pinned, a, 4096, ACL_MEMCPY_DEVICE_TO_HOST, t.s1),
+        ACL_ERROR_RT_PARAM_INVALID
+    );
+    expect_race();
+    t.sync_all();
+    // SAFETY: the event is live and no longer waited on.
+    ok(unsafe { aclrtDestroyEvent(ev) });
+    ok(free_host(pinned));
+}
+
+#[test]
+fn freeing_pinned_memory_that_queued_work_uses_is_reported() {
+    let mut t = Two::new();
+    let a = t.buf(4096);
+    let pinned = host_alloc(4096);
+    ok(copy_async(a, pinned, 4096, ACL_MEMCPY_HOST_TO_DEVICE, t.s1));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(free_host(pinned), ACL_ERROR_RT_PARAM_INVALID);
+    let msg = expect_race();
+    let calls = call_numbers(&msg);
+    let at = format!("{:#x}", pinned as usize);
+    assert_eq!(
+        msg,
+        format!(
+            "race: aclrtFreeHost (call #{}) frees a 4128-byte allocation at {at} (pinned host memory, allocated by aclrtMallocHost (call #{})) while aclrtMemcpyAsync (call #{}) on stream {} reads [{at}+4096), still queued, may use it: no synchronization orders that work before the free",
+            calls[0],
+            calls[1],
+            calls[2],
+            stream_id(t.s1)
+        )
+    );
+    // A synchronous copy into the block races with the queued read too.
+    let host = vec![3u8; 4096];
+    // SAFETY: `host` holds 4096 bytes, the pinned block 4096.
+    let code = unsafe {
+        aclrtMemcpy(
+            pinned,
+            4096,
+            host.as_ptr().cast(),
+            4096,
+            ACL_MEMCPY_HOST_TO_HOST,
+        )
+    };
+    assert_eq!(code, ACL_ERROR_RT_PARAM_INVALID);
+    expect_race();
+    // After the stream is synchronized, both are fine.
+    // SAFETY: a live stream of this test.
+    ok(unsafe { aclrtSynchronizeStream(t.s1) });
+    // SAFETY: as above.
+    ok(unsafe {
+        aclrtMemcpy(
+            pinned,
+            4096,
+            host.as_ptr().cast(),
+            4096,
+            ACL_MEMCPY_HOST_TO_HOST,
+        )
+    });
+    ok(free_host(pinned));
 }
 
 /// A contiguous f32 tensor of `n` elements at `data`.
