@@ -31,7 +31,7 @@ use super::wire::{CallDesc, Msg};
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::{MockError, MockResult};
 use crate::runtime::Handle;
-use crate::sanitizer::race::{self, Access};
+use crate::sanitizer::race::{self, Access, JoinKey};
 use crate::stream::Stream;
 
 /// Which collective.
@@ -209,10 +209,17 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
     let g = group.clone();
     let accesses = accesses(&call, rank, n)?;
     let task = Box::new(move || run(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e)));
-    let key = (Arc::as_ptr(&group) as usize, seq);
-    race::queue_collective(stream, &accesses, HCCL_E_PARA as aclError, key, n, || {
-        stream.push(api, task).map_err(runtime_err)
-    })?;
+    let key = JoinKey::Collective {
+        group: Arc::as_ptr(&group) as usize,
+        seq,
+    };
+    race::queue_joining(
+        stream,
+        &accesses,
+        HCCL_E_PARA as aclError,
+        &[(key, n)],
+        || stream.push(api, task).map_err(runtime_err),
+    )?;
     let slot = st.slots.entry(seq).or_insert_with(|| Slot::new(n));
     slot.streams[rank] = Some(stream.handle);
     st.next_seq[rank] = seq;

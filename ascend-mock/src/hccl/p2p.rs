@@ -36,7 +36,7 @@ use super::dtype::DataType;
 use super::wire::Msg;
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::MockResult;
-use crate::sanitizer::race::{self, Access};
+use crate::sanitizer::race::{self, Access, JoinKey};
 use crate::stream::Stream;
 
 /// A deposited send.
@@ -232,6 +232,29 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
             })
         })
         .collect::<MockResult<Vec<_>>>()?;
+    // Each message is a rendezvous of its two ranks when both are in this
+    // process; across processes only this rank's own buffers are tracked.
+    let joins: Vec<(JoinKey, usize)> = if group.link.is_some() {
+        Vec::new()
+    } else {
+        let at = Arc::as_ptr(&group) as usize;
+        items
+            .iter()
+            .map(|it| {
+                let (from, to) = match it.dir {
+                    Direction::Send => (rank, it.peer),
+                    Direction::Recv => (it.peer, rank),
+                };
+                let key = JoinKey::Message {
+                    group: at,
+                    from,
+                    to,
+                    seq: it.seq,
+                };
+                (key, 2)
+            })
+            .collect()
+    };
     let task = Box::new(move || {
         let r = run(&group, rank, &items);
         if let Err(e) = &r {
@@ -239,7 +262,7 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
         }
         r.map_err(|e| task_error(api, &desc, e))
     });
-    race::queue(stream, &accesses, HCCL_E_PARA as aclError, || {
+    race::queue_joining(stream, &accesses, HCCL_E_PARA as aclError, &joins, || {
         stream.push(api, task).map_err(runtime_err)
     })?;
     Ok(())

@@ -36,8 +36,11 @@
 //!   so after it each participant's stream knows every participant's clock
 //!   as of its entry. The k-th collective of a group keeps the join of the
 //!   entry clocks; each rank's stream absorbs it at its next tracked call.
+//!   A send and its matching receive (the k-th message from one rank to
+//!   another) are a rendezvous of those two ranks in the same way: HCCL's
+//!   point-to-point transfer completes on both sides together.
 //!   While some rank has not queued its part yet, the accesses its peers
-//!   queue after the collective cannot be judged against that rank's
+//!   queue after the rendezvous cannot be judged against that rank's
 //!   earlier work (it may still join), so they are not reported against it.
 //!   Communicators with ranks in other processes track only this rank's
 //!   own buffers: no clocks cross processes.
@@ -190,8 +193,20 @@ impl Access {
     }
 }
 
-/// Identifies the k-th collective of an HCCL group: (group, k).
-pub(crate) type CollectiveKey = (usize, u64);
+/// Identifies one rendezvous of an HCCL group's ranks in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum JoinKey {
+    /// The `seq`-th collective of the group.
+    Collective { group: usize, seq: u64 },
+    /// The `seq`-th message from rank `from` to rank `to` of the group:
+    /// the send and its matching receive.
+    Message {
+        group: usize,
+        from: u32,
+        to: u32,
+        seq: u64,
+    },
+}
 
 /// One remembered access of a queued task.
 #[derive(Debug, Clone)]
@@ -202,9 +217,9 @@ struct Recorded {
     stream: u64,
     epoch: u64,
     call: Option<CallSite>,
-    /// A collective queued before it on its stream that some rank had not
+    /// Rendezvous queued before it on its stream that some rank had not
     /// joined yet when it was queued.
-    after: Option<CollectiveKey>,
+    after: Vec<JoinKey>,
 }
 
 impl Recorded {
@@ -236,9 +251,9 @@ struct StreamState {
     clock: Clock,
     /// The host clock version last joined.
     host_seen: u64,
-    /// Collectives queued on the stream whose clocks it has not absorbed
+    /// Rendezvous queued on the stream whose clocks it has not absorbed
     /// in full (some rank had not joined at the last look).
-    pending: Vec<CollectiveKey>,
+    pending: Vec<JoinKey>,
 }
 
 #[derive(Debug)]
@@ -246,6 +261,8 @@ struct Collective {
     clock: Clock,
     ranks: usize,
     arrived: usize,
+    /// The streams of the participants that arrived.
+    streams: Vec<u64>,
     /// Participants that absorbed the complete clock.
     absorbed: usize,
 }
@@ -258,7 +275,7 @@ struct State {
     streams: HashMap<u64, StreamState>,
     events: HashMap<u64, Clock>,
     blocks: HashMap<usize, Block>,
-    collectives: HashMap<CollectiveKey, Collective>,
+    collectives: HashMap<JoinKey, Collective>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -317,6 +334,11 @@ impl State {
         st
     }
 
+    /// Whether some rank has not joined rendezvous `k` yet.
+    fn incomplete(&self, k: &JoinKey) -> bool {
+        self.collectives.get(k).is_some_and(|c| c.arrived < c.ranks)
+    }
+
     fn join_host(&mut self, clock: &Clock) {
         self.host.join(clock);
         self.host_version += 1;
@@ -331,32 +353,43 @@ impl State {
         if clock.get(o.stream) >= o.epoch {
             return true;
         }
-        // After a collective that some rank has not joined yet: that
+        // After a rendezvous that some rank has not joined yet: that
         // rank's earlier work may still become ordered before it.
-        o.after.is_some_and(|k| {
-            self.collectives
-                .get(&k)
-                .is_some_and(|c| c.arrived < c.ranks)
-        })
+        o.after.iter().any(|k| self.incomplete(k))
     }
 
-    /// The first remembered access of `block` that races with `a` made by
-    /// `stream` (HOST for the host) with `clock`.
+    /// The first remembered access of `block` that races with an access
+    /// to `range` (a write if `write`) by `stream` (HOST for the host) at
+    /// `clock`. `waiting` are the incomplete rendezvous queued before the
+    /// access on its stream: an access of a stream that has not arrived at
+    /// one of them yet may still become ordered before it (that stream's
+    /// rank may still join), so it is not judged.
     fn conflict<'b>(
         &self,
         block: &'b Block,
         stream: u64,
         clock: &Clock,
-        lo: usize,
-        hi: usize,
+        waiting: &[JoinKey],
+        range: std::ops::Range<usize>,
         write: bool,
     ) -> Option<&'b Recorded> {
         block.accesses.iter().find(|o| {
             o.stream != stream
-                && o.lo < hi
-                && lo < o.hi
+                && o.lo < range.end
+                && range.start < o.hi
                 && (o.write || write)
                 && !self.ordered(o, clock)
+                && !self.may_join(o.stream, waiting)
+        })
+    }
+
+    /// Whether `stream` has not arrived yet at one of the incomplete
+    /// rendezvous `waiting`.
+    fn may_join(&self, stream: u64, waiting: &[JoinKey]) -> bool {
+        waiting.iter().any(|k| {
+            self.collectives
+                .get(k)
+                .is_some_and(|c| c.arrived < c.ranks && !c.streams.contains(&stream))
         })
     }
 
@@ -429,28 +462,18 @@ pub(crate) fn queue<T>(
     code: aclError,
     push: impl FnOnce() -> MockResult<T>,
 ) -> MockResult<T> {
-    queue_inner(stream, accesses, code, None, push)
+    queue_joining(stream, accesses, code, &[], push)
 }
 
-/// Like [`queue`], for a rank's part of collective `key` of a group of
-/// `ranks` ranks: afterwards the stream also learns every participant's
-/// clock as of its entry.
-pub(crate) fn queue_collective<T>(
+/// Like [`queue`], for a rank's part of the rendezvous `joins` (each with
+/// its number of participants: the group's size for a collective, 2 for a
+/// message): once every participant of one has joined, the stream also
+/// knows every participant's clock as of its entry.
+pub(crate) fn queue_joining<T>(
     stream: &Stream,
     accesses: &[Access],
     code: aclError,
-    key: CollectiveKey,
-    ranks: usize,
-    push: impl FnOnce() -> MockResult<T>,
-) -> MockResult<T> {
-    queue_inner(stream, accesses, code, Some((key, ranks)), push)
-}
-
-fn queue_inner<T>(
-    stream: &Stream,
-    accesses: &[Access],
-    code: aclError,
-    collective: Option<(CollectiveKey, usize)>,
+    joins: &[(JoinKey, usize)],
     push: impl FnOnce() -> MockResult<T>,
 ) -> MockResult<T> {
     if !sanitizer::enabled() {
@@ -461,6 +484,12 @@ fn queue_inner<T>(
     let mut g = lock();
     let state = g.get_or_insert_with(State::default);
     state.refresh(id);
+    let waiting: Vec<JoinKey> = state.streams[&id]
+        .pending
+        .iter()
+        .filter(|k| state.incomplete(k))
+        .copied()
+        .collect();
     {
         let clock = &state.streams[&id].clock;
         for (a, alloc) in &touched {
@@ -471,7 +500,7 @@ fn queue_inner<T>(
                 continue;
             }
             let (lo, hi) = (a.addr, a.addr + a.len);
-            if let Some(o) = state.conflict(block, id, clock, lo, hi, a.write) {
+            if let Some(o) = state.conflict(block, id, clock, &waiting, lo..hi, a.write) {
                 let text = format!(
                     "{} on stream {id} {} [{lo:#x}+{}) of {} while {} with no event or synchronization ordering them",
                     current_call_name(),
@@ -487,18 +516,13 @@ fn queue_inner<T>(
     }
     let out = push()?;
     let call = sanitizer::current_call();
-    let (epoch, after) = {
-        let st = state.streams.get_mut(&id).expect("refreshed above");
-        let epoch = st.clock.tick(id);
-        let after = st.pending.last().copied();
-        (epoch, after)
-    };
-    let after = after.filter(|k| {
-        state
-            .collectives
-            .get(k)
-            .is_some_and(|c| c.arrived < c.ranks)
-    });
+    let epoch = state
+        .streams
+        .get_mut(&id)
+        .expect("refreshed above")
+        .clock
+        .tick(id);
+    let after = waiting;
     for (a, alloc) in &touched {
         let rec = Recorded {
             lo: a.addr,
@@ -507,7 +531,7 @@ fn queue_inner<T>(
             stream: id,
             epoch,
             call,
-            after,
+            after: after.clone(),
         };
         let mut block = state.blocks.remove(&alloc.base).unwrap_or_default();
         if block.serial != alloc.serial {
@@ -530,18 +554,22 @@ fn queue_inner<T>(
         block.accesses.push(rec);
         state.blocks.insert(alloc.base, block);
     }
-    if let Some((key, ranks)) = collective {
+    if !joins.is_empty() {
         let clock = state.streams[&id].clock.clone();
-        let c = state.collectives.entry(key).or_insert_with(|| Collective {
-            clock: Clock::default(),
-            ranks,
-            arrived: 0,
-            absorbed: 0,
-        });
-        c.clock.join(&clock);
-        c.arrived += 1;
+        for &(key, ranks) in joins {
+            let c = state.collectives.entry(key).or_insert_with(|| Collective {
+                clock: Clock::default(),
+                ranks,
+                arrived: 0,
+                streams: Vec::new(),
+                absorbed: 0,
+            });
+            c.clock.join(&clock);
+            c.arrived += 1;
+            c.streams.push(id);
+        }
         if let Some(st) = state.streams.get_mut(&id) {
-            st.pending.push(key);
+            st.pending.extend(joins.iter().map(|j| j.0));
         }
     }
     Ok(out)
@@ -569,7 +597,7 @@ pub(crate) fn host(accesses: &[Access], code: aclError) -> MockResult<()> {
             continue;
         }
         let (lo, hi) = (a.addr, a.addr + a.len);
-        if let Some(o) = state.conflict(block, HOST, &state.host, lo, hi, a.write) {
+        if let Some(o) = state.conflict(block, HOST, &state.host, &[], lo..hi, a.write) {
             let text = format!(
                 "{} on the host {} [{lo:#x}+{}) of {} while {}, still queued, with no synchronization ordering it before the host",
                 current_call_name(),
@@ -610,8 +638,8 @@ pub(crate) fn free(ptr: usize, device: bool, code: aclError) -> MockResult<()> {
             block,
             HOST,
             &state.host,
-            alloc.base,
-            alloc.base + alloc.size,
+            &[],
+            alloc.base..alloc.base + alloc.size,
             true,
         )
     {

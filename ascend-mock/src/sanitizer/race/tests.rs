@@ -696,6 +696,159 @@ fn collective_buffers_race_and_collectives_order_their_ranks() {
     }
 }
 
+/// Two ranks of one communicator on device 0, each with its own stream,
+/// driven by this thread; destroyed at the end.
+struct Ranks {
+    comms: [HcclComm; 2],
+    t: Two,
+}
+
+impl Ranks {
+    fn new() -> Ranks {
+        init();
+        let mut comms = [null_mut(); 2];
+        let mut devs = [0i32, 0];
+        // SAFETY: two devices and two communicator slots.
+        hok(unsafe { HcclCommInitAll(2, devs.as_mut_ptr(), comms.as_mut_ptr()) });
+        Ranks {
+            comms,
+            t: Two::new(),
+        }
+    }
+
+    fn stream(&self, rank: usize) -> aclrtStream {
+        [self.t.s1, self.t.s2][rank]
+    }
+
+    /// Rank `from` sends `n` floats at `buf` to the other rank.
+    fn send(&self, from: usize, buf: *mut c_void, n: usize) -> HcclResult {
+        // SAFETY: a live buffer of n floats, communicator and stream.
+        unsafe {
+            HcclSend(
+                buf,
+                n as u64,
+                HCCL_DATA_TYPE_FP32,
+                (1 - from) as u32,
+                self.comms[from],
+                self.stream(from),
+            )
+        }
+    }
+
+    /// Rank `to` receives `n` floats into `buf` from the other rank.
+    fn recv(&self, to: usize, buf: *mut c_void, n: usize) -> HcclResult {
+        // SAFETY: a live buffer of n floats, communicator and stream.
+        unsafe {
+            HcclRecv(
+                buf,
+                n as u64,
+                HCCL_DATA_TYPE_FP32,
+                (1 - to) as u32,
+                self.comms[to],
+                self.stream(to),
+            )
+        }
+    }
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.t.sync_all();
+        for c in self.comms {
+            // SAFETY: c came from HcclCommInitAll; its work is done.
+            hok(unsafe { HcclCommDestroy(c) });
+        }
+    }
+}
+
+#[test]
+fn a_send_and_its_receive_order_the_two_ranks() {
+    let mut r = Ranks::new();
+    let n = 64usize;
+    let (shared, out) = (r.t.buf(n * 4), r.t.buf(n * 4));
+    let (sbuf, rbuf) = (r.t.buf(n * 4), r.t.buf(n * 4));
+    // Rank 0 writes `shared`, then sends; rank 1 receives, then reads
+    // `shared`: the message orders the read after the write.
+    ok(memset_async(shared, n * 4, r.stream(0)));
+    hok(r.send(0, sbuf, n));
+    hok(r.recv(1, rbuf, n));
+    ok(d2d_async(out, shared, n * 4, r.stream(1)));
+    // The same with the receive queued first: rank 1's read waits for a
+    // message rank 0 has not sent yet, so it is not judged against rank
+    // 0's earlier work.
+    r.t.sync_all();
+    ok(memset_async(shared, n * 4, r.stream(0)));
+    hok(r.recv(1, rbuf, n));
+    ok(d2d_async(out, shared, n * 4, r.stream(1)));
+    hok(r.send(0, sbuf, n));
+    // The sender learns the receiver's clock too (the transfer completes
+    // on both sides together): rank 1 wrote `out` before receiving, rank
+    // 0 overwrites it after sending.
+    r.t.sync_all();
+    ok(memset_async(out, n * 4, r.stream(1)));
+    hok(r.recv(1, rbuf, n));
+    hok(r.send(0, sbuf, n));
+    ok(memset_async(out, n * 4, r.stream(0)));
+    // A third stream writing the receive buffer races with the receive.
+    let s3 = new_stream();
+    assert_eq!(memset_async(rbuf, n * 4, s3), ACL_ERROR_RT_PARAM_INVALID);
+    let msg = expect_race();
+    assert!(msg.contains("while HcclRecv (call #"), "{msg}");
+    // A message does not order ranks it does not involve: after a
+    // completed message, a stream outside it still races with rank 0.
+    ok(memset_async(shared, n * 4, r.stream(0)));
+    assert_eq!(
+        d2d_async(out, shared, n * 4, s3),
+        ACL_ERROR_RT_PARAM_INVALID
+    );
+    expect_race();
+    // SAFETY: a live stream of this test.
+    unsafe {
+        ok(aclrtSynchronizeStream(s3));
+        ok(aclrtDestroyStream(s3));
+    }
+}
+
+#[test]
+fn work_after_a_collective_another_rank_has_not_joined_is_not_judged_early() {
+    let mut r = Ranks::new();
+    let n = 64usize;
+    let (shared, out) = (r.t.buf(n * 4), r.t.buf(n * 4));
+    let (send, recv) = (
+        [r.t.buf(n * 4), r.t.buf(n * 4)],
+        [r.t.buf(n * 4), r.t.buf(n * 4)],
+    );
+    let all_reduce = |rank: usize| {
+        // SAFETY: live buffers of n floats, communicators and streams.
+        unsafe {
+            HcclAllReduce(
+                send[rank],
+                recv[rank],
+                n as u64,
+                HCCL_DATA_TYPE_FP32,
+                HCCL_REDUCE_SUM,
+                r.comms[rank],
+                r.stream(rank),
+            )
+        }
+    };
+    // Rank 0 writes `shared`; rank 1 queues its part of the all-reduce
+    // first and then reads `shared`; rank 0 joins last. In each rank's
+    // program the read follows the write through the collective.
+    ok(memset_async(shared, n * 4, r.stream(0)));
+    hok(all_reduce(1));
+    ok(d2d_async(out, shared, n * 4, r.stream(1)));
+    hok(all_reduce(0));
+    // Once complete, the collective orders both ranks as usual.
+    ok(memset_async(shared, n * 4, r.stream(1)));
+    hok(all_reduce(0));
+    hok(all_reduce(1));
+    ok(d2d_async(out, shared, n * 4, r.stream(0)));
+}
+
 #[test]
 fn without_the_collective_the_ranks_race() {
     let mut t = Two::new();
