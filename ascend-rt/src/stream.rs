@@ -21,10 +21,17 @@
 //!   [`Stream::sync_point`] that reports a failure also synchronizes the
 //!   stream, which consumes the runtime's stored error: work queued after
 //!   that starts clean.
+//! - Host functions: the closure of [`Stream::launch_host_fn`] lives in a
+//!   process-wide table under an id, and the runtime gets only the id. The
+//!   trampoline takes the closure out and runs it; a closure the runtime
+//!   never ran (the stream stopped on a failure, the device was lost) is
+//!   dropped when its stream is dropped after its work has ended. Nothing
+//!   leaks, and no pointer handed to the runtime can dangle.
 
+use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ascend_sys::aclrtStream;
 
@@ -38,6 +45,51 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// How many waited-on events a stream keeps before it prunes the finished
 /// ones.
 const PRUNE_AT: usize = 16;
+
+/// A host function waiting to run.
+type HostFn = Box<dyn FnOnce() + Send>;
+
+/// Host functions launched and not run yet, by id, with their stream's id.
+static HOST_FNS: Mutex<BTreeMap<usize, (u64, HostFn)>> = Mutex::new(BTreeMap::new());
+
+/// The next host function id (0 is never used: the runtime sees it as a
+/// pointer).
+static NEXT_HOST_FN: AtomicUsize = AtomicUsize::new(1);
+
+fn host_fns() -> MutexGuard<'static, BTreeMap<usize, (u64, HostFn)>> {
+    // A panic never happens under this lock (host functions run outside
+    // it), so poisoning can only come from an allocation failure.
+    HOST_FNS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the host function whose id the runtime passes as `args`.
+unsafe extern "C" fn run_host_fn(args: *mut c_void) {
+    let id = args as usize;
+    let Some((_, f)) = host_fns().remove(&id) else {
+        return;
+    };
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "ascend-rt: a host function panicked");
+    }
+}
+
+/// Drops the host functions of stream `stream` that never ran.
+fn drop_host_fns_of(stream: u64) {
+    let dropped: Vec<HostFn> = {
+        let mut table = host_fns();
+        let ids: Vec<usize> = table
+            .iter()
+            .filter(|(_, (s, _))| *s == stream)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| table.remove(&id).map(|(_, f)| f))
+            .collect()
+    };
+    // Dropped outside the lock: their captures may run arbitrary code.
+    drop(dropped);
+}
 
 /// A stream of one context.
 #[derive(Debug)]
@@ -281,28 +333,20 @@ impl Stream {
     /// AscendCL (the runtime may deadlock); a panic in `f` is caught and
     /// reported on stderr.
     pub fn launch_host_fn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<()> {
-        type Boxed = Box<dyn FnOnce() + Send>;
-        unsafe extern "C" fn trampoline(args: *mut c_void) {
-            // SAFETY: `args` is the Box<Boxed> leaked by launch_host_fn, and
-            // the runtime calls each host function exactly once.
-            let f: Box<Boxed> = unsafe { Box::from_raw(args.cast::<Boxed>()) };
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-                use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "ascend-rt: a host function panicked");
-            }
-        }
         self.ctx.bind_to_thread()?;
-        let raw = Box::into_raw(Box::new(Box::new(f) as Boxed));
+        let id = NEXT_HOST_FN.fetch_add(1, Ordering::Relaxed);
+        host_fns().insert(id, (self.id, Box::new(f)));
+        // The runtime gets the id, not a pointer: a call that never comes,
+        // or comes for an id already dropped, finds nothing to run.
+        let args = std::ptr::without_provenance_mut::<c_void>(id);
         // A host function that calls AscendCL can deadlock: not memory unsafety.
-        // SAFETY: the stream is live; `trampoline` takes ownership of `raw`
-        // exactly once; the closure is Send + 'static.
-        let r = unsafe {
-            result::stream::launch_host_func(self.handle, Some(trampoline), raw.cast::<c_void>())
-        };
+        // SAFETY: the stream is live; `run_host_fn` only reads `args` as an
+        // integer, so it stays valid however late (or often) it comes.
+        let r = unsafe { result::stream::launch_host_func(self.handle, Some(run_host_fn), args) };
         if r.is_err() {
-            // SAFETY: the launch failed, so the runtime will never call the
-            // trampoline: the box is still ours.
-            drop(unsafe { Box::from_raw(raw) });
+            // Never launched: drop it now (outside the table's lock).
+            let f = host_fns().remove(&id);
+            drop(f);
         }
         r
     }
@@ -310,6 +354,7 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
+        let mut ended = false;
         let r = self.ctx.bind().and_then(|()| {
             // SAFETY: the stream is live until destroyed below.
             let waited = unsafe { result::stream::synchronize(self.handle) };
@@ -317,6 +362,7 @@ impl Drop for Stream {
                 // Neither wait worked: its work may still run.
                 return waited;
             }
+            ended = true;
             self.waits.get_mut().map(Vec::clear).ok();
             if self.is_default {
                 return waited;
@@ -326,6 +372,11 @@ impl Drop for Stream {
             let destroyed = unsafe { result::stream::destroy(self.handle) };
             waited.and(destroyed)
         });
+        if ended {
+            // The stream's work has ended: a host function still waiting
+            // was skipped and will never run.
+            drop_host_fns_of(self.id);
+        }
         self.ctx.record_result(r);
     }
 }

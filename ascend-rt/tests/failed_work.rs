@@ -4,7 +4,9 @@
 //! memory it should have written as a result. Every host-side wait that
 //! guards a read (`DeviceBuffer::to_vec`, `copy_to_host`, `Tensor::to_vec`,
 //! `PinnedBuffer::as_slice`, `Event::synchronize`) returns the failure;
-//! once reported, new work on the stream runs and reads normally.
+//! once reported, new work on the stream runs and reads normally. A host
+//! function the stream skips after a failure is dropped with its stream,
+//! not leaked.
 //!
 //! Tests that change the mock's global HCCL timeout take the `exclusive`
 //! lock; the others take `shared`.
@@ -293,4 +295,56 @@ fn a_timed_out_all_gather_into_a_pooled_buffer_fails_the_read() {
     assert_eq!(again.to_vec().unwrap(), vec![3, 1, 4]);
     drop((all, counts));
     s.synchronize().unwrap();
+}
+
+/// Puts `s` in stop-on-failure mode: after a failed task, the rest of its
+/// queue is skipped.
+fn stop_on_failure(s: &Stream) {
+    let f = ascend_rt::api()
+        .unwrap()
+        .acl
+        .aclrtSetStreamFailureMode()
+        .unwrap();
+    // SAFETY: a live stream of the bound context; a plain mode value.
+    let code = unsafe { f(s.handle(), u64::from(ascend_sys::ACL_STOP_ON_FAILURE)) };
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_host_function_the_runtime_skips_is_dropped_with_its_stream() {
+    let _g = shared();
+    let s = common::ctx().new_stream().unwrap();
+    stop_on_failure(&s);
+    let _y = failing_grouped_matmul(&s);
+    // Queued behind the failure: the stream skips it.
+    let witness = Arc::new(());
+    let held = witness.clone();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    s.launch_host_fn(move || {
+        let _held = held;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    })
+    .unwrap();
+    assert!(s.synchronize().is_err(), "the operator failed");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        Arc::strong_count(&witness),
+        2,
+        "kept while its stream lives"
+    );
+    drop(_y);
+    drop(s);
+    assert_eq!(
+        Arc::strong_count(&witness),
+        1,
+        "the skipped host function (and what it captured) is dropped with its stream"
+    );
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    // A host function that runs is consumed as before.
+    let s = common::ctx().new_stream().unwrap();
+    let held = witness.clone();
+    s.launch_host_fn(move || drop(held)).unwrap();
+    s.synchronize().unwrap();
+    assert_eq!(Arc::strong_count(&witness), 1);
 }
