@@ -7,6 +7,17 @@
 //!   `CODE` without running, with a message saying it was injected. `CODE`
 //!   is a number or the name of an AscendCL, aclnn or HCCL code
 //!   (`ACL_ERROR_RT_MEMORY_ALLOCATION`).
+//! - Task failures: [`fail_nth_task`] (or
+//!   `ASCEND_MOCK_FAIL_TASK=API:N:CODE[,...]`) makes the N-th queued task of
+//!   `API` (`*` counts every such task) fail with `CODE` when the stream
+//!   reaches it, without running: the queueing call succeeds, and the
+//!   failure surfaces the way a device fault does, at the next
+//!   synchronisation of the stream or wait on a later event. Only device
+//!   work counts as a task here: asynchronous copies and memsets
+//!   (`aclrtMemcpyAsync`, `aclrtMemcpy2dAsync`, `aclrtMemsetAsync`),
+//!   operators (phase two, counted under the operator's name, `aclnnAdd`)
+//!   and HCCL collectives and transfers; event records and waits and host
+//!   functions are not.
 //! - Device loss: [`lose_device`] (or `ASCEND_MOCK_DEVICE_LOST=DEV:N`):
 //!   from the N-th call on, every call that acts on device `DEV` (through
 //!   its id, a context, stream or event of it, or its memory), and every
@@ -88,6 +99,11 @@ pub struct TracedCall {
 #[derive(Default)]
 struct State {
     rules: Vec<Rule>,
+    task_rules: Vec<Rule>,
+    task_counts: HashMap<&'static str, u64>,
+    task_total: u64,
+    /// The tasks queued since [`trace_tasks`] turned tracing on.
+    task_trace: Option<Vec<TracedTask>>,
     lost: Vec<LostRule>,
     counts: HashMap<&'static str, u64>,
     total: u64,
@@ -120,6 +136,111 @@ pub fn fail_nth(api: &str, n: u64, code: aclError) {
     });
 }
 
+/// Makes the `n`-th queued task of `api` (1-based, counted since process
+/// start or the last [`clear`]; `"*"` counts every task of device work)
+/// fail with `code` when its stream reaches it.
+pub fn fail_nth_task(api: &str, n: u64, code: aclError) {
+    with_state(|s| {
+        s.task_rules.push(Rule {
+            api: api.to_string(),
+            nth: n,
+            code,
+            source: "fault::fail_nth_task",
+        })
+    });
+}
+
+/// One queued task recorded by [`trace_tasks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracedTask {
+    /// The API that queued it (the operator's name for phase two).
+    pub api: &'static str,
+    /// Its count among the tasks of `api` (as [`fail_nth_task`] counts).
+    pub nth: u64,
+    /// Its count among all tasks of device work (as `"*"` counts).
+    pub total: u64,
+}
+
+/// Starts (`true`, discarding an earlier trace) or stops (`false`)
+/// recording every queued task of device work, in order.
+pub fn trace_tasks(on: bool) {
+    with_state(|s| s.task_trace = on.then(Vec::new));
+}
+
+/// Takes the tasks recorded since task tracing was turned on (it goes on).
+pub fn take_task_trace() -> Vec<TracedTask> {
+    with_state(|s| {
+        s.task_trace
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
+
+/// How many tasks of `api` were queued (`"*"`: of every API of device
+/// work) since process start or the last [`clear`].
+pub fn task_count(api: &str) -> u64 {
+    with_state(|s| {
+        if api == "*" {
+            s.task_total
+        } else {
+            s.task_counts.get(api).copied().unwrap_or(0)
+        }
+    })
+}
+
+/// Whether a task queued under `name` is device work that task rules
+/// count.
+fn is_device_work(name: &str) -> bool {
+    name.starts_with("aclnn")
+        || name.starts_with("Hccl")
+        || matches!(
+            name,
+            "aclrtMemcpyAsync" | "aclrtMemcpy2dAsync" | "aclrtMemsetAsync"
+        )
+}
+
+/// Counts a task queued under `name` and returns the injected failure it
+/// must report instead of running, when a task rule says so.
+pub(crate) fn on_task(name: &'static str) -> Option<MockError> {
+    if !is_device_work(name) {
+        return None;
+    }
+    with_state(|s| {
+        s.task_total += 1;
+        let n = {
+            let c = s.task_counts.entry(name).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let total = s.task_total;
+        if let Some(t) = s.task_trace.as_mut() {
+            t.push(TracedTask {
+                api: name,
+                nth: n,
+                total,
+            });
+        }
+        s.task_rules
+            .iter()
+            .find(|r| (r.api == name && r.nth == n) || (r.api == "*" && r.nth == total))
+            .map(|r| {
+                let which = if r.api == "*" {
+                    format!("task {total} of all tasks")
+                } else {
+                    format!("task {n} of {name}")
+                };
+                MockError::new(
+                    r.code,
+                    format!(
+                        "injected task failure ({}: {which} fails with {})",
+                        r.source, r.code
+                    ),
+                )
+            })
+    })
+}
+
 /// Makes `device` lost from the `n`-th call (counted as for `*`) on.
 pub fn lose_device(device: u32, n: u64) {
     with_state(|s| {
@@ -145,16 +266,22 @@ pub fn take_trace() -> Vec<TracedCall> {
     with_state(|s| s.trace.as_mut().map(std::mem::take).unwrap_or_default())
 }
 
-/// Removes every rule, lost device and jitter, and restarts the counts and
-/// the trace (tracing stays on if it was). The environment is not read
+/// Removes every rule (call and task), lost device and jitter, and
+/// restarts the counts and the traces (tracing stays on if it was). The environment is not read
 /// again.
 pub fn clear() {
     with_state(|s| {
         s.rules.clear();
+        s.task_rules.clear();
         s.lost.clear();
         s.counts.clear();
         s.total = 0;
+        s.task_counts.clear();
+        s.task_total = 0;
         if let Some(t) = s.trace.as_mut() {
+            t.clear();
+        }
+        if let Some(t) = s.task_trace.as_mut() {
             t.clear();
         }
     });
@@ -408,6 +535,10 @@ fn load_env_once() -> Result<(), String> {
         Some(v) => parse_fail_spec(&v).map_err(|e| format!("ASCEND_MOCK_FAIL: {e}"))?,
         None => Vec::new(),
     };
+    let fail_task = match var("ASCEND_MOCK_FAIL_TASK") {
+        Some(v) => parse_fail_spec(&v).map_err(|e| format!("ASCEND_MOCK_FAIL_TASK: {e}"))?,
+        None => Vec::new(),
+    };
     let lost = match var("ASCEND_MOCK_DEVICE_LOST") {
         Some(v) => Some(parse_lost_spec(&v).map_err(|e| format!("ASCEND_MOCK_DEVICE_LOST: {e}"))?),
         None => None,
@@ -424,6 +555,13 @@ fn load_env_once() -> Result<(), String> {
                 nth,
                 code,
                 source: "ASCEND_MOCK_FAIL",
+            }));
+        s.task_rules
+            .extend(fail_task.into_iter().map(|(api, nth, code)| Rule {
+                api,
+                nth,
+                code,
+                source: "ASCEND_MOCK_FAIL_TASK",
             }));
         if let Some((device, from)) = lost {
             s.lost.push(LostRule { device, from });

@@ -27,7 +27,8 @@
 //! - Fault injection (see `crate::fault`): with jitter on, the worker
 //!   sleeps a seeded random delay before each task; once the stream's
 //!   device is lost, its tasks are dropped unrun and fail with the
-//!   lost-device error.
+//!   lost-device error; a task that a task rule fails is replaced, when
+//!   queued, by one that returns the injected error.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -197,6 +198,16 @@ impl Stream {
 
     /// Queues `task`; returns its sequence number.
     pub fn push(&self, name: &'static str, task: Task) -> MockResult<u64> {
+        // An injected task failure replaces the task (dropped here, outside
+        // the queue's lock): it fails when the stream reaches it, like a
+        // fault of the device.
+        let task = match fault::on_task(name) {
+            Some(err) => {
+                drop(task);
+                Box::new(move || Err(err)) as Task
+            }
+            None => task,
+        };
         let mut q = self.shared.lock();
         if q.shutdown != Shutdown::No {
             return Err(MockError::new(

@@ -431,6 +431,7 @@ fn run_child(mode: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, Str
         "ASCEND_MOCK_SANITIZER",
         "ASCEND_MOCK_LEAKS",
         "ASCEND_MOCK_FAIL",
+        "ASCEND_MOCK_FAIL_TASK",
         "ASCEND_MOCK_DEVICE_LOST",
         "ASCEND_MOCK_JITTER",
     ] {
@@ -495,6 +496,20 @@ fn the_third_malloc_fails_by_injection() {
             "aclrtMalloc:3:ACL_ERROR_RT_MEMORY_ALLOCATION",
         )],
     );
+}
+
+#[test]
+fn injected_task_failures_surface_at_the_next_synchronization() {
+    child_passes("task-fault", &[]);
+    child_passes(
+        "task-fault-env",
+        &[(
+            "ASCEND_MOCK_FAIL_TASK",
+            "aclrtMemsetAsync:2:ACL_ERROR_RT_AICORE_EXCEPTION",
+        )],
+    );
+    let (status, text) = run_child("bad-fail-task-env", &[("ASCEND_MOCK_FAIL_TASK", "x:1")]);
+    assert!(status.success(), "{text}");
 }
 
 #[test]
@@ -628,6 +643,68 @@ fn child() {
                     ok(aclrtFree(p));
                 }
                 ok(aclFinalize());
+            }
+            "task-fault" | "task-fault-env" => {
+                if mode == "task-fault" {
+                    fault::clear();
+                    fault::fail_nth_task("aclrtMemsetAsync", 2, ACL_ERROR_RT_AICORE_EXCEPTION);
+                }
+                fault::trace_tasks(true);
+                ok(aclInit(null));
+                ok(aclrtSetDevice(0));
+                let p = dev_alloc(64);
+                let mut s = std::ptr::null_mut();
+                ok(aclrtCreateStream(&mut s));
+                // Task 1 runs; task 2 is queued (the call succeeds) and
+                // fails when the stream reaches it, without writing.
+                ok(aclrtMemsetAsync(p, 64, 0x11, 64, s));
+                ok(aclrtMemsetAsync(p, 64, 0x22, 64, s));
+                let mut ev = std::ptr::null_mut();
+                ok(aclrtCreateEvent(&mut ev));
+                ok(aclrtRecordEvent(ev, s));
+                assert_eq!(aclrtSynchronizeEvent(ev), ACL_ERROR_RT_AICORE_EXCEPTION);
+                assert_eq!(aclrtSynchronizeStream(s), ACL_ERROR_RT_AICORE_EXCEPTION);
+                let msg = take_message().unwrap();
+                assert!(
+                    msg.contains("injected task failure")
+                        && msg.contains("task 2 of aclrtMemsetAsync fails with 507015"),
+                    "{msg}"
+                );
+                // Reported once: the stream runs later work normally.
+                ok(aclrtSynchronizeStream(s));
+                let mut host = [0u8; 64];
+                ok(aclrtMemcpy(
+                    host.as_mut_ptr().cast(),
+                    64,
+                    p,
+                    64,
+                    ACL_MEMCPY_DEVICE_TO_HOST,
+                ));
+                assert!(host.iter().all(|&b| b == 0x11), "the failed task wrote");
+                ok(aclrtMemsetAsync(p, 64, 0x33, 64, s));
+                ok(aclrtSynchronizeStream(s));
+                // Event records are not device work: they are not counted.
+                let trace = fault::take_task_trace();
+                let names: Vec<_> = trace.iter().map(|t| (t.api, t.nth, t.total)).collect();
+                assert_eq!(
+                    names,
+                    [
+                        ("aclrtMemsetAsync", 1, 1),
+                        ("aclrtMemsetAsync", 2, 2),
+                        ("aclrtMemsetAsync", 3, 3)
+                    ]
+                );
+                assert_eq!(fault::task_count("*"), 3);
+                assert_eq!(fault::task_count("aclrtMemsetAsync"), 3);
+                ok(aclrtDestroyEvent(ev));
+                ok(aclrtDestroyStream(s));
+                ok(aclrtFree(p));
+                ok(aclFinalize());
+            }
+            "bad-fail-task-env" => {
+                assert_eq!(aclInit(null), ACL_ERROR_INVALID_PARAM);
+                let msg = take_message().unwrap();
+                assert!(msg.contains("ASCEND_MOCK_FAIL_TASK"), "{msg}");
             }
             "star" => {
                 fault::trace_calls(true);
