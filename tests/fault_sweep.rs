@@ -48,6 +48,14 @@
 //! release, and `ascend-rt` does not run an operator the caller only
 //! prepared.
 //!
+//! Device faults: every task of device work a pass queues (copies,
+//! memsets, operators; traced with `fault::trace_tasks`) is failed in turn
+//! with `fault::fail_nth_task`, which lets the queueing call succeed and
+//! fails the task when the stream reaches it, as an AI Core exception does.
+//! The pass must end in an error that names the task's API and says the
+//! failure was injected, with no report and nothing left alive: no
+//! release fails here, so no leftover is allowed.
+//!
 //! A watchdog aborts the process when a run takes longer than
 //! [`RUN_LIMIT`]. Panics are not caught: one fails the test.
 
@@ -58,7 +66,7 @@ use std::time::{Duration, Instant};
 use ascend::moe::{
     Gating, GroupSelect, MoeConfig, MoeLayer, MoeWeights, max_rel_err, moe_reference, random_tokens,
 };
-use ascend_mock::fault::{self, TracedCall};
+use ascend_mock::fault::{self, TracedCall, TracedTask};
 use ascend_mock::sanitizer::{self, Report, ReportClass};
 use ascend_mock::{AclnnLiveObject, AclnnObjectKind};
 use ascend_rt::{Backend, Context, DeviceBuffer, Error, PinnedBuffer, Tensor, ops};
@@ -391,12 +399,14 @@ fn release_device_reference() {
     assert_eq!(code, ACL_SUCCESS, "releasing device 0 again");
 }
 
-/// One pass to sweep: how to run it, its clean result and its calls.
+/// One pass to sweep: how to run it, its clean result, its calls and its
+/// tasks of device work.
 struct Sweep<'a> {
     name: &'static str,
     pass: &'a dyn Fn() -> Outcome,
     clean: Values,
     trace: Vec<TracedCall>,
+    tasks: Vec<TracedTask>,
 }
 
 /// Runs `pass` clean, traced; `check` judges its result against the host.
@@ -408,12 +418,15 @@ fn prepare<'a>(
 ) -> Sweep<'a> {
     fault::clear();
     fault::trace_calls(true);
+    fault::trace_tasks(true);
     let (r, weak) = {
         let _d = watchdog.arm(format!("{name}: the traced clean pass"));
         pass()
     };
     let trace = fault::take_trace();
+    let tasks = fault::take_task_trace();
     fault::trace_calls(false);
+    fault::trace_tasks(false);
     let clean = r.unwrap_or_else(|e| panic!("{name}: the clean pass fails: {e}"));
     assert!(
         weak.upgrade().is_none(),
@@ -431,11 +444,13 @@ fn prepare<'a>(
         "{name}: the clean pass left objects: {live:#?}"
     );
     assert_eq!(trace.len() as u64, fault::call_count("*"));
+    assert_eq!(tasks.len() as u64, fault::task_count("*"));
     Sweep {
         name,
         pass,
         clean,
         trace,
+        tasks,
     }
 }
 
@@ -662,6 +677,113 @@ fn every_call_of_a_two_stream_pipeline_can_fail_cleanly() {
     );
     assert_eq!(again.clean, sweep.clean, "the pipeline after the sweep");
     report_sweep("pipeline fault sweep", points, start, &tally, &failures);
+}
+
+/// Fails each task of device work of `sweep` in turn on the device (see
+/// the module docs); returns the number of tasks and what went wrong.
+fn fail_every_task(sweep: &Sweep<'_>, watchdog: &Watchdog) -> (usize, Vec<String>) {
+    let mut failures = Vec::new();
+    for task in &sweep.tasks {
+        fault::clear();
+        sanitizer::take_reports();
+        fault::fail_nth_task(task.api, task.nth, ACL_ERROR_RT_AICORE_EXCEPTION);
+        let label = format!(
+            "{}: task {} of {} ({} #{}) failing on the device",
+            sweep.name,
+            task.total,
+            sweep.tasks.len(),
+            task.api,
+            task.nth
+        );
+        let (r, weak) = {
+            let _d = watchdog.arm(label.clone());
+            (sweep.pass)()
+        };
+        let fired = fault::task_count(task.api) >= task.nth;
+        fault::clear();
+        let mut problems = Vec::new();
+        if weak.upgrade().is_some() {
+            problems.push("the context outlived the pass".to_string());
+        }
+        match r {
+            Err(e) => {
+                let text = e.to_string();
+                if !text.contains(task.api)
+                    || !text.contains("injected task failure")
+                    || !text.contains("507015")
+                {
+                    problems.push(format!("the error does not name the failed task: {text}"));
+                }
+            }
+            Ok(_) if !fired => problems.push("the task was never queued".to_string()),
+            Ok(_) => problems.push("the pass succeeded although a task failed".to_string()),
+        }
+        let reports = sanitizer::take_reports();
+        if !reports.is_empty() {
+            problems.push(format!("reports: {reports:#?}"));
+        }
+        let live = take_leftovers();
+        if !live.is_empty() {
+            problems.push(format!("objects left: {live:#?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{label}: {}", problems.join("; ")));
+        }
+    }
+    let mut apis: Vec<&str> = sweep.tasks.iter().map(|t| t.api).collect();
+    apis.sort_unstable();
+    apis.dedup();
+    println!(
+        "{}: {} tasks of device work over {} APIs ({apis:?}), each failed on the device",
+        sweep.name,
+        sweep.tasks.len(),
+        apis.len()
+    );
+    (sweep.tasks.len(), failures)
+}
+
+#[test]
+fn every_task_of_a_pass_can_fail_on_the_device_cleanly() {
+    let _serial = serial();
+    let watchdog = Watchdog::new();
+    let start = Instant::now();
+    let mut total = 0usize;
+    let mut failures = Vec::new();
+    for config in tiny_configs() {
+        let weights = MoeWeights::random(&config, 11).expect("weights");
+        let x = random_tokens(&config, 12);
+        let pass = || moe_pass(&weights, &x);
+        let sweep = prepare(config.name, &pass, moe_check(&weights, &x), &watchdog);
+        let (n, f) = fail_every_task(&sweep, &watchdog);
+        total += n;
+        failures.extend(f);
+        let again = prepare(config.name, &pass, moe_check(&weights, &x), &watchdog);
+        assert_eq!(
+            again.clean, sweep.clean,
+            "{}: after the task sweep",
+            config.name
+        );
+    }
+    let pipeline = prepare(
+        "two-stream pipeline",
+        &pipeline_pass,
+        pipeline_check,
+        &watchdog,
+    );
+    let (n, f) = fail_every_task(&pipeline, &watchdog);
+    total += n;
+    failures.extend(f);
+    println!(
+        "task fault sweep: {total} tasks failed on the device in {:.1?}",
+        start.elapsed()
+    );
+    assert!(total > 0, "the passes queue device work");
+    assert!(
+        failures.is_empty(),
+        "{} failing runs:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Device loss (`fault::lose_device`) at points spread over a pass: from

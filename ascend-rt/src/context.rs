@@ -203,9 +203,22 @@ impl Context {
     /// stream) failed, so that the object can still be released once
     /// nothing can be using it. When this fails too, the caller keeps
     /// (leaks) the object.
+    ///
+    /// The device's wait returns a failed task's error once, after that
+    /// work ended; so when it fails, a second wait tells a reported task
+    /// failure (the second succeeds: everything has ended) from a device
+    /// that cannot be waited for (it fails again). The first error is
+    /// recorded for [`Context::check_err`], so it is not lost.
     pub(crate) fn wait_all_work(&self) -> Result<()> {
         self.bind()?;
-        result::device::synchronize()
+        match result::device::synchronize() {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                result::device::synchronize()?;
+                self.record_err(first);
+                Ok(())
+            }
+        }
     }
 
     /// Free and total memory of the device.
