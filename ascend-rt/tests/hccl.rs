@@ -296,6 +296,105 @@ fn broadcast_from_every_root_matches_the_host() {
     }
 }
 
+/// Whether non-root rank `r` passes its unused buffer to a rooted
+/// collective (odd ranks do, even ranks pass `None`).
+fn passes_unused(r: usize) -> bool {
+    r % 2 == 1
+}
+
+fn reduce_case<T: Elem>(w: &World, len: usize, root: usize) {
+    let n = w.n();
+    for op in ReduceOp::ALL {
+        let salt = 11 + op as usize;
+        let sends = w.sends::<T>(len, salt);
+        // Every rank has a buffer preset to 7; the root's gets the result,
+        // the others' (passed by odd ranks) must keep their contents.
+        let mut recvs: Vec<DeviceBuffer<T>> = (0..n)
+            .map(|r| w.upload(r, &vec![T::from_i64(7); len]))
+            .collect();
+        if !op.supports(T::DTYPE) {
+            for r in 0..n {
+                let recv = (r == root || passes_unused(r)).then(|| (&mut recvs[r]).into());
+                let e = w.comms[r]
+                    .reduce(&sends[r], recv, op, root, &w.streams[r])
+                    .unwrap_err();
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+            }
+            continue;
+        }
+        for (r, recv) in recvs.iter_mut().enumerate() {
+            let recv = (r == root || passes_unused(r)).then(|| recv.into());
+            w.comms[r]
+                .reduce(&sends[r], recv, op, root, &w.streams[r])
+                .unwrap();
+        }
+        let want: Vec<T> = (0..len)
+            .map(|i| T::from_i64(fold(op, (0..n).map(|r| val(r, i, salt)))))
+            .collect();
+        for (r, recv) in recvs.iter().enumerate() {
+            let what = format!("{op:?} of {} to root {root}, rank {r} of {n}", T::DTYPE);
+            if r == root {
+                assert_eq!(recv.to_vec().unwrap(), want, "{what}");
+            } else {
+                assert_eq!(
+                    recv.to_vec().unwrap(),
+                    vec![T::from_i64(7); len],
+                    "non-root buffer written: {what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn reduce_to_first_and_last_root_matches_the_host() {
+    let _g = shared();
+    for n in SIZES {
+        let w = world(n);
+        for len in [0, 1, 13] {
+            for root in [n - 1, 0] {
+                for_each_type!(reduce_case(&w, len, root));
+            }
+        }
+    }
+}
+
+fn scatter_case<T: Elem>(w: &World, part: usize, root: usize) {
+    let n = w.n();
+    // Every rank has a source of part * n elements; only the root's is
+    // scattered (odd non-root ranks pass theirs, which must be ignored).
+    let sends = w.sends::<T>(part * n, 12);
+    let mut recvs: Vec<DeviceBuffer<T>> = (0..n)
+        .map(|r| w.upload(r, &vec![T::from_i64(7); part]))
+        .collect();
+    for (r, recv) in recvs.iter_mut().enumerate() {
+        let send = (r == root || passes_unused(r)).then(|| (&sends[r]).into());
+        w.comms[r].scatter(send, recv, root, &w.streams[r]).unwrap();
+    }
+    let all = values::<T>(root, part * n, 12);
+    for (r, recv) in recvs.iter().enumerate() {
+        assert_eq!(
+            recv.to_vec().unwrap(),
+            all[r * part..(r + 1) * part].to_vec(),
+            "{} from root {root} to rank {r} of {n}",
+            T::DTYPE
+        );
+    }
+}
+
+#[test]
+fn scatter_from_first_and_last_root_matches_the_host() {
+    let _g = shared();
+    for n in SIZES {
+        let w = world(n);
+        for part in [0, 1, 3] {
+            for root in [n - 1, 0] {
+                for_each_type!(scatter_case(&w, part, root));
+            }
+        }
+    }
+}
+
 fn all_to_all_case<T: Elem>(w: &World, part: usize) {
     let n = w.n();
     let sends = w.sends::<T>(part * n, 4);
@@ -525,6 +624,47 @@ fn views_send_a_prefix_and_receive_into_a_range() {
         .recv(ViewMut::range(&mut mid, 2..4).unwrap(), 0, &w.streams[1])
         .unwrap();
     assert_eq!(mid.to_vec().unwrap(), [0.0, 0.0, 2.0, 3.0, 0.0]);
+    // Reduce of a prefix into a range of the root, and scatter of a range
+    // of the root into a prefix.
+    let mut wide = w.upload(1, &[0.0f32; 5]);
+    w.comms[0]
+        .reduce(
+            View::prefix(&pool0, 2).unwrap(),
+            None,
+            ReduceOp::Sum,
+            1,
+            &w.streams[0],
+        )
+        .unwrap();
+    w.comms[1]
+        .reduce(
+            View::prefix(&pool1, 2).unwrap(),
+            Some(ViewMut::range(&mut wide, 3..5).unwrap()),
+            ReduceOp::Sum,
+            1,
+            &w.streams[1],
+        )
+        .unwrap();
+    assert_eq!(wide.to_vec().unwrap(), [0.0, 0.0, 0.0, 11.0, 22.0]);
+    let mut part0 = w.upload(0, &[0.0f32; 3]);
+    w.comms[0]
+        .scatter(
+            Some(View::range(&pool0, 1..5).unwrap()),
+            ViewMut::prefix(&mut part0, 2).unwrap(),
+            0,
+            &w.streams[0],
+        )
+        .unwrap();
+    w.comms[1]
+        .scatter(
+            None,
+            ViewMut::range(&mut wide, 0..2).unwrap(),
+            0,
+            &w.streams[1],
+        )
+        .unwrap();
+    assert_eq!(part0.to_vec().unwrap(), [2.0, 3.0, 0.0]);
+    assert_eq!(wide.to_vec().unwrap(), [4.0, 5.0, 0.0, 11.0, 22.0]);
     let e = View::prefix(&pool0, 6).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
     let e = ViewMut::range(&mut mid, 4..6).unwrap_err();
@@ -608,9 +748,11 @@ fn invalid(r: ascend_rt::Result<()>, needle: &str) {
 }
 
 /// Every HCCL collective the mock counts.
-const COLLECTIVES: [&str; 8] = [
+const COLLECTIVES: [&str; 10] = [
     "HcclAllReduce",
     "HcclBroadcast",
+    "HcclReduce",
+    "HcclScatter",
     "HcclAllGather",
     "HcclReduceScatter",
     "HcclAlltoAll",
@@ -675,6 +817,56 @@ fn invalid_arguments_are_refused_before_hccl_is_called() {
     invalid(c.all_to_all(&x4, &mut y4, s), "multiple of the 3 ranks");
     invalid(c.all_to_all(&x12, &mut y4, s), "equal lengths");
     invalid(c.broadcast(&mut y4, 3, s), "root 3 is not a rank");
+    invalid(
+        c.reduce(&x4, Some((&mut y5).into()), ReduceOp::Sum, 0, s),
+        "equal counts",
+    );
+    invalid(
+        c.reduce(&x4, Some((&mut y5).into()), ReduceOp::Sum, 2, s),
+        "equal counts",
+    );
+    invalid(
+        c.reduce(&x4, None, ReduceOp::Sum, 0, s),
+        "rank 0 is the root and must pass the receive buffer",
+    );
+    invalid(
+        c.reduce(&x4, Some((&mut y4).into()), ReduceOp::Sum, 3, s),
+        "root 3 is not a rank",
+    );
+    invalid(
+        c.reduce(&x4, Some((&mut other_out).into()), ReduceOp::Sum, 0, s),
+        "receive buffer is on npu:1",
+    );
+    invalid(
+        c.reduce(&other, None, ReduceOp::Sum, 1, s),
+        "send buffer is on npu:1",
+    );
+    invalid(
+        c.reduce(&x4, None, ReduceOp::Sum, 1, s1),
+        "the stream runs on npu:1",
+    );
+    invalid(
+        c.reduce(&b, None, ReduceOp::Prod, 1, s),
+        "prod does not support bf16",
+    );
+    invalid(c.scatter(Some((&x4).into()), &mut y4, 0, s), "needs 12");
+    invalid(c.scatter(Some((&x4).into()), &mut y4, 2, s), "needs 12");
+    invalid(
+        c.scatter(None, &mut y4, 0, s),
+        "rank 0 is the root and must pass the send buffer of the 12",
+    );
+    invalid(
+        c.scatter(Some((&x12).into()), &mut y4, 3, s),
+        "root 3 is not a rank",
+    );
+    invalid(
+        c.scatter(Some((&other).into()), &mut y4, 1, s),
+        "send buffer is on npu:1",
+    );
+    invalid(
+        c.scatter(None, &mut other_out, 1, s),
+        "receive buffer is on npu:1",
+    );
     invalid(c.send(&x4, 3, s), "peer 3 is not a rank");
     invalid(c.send(&x4, 0, s), "this rank itself");
     invalid(c.recv(&mut y4, 7, s), "peer 7 is not a rank");

@@ -1003,6 +1003,167 @@ fn parameter_errors_are_refused_before_enqueue() {
     destroy_all(&comms);
 }
 
+/// `HcclReduce` and `HcclScatter` check their rooted arguments before
+/// anything is queued: the root is a rank, the root's result (Reduce) or
+/// source (Scatter) buffer exists and is large enough, `recvCount *
+/// rankSize` does not overflow, and reductions take the same types and
+/// operations as `HcclAllReduce`. The buffer a rank does not use (the
+/// receive buffer of a non-root Reduce, the send buffer of a non-root
+/// Scatter) may be NULL.
+#[test]
+fn reduce_and_scatter_check_their_rooted_arguments() {
+    let comms = init_all(&[0, 0]);
+    let ctx = own_context(0);
+    let stream = new_stream();
+    let f32t = HCCL_DATA_TYPE_FP32;
+    let sum = HCCL_REDUCE_SUM;
+    let buf = dev_alloc(64);
+    let big = dev_alloc(256);
+    let null = std::ptr::null_mut::<c_void>();
+    // SAFETY (whole block): every call is refused by its checks before any
+    // buffer is read or written.
+    unsafe {
+        for (c, who) in [(comms[0], "root"), (comms[1], "non-root")] {
+            herr(
+                HcclReduce(buf, buf, 4, f32t, sum, 2, c, stream),
+                HCCL_E_PARA,
+                &["HcclReduce", "root 2 is out of range", "2 ranks"],
+            );
+            herr(
+                HcclScatter(buf, buf, 4, f32t, u32::MAX, c, stream),
+                HCCL_E_PARA,
+                &["HcclScatter", "root 4294967295 is out of range"],
+            );
+            // Every rank's send buffer is read by Reduce.
+            herr(
+                HcclReduce(null, buf, 4, f32t, sum, 0, c, stream),
+                HCCL_E_PTR,
+                &["HcclReduce", "sendBuf is NULL", "4 elements"],
+            );
+            // Every rank's receive buffer is written by Scatter.
+            herr(
+                HcclScatter(buf, null, 4, f32t, 0, c, stream),
+                HCCL_E_PTR,
+                &["HcclScatter", "recvBuf is NULL", "4 elements"],
+            );
+            herr(
+                HcclReduce(buf, buf, 4, f32t, 7, 0, c, stream),
+                HCCL_E_PARA,
+                &["op 7"],
+            );
+            herr(
+                HcclReduce(buf, buf, 4, 99, sum, 0, c, stream),
+                HCCL_E_PARA,
+                &["dataType 99"],
+            );
+            herr(
+                HcclScatter(buf, buf, 4, 99, 0, c, stream),
+                HCCL_E_PARA,
+                &["dataType 99"],
+            );
+            let msg = herr(
+                HcclReduce(buf, buf, 2, HCCL_DATA_TYPE_INT128, sum, 0, c, stream),
+                HCCL_E_NOT_SUPPORT,
+                &["HCCL_DATA_TYPE_INT128", "cannot be reduced"],
+            );
+            assert!(msg.contains("HcclReduce"), "{who}: {msg}");
+            herr(
+                HcclReduce(buf, buf, 100, f32t, sum, 0, c, stream),
+                HCCL_E_PARA,
+                &["sendBuf", "runs past the end"],
+            );
+        }
+        // The root's receive buffer of Reduce must exist and hold `count`.
+        herr(
+            HcclReduce(buf, null, 4, f32t, sum, 0, comms[0], stream),
+            HCCL_E_PTR,
+            &["recvBuf is NULL"],
+        );
+        herr(
+            HcclReduce(big, buf, 32, f32t, sum, 0, comms[0], stream),
+            HCCL_E_PARA,
+            &["recvBuf", "runs past the end", "32 elements"],
+        );
+        // The root's send buffer of Scatter holds recvCount * rankSize.
+        herr(
+            HcclScatter(null, buf, 2, f32t, 0, comms[0], stream),
+            HCCL_E_PTR,
+            &["sendBuf is NULL", "4 elements"],
+        );
+        herr(
+            HcclScatter(buf, big, 20, f32t, 0, comms[0], stream),
+            HCCL_E_PARA,
+            &["sendBuf", "runs past the end", "40 elements"],
+        );
+        herr(
+            HcclScatter(buf, buf, u64::MAX / 2 + 1, f32t, 0, comms[0], stream),
+            HCCL_E_PARA,
+            &["overflows"],
+        );
+        // A non-root rank's receive buffer still holds recvCount.
+        herr(
+            HcclScatter(null, buf, 30, f32t, 0, comms[1], stream),
+            HCCL_E_PARA,
+            &["recvBuf", "runs past the end", "30 elements"],
+        );
+    }
+    // Accepted: the unused buffer of a non-root rank is ignored, whether
+    // NULL or a buffer (which keeps its contents).
+    let other = new_stream();
+    let sentinel = enc_all(f32t, &[-1.0; 8]);
+    let x = [
+        enc_all(f32t, &[1.0, 2.0, 3.0, 4.0]),
+        enc_all(f32t, &[10.0, 20.0, 30.0, 40.0]),
+    ];
+    let send = [upload(&x[0]), upload(&x[1])];
+    let recv = [dev_alloc(16), upload(&sentinel)];
+    // SAFETY: send buffers hold 4 floats; the root's recv holds 4 floats.
+    unsafe {
+        hok(HcclReduce(send[1], null, 4, f32t, sum, 0, comms[1], other));
+        hok(HcclReduce(
+            send[0], recv[0], 4, f32t, sum, 0, comms[0], stream,
+        ));
+        hok(HcclReduce(
+            send[0], recv[0], 4, f32t, sum, 0, comms[0], stream,
+        ));
+        hok(HcclReduce(
+            send[1], recv[1], 4, f32t, sum, 0, comms[1], other,
+        ));
+    }
+    sync(stream);
+    sync(other);
+    assert_eq!(
+        download(recv[0], 16),
+        enc_all(f32t, &[11.0, 22.0, 33.0, 44.0])
+    );
+    assert_eq!(
+        download(recv[1], 32),
+        sentinel,
+        "a non-root recvBuf was written"
+    );
+    // Scatter from rank 1: rank 0's send buffer is not read, even when it
+    // holds too little.
+    let whole = upload(&enc_all(f32t, &[5.0, 6.0, 7.0, 8.0]));
+    // SAFETY: the root's send holds 4 floats; every recv holds 2.
+    unsafe {
+        hok(HcclScatter(null, recv[0], 2, f32t, 1, comms[0], stream));
+        hok(HcclScatter(whole, recv[1], 2, f32t, 1, comms[1], other));
+    }
+    sync(stream);
+    sync(other);
+    assert_eq!(download(recv[0], 8), enc_all(f32t, &[5.0, 6.0]));
+    assert_eq!(download(recv[1], 8), enc_all(f32t, &[7.0, 8.0]));
+    for p in [send[0], send[1], recv[0], recv[1], whole, buf, big] {
+        free(p);
+    }
+    // SAFETY: other is live and idle.
+    unsafe { ok(aclrtDestroyStream(other)) };
+    // SAFETY: stream is live and idle.
+    unsafe { ok(aclrtDestroyStream(stream)) };
+    drop_context(ctx);
+    destroy_all(&comms);
+}
+
 #[test]
 fn a_thread_without_the_ranks_device_is_refused() {
     init();

@@ -1,6 +1,7 @@
 //! The typed collectives of a [`Communicator`]: all-reduce, broadcast,
-//! all-gather, reduce-scatter, all-to-all (even and per-peer counts),
-//! send, receive, a paired send/receive, and the barrier.
+//! reduce, all-gather, reduce-scatter, scatter, all-to-all (even and
+//! per-peer counts), send, receive, a paired send/receive, and the
+//! barrier.
 //!
 //! Every method, before any FFI call:
 //! - checks that the stream and every buffer are on this rank's device,
@@ -12,8 +13,9 @@
 //!   rank's device current), then declares the accesses to the access
 //!   tracker: buffers read on `stream` (send buffers) and buffers written
 //!   (receive buffers; the buffer of a broadcast on every rank, root
-//!   included), so that other streams, the host and `Drop` are ordered
-//!   against the collective as for any copy.
+//!   included; a buffer a non-root rank passes to reduce or scatter,
+//!   though HCCL does not use it there), so that other streams, the host
+//!   and `Drop` are ordered against the collective as for any copy.
 //!
 //! A failing HCCL call is [`Error::Hccl`] with the function's name, the
 //! `HcclResult` and `HcclGetErrorString`'s text. A collective that fails
@@ -28,7 +30,7 @@ use ascend_sys::{HCCL_RECV, HCCL_SEND, HcclSendRecvItem};
 use super::ReduceOp;
 use super::comm::Communicator;
 use super::raw::{self, VArrays};
-use super::view::{IntoView, IntoViewMut};
+use super::view::{IntoView, IntoViewMut, View, ViewMut};
 use crate::error::{Error, Result};
 use crate::memory::{DeviceBuffer, DeviceRepr};
 use crate::stream::Stream;
@@ -97,6 +99,20 @@ impl Communicator {
             ));
         }
         Ok(())
+    }
+
+    /// Fails unless `root` is a rank of this communicator.
+    fn check_root(&self, api: &'static str, root: usize) -> Result<()> {
+        if root < self.size {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            api,
+            format!(
+                "root {root} is not a rank of this {}-rank communicator",
+                self.size
+            ),
+        ))
     }
 
     /// `a * self.size`, or an error naming `what` on overflow.
@@ -207,15 +223,7 @@ impl Communicator {
         let mut buf = buf.into_view_mut();
         self.check_stream(API, stream)?;
         self.check_buffer(API, "broadcast", buf.buffer())?;
-        if root >= self.size {
-            return Err(Error::invalid(
-                API,
-                format!(
-                    "root {root} is not a rank of this {}-rank communicator",
-                    self.size
-                ),
-            ));
-        }
+        self.check_root(API, root)?;
         self.begin(stream)?;
         let p = buf.track(stream)?;
         // SAFETY: the range lies inside a live buffer of this device; the
@@ -318,6 +326,161 @@ impl Communicator {
                 count64(recv.len()),
                 T::DTYPE.hccl(),
                 op.raw(),
+                self.handle,
+                stream.handle(),
+            )
+        }
+    }
+
+    /// Reduce (`HcclReduce`): `recv` of rank `root` gets the element-wise
+    /// `op` of all ranks' `send`. Every rank passes `send`, of the same
+    /// length on every rank.
+    ///
+    /// `recv` is required on the root (`Some`, with `recv.len() ==
+    /// send.len()`) and optional elsewhere: a non-root rank passes `None`
+    /// (HCCL gets a null `recvBuf`, which it does not use there) or a
+    /// buffer of the same length, handed to HCCL and declared written,
+    /// since CANN documents `recvBuf` as the output of every rank without
+    /// saying what a non-root rank's receives (the mock leaves it as it
+    /// was). Pass `Some` on every rank if a CANN version refuses the null
+    /// pointer: the refusal is an [`Error::Hccl`] at the call, nothing is
+    /// queued.
+    ///
+    /// A whole buffer is `Some((&mut buf).into())`; a range is
+    /// `Some(ViewMut::prefix(&mut buf, n)?)`.
+    pub fn reduce<'a, 'b, T: DeviceRepr>(
+        &self,
+        send: impl IntoView<'a, Elem = T>,
+        recv: Option<ViewMut<'b, T>>,
+        op: ReduceOp,
+        root: usize,
+        stream: &Arc<Stream>,
+    ) -> Result<()> {
+        const API: &str = "Communicator::reduce";
+        let send = send.into_view();
+        let mut recv = recv;
+        self.check_stream(API, stream)?;
+        self.check_buffer(API, "send", send.buffer())?;
+        self.check_root(API, root)?;
+        op.check::<T>(API)?;
+        match &recv {
+            None if root == self.rank => {
+                return Err(Error::invalid(
+                    API,
+                    format!(
+                        "rank {root} is the root and must pass the receive buffer for the {} reduced elements",
+                        send.len()
+                    ),
+                ));
+            }
+            None => {}
+            Some(r) => {
+                self.check_buffer(API, "receive", r.buffer())?;
+                if r.len() != send.len() {
+                    return Err(Error::invalid(
+                        API,
+                        format!(
+                            "send has {} elements but receive {}; reduce needs equal counts",
+                            send.len(),
+                            r.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        self.begin(stream)?;
+        let s = send.track(stream)?;
+        let r = match &mut recv {
+            Some(r) => r.track(stream)?,
+            None => std::ptr::null_mut(),
+        };
+        // Views are checked; `&`/`&mut` borrows make the buffers distinct.
+        // SAFETY: `send` and a given `recv` lie in live buffers of this
+        // device, holding send.len() elements each; a null `recv` only
+        // occurs on a non-root rank, where HCCL does not use it; the tracker
+        // orders the collective after earlier uses and keeps the buffers
+        // alive; root < size fits u32 since size came from HCCL.
+        unsafe {
+            raw::reduce(
+                s,
+                r,
+                count64(send.len()),
+                T::DTYPE.hccl(),
+                op.raw(),
+                root as u32,
+                self.handle,
+                stream.handle(),
+            )
+        }
+    }
+
+    /// Scatter (`HcclScatter`): `send` of rank `root` is split in `size()`
+    /// equal parts, part `r` going to rank `r`'s `recv`. Every rank passes
+    /// `recv`, of the same length on every rank.
+    ///
+    /// `send` is required on the root (`Some`, with `send.len() ==
+    /// recv.len() * size()`) and optional elsewhere: a non-root rank passes
+    /// `None` (HCCL gets a null `sendBuf`, which it does not read there)
+    /// or a buffer of that same length, handed to HCCL and declared read.
+    ///
+    /// A whole buffer is `Some((&buf).into())`; a range is
+    /// `Some(View::prefix(&buf, n)?)`.
+    pub fn scatter<'a, 'b, T: DeviceRepr>(
+        &self,
+        send: Option<View<'a, T>>,
+        recv: impl IntoViewMut<'b, Elem = T>,
+        root: usize,
+        stream: &Arc<Stream>,
+    ) -> Result<()> {
+        const API: &str = "Communicator::scatter";
+        let mut recv = recv.into_view_mut();
+        self.check_stream(API, stream)?;
+        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_root(API, root)?;
+        let want = self.times_size(API, "receive", recv.len())?;
+        match &send {
+            None if root == self.rank => {
+                return Err(Error::invalid(
+                    API,
+                    format!(
+                        "rank {root} is the root and must pass the send buffer of the {want} scattered elements"
+                    ),
+                ));
+            }
+            None => {}
+            Some(s) => {
+                self.check_buffer(API, "send", s.buffer())?;
+                if s.len() != want {
+                    return Err(Error::invalid(
+                        API,
+                        format!(
+                            "send has {} elements but scatter into {} elements over {} ranks needs {want}",
+                            s.len(),
+                            recv.len(),
+                            self.size
+                        ),
+                    ));
+                }
+            }
+        }
+        self.begin(stream)?;
+        let s = match &send {
+            Some(s) => s.track(stream)?,
+            None => std::ptr::null(),
+        };
+        let r = recv.track(stream)?;
+        // SAFETY: `recv` and a given `send` lie in live buffers of this
+        // device, `send` holding recv * size elements (checked above); a
+        // null `send` only occurs on a non-root rank, where HCCL does not
+        // read it; the tracker orders the collective after earlier uses and
+        // keeps the buffers alive; root < size fits u32.
+        unsafe {
+            raw::scatter(
+                s,
+                r,
+                count64(recv.len()),
+                T::DTYPE.hccl(),
+                root as u32,
                 self.handle,
                 stream.handle(),
             )

@@ -73,21 +73,22 @@
 //!
 //! # Element types and reductions
 //!
-//! Data movement (broadcast, all-gather, all-to-all, send and receive)
-//! takes every [`DeviceRepr`] type. Reductions follow HCCL's documented
-//! support on Atlas A2/A3: `f32`, `f16`, `bf16`, `i8`, `i32` and `i64`,
-//! with sum, max and min for all of them and prod for all but `bf16`; `u8`
-//! is not reducible ([`ReduceOp::supports`]).
+//! Data movement (broadcast, all-gather, scatter, all-to-all, send and
+//! receive) takes every [`DeviceRepr`] type. Reductions (all-reduce,
+//! reduce, reduce-scatter) follow HCCL's documented support on Atlas
+//! A2/A3: `f32`, `f16`, `bf16`, `i8`, `i32` and `i64`, with sum, max and
+//! min for all of them and prod for all but `bf16`; `u8` is not reducible
+//! ([`ReduceOp::supports`]).
 //!
 //! # What is bound
 //!
 //! `HcclGetRootInfo`, `HcclCommInitRootInfo`, `HcclCommInitAll`,
 //! `HcclCommDestroy`, `HcclGetRankSize`, `HcclGetRankId`,
 //! `HcclGetCommName`, `HcclGetCommAsyncError`, `HcclGetErrorString` (in
-//! errors), `HcclAllReduce`, `HcclBroadcast`, `HcclAllGather`,
-//! `HcclReduceScatter`, `HcclAlltoAll`, `HcclAlltoAllV`, `HcclSend`,
-//! `HcclRecv`, `HcclBatchSendRecv` (as a paired send and receive) and
-//! `HcclBarrier`. Not bound: `HcclReduce`, `HcclScatter`,
+//! errors), `HcclAllReduce`, `HcclBroadcast`, `HcclReduce`,
+//! `HcclAllGather`, `HcclReduceScatter`, `HcclScatter`, `HcclAlltoAll`,
+//! `HcclAlltoAllV`, `HcclSend`, `HcclRecv`, `HcclBatchSendRecv` (as a
+//! paired send and receive) and `HcclBarrier`. Not bound:
 //! `HcclCommInitClusterInfo` (rank tables), `HcclGroupStart`/`End`, and
 //! batches of more than one send and one receive; the raw handle
 //! ([`Communicator::handle`]) reaches them through `ascend_sys`.

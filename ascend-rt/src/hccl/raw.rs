@@ -209,6 +209,51 @@ pub(crate) unsafe fn reduce_scatter(
     })
 }
 
+/// `HcclReduce` of `count` elements into the root's `recv`.
+///
+/// # Safety
+/// As for [`all_reduce`], except that `recv` may be null on a rank other
+/// than `root` (HCCL does not use it there).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn reduce(
+    send: *const c_void,
+    recv: *mut c_void,
+    count: u64,
+    dtype: HcclDataType,
+    op: HcclReduceOp,
+    root: u32,
+    comm: HcclComm,
+    stream: aclrtStream,
+) -> Result<()> {
+    let f = hccl()?.HcclReduce()?;
+    // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
+    check_hccl("HcclReduce", unsafe {
+        f(send.cast_mut(), recv, count, dtype, op, root, comm, stream)
+    })
+}
+
+/// `HcclScatter`: `recv_count` elements of the root's `send` to each rank.
+///
+/// # Safety
+/// As for [`all_reduce`], with `send` holding `recv_count * ranks`
+/// elements on `root`; `send` may be null on the other ranks (HCCL does
+/// not use it there).
+pub(crate) unsafe fn scatter(
+    send: *const c_void,
+    recv: *mut c_void,
+    recv_count: u64,
+    dtype: HcclDataType,
+    root: u32,
+    comm: HcclComm,
+    stream: aclrtStream,
+) -> Result<()> {
+    let f = hccl()?.HcclScatter()?;
+    // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
+    check_hccl("HcclScatter", unsafe {
+        f(send.cast_mut(), recv, recv_count, dtype, root, comm, stream)
+    })
+}
+
 /// `HcclAlltoAll`: `count` elements to and from each rank.
 ///
 /// # Safety

@@ -5,7 +5,8 @@
 //! (`&buf`, `&mut buf`) or a checked range of one
 //! ([`View::range`], [`View::prefix`], [`ViewMut::range`],
 //! [`ViewMut::prefix`]), for example the first `n` rows of a pooled
-//! buffer.
+//! buffer. The buffer a rooted collective uses on the root only is an
+//! `Option` of a view; `From` turns a whole buffer into one.
 //!
 //! Invariants: `start + len <= buf.len()` (checked when a view is made);
 //! a [`ViewMut`] holds the buffer's `&mut` borrow, so nothing else can use
@@ -208,6 +209,22 @@ impl<'a, T: DeviceRepr> IntoViewMut<'a> for ViewMut<'a, T> {
     type Elem = T;
     fn into_view_mut(self) -> ViewMut<'a, T> {
         self
+    }
+}
+
+impl<'a, T: DeviceRepr> From<&'a DeviceBuffer<T>> for View<'a, T> {
+    /// All of `buf`, for the optional buffers of rooted collectives
+    /// (`Some((&buf).into())`).
+    fn from(buf: &'a DeviceBuffer<T>) -> Self {
+        buf.into_view()
+    }
+}
+
+impl<'a, T: DeviceRepr> From<&'a mut DeviceBuffer<T>> for ViewMut<'a, T> {
+    /// All of `buf`, for the optional buffers of rooted collectives
+    /// (`Some((&mut buf).into())`).
+    fn from(buf: &'a mut DeviceBuffer<T>) -> Self {
+        buf.into_view_mut()
     }
 }
 

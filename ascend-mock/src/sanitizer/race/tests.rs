@@ -849,6 +849,85 @@ fn work_after_a_collective_another_rank_has_not_joined_is_not_judged_early() {
     ok(d2d_async(out, shared, n * 4, r.stream(0)));
 }
 
+/// Rooted collectives declare only the buffers they touch: `HcclReduce`
+/// reads every rank's send buffer and writes the root's receive buffer
+/// only; `HcclScatter` reads the root's send buffer only and writes every
+/// rank's receive buffer. A third stream using a buffer the collective
+/// does not touch is no race.
+#[test]
+fn reduce_and_scatter_declare_only_what_each_rank_touches() {
+    let mut r = Ranks::new();
+    let n = 64usize;
+    let send = [r.t.buf(n * 4), r.t.buf(n * 4)];
+    let recv = [r.t.buf(n * 4), r.t.buf(n * 4)];
+    let s3 = new_stream();
+    // SAFETY: live buffers of n floats, communicators and streams.
+    unsafe {
+        for rank in [0, 1] {
+            hok(HcclReduce(
+                send[rank],
+                recv[rank],
+                n as u64,
+                HCCL_DATA_TYPE_FP32,
+                HCCL_REDUCE_SUM,
+                0,
+                r.comms[rank],
+                r.stream(rank),
+            ));
+        }
+    }
+    // Rank 1's receive buffer is not the root's: not touched.
+    ok(memset_async(recv[1], n * 4, s3));
+    // The root's receive buffer is written.
+    assert_eq!(memset_async(recv[0], n * 4, s3), ACL_ERROR_RT_PARAM_INVALID);
+    let msg = expect_race();
+    assert!(msg.contains("while HcclReduce (call #"), "{msg}");
+    // Every rank's send buffer is read.
+    assert_eq!(memset_async(send[1], n * 4, s3), ACL_ERROR_RT_PARAM_INVALID);
+    let msg = expect_race();
+    assert!(msg.contains("while HcclReduce (call #"), "{msg}");
+    assert!(msg.contains(" reads "), "{msg}");
+    r.t.sync_all();
+    // SAFETY: a live stream of this test.
+    ok(unsafe { aclrtSynchronizeStream(s3) });
+
+    // Scatter from rank 1 (n / 2 elements each).
+    // SAFETY: as above; the root's send holds n = 2 * (n / 2) floats.
+    unsafe {
+        for rank in [0, 1] {
+            hok(HcclScatter(
+                send[rank],
+                recv[rank],
+                (n / 2) as u64,
+                HCCL_DATA_TYPE_FP32,
+                1,
+                r.comms[rank],
+                r.stream(rank),
+            ));
+        }
+    }
+    // Rank 0's send buffer is not the root's: not read.
+    ok(memset_async(send[0], n * 4, s3));
+    // The root's send buffer is read.
+    assert_eq!(memset_async(send[1], n * 4, s3), ACL_ERROR_RT_PARAM_INVALID);
+    let msg = expect_race();
+    assert!(msg.contains("while HcclScatter (call #"), "{msg}");
+    // Every rank's receive buffer is written.
+    let spare = r.t.buf(n * 4);
+    assert_eq!(
+        d2d_async(spare, recv[0], n * 2, s3),
+        ACL_ERROR_RT_PARAM_INVALID
+    );
+    let msg = expect_race();
+    assert!(msg.contains("while HcclScatter (call #"), "{msg}");
+    assert!(msg.contains(" writes "), "{msg}");
+    // SAFETY: a live stream of this test.
+    unsafe {
+        ok(aclrtSynchronizeStream(s3));
+        ok(aclrtDestroyStream(s3));
+    }
+}
+
 #[test]
 fn without_the_collective_the_ranks_race() {
     let mut t = Two::new();
