@@ -150,6 +150,7 @@ fn c_hccl_program_runs_on_the_mock() {
     assert!(ok, "the C program reported failures:\n{stdout}\n{stderr}");
     assert!(stdout.contains(", 0 failed"), "no summary line:\n{stdout}");
     assert!(stdout.contains("HcclAlltoAllV"), "{stdout}");
+    assert!(stdout.contains("HcclReduce and HcclScatter"), "{stdout}");
 }
 
 /// How every sanitizer report starts on stderr (see ascend-mock's

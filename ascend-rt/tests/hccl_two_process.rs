@@ -3,9 +3,10 @@
 //! re-executes this test binary as rank 1 (the `rank_one` body, selected
 //! by `ASCEND_RT_TWO_PROCESS_ROOT`, which carries the root info's bytes in
 //! hex). Both ranks run all-reduce (every reduction in f32, and every one
-//! HCCL supports in bf16) and
-//! all-to-all-v (uneven counts, some zero; then all zero) and check the
-//! results against host computations of both ranks' inputs.
+//! HCCL supports in bf16), all-to-all-v (uneven counts, some zero; then
+//! all zero), reduce to each root (the non-root rank passing no receive
+//! buffer) and scatter, and check the results against host computations
+//! of both ranks' inputs.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -91,6 +92,31 @@ fn rank_program(ctx: &Arc<Context>, comm: &Communicator, stream: &Arc<Stream>) {
             "all-to-all-v on rank {r}, zeros {zeros}"
         );
     }
+    // Reduce to each root in turn; the non-root rank passes no buffer.
+    for root in 0..2 {
+        let send = DeviceBuffer::from_host(ctx, &x).unwrap();
+        let mut recv = DeviceBuffer::from_host(ctx, &vec![-1f32; len]).unwrap();
+        let out = (r == root).then(|| (&mut recv).into());
+        comm.reduce(&send, out, ReduceOp::Max, root, stream)
+            .unwrap();
+        let want: Vec<f32> = if r == root {
+            (0..len).map(|i| val(0, i).max(val(1, i))).collect()
+        } else {
+            vec![-1f32; len]
+        };
+        assert_eq!(recv.to_vec().unwrap(), want, "reduce to {root} on rank {r}");
+    }
+    // Scatter from rank 1: rank r gets elements r * len..(r + 1) * len.
+    let whole: Vec<f32> = (0..2 * len).map(|i| i as f32).collect();
+    let src = DeviceBuffer::from_host(ctx, &whole).unwrap();
+    let mut part = DeviceBuffer::<f32>::zeroed(ctx, len).unwrap();
+    let send = (r == 1).then(|| (&src).into());
+    comm.scatter(send, &mut part, 1, stream).unwrap();
+    assert_eq!(
+        part.to_vec().unwrap(),
+        whole[r * len..(r + 1) * len].to_vec(),
+        "scatter on rank {r}"
+    );
     comm.barrier(stream).unwrap();
     stream.synchronize().unwrap();
 }

@@ -6,7 +6,8 @@
  * rank is needed. The end-to-end test tests/c_programs.rs builds it against
  * ascend-sys/include and links it with -lascendcl -lhccl to the mock device.
  *
- * It checks AllReduce (sum, max), AllGather, Broadcast, AlltoAllV with
+ * It checks AllReduce (sum, max), AllGather, Broadcast, Reduce (min, no
+ * receive buffer on the non-root rank), Scatter, AlltoAllV with
  * uneven counts, a send/receive exchange inside HcclGroupStart/End, the
  * communicator queries, and error paths with their aclGetRecentErrMsg text.
  * Exit status 0 means every check passed.
@@ -146,6 +147,52 @@ static void all_gather_and_broadcast(HcclComm *comms)
     printf("  HcclAllGather and HcclBroadcast\n");
 }
 
+static void reduce_and_scatter(HcclComm *comms)
+{
+    float in[N * RANKS];
+    for (int r = 0; r < RANKS; ++r) {
+        for (int i = 0; i < N; ++i) {
+            in[i] = input(r, i);
+        }
+        upload(r, send_buf[r], in, N);
+    }
+    /* Reduce (min) to rank 1; rank 0 passes no receive buffer. */
+    for (int r = 0; r < RANKS; ++r) {
+        ACL_OK(aclrtSetDevice(r));
+        HCCL_OK(HcclReduce(send_buf[r], r == 1 ? recv_buf[r] : NULL, N, HCCL_DATA_TYPE_FP32, HCCL_REDUCE_MIN, 1,
+                           comms[r], streams[r]));
+    }
+    sync_all();
+    download(1, host, recv_buf[1], N);
+    int bad = 0;
+    for (int i = 0; i < N; ++i) {
+        float a = input(0, i), b = input(1, i);
+        bad += host[i] != (a < b ? a : b);
+    }
+    CHECK(bad == 0, "Reduce min: the root has %d wrong elements", bad);
+    /* Scatter rank 0's N floats, N / RANKS to each rank; rank 1 passes no
+       send buffer. */
+    for (int i = 0; i < N; ++i) {
+        in[i] = (float)(3 * i);
+    }
+    upload(0, send_buf[0], in, N);
+    for (int r = 0; r < RANKS; ++r) {
+        ACL_OK(aclrtSetDevice(r));
+        HCCL_OK(HcclScatter(r == 0 ? send_buf[r] : NULL, recv_buf[r], N / RANKS, HCCL_DATA_TYPE_FP32, 0, comms[r],
+                            streams[r]));
+    }
+    sync_all();
+    for (int r = 0; r < RANKS; ++r) {
+        download(r, host, recv_buf[r], N / RANKS);
+        bad = 0;
+        for (int i = 0; i < N / RANKS; ++i) {
+            bad += host[i] != (float)(3 * (r * (N / RANKS) + i));
+        }
+        CHECK(bad == 0, "Scatter: rank %d has %d wrong elements", r, bad);
+    }
+    printf("  HcclReduce and HcclScatter\n");
+}
+
 static void all_to_all_v(HcclComm *comms)
 {
     /* counts[i][j]: elements rank i sends to rank j (a zero included). */
@@ -260,6 +307,7 @@ int main(void)
     if (failures == 0) {
         all_reduce(comms);
         all_gather_and_broadcast(comms);
+        reduce_and_scatter(comms);
         all_to_all_v(comms);
         send_recv(comms);
         queries_and_errors(comms);
