@@ -348,3 +348,24 @@ fn a_host_function_the_runtime_skips_is_dropped_with_its_stream() {
     s.synchronize().unwrap();
     assert_eq!(Arc::strong_count(&witness), 1);
 }
+
+#[test]
+fn a_failure_seen_through_another_stream_still_fails_reads_on_its_own() {
+    let _g = shared();
+    let ctx = common::ctx();
+    let (s1, s2) = (ctx.new_stream().unwrap(), ctx.new_stream().unwrap());
+    // The operator fails on s1; s2 consumes its output (the tracker makes
+    // s2 wait on an event of s1 recorded after the failure).
+    let y = failing_grouped_matmul(&s1);
+    let z = ops::add(&s2, &y, &y, 1.0).expect("queued");
+    // Dropping z waits for its write on s2, which reports the failure.
+    drop(z);
+    // Whatever s2's failure made the runtime release or wait for, s1's own
+    // failed output is still unreadable.
+    assert_task_failure(
+        &y.to_vec().expect_err("y was never written"),
+        "Tensor::to_vec",
+    );
+    drop(y);
+    let _ = ctx.check_err();
+}
