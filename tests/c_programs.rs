@@ -8,9 +8,16 @@
 //! each program links with the same `-lascendcl` flags it would use with
 //! CANN. The C compiler is the one the `cc` crate finds (`CC` or `cc`).
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The longest a C program may run; one that hangs is killed with the
+/// processes it started, and the test fails saying so.
+const PROGRAM_LIMIT: Duration = Duration::from_secs(120);
 
 /// Directory holding this test binary and the cdylibs of its dependencies.
 fn deps_dir() -> PathBuf {
@@ -106,17 +113,49 @@ fn run_with(exe: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, Stri
         "ASCEND_MOCK_SANITIZER",
         "ASCEND_MOCK_LEAKS",
         "ASCEND_MOCK_FAIL",
+        "ASCEND_MOCK_FAIL_TASK",
         "ASCEND_MOCK_DEVICE_LOST",
         "ASCEND_MOCK_JITTER",
     ] {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
-    let output = cmd.output().expect("run the C program");
+    // Its own process group, so that a hung program is killed together
+    // with the ranks it started.
+    cmd.process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run the C program");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the C program") {
+            break status;
+        }
+        if start.elapsed() > PROGRAM_LIMIT {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+            panic!(
+                "{} did not finish within {PROGRAM_LIMIT:?}; killed. stderr so far:\n{}",
+                exe.display(),
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     (
-        output.status,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
     )
 }
 

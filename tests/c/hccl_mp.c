@@ -5,9 +5,12 @@
  * ascend-sys/include and links it with -lascendcl -lhccl to the mock.
  *
  * Rank 1 is started twice, once in each common way:
- *   - fork(): rank 0 calls HcclGetRootInfo, then forks before either
- *     process calls aclInit (forking a process whose runtime threads are
- *     running is not supported, by CANN or by the mock);
+ *   - fork(): the program forks before either process calls into the
+ *     runtime (a forked child keeps only the forking thread: the runtime's
+ *     threads, and any lock one of them held, would be lost, so forking
+ *     after HcclGetRootInfo, whose listener thread is running, can hang
+ *     the child); rank 0 then makes the root info and writes it to rank 1
+ *     through a pipe;
  *   - exec: rank 0 starts this program again (posix_spawn of
  *     /proc/self/exe) with the root info in hex on the command line.
  * Each time both ranks run AllReduce (sum), AllGather, AlltoAllV with
@@ -223,6 +226,33 @@ static int from_hex(const char *s, HcclRootInfo *info)
     return 0;
 }
 
+/* Writes or reads all `len` bytes of `buf` on `fd`; 0 on success. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static int wait_child(pid_t pid, const char *how)
 {
     int status = 0;
@@ -247,12 +277,22 @@ int main(int argc, char **argv)
         return failures == 0 ? 0 : 1;
     }
 
-    /* fork() after HcclGetRootInfo, before aclInit. */
-    HcclRootInfo info;
-    HCCL_OK(HcclGetRootInfo(&info));
+    /* fork() before any runtime call; the root info goes through a pipe. */
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        return 2;
+    }
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        HcclRootInfo info;
+        close(fds[1]);
+        if (read_all(fds[0], &info, sizeof info) != 0) {
+            fprintf(stderr, "rank 1: no root info from rank 0\n");
+            _exit(2);
+        }
+        close(fds[0]);
         ACL_OK(aclInit(NULL));
         run_rank(&info, 1, "fork");
         ACL_OK(aclrtResetDevice(0));
@@ -261,6 +301,11 @@ int main(int argc, char **argv)
         _exit(failures == 0 ? 0 : 1);
     }
     CHECK(pid > 0, "fork failed");
+    close(fds[0]);
+    HcclRootInfo info;
+    HCCL_OK(HcclGetRootInfo(&info));
+    CHECK(pid < 0 || write_all(fds[1], &info, sizeof info) == 0, "writing the root info");
+    close(fds[1]);
     ACL_OK(aclInit(NULL));
     run_rank(&info, 0, "fork");
     if (pid > 0)
