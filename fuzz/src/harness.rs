@@ -25,7 +25,7 @@
 //! context.
 
 use std::ffi::{CStr, c_void};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ascend_mock::memory::MemKind;
 use ascend_sys::*;
@@ -41,7 +41,7 @@ pub const MAX_ALLOC: usize = 256 << 10;
 pub const MAX_RANK: usize = 26;
 
 /// The function tables over the mock.
-fn api() -> &'static Api {
+pub(crate) fn api() -> &'static Api {
     static API: OnceLock<Api> = OnceLock::new();
     API.get_or_init(|| Api::from_resolver(ascend_mock::resolve, "ascend-mock"))
 }
@@ -64,7 +64,7 @@ struct Device {
 
 /// Initialises the mock once (aclInit, device 0, a stream, aclnnInit) and
 /// returns the stream.
-fn setup() -> aclrtStream {
+pub(crate) fn setup() -> aclrtStream {
     static DEVICE: OnceLock<Device> = OnceLock::new();
     let d = DEVICE.get_or_init(|| {
         // SAFETY: NULL is a valid config path for aclInit and aclnnInit; the
@@ -631,11 +631,17 @@ unsafe extern "C" {
     fn libc_free(p: *mut c_void);
 }
 
+/// Serialises the cases of every target in this process: they compare
+/// process-wide counts of live objects.
+pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs one case; panics when the mock breaks its contract.
 pub fn run_case(case: &Case) -> Stats {
     // The counts compared below are process-wide: one case at a time.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_at_a_time();
     let stream = setup();
     let start_device = ascend_mock::memory::live_allocations(MemKind::Device(0));
     let start_pinned = ascend_mock::memory::live_allocations(MemKind::PinnedHost);
