@@ -221,23 +221,7 @@ pub(crate) fn on_task(name: &'static str) -> Option<MockError> {
                 total,
             });
         }
-        s.task_rules
-            .iter()
-            .find(|r| (r.api == name && r.nth == n) || (r.api == "*" && r.nth == total))
-            .map(|r| {
-                let which = if r.api == "*" {
-                    format!("task {total} of all tasks")
-                } else {
-                    format!("task {n} of {name}")
-                };
-                MockError::new(
-                    r.code,
-                    format!(
-                        "injected task failure ({}: {which} fails with {})",
-                        r.source, r.code
-                    ),
-                )
-            })
+        fired(&s.task_rules, name, n, total, "task")
     })
 }
 
@@ -332,6 +316,33 @@ fn mark_lost(s: &State) {
     }
 }
 
+/// The error of the rule among `rules` that fires for the `n`-th `what`
+/// (`"call"` or `"task"`) of `api`, the `total`-th of all: "injected
+/// failure (fault::fail_nth: call 3 of aclrtMalloc fails with 207001)",
+/// "injected task failure (...)".
+fn fired(rules: &[Rule], api: &str, n: u64, total: u64, what: &str) -> Option<MockError> {
+    let r = rules
+        .iter()
+        .find(|r| (r.api == api && r.nth == n) || (r.api == "*" && r.nth == total))?;
+    let which = if r.api == "*" {
+        format!("{what} {total} of all {what}s")
+    } else {
+        format!("{what} {n} of {api}")
+    };
+    let kind = if what == "task" {
+        "task failure"
+    } else {
+        "failure"
+    };
+    Some(MockError::new(
+        r.code,
+        format!(
+            "injected {kind} ({}: {which} fails with {})",
+            r.source, r.code
+        ),
+    ))
+}
+
 /// Counts a call of `api` and fails it when a rule says so. Called by the
 /// shared wrappers of every exported function.
 pub(crate) fn on_call(api: &'static str) -> MockResult<()> {
@@ -359,23 +370,7 @@ pub(crate) fn on_call(api: &'static str) -> MockResult<()> {
                 injectable: true,
             });
         }
-        s.rules
-            .iter()
-            .find(|r| (r.api == api && r.nth == n) || (r.api == "*" && r.nth == total))
-            .map(|r| {
-                let which = if r.api == "*" {
-                    format!("call {total} of all calls")
-                } else {
-                    format!("call {n} of {api}")
-                };
-                MockError::new(
-                    r.code,
-                    format!(
-                        "injected failure ({}: {which} fails with {})",
-                        r.source, r.code
-                    ),
-                )
-            })
+        fired(&s.rules, api, n, total, "call")
     });
     env_error.map_err(|why| MockError::new(ACL_ERROR_INVALID_PARAM, why))?;
     match fired {

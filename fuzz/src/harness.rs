@@ -92,7 +92,7 @@ pub(crate) fn setup() -> aclrtStream {
 
 /// The pending error message of this thread, which a failed call must
 /// have left.
-fn take_message(call: &str, code: i64) -> String {
+pub(crate) fn take_message(call: &str, code: i64) -> String {
     // SAFETY: no arguments; the result is NULL or a NUL-terminated string
     // valid until the next aclGetRecentErrMsg on this thread.
     let p = unsafe { f!(acl.aclGetRecentErrMsg)() };

@@ -34,13 +34,13 @@
 //! program at a time (it shares the process-wide device with
 //! [`crate::harness`]).
 
-use std::ffi::{CStr, c_void};
+use std::ffi::c_void;
 
 use arbitrary::Arbitrary;
 use ascend_mock::memory::MemKind;
 use ascend_sys::*;
 
-use crate::harness::{api, one_at_a_time, setup};
+use crate::harness::{api, one_at_a_time, setup, take_message};
 
 /// Most operations of a program.
 pub const MAX_OPS: usize = 48;
@@ -233,30 +233,6 @@ fn kind_allows(kind: aclrtMemcpyKind, src_device: bool, dst_device: bool) -> boo
     }
 }
 
-/// The thread's error message after a failed call (which must have one).
-fn message(call: &str, code: i32) -> String {
-    let get = api().acl.aclGetRecentErrMsg().expect("the mock exports it");
-    // SAFETY: no arguments; NULL or a NUL-terminated string valid until
-    // the next call on this thread, copied at once.
-    let msg = unsafe {
-        let p = get();
-        assert!(
-            !p.is_null(),
-            "{call} failed with {code} but left no message"
-        );
-        CStr::from_ptr(p).to_string_lossy().into_owned()
-    };
-    assert!(
-        !msg.trim().is_empty(),
-        "{call} failed with {code} but its message is empty"
-    );
-    assert!(
-        !msg.contains("internal error in the mock device"),
-        "{call} panicked inside the mock: {msg}"
-    );
-    msg
-}
-
 /// The classes a sanitizer report starts with.
 const CLASSES: [&str; 7] = [
     "use-after-free",
@@ -302,7 +278,7 @@ impl Run {
             self.outcome.accepted += 1;
             return Ok(());
         }
-        let msg = message(call, code);
+        let msg = take_message(call, i64::from(code));
         self.outcome.refused += 1;
         if self.outcome.messages.len() < 8 {
             self.outcome.messages.push(msg.clone());
