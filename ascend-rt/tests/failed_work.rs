@@ -9,7 +9,11 @@
 //! not leaked.
 //!
 //! Tests that change the mock's global HCCL timeout take the `exclusive`
-//! lock; the others take `shared`.
+//! lock, and so do tests that need a stream's stored failure to stay theirs
+//! or that make the runtime wait for the whole device: a device-wide wait
+//! reports and clears every stream's stored failure (reads of failed output
+//! still fail: the events recorded after the failure keep it). The others
+//! take `shared`.
 
 mod common;
 
@@ -312,7 +316,10 @@ fn stop_on_failure(s: &Stream) {
 
 #[test]
 fn a_host_function_the_runtime_skips_is_dropped_with_its_stream() {
-    let _g = shared();
+    // Exclusive: another test's device-wide wait could clear the stored
+    // failure before the stream reaches the host function, which would
+    // then run.
+    let _g = exclusive();
     let s = common::ctx().new_stream().unwrap();
     stop_on_failure(&s);
     let _y = failing_grouped_matmul(&s);
@@ -351,7 +358,9 @@ fn a_host_function_the_runtime_skips_is_dropped_with_its_stream() {
 
 #[test]
 fn a_failure_seen_through_another_stream_still_fails_reads_on_its_own() {
-    let _g = shared();
+    // Exclusive: dropping `z` after its wait failed makes the runtime wait
+    // for the whole device, which would clear other tests' stored failures.
+    let _g = exclusive();
     let ctx = common::ctx();
     let (s1, s2) = (ctx.new_stream().unwrap(), ctx.new_stream().unwrap());
     // The operator fails on s1; s2 consumes its output (the tracker makes
