@@ -127,6 +127,20 @@ impl Communicator {
 
     /// The steps after the checks: surface recorded errors, bind the
     /// stream's context, remember the stream for `Drop`.
+    /// [`Self::check_stream`], then [`Self::check_buffer`] for a send and a
+    /// receive buffer.
+    fn check_pair<T: DeviceRepr>(
+        &self,
+        api: &'static str,
+        stream: &Stream,
+        send: &DeviceBuffer<T>,
+        recv: &DeviceBuffer<T>,
+    ) -> Result<()> {
+        self.check_stream(api, stream)?;
+        self.check_buffer(api, "send", send)?;
+        self.check_buffer(api, "receive", recv)
+    }
+
     fn begin(&self, stream: &Arc<Stream>) -> Result<()> {
         self.ctx.check_err()?;
         stream.context().bind_to_thread()?;
@@ -147,9 +161,7 @@ impl Communicator {
         const API: &str = "Communicator::all_reduce";
         let send = send.into_view();
         let mut recv = recv.into_view_mut();
-        self.check_stream(API, stream)?;
-        self.check_buffer(API, "send", send.buffer())?;
-        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_pair(API, stream, send.buffer(), recv.buffer())?;
         op.check::<T>(API)?;
         if send.len() != recv.len() {
             return Err(Error::invalid(
@@ -253,9 +265,7 @@ impl Communicator {
         const API: &str = "Communicator::all_gather";
         let send = send.into_view();
         let mut recv = recv.into_view_mut();
-        self.check_stream(API, stream)?;
-        self.check_buffer(API, "send", send.buffer())?;
-        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_pair(API, stream, send.buffer(), recv.buffer())?;
         let want = self.times_size(API, "send", send.len())?;
         if recv.len() != want {
             return Err(Error::invalid(
@@ -298,9 +308,7 @@ impl Communicator {
         const API: &str = "Communicator::reduce_scatter";
         let send = send.into_view();
         let mut recv = recv.into_view_mut();
-        self.check_stream(API, stream)?;
-        self.check_buffer(API, "send", send.buffer())?;
-        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_pair(API, stream, send.buffer(), recv.buffer())?;
         op.check::<T>(API)?;
         let want = self.times_size(API, "receive", recv.len())?;
         if send.len() != want {
@@ -394,12 +402,12 @@ impl Communicator {
             Some(r) => r.track(stream)?,
             None => std::ptr::null_mut(),
         };
-        // Views are checked; `&`/`&mut` borrows make the buffers distinct.
-        // SAFETY: `send` and a given `recv` lie in live buffers of this
-        // device, holding send.len() elements each; a null `recv` only
-        // occurs on a non-root rank, where HCCL does not use it; the tracker
-        // orders the collective after earlier uses and keeps the buffers
-        // alive; root < size fits u32 since size came from HCCL.
+        // The checks above: `send` and a given `recv` lie in live buffers of
+        // this device, send.len() elements each (`&`/`&mut` make them
+        // distinct); root < size, which came from HCCL as a u32.
+        // SAFETY: as just said; a null `recv` only reaches HCCL on a
+        // non-root rank, which does not use it; the tracker orders the
+        // collective after earlier uses and keeps both buffers alive.
         unsafe {
             raw::reduce(
                 s,
@@ -469,11 +477,11 @@ impl Communicator {
             None => std::ptr::null(),
         };
         let r = recv.track(stream)?;
-        // SAFETY: `recv` and a given `send` lie in live buffers of this
-        // device, `send` holding recv * size elements (checked above); a
-        // null `send` only occurs on a non-root rank, where HCCL does not
-        // read it; the tracker orders the collective after earlier uses and
-        // keeps the buffers alive; root < size fits u32.
+        // The checks above: `recv` and a given `send` lie in live buffers of
+        // this device, `send` holding recv * size elements; root < size.
+        // SAFETY: as just said; a null `send` only reaches HCCL on a
+        // non-root rank, which does not read it; the tracker orders the
+        // collective after earlier uses and keeps both buffers alive.
         unsafe {
             raw::scatter(
                 s,
@@ -500,9 +508,7 @@ impl Communicator {
         const API: &str = "Communicator::all_to_all";
         let send = send.into_view();
         let mut recv = recv.into_view_mut();
-        self.check_stream(API, stream)?;
-        self.check_buffer(API, "send", send.buffer())?;
-        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_pair(API, stream, send.buffer(), recv.buffer())?;
         if send.len() != recv.len() || send.len() % self.size != 0 {
             return Err(Error::invalid(
                 API,
@@ -732,9 +738,7 @@ impl Communicator {
         const API: &str = "Communicator::send_recv";
         let send = send.into_view();
         let mut recv = recv.into_view_mut();
-        self.check_stream(API, stream)?;
-        self.check_buffer(API, "send", send.buffer())?;
-        self.check_buffer(API, "receive", recv.buffer())?;
+        self.check_pair(API, stream, send.buffer(), recv.buffer())?;
         self.check_peer(API, "destination", to)?;
         self.check_peer(API, "source", from)?;
         self.begin(stream)?;
