@@ -538,6 +538,107 @@ mod generate {
             text.push_str("    ],\n");
         }
         text.push_str("}\n");
+        render_function_list(&mut text, functions);
+        render_operator_list(&mut text, functions);
         text
+    }
+
+    /// `for_each_function!`: hands every declared function, as
+    /// `library::name`, to a caller's macro. The mock's symbol table and its
+    /// completeness check are generated from it.
+    fn render_function_list(
+        text: &mut String,
+        functions: &BTreeMap<&'static str, BTreeMap<String, syn::ForeignItemFn>>,
+    ) {
+        text.push_str(
+            "\n/// Calls `$m! { library::name, ... }` with every function the headers declare,\n\
+             /// by library (`ascendcl`, `nnopbase`, `opapi`, `hccl`, the modules of [`pfn`](crate::pfn)).\n\
+             #[macro_export]\nmacro_rules! for_each_function {\n    ($m:ident) => {\n        $m! {\n",
+        );
+        for (_, module, _) in LIBRARIES {
+            for name in functions.get(module).into_iter().flat_map(|m| m.keys()) {
+                let _ = writeln!(text, "            {module}::{name},");
+            }
+        }
+        text.push_str("        }\n    };\n}\n");
+    }
+
+    /// `for_each_operator!`: hands every two-phase aclnn operator (a
+    /// `XxxGetWorkspaceSize` with its `Xxx`) to a caller's macro, with the
+    /// parameters of phase one before `workspaceSize` and `executor`, their
+    /// types spelled through `$crate` so that they resolve anywhere.
+    fn render_operator_list(
+        text: &mut String,
+        functions: &BTreeMap<&'static str, BTreeMap<String, syn::ForeignItemFn>>,
+    ) {
+        text.push_str(
+            "\n/// Calls `$m! { Xxx / XxxGetWorkspaceSize (param: Type, ...); ... }` with every\n\
+             /// two-phase aclnn operator the headers declare: its phase-two and phase-one\n\
+             /// names and the parameters of phase one that precede `workspaceSize` and\n\
+             /// `executor`.\n\
+             #[macro_export]\nmacro_rules! for_each_operator {\n    ($m:ident) => {\n        $m! {\n",
+        );
+        let ops = functions.get("opapi").cloned().unwrap_or_default();
+        for (name, f) in &ops {
+            let Some(op) = name.strip_suffix("GetWorkspaceSize") else {
+                continue;
+            };
+            if !ops.contains_key(op) {
+                continue;
+            }
+            let params: Vec<String> = f
+                .sig
+                .inputs
+                .iter()
+                .filter_map(|a| match a {
+                    syn::FnArg::Typed(t) => Some(t),
+                    syn::FnArg::Receiver(_) => None,
+                })
+                .map(|t| {
+                    let pat = t.pat.to_token_stream().to_string();
+                    format!("{pat}: {}", crate_type(&t.ty))
+                })
+                .collect();
+            let n = params.len();
+            assert!(
+                n >= 2,
+                "{name}: a phase one ends with workspaceSize and executor"
+            );
+            let _ = writeln!(
+                text,
+                "            {op} / {name} ({});",
+                params[..n - 2].join(", ")
+            );
+        }
+        text.push_str("        }\n    };\n}\n");
+    }
+
+    /// A parameter type as tokens that resolve outside this crate: named
+    /// types of the bindings become `$crate::Name`; primitives and absolute
+    /// paths stay as they are.
+    fn crate_type(ty: &syn::Type) -> String {
+        match ty {
+            syn::Type::Ptr(p) => {
+                let q = if matches!(p.mutability, syn::PointerMutability::Mut(_)) {
+                    "mut"
+                } else {
+                    "const"
+                };
+                format!("*{q} {}", crate_type(&p.elem))
+            }
+            syn::Type::Path(p) if p.qself.is_none() && p.path.leading_colon.is_none() => {
+                let text = p.to_token_stream().to_string();
+                let primitive = [
+                    "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "isize", "usize", "f32",
+                    "f64", "bool",
+                ];
+                if p.path.segments.len() == 1 && !primitive.contains(&text.as_str()) {
+                    format!("$crate::{text}")
+                } else {
+                    text
+                }
+            }
+            other => other.to_token_stream().to_string().replace(' ', ""),
+        }
     }
 }

@@ -47,7 +47,8 @@
 //!   collectives and point-to-point transfers on the ranks' streams, with
 //!   a rendezvous per collective and a timeout for ranks that never join.
 //! - `exports`: the `extern "C"` functions, one file per topic.
-//! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`]).
+//! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`],
+//!   [`not_implemented`]), generated from the declarations of `ascend-sys`.
 //!
 //! # Invariants
 //! - No panic crosses the C boundary: every exported function catches
@@ -91,7 +92,7 @@ pub use aclnn::meta::{
 };
 pub use config::{Config, ConfigError, configure};
 pub use error::{MockError, TaskError};
-pub use resolve::{exported_symbols, resolve};
+pub use resolve::{declared_symbols, exported_symbols, not_implemented, resolve};
 pub use runtime::is_initialized;
 
 /// The configuration in effect (see [`config::config`]).

@@ -1,13 +1,41 @@
 //! The symbol table: [`resolve`] maps each exported C name to its address,
-//! [`exported_symbols`] lists the names.
+//! [`exported_symbols`] lists the names, [`not_implemented`] the declared
+//! functions the mock leaves out.
 //!
-//! Each entry is written `library::name`; the macro casts the function to
-//! `ascend_sys::pfn::<library>::<name>` before taking its address, so a
-//! signature that drifts from the header fails to compile. Functions are
-//! reached as `crate::exports::<name>`; operator modules re-export theirs
-//! there and add entries under `nnopbase::`, `opapi::` or `hccl::`.
+//! Nothing here is a hand-kept list of functions: the table is generated
+//! from `ascend_sys::for_each_function!`, which the bindings generator emits
+//! for every function our headers declare. Each declared function must be
+//! either exported under its own name by `crate::exports` (a missing one is
+//! a compile error naming it) or named in the one explicit list below,
+//! [`NOT_IMPLEMENTED`], with its reason in `docs/mock.md`. Each entry is cast
+//! to `ascend_sys::pfn::<library>::<name>` before its address is taken, so
+//! a signature that drifts from the header fails to compile too.
 
 use std::ffi::c_void;
+use std::sync::OnceLock;
+
+/// Declares the functions our headers declare that the mock does not
+/// implement: they resolve to null (a Rust caller gets
+/// `LoadError::MissingSymbol`, a C program fails to link), and
+/// `docs/mock.md` says why each is left out.
+macro_rules! not_implemented {
+    ($($skip:ident),* $(,)?) => {
+        /// The declared functions the mock does not implement.
+        pub const NOT_IMPLEMENTED: &[&str] = &[$(stringify!($skip)),*];
+
+        /// The address of one declared function: null for those in
+        /// [`NOT_IMPLEMENTED`], the export of the same name otherwise.
+        macro_rules! address {
+            $( ($lib:ident :: $skip) => { std::ptr::null_mut::<c_void>() }; )*
+            ($lib:ident :: $name:ident) => {
+                crate::exports::$name as ascend_sys::pfn::$lib::$name as *mut c_void
+            };
+        }
+    };
+}
+
+// Every function our headers declare is implemented today.
+not_implemented! {}
 
 macro_rules! symbol_table {
     ($($lib:ident :: $name:ident),* $(,)?) => {
@@ -15,187 +43,35 @@ macro_rules! symbol_table {
         /// mock does not implement it.
         pub fn resolve(name: &str) -> *mut c_void {
             match name {
-                $(
-                    stringify!($name) => crate::exports::$name as ascend_sys::pfn::$lib::$name as *mut c_void,
-                )*
+                $( stringify!($name) => address!($lib::$name), )*
                 _ => std::ptr::null_mut(),
             }
         }
 
-        /// The names of every function the mock exports.
-        pub fn exported_symbols() -> &'static [&'static str] {
+        /// Every function our headers declare, implemented or not.
+        pub fn declared_symbols() -> &'static [&'static str] {
             &[$(stringify!($name)),*]
         }
     };
 }
 
-symbol_table! {
-    ascendcl::aclInit,
-    ascendcl::aclFinalize,
-    ascendcl::aclGetRecentErrMsg,
-    ascendcl::aclrtGetVersion,
-    ascendcl::aclsysGetVersionStr,
-    ascendcl::aclsysGetVersionNum,
-    ascendcl::aclDataTypeSize,
-    ascendcl::aclFloat16ToFloat,
-    ascendcl::aclFloatToFloat16,
-    ascendcl::aclrtGetSocName,
-    ascendcl::aclrtPeekAtLastError,
-    ascendcl::aclrtGetLastError,
-    ascendcl::aclrtGetDeviceCount,
-    ascendcl::aclrtSetDevice,
-    ascendcl::aclrtResetDevice,
-    ascendcl::aclrtResetDeviceForce,
-    ascendcl::aclrtGetDevice,
-    ascendcl::aclrtGetRunMode,
-    ascendcl::aclrtGetDeviceInfo,
-    ascendcl::aclrtQueryDeviceStatus,
-    ascendcl::aclrtSynchronizeDevice,
-    ascendcl::aclrtSynchronizeDeviceWithTimeout,
-    ascendcl::aclrtCreateContext,
-    ascendcl::aclrtDestroyContext,
-    ascendcl::aclrtSetCurrentContext,
-    ascendcl::aclrtGetCurrentContext,
-    ascendcl::aclrtCtxGetCurrentDefaultStream,
-    ascendcl::aclrtDeviceCanAccessPeer,
-    ascendcl::aclrtDeviceEnablePeerAccess,
-    ascendcl::aclrtDeviceDisablePeerAccess,
-    ascendcl::aclrtCreateStream,
-    ascendcl::aclrtCreateStreamWithConfig,
-    ascendcl::aclrtDestroyStream,
-    ascendcl::aclrtDestroyStreamForce,
-    ascendcl::aclrtSynchronizeStream,
-    ascendcl::aclrtSynchronizeStreamWithTimeout,
-    ascendcl::aclrtStreamQuery,
-    ascendcl::aclrtStreamWaitEvent,
-    ascendcl::aclrtStreamGetId,
-    ascendcl::aclrtSetStreamFailureMode,
-    ascendcl::aclrtCreateEvent,
-    ascendcl::aclrtCreateEventWithFlag,
-    ascendcl::aclrtCreateEventExWithFlag,
-    ascendcl::aclrtDestroyEvent,
-    ascendcl::aclrtRecordEvent,
-    ascendcl::aclrtResetEvent,
-    ascendcl::aclrtQueryEvent,
-    ascendcl::aclrtQueryEventStatus,
-    ascendcl::aclrtQueryEventWaitStatus,
-    ascendcl::aclrtSynchronizeEvent,
-    ascendcl::aclrtSynchronizeEventWithTimeout,
-    ascendcl::aclrtEventElapsedTime,
-    ascendcl::aclrtEventGetTimestamp,
-    ascendcl::aclrtMalloc,
-    ascendcl::aclrtMallocAlign32,
-    ascendcl::aclrtMallocHost,
-    ascendcl::aclrtFree,
-    ascendcl::aclrtFreeHost,
-    ascendcl::aclrtMemcpy,
-    ascendcl::aclrtMemcpyAsync,
-    ascendcl::aclrtMemcpy2d,
-    ascendcl::aclrtMemcpy2dAsync,
-    ascendcl::aclrtMemset,
-    ascendcl::aclrtMemsetAsync,
-    ascendcl::aclrtGetMemInfo,
-    ascendcl::aclrtPointerGetAttributes,
-    ascendcl::aclrtLaunchHostFunc,
-    ascendcl::aclrtSubscribeReport,
-    ascendcl::aclrtUnSubscribeReport,
-    ascendcl::aclrtLaunchCallback,
-    ascendcl::aclrtProcessReport,
-    nnopbase::aclnnInit,
-    nnopbase::aclnnFinalize,
-    nnopbase::aclCreateTensor,
-    nnopbase::aclCreateScalar,
-    nnopbase::aclCreateIntArray,
-    nnopbase::aclCreateFloatArray,
-    nnopbase::aclCreateBoolArray,
-    nnopbase::aclCreateTensorList,
-    nnopbase::aclCreateScalarList,
-    nnopbase::aclDestroyTensor,
-    nnopbase::aclDestroyScalar,
-    nnopbase::aclDestroyIntArray,
-    nnopbase::aclDestroyFloatArray,
-    nnopbase::aclDestroyBoolArray,
-    nnopbase::aclDestroyTensorList,
-    nnopbase::aclDestroyScalarList,
-    nnopbase::aclGetViewShape,
-    nnopbase::aclGetStorageShape,
-    nnopbase::aclGetViewStrides,
-    nnopbase::aclGetViewOffset,
-    nnopbase::aclGetFormat,
-    nnopbase::aclGetDataType,
-    nnopbase::aclGetIntArraySize,
-    nnopbase::aclGetFloatArraySize,
-    nnopbase::aclGetBoolArraySize,
-    nnopbase::aclGetTensorListSize,
-    nnopbase::aclGetScalarListSize,
-    nnopbase::aclInitTensor,
-    nnopbase::aclSetAclOpExecutorRepeatable,
-    nnopbase::aclDestroyAclOpExecutor,
-    nnopbase::aclSetInputTensorAddr,
-    nnopbase::aclSetOutputTensorAddr,
-    nnopbase::aclSetDynamicInputTensorAddr,
-    nnopbase::aclSetDynamicOutputTensorAddr,
-    nnopbase::aclSetTensorAddr,
-    nnopbase::aclSetRawTensorAddr,
-    nnopbase::aclGetRawTensorAddr,
-    opapi::aclnnAddGetWorkspaceSize,
-    opapi::aclnnAdd,
-    opapi::aclnnInplaceAddGetWorkspaceSize,
-    opapi::aclnnInplaceAdd,
-    opapi::aclnnAddsGetWorkspaceSize,
-    opapi::aclnnAdds,
-    opapi::aclnnMulGetWorkspaceSize,
-    opapi::aclnnMul,
-    opapi::aclnnMatmulGetWorkspaceSize,
-    opapi::aclnnMatmul,
-    opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
-    opapi::aclnnGroupedMatmulV3,
-    opapi::aclnnGroupedMatmulV4GetWorkspaceSize,
-    opapi::aclnnGroupedMatmulV4,
-    opapi::aclnnRmsNormGetWorkspaceSize,
-    opapi::aclnnRmsNorm,
-    opapi::aclnnSoftmaxGetWorkspaceSize,
-    opapi::aclnnSoftmax,
-    opapi::aclnnSwiGluGetWorkspaceSize,
-    opapi::aclnnSwiGlu,
-    opapi::aclnnTopkGetWorkspaceSize,
-    opapi::aclnnTopk,
-    opapi::aclnnMoeGatingTopKSoftmaxGetWorkspaceSize,
-    opapi::aclnnMoeGatingTopKSoftmax,
-    opapi::aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize,
-    opapi::aclnnMoeGatingTopKSoftmaxV2,
-    opapi::aclnnMoeGatingTopKGetWorkspaceSize,
-    opapi::aclnnMoeGatingTopK,
-    opapi::aclnnMoeInitRoutingV2GetWorkspaceSize,
-    opapi::aclnnMoeInitRoutingV2,
-    opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
-    opapi::aclnnMoeInitRoutingV3,
-    opapi::aclnnMoeComputeExpertTokensGetWorkspaceSize,
-    opapi::aclnnMoeComputeExpertTokens,
-    opapi::aclnnMoeFinalizeRoutingV2GetWorkspaceSize,
-    opapi::aclnnMoeFinalizeRoutingV2,
-    hccl::HcclGetRootInfo,
-    hccl::HcclCommInitRootInfo,
-    hccl::HcclCommInitClusterInfo,
-    hccl::HcclCommInitAll,
-    hccl::HcclCommDestroy,
-    hccl::HcclGetRankSize,
-    hccl::HcclGetRankId,
-    hccl::HcclGetCommName,
-    hccl::HcclGetCommAsyncError,
-    hccl::HcclGetErrorString,
-    hccl::HcclAllReduce,
-    hccl::HcclBroadcast,
-    hccl::HcclAllGather,
-    hccl::HcclReduceScatter,
-    hccl::HcclReduce,
-    hccl::HcclScatter,
-    hccl::HcclAlltoAll,
-    hccl::HcclAlltoAllV,
-    hccl::HcclSend,
-    hccl::HcclRecv,
-    hccl::HcclBatchSendRecv,
-    hccl::HcclBarrier,
-    hccl::HcclGroupStart,
-    hccl::HcclGroupEnd,
+ascend_sys::for_each_function!(symbol_table);
+
+/// The names of every function the mock exports: the declared ones less
+/// [`NOT_IMPLEMENTED`].
+pub fn exported_symbols() -> &'static [&'static str] {
+    static EXPORTED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    EXPORTED.get_or_init(|| {
+        declared_symbols()
+            .iter()
+            .copied()
+            .filter(|name| !NOT_IMPLEMENTED.contains(name))
+            .collect()
+    })
+}
+
+/// The declared functions the mock does not implement (see
+/// [`NOT_IMPLEMENTED`]).
+pub fn not_implemented() -> &'static [&'static str] {
+    NOT_IMPLEMENTED
 }

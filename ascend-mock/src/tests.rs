@@ -1344,6 +1344,29 @@ fn resolve_covers_every_export() {
     for name in names {
         assert!(!crate::resolve(name).is_null(), "{name} does not resolve");
     }
+    // Every declared function is exported or listed as not implemented,
+    // never both, and the lists name only declared functions.
+    let declared = crate::declared_symbols();
+    for name in crate::not_implemented() {
+        assert!(declared.contains(name), "{name} is not declared");
+        assert!(crate::resolve(name).is_null(), "{name} resolves");
+        assert!(!names.contains(name), "{name} is exported");
+    }
+    assert_eq!(
+        names.len() + crate::not_implemented().len(),
+        declared.len(),
+        "declared functions neither exported nor listed as not implemented"
+    );
+    let tables = [
+        ascend_sys::AscendCl::SYMBOLS,
+        ascend_sys::NnOpBase::SYMBOLS,
+        ascend_sys::OpApi::SYMBOLS,
+        ascend_sys::Hccl::SYMBOLS,
+    ];
+    assert_eq!(
+        declared.len(),
+        tables.iter().map(|t| t.len()).sum::<usize>()
+    );
     assert!(crate::resolve("aclDoesNotExist").is_null());
     assert!(crate::resolve("").is_null());
     assert_eq!(
