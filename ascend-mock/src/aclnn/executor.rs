@@ -153,11 +153,6 @@ impl TRef {
     }
 }
 
-/// The tensor of an optional parameter.
-pub fn opt(r: Option<TRef>, tensors: &[TensorArg]) -> Option<TensorArg> {
-    r.map(|r| r.get(tensors))
-}
-
 /// A bound tensor list: its slot numbers.
 #[derive(Debug, Clone)]
 pub struct LRef(Vec<usize>);
@@ -167,11 +162,6 @@ impl LRef {
     pub fn get(&self, tensors: &[TensorArg]) -> Vec<TensorArg> {
         self.0.iter().map(|&i| tensors[i].clone()).collect()
     }
-}
-
-/// The tensors of an optional list parameter.
-pub fn opt_list(r: &Option<LRef>, tensors: &[TensorArg]) -> Option<Vec<TensorArg>> {
-    r.as_ref().map(|r| r.get(tensors))
 }
 
 /// An operator's executor.

@@ -52,6 +52,9 @@ macro_rules! phase_two {
     };
 }
 
+#[macro_use]
+mod register;
+
 pub mod elementwise;
 pub mod executor;
 pub mod matmul;
