@@ -193,7 +193,7 @@ mod generate {
             .expect("read include/aclnnop")
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".h") && n != "aclnn_ops.h")
+            .filter(|n| n.ends_with(".h"))
             .collect();
         ops.sort();
         ops

@@ -34,6 +34,7 @@ pub mod softmax;
 pub mod swiglu;
 pub mod tensor;
 pub mod topk;
+pub mod unary;
 
 pub use scalar::Scalar;
 pub use tensor::{DType, KernelError, TensorArg};

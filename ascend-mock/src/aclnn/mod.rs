@@ -62,6 +62,7 @@ pub mod meta;
 pub mod moe;
 pub mod norm;
 pub mod topk;
+pub mod unary;
 
 use ascend_kernels::KernelError;
 use ascend_sys::{

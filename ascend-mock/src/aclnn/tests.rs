@@ -15,17 +15,17 @@ unsafe extern "C" {
     fn free(p: *mut c_void);
 }
 
-type Phase2 = ascend_sys::pfn::opapi::aclnnAdd;
+pub(super) type Phase2 = ascend_sys::pfn::opapi::aclnnAdd;
 
 /// A context, a stream and the device buffers of one test.
-struct Dev {
+pub(super) struct Dev {
     ctx: aclrtContext,
     stream: aclrtStream,
     allocs: Vec<*mut c_void>,
 }
 
 impl Dev {
-    fn new() -> Dev {
+    pub(super) fn new() -> Dev {
         let ctx = own_context(0);
         let stream = new_stream();
         Dev {
@@ -36,7 +36,7 @@ impl Dev {
     }
 
     /// A device buffer holding `data`.
-    fn buf<T: Copy>(&mut self, data: &[T]) -> *mut c_void {
+    pub(super) fn buf<T: Copy>(&mut self, data: &[T]) -> *mut c_void {
         let bytes = std::mem::size_of_val(data);
         let p = dev_alloc(bytes.max(1));
         self.allocs.push(p);
@@ -57,12 +57,12 @@ impl Dev {
     }
 
     /// A zeroed device buffer of `n` values of `T`.
-    fn zeros<T: Copy + Default>(&mut self, n: usize) -> *mut c_void {
+    pub(super) fn zeros<T: Copy + Default>(&mut self, n: usize) -> *mut c_void {
         self.buf(&vec![T::default(); n])
     }
 
     /// `n` values of `T` read back from `p`.
-    fn read<T: Copy + Default>(&self, p: *mut c_void, n: usize) -> Vec<T> {
+    pub(super) fn read<T: Copy + Default>(&self, p: *mut c_void, n: usize) -> Vec<T> {
         let mut out = vec![T::default(); n];
         let bytes = std::mem::size_of_val(&out[..]);
         // SAFETY: `out` has room for `bytes`; `p` is a device buffer of at
@@ -79,7 +79,7 @@ impl Dev {
         out
     }
 
-    fn sync(&self) {
+    pub(super) fn sync(&self) {
         // SAFETY: the stream is live.
         ok(unsafe { aclrtSynchronizeStream(self.stream) });
     }
@@ -98,11 +98,11 @@ impl Drop for Dev {
 }
 
 /// A contiguous tensor descriptor of `shape` at `data`.
-fn tensor(shape: &[i64], dtype: aclDataType, data: *mut c_void) -> *mut aclTensor {
+pub(super) fn tensor(shape: &[i64], dtype: aclDataType, data: *mut c_void) -> *mut aclTensor {
     strided(shape, None, 0, dtype, shape, data)
 }
 
-fn strided(
+pub(super) fn strided(
     shape: &[i64],
     strides: Option<&[i64]>,
     offset: i64,
@@ -143,7 +143,7 @@ fn nn_ok(code: aclnnStatus) {
 
 /// Asserts `code` is `want` and the message contains every part of `parts`.
 #[track_caller]
-fn nn_err(code: aclnnStatus, want: aclnnStatus, parts: &[&str]) -> String {
+pub(super) fn nn_err(code: aclnnStatus, want: aclnnStatus, parts: &[&str]) -> String {
     let msg = take_message().unwrap_or_default();
     assert_eq!(code, want, "message: {msg}");
     for p in parts {
@@ -161,7 +161,7 @@ fn expect_msg(parts: &[&str]) {
     }
 }
 
-fn destroy_tensors(ts: &[*mut aclTensor]) {
+pub(super) fn destroy_tensors(ts: &[*mut aclTensor]) {
     for &t in ts {
         // SAFETY: each is a live descriptor destroyed once.
         nn_ok(unsafe { aclDestroyTensor(t) });
@@ -170,7 +170,7 @@ fn destroy_tensors(ts: &[*mut aclTensor]) {
 
 /// Phase one (must succeed, workspace 0) and phase two on the test's
 /// stream; returns without synchronising.
-fn run_op(
+pub(super) fn run_op(
     dev: &Dev,
     phase1: impl FnOnce(*mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
     phase2: Phase2,
@@ -185,7 +185,7 @@ fn run_op(
 }
 
 #[track_caller]
-fn close(got: &[f32], want: &[f64], tol: f64) {
+pub(super) fn close(got: &[f32], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         assert!(

@@ -43,6 +43,7 @@ pub use crate::aclnn::meta::{
 pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
 pub use crate::aclnn::topk::*;
+pub use crate::aclnn::unary::*;
 pub use crate::hccl::exports::*;
 
 use ascend_sys::ACL_ERROR_INVALID_PARAM;
