@@ -35,9 +35,10 @@ mod tests {
         *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
 
-    /// (phase one, phase two, the formula).
-    const CASES: &[(Phase1, Phase2, fn(f64) -> f64)] =
-        &[(aclnnAbsGetWorkspaceSize, aclnnAbs, f64::abs)];
+    /// One operator: phase one, phase two, the formula.
+    type Case = (Phase1, Phase2, fn(f64) -> f64);
+
+    const CASES: &[Case] = &[(aclnnAbsGetWorkspaceSize, aclnnAbs, f64::abs)];
 
     /// Inputs on both sides of zero, not all representable exactly in f16.
     fn inputs(n: usize) -> Vec<f32> {
