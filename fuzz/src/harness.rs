@@ -901,6 +901,157 @@ fn teardown(w: World, stats: &mut Stats) {
     }
 }
 
+/// A phase-one argument of C type `Self`, made from the [`Param`] at its
+/// position (or a default of the kind when the entry is missing or of
+/// another kind). A parameter type without an implementation here is a
+/// compile error in [`generic_calls`], naming the type.
+trait FromParam: Sized {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self;
+}
+
+/// The pool index a defaulted tensor or list parameter takes.
+fn pool_index(position: usize) -> u8 {
+    position as u8
+}
+
+impl FromParam for *mut aclTensor {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        match p {
+            Some(Param::Tensor(r)) => w.t(*r),
+            _ => w.t(TRef::Pool(pool_index(position))),
+        }
+    }
+}
+
+impl FromParam for *const aclTensor {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        <*mut aclTensor>::from_param(w, p, position).cast_const()
+    }
+}
+
+impl FromParam for *mut aclTensorList {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        match p {
+            Some(Param::List(r)) => w.l(*r),
+            _ => w.l(LRef::Pool(pool_index(position))),
+        }
+    }
+}
+
+impl FromParam for *const aclTensorList {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        <*mut aclTensorList>::from_param(w, p, position).cast_const()
+    }
+}
+
+impl FromParam for *const aclScalar {
+    fn from_param(w: &mut World, p: Option<&Param>, _: usize) -> Self {
+        match p {
+            Some(Param::Scalar(s)) => w.scalar(*s),
+            _ => w.scalar(ScalarSpec::F32(1.0)),
+        }
+    }
+}
+
+impl FromParam for *const aclIntArray {
+    fn from_param(w: &mut World, p: Option<&Param>, _: usize) -> Self {
+        match p {
+            Some(Param::IntArray(v)) => w.int_array(v),
+            _ => std::ptr::null(),
+        }
+    }
+}
+
+/// Integers: the value truncated to the C type (as C would convert it).
+macro_rules! int_params {
+    ($($t:ty),*) => {$(
+        impl FromParam for $t {
+            fn from_param(_: &mut World, p: Option<&Param>, _: usize) -> Self {
+                match p {
+                    Some(Param::Int(i)) => i.value() as $t,
+                    _ => 0,
+                }
+            }
+        }
+    )*};
+}
+int_params!(i8, i16, i32, i64, u8, u32, u64);
+
+impl FromParam for f64 {
+    fn from_param(_: &mut World, p: Option<&Param>, _: usize) -> Self {
+        match p {
+            Some(Param::Real(v)) => *v,
+            _ => 0.0,
+        }
+    }
+}
+
+impl FromParam for f32 {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        f64::from_param(w, p, position) as f32
+    }
+}
+
+impl FromParam for bool {
+    fn from_param(_: &mut World, p: Option<&Param>, _: usize) -> Self {
+        matches!(p, Some(Param::Flag(true)))
+    }
+}
+
+/// Generates, from the declared operators, [`OPERATORS`] and the two
+/// phases of an [`Op::Any`] call.
+macro_rules! generic_calls {
+    ($($op:ident / $phase_one:ident ($($p:ident : $t:ty),*);)*) => {
+        /// Every two-phase operator the headers declare, in the order
+        /// [`Op::Any`] indexes them.
+        pub const OPERATORS: &[&str] = &[$(stringify!($op)),*];
+
+        /// Phase one of operator `which` with `params`.
+        fn any_phase_one(
+            w: &mut World,
+            which: usize,
+            params: &[Param],
+            ws: &mut u64,
+            ex: &mut *mut aclOpExecutor,
+        ) -> (&'static str, i32) {
+            let mut index = 0usize;
+            $(
+                if which == index {
+                    let mut position = 0usize;
+                    $(
+                        let $p = <$t as FromParam>::from_param(w, params.get(position), position);
+                        position += 1;
+                    )*
+                    let _ = position;
+                    // SAFETY: each pointer argument is NULL, an object
+                    // address the mock only looks up in its registry, or
+                    // one of the two output locations (valid locals).
+                    let rc = unsafe { f!(opapi.$phase_one)($($p,)* ws, ex) };
+                    return (stringify!($phase_one), rc);
+                }
+                index += 1;
+            )*
+            let _ = index;
+            unreachable!("operator index {which} is taken modulo {}", OPERATORS.len())
+        }
+
+        /// Phase two of operator `which`.
+        fn any_phase_two(which: usize) -> ascend_sys::pfn::opapi::aclnnAdd {
+            let mut index = 0usize;
+            $(
+                if which == index {
+                    return f!(opapi.$op);
+                }
+                index += 1;
+            )*
+            let _ = index;
+            unreachable!("operator index {which} is taken modulo {}", OPERATORS.len())
+        }
+    };
+}
+
+ascend_sys::for_each_operator!(generic_calls);
+
 /// Calls phase one of `op`; returns the function's name and its status.
 fn phase_one(
     w: &mut World,
@@ -908,11 +1059,16 @@ fn phase_one(
     ws: &mut u64,
     ex: &mut *mut aclOpExecutor,
 ) -> (&'static str, i32) {
+    if let Op::Any { which, params } = op {
+        let which = usize::from(*which) % OPERATORS.len();
+        return any_phase_one(w, which, params, ws, ex);
+    }
     // SAFETY: in every arm each pointer is NULL, an object address the mock
     // only looks up in its registry, or one of the two output locations
     // (valid locals).
     unsafe {
         match *op {
+            Op::Any { .. } => unreachable!("handled above"),
             Op::Matmul {
                 a,
                 b,
@@ -1266,6 +1422,7 @@ fn phase_two(
     stream: aclrtStream,
 ) -> i32 {
     let f = match op {
+        Op::Any { which, .. } => any_phase_two(usize::from(*which) % OPERATORS.len()),
         Op::Matmul { .. } => f!(opapi.aclnnMatmul),
         Op::Add { .. } => f!(opapi.aclnnAdd),
         Op::InplaceAdd { .. } => f!(opapi.aclnnInplaceAdd),
@@ -1367,6 +1524,107 @@ mod tests {
         assert_eq!(stats.phase_one_ok, 1);
         assert_eq!(stats.launched, 2);
         assert_eq!(stats.kernel_errors, 0);
+    }
+
+    #[test]
+    fn any_reaches_every_declared_operator() {
+        // Three small tensors and a list in the pools; each operator called
+        // with defaulted parameters must be reached (phase one succeeds, or
+        // fails under its own name with a message) and leave nothing behind.
+        for (which, name) in OPERATORS.iter().enumerate() {
+            let case = Case {
+                vars: [2, 2, 2, 2],
+                tensors: (0..3)
+                    .map(|_| {
+                        tensor(
+                            vec![Dim::Var(0), Dim::Var(1)],
+                            DTypeSpec::F32,
+                            fits(),
+                            Fill::Iota,
+                        )
+                    })
+                    .collect(),
+                lists: vec![vec![0]],
+                calls: vec![Call {
+                    op: Op::Any {
+                        which: which as u16,
+                        params: vec![],
+                    },
+                    launch: launch(),
+                }],
+                shaped: vec![],
+            };
+            let stats = run_case(&case);
+            let phase_one = format!("{name}GetWorkspaceSize -> ");
+            assert!(
+                stats.phase_one_ok == 1 || stats.messages.iter().any(|m| m.starts_with(&phase_one)),
+                "{name} was not called: {stats:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_call_equals_its_typed_call() {
+        let pool = || {
+            vec![
+                tensor(
+                    vec![Dim::Var(0), Dim::Var(1)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Iota,
+                ),
+                tensor(
+                    vec![Dim::Var(1), Dim::Var(2)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Iota,
+                ),
+                tensor(
+                    vec![Dim::Var(0), Dim::Var(2)],
+                    DTypeSpec::F32,
+                    fits(),
+                    Fill::Zeros,
+                ),
+            ]
+        };
+        let which = OPERATORS.iter().position(|n| *n == "aclnnMatmul").unwrap() as u16;
+        let params = vec![
+            Param::Tensor(TRef::Pool(0)),
+            Param::Tensor(TRef::Pool(1)),
+            Param::Tensor(TRef::Pool(2)),
+            Param::Int(Int::Small(0)),
+        ];
+        let case = |op| Case {
+            vars: [2, 3, 4, 0],
+            tensors: pool(),
+            lists: vec![],
+            calls: vec![Call {
+                op,
+                launch: LaunchSpec {
+                    repeatable: true,
+                    ..launch()
+                },
+            }],
+            shaped: vec![],
+        };
+        let any = run_case(&case(Op::Any { which, params }));
+        assert_eq!(
+            (any.phase_one_ok, any.launched, any.kernel_errors),
+            (1, 2, 0)
+        );
+        // Shapes that disagree are refused under the operator's name.
+        let bad = vec![
+            Param::Tensor(TRef::Pool(1)),
+            Param::Tensor(TRef::Pool(1)),
+            Param::Tensor(TRef::Pool(2)),
+        ];
+        let refused = run_case(&case(Op::Any { which, params: bad }));
+        assert_eq!(refused.phase_one_ok, 0);
+        assert!(
+            refused.messages[0].starts_with("aclnnMatmulGetWorkspaceSize -> 161002"),
+            "{:?}",
+            refused.messages
+        );
     }
 
     #[test]

@@ -245,9 +245,41 @@ pub enum ScalarSpec {
     Raw(i32),
 }
 
+/// One parameter of a [`Op::Any`] call. The harness takes a parameter's
+/// value from the entry at its position when the kinds agree, and a
+/// default of the parameter's kind otherwise (a pool tensor or list picked
+/// by the position, zero, false, NULL), so every byte string names a call.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Param {
+    /// For an `aclTensor*`.
+    Tensor(TRef),
+    /// For an `aclTensorList*`.
+    List(LRef),
+    /// For an `aclScalar*`.
+    Scalar(ScalarSpec),
+    /// For an integer (`int64_t`, `int32_t`, `int8_t`, ...).
+    Int(Int),
+    /// For a `double` or `float`.
+    Real(f64),
+    /// For a `bool`.
+    Flag(bool),
+    /// For an `aclIntArray*` (NULL for `None`).
+    IntArray(Option<Vec<Int>>),
+}
+
 /// An operator and its parameters.
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
+    /// Any two-phase operator the headers declare
+    /// (`ascend_sys::for_each_operator!`), by its index modulo their count,
+    /// with its phase-one parameters in declaration order. Nothing lists
+    /// operators by hand for it: a newly declared operator is fuzzed too.
+    Any {
+        /// The operator's index (modulo the number of operators).
+        which: u16,
+        /// Its parameters, by position.
+        params: Vec<Param>,
+    },
     /// `aclnnMatmul`.
     Matmul {
         a: TRef,
