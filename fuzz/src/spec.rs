@@ -245,7 +245,7 @@ pub enum ScalarSpec {
     Raw(i32),
 }
 
-/// One parameter of a [`Op::Any`] call. The harness takes a parameter's
+/// One parameter of an [`Op`] call. The harness takes a parameter's
 /// value from the entry at its position when the kinds agree, and a
 /// default of the parameter's kind otherwise (a pool tensor or list picked
 /// by the position, zero, false, NULL), so every byte string names a call.
@@ -267,182 +267,16 @@ pub enum Param {
     IntArray(Option<Vec<Int>>),
 }
 
-/// An operator and its parameters.
+/// An operator call: any two-phase operator the headers declare
+/// (`ascend_sys::for_each_operator!`), by its index modulo their count,
+/// with its phase-one parameters in declaration order. Nothing lists
+/// operators by hand: a newly declared operator is fuzzed too.
 #[derive(Arbitrary, Debug, Clone)]
-pub enum Op {
-    /// Any two-phase operator the headers declare
-    /// (`ascend_sys::for_each_operator!`), by its index modulo their count,
-    /// with its phase-one parameters in declaration order. Nothing lists
-    /// operators by hand for it: a newly declared operator is fuzzed too.
-    Any {
-        /// The operator's index (modulo the number of operators).
-        which: u16,
-        /// Its parameters, by position.
-        params: Vec<Param>,
-    },
-    /// `aclnnMatmul`.
-    Matmul {
-        a: TRef,
-        b: TRef,
-        out: TRef,
-        cube_math_type: i8,
-    },
-    /// `aclnnAdd`.
-    Add {
-        a: TRef,
-        b: TRef,
-        alpha: ScalarSpec,
-        out: TRef,
-    },
-    /// `aclnnInplaceAdd`.
-    InplaceAdd { a: TRef, b: TRef, alpha: ScalarSpec },
-    /// `aclnnAdds`.
-    Adds {
-        a: TRef,
-        other: ScalarSpec,
-        alpha: ScalarSpec,
-        out: TRef,
-    },
-    /// `aclnnMul`.
-    Mul { a: TRef, b: TRef, out: TRef },
-    /// `aclnnSoftmax`.
-    Softmax { x: TRef, dim: Int, out: TRef },
-    /// `aclnnRmsNorm`.
-    RmsNorm {
-        x: TRef,
-        gamma: TRef,
-        epsilon: f64,
-        y: TRef,
-        rstd: TRef,
-    },
-    /// `aclnnSwiGlu`.
-    SwiGlu { x: TRef, dim: Int, out: TRef },
-    /// `aclnnTopk`.
-    Topk {
-        x: TRef,
-        k: Int,
-        dim: Int,
-        largest: bool,
-        sorted: bool,
-        values: TRef,
-        indices: TRef,
-    },
-    /// `aclnnMoeGatingTopKSoftmax`.
-    GatingTopKSoftmax {
-        x: TRef,
-        finished: TRef,
-        k: Int,
-        y: TRef,
-        expert_idx: TRef,
-        row_idx: TRef,
-    },
-    /// `aclnnMoeGatingTopKSoftmaxV2`.
-    GatingTopKSoftmaxV2 {
-        x: TRef,
-        finished: TRef,
-        k: Int,
-        renorm: Int,
-        softmax_flag: bool,
-        y: TRef,
-        expert_idx: TRef,
-        softmax_out: TRef,
-    },
-    /// `aclnnMoeGatingTopK`.
-    GatingTopK {
-        x: TRef,
-        bias: TRef,
-        k: Int,
-        k_group: Int,
-        group_count: Int,
-        group_select_mode: Int,
-        renorm: Int,
-        norm_type: Int,
-        out_flag: bool,
-        routed_scaling_factor: f64,
-        eps: f64,
-        y: TRef,
-        expert_idx: TRef,
-        out: TRef,
-    },
-    /// `aclnnMoeInitRoutingV2`.
-    InitRoutingV2 {
-        x: TRef,
-        expert_idx: TRef,
-        active_num: Int,
-        expert_capacity: Int,
-        expert_num: Int,
-        drop_pad_mode: Int,
-        count_or_cumsum_flag: Int,
-        before_capacity_flag: bool,
-        expanded_x: TRef,
-        expanded_row_idx: TRef,
-        counts: TRef,
-        before_capacity: TRef,
-    },
-    /// `aclnnMoeInitRoutingV3`.
-    InitRoutingV3 {
-        x: TRef,
-        expert_idx: TRef,
-        scale: TRef,
-        offset: TRef,
-        active_num: Int,
-        expert_capacity: Int,
-        expert_num: Int,
-        drop_pad_mode: Int,
-        tokens_num_type: Int,
-        tokens_num_flag: bool,
-        quant_mode: Int,
-        active_expert_range: Option<Vec<Int>>,
-        row_idx_type: Int,
-        expanded_x: TRef,
-        expanded_row_idx: TRef,
-        counts: TRef,
-        expanded_scale: TRef,
-    },
-    /// `aclnnMoeComputeExpertTokens`.
-    ComputeExpertTokens {
-        sorted_experts: TRef,
-        num_experts: Int,
-        out: TRef,
-    },
-    /// `aclnnGroupedMatmulV3`.
-    GroupedMatmulV3 {
-        x: LRef,
-        weight: LRef,
-        bias: LRef,
-        group_list: TRef,
-        split_item: Int,
-        group_type: Int,
-        y: LRef,
-    },
-    /// `aclnnGroupedMatmulV4`.
-    GroupedMatmulV4 {
-        x: LRef,
-        weight: LRef,
-        bias: LRef,
-        scale: LRef,
-        per_token_scale: LRef,
-        group_list: TRef,
-        activation_input: LRef,
-        split_item: Int,
-        group_type: Int,
-        group_list_type: Int,
-        act_type: Int,
-        out: LRef,
-        activation_feature_out: LRef,
-    },
-    /// `aclnnMoeFinalizeRoutingV2`.
-    FinalizeRoutingV2 {
-        expanded_x: TRef,
-        expanded_row_idx: TRef,
-        x1: TRef,
-        x2: TRef,
-        bias: TRef,
-        scales: TRef,
-        expert_idx: TRef,
-        drop_pad_mode: Int,
-        out: TRef,
-    },
+pub struct Op {
+    /// The operator's index (modulo the number of operators).
+    pub which: u16,
+    /// Its parameters, by position.
+    pub params: Vec<Param>,
 }
 
 /// The stream phase two is given.

@@ -15,6 +15,7 @@
 //! start in its pools), and every tensor and list of the layout is used by
 //! the operator call.
 
+use crate::harness::any;
 use crate::spec::*;
 
 /// A shaped call ready to run: tensors and lists to create, then the call.
@@ -141,73 +142,99 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
         OpKind::Matmul => {
             ints = vec![0];
             set(&mut ints);
-            Op::Matmul {
-                a: b.t(&[n, h], fl, data.clone()),
-                b: b.t(&[h, e], fl, data),
-                out: b.t(&[n, e], fl, Fill::Zeros),
-                cube_math_type: ints[0] as i8,
-            }
+            any(
+                "aclnnMatmul",
+                vec![
+                    Param::Tensor(b.t(&[n, h], fl, data.clone())),
+                    Param::Tensor(b.t(&[h, e], fl, data)),
+                    Param::Tensor(b.t(&[n, e], fl, Fill::Zeros)),
+                    Param::Int(int(ints[0])),
+                ],
+            )
         }
-        OpKind::Add => Op::Add {
-            a: b.t(&[n, h], fl, data.clone()),
-            b: b.t(&[h], fl, data),
-            alpha,
-            out: b.t(&[n, h], fl, Fill::Zeros),
-        },
-        OpKind::InplaceAdd => Op::InplaceAdd {
-            a: b.t(&[n, h], fl, data.clone()),
-            b: b.t(&[n, 1], fl, data),
-            alpha,
-        },
-        OpKind::Adds => Op::Adds {
-            a: b.t(&[n, h], fl, data),
-            other: ScalarSpec::F32(2.0),
-            alpha,
-            out: b.t(&[n, h], fl, Fill::Zeros),
-        },
-        OpKind::Mul => Op::Mul {
-            a: b.t(&[n, h], fl, data.clone()),
-            b: b.t(&[n, 1], fl, data),
-            out: b.t(&[n, h], fl, Fill::Zeros),
-        },
+        OpKind::Add => any(
+            "aclnnAdd",
+            vec![
+                Param::Tensor(b.t(&[n, h], fl, data.clone())),
+                Param::Tensor(b.t(&[h], fl, data)),
+                Param::Scalar(alpha),
+                Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+            ],
+        ),
+        OpKind::InplaceAdd => any(
+            "aclnnInplaceAdd",
+            vec![
+                Param::Tensor(b.t(&[n, h], fl, data.clone())),
+                Param::Tensor(b.t(&[n, 1], fl, data)),
+                Param::Scalar(alpha),
+            ],
+        ),
+        OpKind::Adds => any(
+            "aclnnAdds",
+            vec![
+                Param::Tensor(b.t(&[n, h], fl, data)),
+                Param::Scalar(ScalarSpec::F32(2.0)),
+                Param::Scalar(alpha),
+                Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+            ],
+        ),
+        OpKind::Mul => any(
+            "aclnnMul",
+            vec![
+                Param::Tensor(b.t(&[n, h], fl, data.clone())),
+                Param::Tensor(b.t(&[n, 1], fl, data)),
+                Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+            ],
+        ),
         OpKind::Softmax => {
             ints = vec![-1];
             set(&mut ints);
-            Op::Softmax {
-                x: b.t(&[n, h], fl, data),
-                dim: p!(0),
-                out: b.t(&[n, h], fl, Fill::Zeros),
-            }
+            any(
+                "aclnnSoftmax",
+                vec![
+                    Param::Tensor(b.t(&[n, h], fl, data)),
+                    Param::Int(p!(0)),
+                    Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+                ],
+            )
         }
-        OpKind::RmsNorm => Op::RmsNorm {
-            x: b.t(&[n, h], fl, data.clone()),
-            gamma: b.t(&[h], fl, data),
-            epsilon: real(1e-6),
-            y: b.t(&[n, h], fl, Fill::Zeros),
-            rstd: b.t(&[n, 1], DTypeSpec::F32, Fill::Zeros),
-        },
+        OpKind::RmsNorm => any(
+            "aclnnRmsNorm",
+            vec![
+                Param::Tensor(b.t(&[n, h], fl, data.clone())),
+                Param::Tensor(b.t(&[h], fl, data)),
+                Param::Real(real(1e-6)),
+                Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+                Param::Tensor(b.t(&[n, 1], DTypeSpec::F32, Fill::Zeros)),
+            ],
+        ),
         OpKind::SwiGlu => {
             ints = vec![-1];
             set(&mut ints);
-            Op::SwiGlu {
-                x: b.t(&[n, 2 * h], fl, data),
-                dim: p!(0),
-                out: b.t(&[n, h], fl, Fill::Zeros),
-            }
+            any(
+                "aclnnSwiGlu",
+                vec![
+                    Param::Tensor(b.t(&[n, 2 * h], fl, data)),
+                    Param::Int(p!(0)),
+                    Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+                ],
+            )
         }
         OpKind::Topk => {
             ints = vec![k, 1];
             set(&mut ints);
-            Op::Topk {
-                x: b.t(&[n, e], fl, data),
-                k: p!(0),
-                dim: p!(1),
-                largest: f0,
-                // The mock, like CANN's kernel, only returns sorted values.
-                sorted: true,
-                values: b.t(&[n, k], fl, Fill::Zeros),
-                indices: b.t(&[n, k], DTypeSpec::I64, Fill::Zeros),
-            }
+            any(
+                "aclnnTopk",
+                vec![
+                    Param::Tensor(b.t(&[n, e], fl, data)),
+                    Param::Int(p!(0)),
+                    Param::Int(p!(1)),
+                    Param::Flag(f0),
+                    Param::Flag(true),
+                    Param::Tensor(b.t(&[n, k], fl, Fill::Zeros)),
+                    Param::Tensor(b.t(&[n, k], DTypeSpec::I64, Fill::Zeros)),
+                ],
+            )
         }
         OpKind::GatingTopKSoftmax => {
             ints = vec![k];
@@ -218,14 +245,17 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
             } else {
                 TRef::Null
             };
-            Op::GatingTopKSoftmax {
-                x,
-                finished,
-                k: p!(0),
-                y: b.t(&[n, k], fl, Fill::Zeros),
-                expert_idx: b.t(&[n, k], DTypeSpec::I32, Fill::Zeros),
-                row_idx: b.t(&[n, k], DTypeSpec::I32, Fill::Zeros),
-            }
+            any(
+                "aclnnMoeGatingTopKSoftmax",
+                vec![
+                    Param::Tensor(x),
+                    Param::Tensor(finished),
+                    Param::Int(p!(0)),
+                    Param::Tensor(b.t(&[n, k], fl, Fill::Zeros)),
+                    Param::Tensor(b.t(&[n, k], DTypeSpec::I32, Fill::Zeros)),
+                    Param::Tensor(b.t(&[n, k], DTypeSpec::I32, Fill::Zeros)),
+                ],
+            )
         }
         OpKind::GatingTopKSoftmaxV2 => {
             ints = vec![k, i64::from(f0)];
@@ -243,16 +273,19 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
             } else {
                 TRef::Null
             };
-            Op::GatingTopKSoftmaxV2 {
-                x,
-                finished,
-                k: p!(0),
-                renorm: p!(1),
-                softmax_flag: f1,
-                y,
-                expert_idx,
-                softmax_out,
-            }
+            any(
+                "aclnnMoeGatingTopKSoftmaxV2",
+                vec![
+                    Param::Tensor(x),
+                    Param::Tensor(finished),
+                    Param::Int(p!(0)),
+                    Param::Int(p!(1)),
+                    Param::Flag(f1),
+                    Param::Tensor(y),
+                    Param::Tensor(expert_idx),
+                    Param::Tensor(softmax_out),
+                ],
+            )
         }
         OpKind::GatingTopK => {
             // One group of e experts; sigmoid scores (normType 1).
@@ -267,75 +300,87 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
             } else {
                 TRef::Null
             };
-            Op::GatingTopK {
-                x,
-                bias,
-                k: p!(0),
-                k_group: p!(1),
-                group_count: p!(2),
-                group_select_mode: p!(3),
-                renorm: p!(4),
-                norm_type: p!(5),
-                out_flag: f1,
-                routed_scaling_factor: real(1.0),
-                eps: 1e-20,
-                y,
-                expert_idx,
-                out,
-            }
+            any(
+                "aclnnMoeGatingTopK",
+                vec![
+                    Param::Tensor(x),
+                    Param::Tensor(bias),
+                    Param::Int(p!(0)),
+                    Param::Int(p!(1)),
+                    Param::Int(p!(2)),
+                    Param::Int(p!(3)),
+                    Param::Int(p!(4)),
+                    Param::Int(p!(5)),
+                    Param::Flag(f1),
+                    Param::Real(real(1.0)),
+                    Param::Real(1e-20),
+                    Param::Tensor(y),
+                    Param::Tensor(expert_idx),
+                    Param::Tensor(out),
+                ],
+            )
         }
         OpKind::InitRoutingV2 => {
             // activeNum, expertCapacity, expertNum, dropPadMode, count flag.
             ints = vec![0, 0, e, 0, if f0 { 2 } else { 1 }];
             set(&mut ints);
-            Op::InitRoutingV2 {
-                x: b.t(&[n, h], fl, data),
-                expert_idx: b.t(&[n, k], DTypeSpec::I32, idx(expert_ids)),
-                active_num: p!(0),
-                expert_capacity: p!(1),
-                expert_num: p!(2),
-                drop_pad_mode: p!(3),
-                count_or_cumsum_flag: p!(4),
-                before_capacity_flag: false,
-                expanded_x: b.t(&[n * k, h], fl, Fill::Zeros),
-                expanded_row_idx: b.t(&[n * k], DTypeSpec::I32, Fill::Zeros),
-                counts: b.t(&[e], DTypeSpec::I32, Fill::Zeros),
-                before_capacity: TRef::Null,
-            }
+            any(
+                "aclnnMoeInitRoutingV2",
+                vec![
+                    Param::Tensor(b.t(&[n, h], fl, data)),
+                    Param::Tensor(b.t(&[n, k], DTypeSpec::I32, idx(expert_ids))),
+                    Param::Int(p!(0)),
+                    Param::Int(p!(1)),
+                    Param::Int(p!(2)),
+                    Param::Int(p!(3)),
+                    Param::Int(p!(4)),
+                    Param::Flag(false),
+                    Param::Tensor(b.t(&[n * k, h], fl, Fill::Zeros)),
+                    Param::Tensor(b.t(&[n * k], DTypeSpec::I32, Fill::Zeros)),
+                    Param::Tensor(b.t(&[e], DTypeSpec::I32, Fill::Zeros)),
+                    Param::Tensor(TRef::Null),
+                ],
+            )
         }
         OpKind::InitRoutingV3 => {
             // activeNum, capacity, expertNum, dropPadMode, tokensNumType,
             // quantMode, rowIdxType.
             ints = vec![n * k, 0, e, 0, i64::from(f0), -1, 0];
             set(&mut ints);
-            Op::InitRoutingV3 {
-                x: b.t(&[n, h], fl, data),
-                expert_idx: b.t(&[n, k], DTypeSpec::I32, idx(expert_ids)),
-                scale: TRef::Null,
-                offset: TRef::Null,
-                active_num: p!(0),
-                expert_capacity: p!(1),
-                expert_num: p!(2),
-                drop_pad_mode: p!(3),
-                tokens_num_type: p!(4),
-                tokens_num_flag: true,
-                quant_mode: p!(5),
-                active_expert_range: if f1 { Some(vec![int(0), int(e)]) } else { None },
-                row_idx_type: p!(6),
-                expanded_x: b.t(&[n * k, h], fl, Fill::Zeros),
-                expanded_row_idx: b.t(&[n * k], DTypeSpec::I32, Fill::Zeros),
-                counts: b.t(&[e], DTypeSpec::I64, Fill::Zeros),
-                expanded_scale: TRef::Null,
-            }
+            any(
+                "aclnnMoeInitRoutingV3",
+                vec![
+                    Param::Tensor(b.t(&[n, h], fl, data)),
+                    Param::Tensor(b.t(&[n, k], DTypeSpec::I32, idx(expert_ids))),
+                    Param::Tensor(TRef::Null),
+                    Param::Tensor(TRef::Null),
+                    Param::Int(p!(0)),
+                    Param::Int(p!(1)),
+                    Param::Int(p!(2)),
+                    Param::Int(p!(3)),
+                    Param::Int(p!(4)),
+                    Param::Flag(true),
+                    Param::Int(p!(5)),
+                    Param::IntArray(if f1 { Some(vec![int(0), int(e)]) } else { None }),
+                    Param::Int(p!(6)),
+                    Param::Tensor(b.t(&[n * k, h], fl, Fill::Zeros)),
+                    Param::Tensor(b.t(&[n * k], DTypeSpec::I32, Fill::Zeros)),
+                    Param::Tensor(b.t(&[e], DTypeSpec::I64, Fill::Zeros)),
+                    Param::Tensor(TRef::Null),
+                ],
+            )
         }
         OpKind::ComputeExpertTokens => {
             ints = vec![e];
             set(&mut ints);
-            Op::ComputeExpertTokens {
-                sorted_experts: b.t(&[n * k], DTypeSpec::I32, idx(sorted_ids)),
-                num_experts: p!(0),
-                out: b.t(&[e], DTypeSpec::I32, Fill::Zeros),
-            }
+            any(
+                "aclnnMoeComputeExpertTokens",
+                vec![
+                    Param::Tensor(b.t(&[n * k], DTypeSpec::I32, idx(sorted_ids))),
+                    Param::Int(p!(0)),
+                    Param::Tensor(b.t(&[e], DTypeSpec::I32, Fill::Zeros)),
+                ],
+            )
         }
         OpKind::FinalizeRoutingV2 => {
             ints = vec![2];
@@ -361,17 +406,20 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
             } else {
                 (TRef::Null, TRef::Null)
             };
-            Op::FinalizeRoutingV2 {
-                expanded_x,
-                expanded_row_idx,
-                x1,
-                x2: TRef::Null,
-                bias,
-                scales,
-                expert_idx,
-                drop_pad_mode: p!(0),
-                out: b.t(&[n, h], fl, Fill::Zeros),
-            }
+            any(
+                "aclnnMoeFinalizeRoutingV2",
+                vec![
+                    Param::Tensor(expanded_x),
+                    Param::Tensor(expanded_row_idx),
+                    Param::Tensor(x1),
+                    Param::Tensor(TRef::Null),
+                    Param::Tensor(bias),
+                    Param::Tensor(scales),
+                    Param::Tensor(expert_idx),
+                    Param::Int(p!(0)),
+                    Param::Tensor(b.t(&[n, h], fl, Fill::Zeros)),
+                ],
+            )
         }
         OpKind::GroupedMatmulV3 | OpKind::GroupedMatmulV4 => {
             // splitItem, groupType, groupListType (V4), actType (V4).
@@ -402,31 +450,47 @@ pub fn layout(sh: &Shaped, tbase: usize, lbase: usize) -> Layout {
                 idx(if counts_list { counts } else { ends }),
             );
             if sh.op == OpKind::GroupedMatmulV3 {
-                Op::GroupedMatmulV3 {
-                    x,
-                    weight,
-                    bias,
-                    group_list,
-                    split_item: p!(0),
-                    group_type: p!(1),
-                    y,
-                }
+                any(
+                    "aclnnGroupedMatmulV3",
+                    vec![
+                        Param::List(x),
+                        Param::List(weight),
+                        Param::List(bias),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::Tensor(group_list),
+                        Param::Int(p!(0)),
+                        Param::Int(p!(1)),
+                        Param::List(y),
+                    ],
+                )
             } else {
-                Op::GroupedMatmulV4 {
-                    x,
-                    weight,
-                    bias,
-                    scale: LRef::Null,
-                    per_token_scale: LRef::Null,
-                    group_list,
-                    activation_input: LRef::Null,
-                    split_item: p!(0),
-                    group_type: p!(1),
-                    group_list_type: p!(2),
-                    act_type: p!(3),
-                    out: y,
-                    activation_feature_out: LRef::Null,
-                }
+                any(
+                    "aclnnGroupedMatmulV4",
+                    vec![
+                        Param::List(x),
+                        Param::List(weight),
+                        Param::List(bias),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::Tensor(group_list),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                        Param::Int(p!(0)),
+                        Param::Int(p!(1)),
+                        Param::Int(p!(2)),
+                        Param::Int(p!(3)),
+                        Param::List(y),
+                        Param::List(LRef::Null),
+                        Param::List(LRef::Null),
+                    ],
+                )
             }
         }
     };
