@@ -136,21 +136,31 @@ mod generate {
                     let text = compare(&ours_parsed, &theirs_parsed, root);
                     std::fs::write(&report, text).expect("write the ABI report");
                 }
-                // A function our headers declare but the toolkit lacks keeps our
-                // declaration: calling it then fails with a missing-symbol error.
+                // A function our headers declare but the toolkit lacks (it is
+                // newer than the toolkit) keeps our declaration, so that one
+                // build serves every release: its table entry then finds no
+                // symbol and the call fails with a missing-symbol error at run
+                // time. The types and constants such declarations need, which
+                // the toolkit lacks too, come from our headers.
                 let mut functions = theirs_parsed.functions;
+                let mut newer = 0usize;
                 for (lib, fns) in &ours_parsed.functions {
                     let entry = functions.entry(lib).or_default();
                     for (name, f) in fns {
                         if !entry.contains_key(name) {
-                            println!(
-                                "cargo:warning=ascend-sys: {name} is not in the toolkit's headers; keeping our declaration"
-                            );
+                            newer += 1;
                             entry.insert(name.clone(), f.clone());
                         }
                     }
                 }
-                (theirs_parsed.types, functions)
+                if newer > 0 {
+                    println!(
+                        "cargo:warning=ascend-sys: {newer} functions we declare are newer than the toolkit; \
+                         they are kept and report a missing symbol when called"
+                    );
+                }
+                let types = merge_types(&theirs_parsed.types, &ours_parsed.types);
+                (types, functions)
             }
             None => {
                 if let Some(report) = std::env::var_os("ASCEND_SYS_ABI_REPORT") {
@@ -315,6 +325,52 @@ mod generate {
         out
     }
 
+    /// The name an item of bindgen's output defines, if it defines one.
+    fn item_name(item: &syn::Item) -> Option<String> {
+        match item {
+            syn::Item::Type(t) => Some(t.ident.to_string()),
+            syn::Item::Struct(s) => Some(s.ident.to_string()),
+            syn::Item::Union(u) => Some(u.ident.to_string()),
+            syn::Item::Const(c) if c.ident != "_" => Some(c.ident.to_string()),
+            syn::Item::Enum(e) => Some(e.ident.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The toolkit's types and constants, plus ours that it lacks (with
+    /// their `impl` blocks), so that declarations newer than the toolkit
+    /// still compile. Where both define a name, the toolkit's wins.
+    fn merge_types(theirs: &str, ours: &str) -> String {
+        let their_file = syn::parse_file(theirs).expect("bindgen output parses");
+        let known: BTreeSet<String> = their_file.items.iter().filter_map(item_name).collect();
+        let our_file = syn::parse_file(ours).expect("bindgen output parses");
+        let mut added = BTreeSet::new();
+        let mut extra = Vec::new();
+        for item in &our_file.items {
+            if let Some(name) = item_name(item).filter(|n| !known.contains(n)) {
+                added.insert(name);
+                extra.push(item.clone());
+            }
+        }
+        for item in &our_file.items {
+            if let syn::Item::Impl(i) = item {
+                let target = i.self_ty.to_token_stream().to_string();
+                if added.contains(&target) {
+                    extra.push(item.clone());
+                }
+            }
+        }
+        if extra.is_empty() {
+            return theirs.to_string();
+        }
+        let mut text = theirs.to_string();
+        text.push_str("\n// Declared by ascend-sys but not by this toolkit (newer than it):\n");
+        let mut file = our_file;
+        file.items = extra;
+        text.push_str(&prettyplease::unparse(&file));
+        text
+    }
+
     fn type_names(code: &str) -> BTreeSet<String> {
         let file = syn::parse_file(code).expect("bindgen output parses");
         let mut names = BTreeSet::new();
@@ -393,6 +449,8 @@ mod generate {
     fn compare(ours: &Parsed, theirs: &Parsed, root: &Path) -> String {
         let mut report = String::new();
         let mut differences = 0usize;
+        // Declarations the toolkit lacks: newer than it, not a difference.
+        let mut newer = Vec::new();
         let _ = writeln!(
             report,
             "ABI comparison: ascend-sys/include against {}",
@@ -406,10 +464,7 @@ mod generate {
                     .and_then(|m| m.get(name))
                     .or_else(|| theirs.functions.values().find_map(|m| m.get(name)));
                 match found {
-                    None => {
-                        differences += 1;
-                        let _ = writeln!(report, "function {name}: not declared by the toolkit");
-                    }
+                    None => newer.push(format!("function {name}")),
                     Some(t) => {
                         let theirs_sig = signature(t);
                         if theirs_sig != mine {
@@ -425,10 +480,7 @@ mod generate {
         }
         for (name, value) in &ours.constants {
             match theirs.constants.get(name) {
-                None => {
-                    differences += 1;
-                    let _ = writeln!(report, "constant {name}: not declared by the toolkit");
-                }
+                None => newer.push(format!("constant {name}")),
                 Some(v) if v != value => {
                     differences += 1;
                     let _ = writeln!(report, "constant {name}: ours {value}, toolkit {v}");
@@ -438,9 +490,16 @@ mod generate {
         }
         let checked =
             ours.functions.values().map(|m| m.len()).sum::<usize>() + ours.constants.len();
+        for item in &newer {
+            let _ = writeln!(
+                report,
+                "{item}: newer than this toolkit (not declared by it)"
+            );
+        }
         let _ = writeln!(
             report,
-            "checked {checked} declarations: {differences} differences"
+            "checked {checked} declarations: {differences} differences, {} newer than this toolkit",
+            newer.len()
         );
         report
     }
