@@ -8,6 +8,8 @@
 //! - [`pfn`]: a function-pointer type for each C function, one module per
 //!   library, and the table types built from them.
 //! - [`loader`]: the lazy tables ([`Api`]) and how libraries are found.
+//! - [`dtype`]: the one table of element types (`aclDataType` with its
+//!   name, width, kind and `HcclDataType`).
 //!
 //! Nothing is linked at build time, so this crate builds with neither CANN
 //! nor libclang. Every call goes through a table entry:
@@ -72,6 +74,7 @@ mod codes {
     include!(concat!(env!("OUT_DIR"), "/codes.rs"));
 }
 
+pub mod dtype;
 pub mod loader;
 
 pub use loader::{Api, Attempt, LoadError, Resolver, Search};
