@@ -8,10 +8,16 @@
 //!   first (an `aclInit` that reports `ACL_ERROR_REPEAT_INITIALIZE` because
 //!   the host program already initialised AscendCL counts as success).
 //! - A failed initialisation leaves nothing behind: the next call tries again.
+//! - This module names only `error` below it: the result layer and the safe
+//!   types build on it, never the other way round. Besides the result layer,
+//!   it is the one place that calls the function tables itself: `aclInit`,
+//!   and `aclGetRecentErrMsg` for the message of a failed call
+//!   ([`recent_message`], which the result layer uses too).
 //! - `aclFinalize` is not called at exit: AscendCL releases its resources
 //!   when the process ends, and objects that live in statics could otherwise
 //!   outlive it.
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
@@ -229,11 +235,32 @@ fn install(api: Api, kind: BackendKind, notice: Option<String>) -> Result<&'stat
         return Err(Error::Acl {
             api: "aclInit",
             code: AclCode::from_raw(code),
-            message: crate::result::recent_message(&api),
+            message: recent_message(&api),
         });
     }
     let rt = RUNTIME.get_or_init(|| Runtime { api, kind, notice });
     Ok(&rt.api)
+}
+
+/// `aclGetRecentErrMsg` of `api`, as text; empty when the runtime has no
+/// message or does not export the function. Read right after a failed
+/// call, before any other call on this thread: by `aclInit` here, and by
+/// the result layer for every other call.
+pub fn recent_message(api: &Api) -> String {
+    let Ok(f) = api.acl.aclGetRecentErrMsg() else {
+        return String::new();
+    };
+    // SAFETY: aclGetRecentErrMsg takes no arguments; it returns null or a
+    // NUL-terminated string that stays valid until the next call on this
+    // thread, and we copy it out before making any other call.
+    unsafe {
+        let p = f();
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().trim_end().to_string()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -48,8 +48,12 @@ pub use norm::{rms_norm, rms_norm_into, softmax, softmax_into, swiglu, swiglu_in
 
 use std::sync::Arc;
 
+use ascend_sys::{aclOpExecutor, aclnnStatus};
+
+use crate::aclnn::{OpCall, PreparedOp};
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceRepr};
+use crate::result::opapi::Phases;
 use crate::stream::Stream;
 use crate::tensor::{Tensor, TensorArg, TensorRef};
 
@@ -71,14 +75,30 @@ impl<T: DeviceRepr> AsView<T> for TensorRef<'_, T> {
     }
 }
 
-/// Resolves both phases of an operator (before phase 1 runs).
-macro_rules! phases {
-    ($p1:ident, $p2:ident) => {{
-        let api = $crate::backend::api()?;
-        (api.opapi.$p1()?, api.opapi.$p2()?)
-    }};
+/// An operator call assembled for either a single launch or a repeatable
+/// executor: the call with its descriptors, the operator's resolved
+/// functions, and the closure that calls its phase one with them.
+pub(crate) struct Assembled<'s, P1, F> {
+    pub call: OpCall<'s>,
+    pub op: Phases<P1>,
+    pub phase1: F,
 }
-pub(crate) use phases;
+
+impl<P1, F> Assembled<'_, P1, F>
+where
+    P1: Copy,
+    F: FnOnce(P1, *mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
+{
+    /// Launches it once ([`OpCall::run_op`]).
+    pub fn run(self) -> Result<()> {
+        self.call.run_op(&self.op, self.phase1)
+    }
+
+    /// Makes it repeatable ([`OpCall::prepare_op`]).
+    pub fn prepare(self) -> Result<PreparedOp> {
+        self.call.prepare_op(&self.op, self.phase1)
+    }
+}
 
 /// Fails unless `T` is a floating-point type the operator takes.
 pub(crate) fn float_only(api: &'static str, what: &str, dtype: DType) -> Result<()> {
