@@ -45,9 +45,28 @@
 //! [`Backend::Library`]); without an explicit [`init`], the first call uses
 //! the environment variable `ASCEND_RT_BACKEND` (`cann`, `mock`, `auto` or a
 //! library path; `auto` when unset). `auto` takes CANN when
-//! `libascendcl.so` loads and otherwise the mock device (feature `mock`, on
-//! by default), printing one line on stderr that says what was tried.
+//! `libascendcl.so` loads and otherwise the mock device (when the feature
+//! `mock` is on), printing one line on stderr that says what was tried.
 //! [`backend_kind`] and [`is_mock`] tell which one is active.
+//!
+//! # The mock device
+//!
+//! The feature `mock` (off by default) links the CPU mock device
+//! (`ascend-mock`) into the program, so that it runs where no CANN is
+//! installed; without it, a library depending on ascend-rt carries no
+//! mock code. To run your own crate's tests on the mock while its normal
+//! build stays without it, add one line to its `Cargo.toml`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ascend-rt = { version = "0.1", features = ["mock"] }
+//! ```
+//!
+//! Cargo turns the feature on for the test builds only; with no CANN
+//! installed, `auto` then falls back to the mock, or
+//! `ASCEND_RT_BACKEND=mock` (or [`init`]`(`[`Backend::Mock`]`)`) asks for
+//! it outright. The mock is then also reachable as `ascend_rt::mock`,
+//! for configuring it (devices, memory, fault injection) before [`init`].
 //!
 //! ```no_run
 //! use ascend_rt::{Context, DeviceBuffer};
