@@ -282,6 +282,12 @@ impl<'s> OpCall<'s> {
     /// two out-pointers it is given. Through
     /// [`result::opapi::launch`](crate::result::opapi::launch), with the
     /// workspace from the context's pool.
+    ///
+    /// Only a call of the resolved phase one may write an executor through
+    /// the out-pointer (writing one takes an `unsafe` call, whose `SAFETY`
+    /// argument is that it is this operator's phase one over this call's
+    /// descriptors); phase two is queued with whatever executor phase one
+    /// produced.
     pub fn run_op<P1: Copy>(
         self,
         op: &Phases<P1>,
@@ -294,9 +300,9 @@ impl<'s> OpCall<'s> {
             let ptr = ws.track_write(stream)?;
             Ok((ws, ptr))
         };
-        // SAFETY: `phase1` is the operator's phase one over descriptors that
-        // `self` keeps until after this returns (the contract of `run_op`,
-        // whose callers pass the closure that calls `op.phase1`); the
+        // SAFETY: an executor can come out of `phase1` only from its unsafe
+        // call of the operator's phase one (see the docs above), over
+        // descriptors that `self.parts` keeps until after this returns; the
         // workspace is a pooled buffer of `size` bytes whose uses are
         // ordered on `stream` by its tracker; `OpCall::new` bound the
         // stream's context to this thread, and the tensors were declared on
@@ -338,8 +344,9 @@ impl<'s> OpCall<'s> {
         op: &Phases<P1>,
         phase1: impl FnOnce(P1, *mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
     ) -> Result<PreparedOp> {
-        // SAFETY: `phase1` is the operator's phase one over descriptors that
-        // the prepared operator keeps as long as its executor (`parts`).
+        // SAFETY: as in `run_op`, an executor comes out of `phase1` only
+        // from the operator's phase one, over descriptors that the prepared
+        // operator keeps as long as its executor (`parts`).
         let prepared = unsafe { opapi::prepare(op, phase1, |size| self.workspace(size)) }?;
         Ok(PreparedOp {
             name: op.phase2_name,

@@ -27,9 +27,9 @@ use ascend_sys::{
 };
 
 use super::access::Access;
+use super::checks::{byte_len, same_device, same_len};
 use super::dtype::DeviceRepr;
 use super::pinned::PinnedBuffer;
-use super::{byte_len, same_device, same_len};
 use crate::context::Context;
 use crate::device::Device;
 use crate::error::Result;

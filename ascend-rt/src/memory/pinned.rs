@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::access::Access;
-use super::byte_len;
+use super::checks::byte_len;
 use super::dtype::DeviceRepr;
 use crate::context::Context;
 use crate::error::Result;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{AsView, Assembled, broadcast, on_device, output, shape_is};
+use super::args::{AsView, Assembled, broadcast, on_device, output, shape_is};
 use ascend_sys::aclOpExecutor;
 use ascend_sys::pfn::opapi::aclnnAddGetWorkspaceSize;
 

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
+use super::args::{AsView, Assembled, broadcast, float_only, on_device, output, rank_in, shape_is};
 use super::elementwise::same_type;
-use super::{AsView, Assembled, broadcast, float_only, on_device, output, rank_in, shape_is};
 use crate::aclnn::{OpCall, PreparedOp};
 use crate::error::{Error, Result};
 use crate::memory::DeviceRepr;

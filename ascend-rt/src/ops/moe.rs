@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use super::{AsView, float_only, on_device, output, rank_in, shape_is};
+use super::args::{AsView, float_only, on_device, output, rank_in, shape_is};
 use crate::aclnn::OpCall;
 use crate::error::{Error, Result};
 use crate::memory::DeviceRepr;

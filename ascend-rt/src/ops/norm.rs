@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::args::{AsView, float_only, norm_dim, on_device, output, rank_in, shape_is};
 use super::elementwise::same_type;
-use super::{AsView, float_only, norm_dim, on_device, output, rank_in, shape_is};
 use crate::aclnn::OpCall;
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceRepr};
