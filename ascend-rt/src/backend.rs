@@ -21,7 +21,7 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use ascend_sys::Api;
+use ascend_sys::{Api, Resolver};
 
 use crate::error::{AclCode, Error, Result};
 
@@ -123,7 +123,7 @@ pub fn init(backend: Backend) -> Result<&'static Api> {
     if let Some(rt) = RUNTIME.get() {
         return compatible(rt, &backend).map(|()| &rt.api);
     }
-    let (api, kind, notice) = select(&backend)?;
+    let (api, kind, notice) = select(&backend, MOCK)?;
     install(api, kind, notice)
 }
 
@@ -186,10 +186,19 @@ fn compatible(rt: &Runtime, requested: &Backend) -> Result<()> {
 
 type Selected = (Api, BackendKind, Option<String>);
 
-fn select(backend: &Backend) -> Result<Selected> {
+/// The mock device's resolver, when the feature `mock` links it in.
+#[cfg(feature = "mock")]
+const MOCK: Option<Resolver> = Some(ascend_mock::resolve);
+/// The mock device's resolver: none, as the feature `mock` is off.
+#[cfg(not(feature = "mock"))]
+const MOCK: Option<Resolver> = None;
+
+/// Loads `backend`, with `mock` as the in-process mock device ([`MOCK`]
+/// outside this module's tests).
+fn select(backend: &Backend, mock: Option<Resolver>) -> Result<Selected> {
     match backend {
         Backend::Cann => Ok((Api::load()?, BackendKind::Cann, None)),
-        Backend::Mock => Ok((mock_api()?, BackendKind::Mock, None)),
+        Backend::Mock => Ok((mock_api(mock)?, BackendKind::Mock, None)),
         Backend::Library(path) => Ok((
             Api::load_single(path)?,
             BackendKind::Library(path.clone()),
@@ -197,7 +206,7 @@ fn select(backend: &Backend) -> Result<Selected> {
         )),
         Backend::Auto => match Api::load() {
             Ok(api) => Ok((api, BackendKind::Cann, None)),
-            Err(load_err) => match mock_api() {
+            Err(load_err) => match mock_api(mock) {
                 Ok(api) => {
                     let notice = format!(
                         "ascend-rt: CANN not found, using the CPU mock device ({load_err})"
@@ -213,17 +222,14 @@ fn select(backend: &Backend) -> Result<Selected> {
     }
 }
 
-#[cfg(feature = "mock")]
-fn mock_api() -> Result<Api> {
-    Ok(Api::from_resolver(ascend_mock::resolve, "ascend-mock"))
-}
-
-#[cfg(not(feature = "mock"))]
-fn mock_api() -> Result<Api> {
-    Err(Error::BackendUnavailable {
-        backend: "mock",
-        reason: "ascend-rt was built without its `mock` feature".into(),
-    })
+fn mock_api(mock: Option<Resolver>) -> Result<Api> {
+    match mock {
+        Some(resolve) => Ok(Api::from_resolver(resolve, "ascend-mock")),
+        None => Err(Error::BackendUnavailable {
+            backend: "mock",
+            reason: "ascend-rt was built without its `mock` feature".into(),
+        }),
+    }
 }
 
 fn install(api: Api, kind: BackendKind, notice: Option<String>) -> Result<&'static Api> {
@@ -288,16 +294,30 @@ mod tests {
         );
     }
 
-    #[cfg(not(feature = "mock"))]
+    /// What `init(Backend::Mock)` gives in a build without the feature
+    /// `mock` (where [`MOCK`] is `None`). Tested through `select`, since
+    /// this crate's tests always build with the mock (its dev-dependency
+    /// on itself turns the feature on).
     #[test]
     fn mock_without_the_feature_is_a_typed_error() {
-        match init(Backend::Mock) {
+        match select(&Backend::Mock, None) {
             Err(Error::BackendUnavailable { backend, reason }) => {
                 assert_eq!(backend, "mock");
                 assert!(reason.contains("feature"), "{reason}");
             }
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("the mock must not be available without its feature"),
+        }
+    }
+
+    /// Without the mock, `auto` takes CANN or reports why CANN did not
+    /// load (not that the mock is missing).
+    #[test]
+    fn auto_without_the_mock_reports_cann() {
+        match select(&Backend::Auto, None) {
+            Ok((_, kind, notice)) => assert_eq!((kind, notice), (BackendKind::Cann, None)),
+            Err(Error::Load(_)) => {}
+            Err(other) => panic!("unexpected error {other}"),
         }
     }
 }
