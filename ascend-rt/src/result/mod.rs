@@ -1,5 +1,6 @@
-//! The result layer: the one place in this crate that calls the C API, one
-//! thin function per C call, returning [`Result`].
+//! The result layer: the one place in this crate that reaches the C API's
+//! function tables, one thin function per C call, returning
+//! [`Result`](crate::Result).
 //!
 //! One module per library, as `ascend_sys::Api` has one table per library:
 //!
@@ -20,7 +21,10 @@
 //! - Only this layer reaches the function tables of the active backend
 //!   (through [`crate::backend::api`], initialised on first use); the safe
 //!   types above call the functions here. `backend` itself calls `aclInit`
-//!   and reads the runtime's message for it.
+//!   and reads the runtime's message for it. The one C call made above this
+//!   layer is an operator's phase one, whose arguments differ per operator:
+//!   the operator's closure calls the function [`opapi`] resolved and hands
+//!   it, from inside [`opapi::launch`] or [`opapi::prepare`].
 //! - Each function calls exactly one C function and nothing else, except
 //!   `aclGetRecentErrMsg` (or, for HCCL, `HcclGetErrorString`) right after
 //!   a failure, whose text goes into the error. The exceptions are the
