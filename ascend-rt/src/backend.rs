@@ -8,14 +8,20 @@
 //!   first (an `aclInit` that reports `ACL_ERROR_REPEAT_INITIALIZE` because
 //!   the host program already initialised AscendCL counts as success).
 //! - A failed initialisation leaves nothing behind: the next call tries again.
+//! - This module names only `error` below it: the result layer and the safe
+//!   types build on it, never the other way round. Besides the result layer,
+//!   it is the one place that calls the function tables itself: `aclInit`,
+//!   and `aclGetRecentErrMsg` for the message of a failed call
+//!   ([`recent_message`], which the result layer uses too).
 //! - `aclFinalize` is not called at exit: AscendCL releases its resources
 //!   when the process ends, and objects that live in statics could otherwise
 //!   outlive it.
 
+use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use ascend_sys::Api;
+use ascend_sys::{Api, Resolver};
 
 use crate::error::{AclCode, Error, Result};
 
@@ -117,7 +123,7 @@ pub fn init(backend: Backend) -> Result<&'static Api> {
     if let Some(rt) = RUNTIME.get() {
         return compatible(rt, &backend).map(|()| &rt.api);
     }
-    let (api, kind, notice) = select(&backend)?;
+    let (api, kind, notice) = select(&backend, MOCK)?;
     install(api, kind, notice)
 }
 
@@ -180,10 +186,19 @@ fn compatible(rt: &Runtime, requested: &Backend) -> Result<()> {
 
 type Selected = (Api, BackendKind, Option<String>);
 
-fn select(backend: &Backend) -> Result<Selected> {
+/// The mock device's resolver, when the feature `mock` links it in.
+#[cfg(feature = "mock")]
+const MOCK: Option<Resolver> = Some(ascend_mock::resolve);
+/// The mock device's resolver: none, as the feature `mock` is off.
+#[cfg(not(feature = "mock"))]
+const MOCK: Option<Resolver> = None;
+
+/// Loads `backend`, with `mock` as the in-process mock device ([`MOCK`]
+/// outside this module's tests).
+fn select(backend: &Backend, mock: Option<Resolver>) -> Result<Selected> {
     match backend {
         Backend::Cann => Ok((Api::load()?, BackendKind::Cann, None)),
-        Backend::Mock => Ok((mock_api()?, BackendKind::Mock, None)),
+        Backend::Mock => Ok((mock_api(mock)?, BackendKind::Mock, None)),
         Backend::Library(path) => Ok((
             Api::load_single(path)?,
             BackendKind::Library(path.clone()),
@@ -191,7 +206,7 @@ fn select(backend: &Backend) -> Result<Selected> {
         )),
         Backend::Auto => match Api::load() {
             Ok(api) => Ok((api, BackendKind::Cann, None)),
-            Err(load_err) => match mock_api() {
+            Err(load_err) => match mock_api(mock) {
                 Ok(api) => {
                     let notice = format!(
                         "ascend-rt: CANN not found, using the CPU mock device ({load_err})"
@@ -207,17 +222,14 @@ fn select(backend: &Backend) -> Result<Selected> {
     }
 }
 
-#[cfg(feature = "mock")]
-fn mock_api() -> Result<Api> {
-    Ok(Api::from_resolver(ascend_mock::resolve, "ascend-mock"))
-}
-
-#[cfg(not(feature = "mock"))]
-fn mock_api() -> Result<Api> {
-    Err(Error::BackendUnavailable {
-        backend: "mock",
-        reason: "ascend-rt was built without its `mock` feature".into(),
-    })
+fn mock_api(mock: Option<Resolver>) -> Result<Api> {
+    match mock {
+        Some(resolve) => Ok(Api::from_resolver(resolve, "ascend-mock")),
+        None => Err(Error::BackendUnavailable {
+            backend: "mock",
+            reason: "ascend-rt was built without its `mock` feature".into(),
+        }),
+    }
 }
 
 fn install(api: Api, kind: BackendKind, notice: Option<String>) -> Result<&'static Api> {
@@ -229,11 +241,32 @@ fn install(api: Api, kind: BackendKind, notice: Option<String>) -> Result<&'stat
         return Err(Error::Acl {
             api: "aclInit",
             code: AclCode::from_raw(code),
-            message: crate::result::recent_message(&api),
+            message: recent_message(&api),
         });
     }
     let rt = RUNTIME.get_or_init(|| Runtime { api, kind, notice });
     Ok(&rt.api)
+}
+
+/// `aclGetRecentErrMsg` of `api`, as text; empty when the runtime has no
+/// message or does not export the function. Read right after a failed
+/// call, before any other call on this thread: by `aclInit` here, and by
+/// the result layer for every other call.
+pub fn recent_message(api: &Api) -> String {
+    let Ok(f) = api.acl.aclGetRecentErrMsg() else {
+        return String::new();
+    };
+    // SAFETY: aclGetRecentErrMsg takes no arguments; it returns null or a
+    // NUL-terminated string that stays valid until the next call on this
+    // thread, and we copy it out before making any other call.
+    unsafe {
+        let p = f();
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().trim_end().to_string()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,16 +294,30 @@ mod tests {
         );
     }
 
-    #[cfg(not(feature = "mock"))]
+    /// What `init(Backend::Mock)` gives in a build without the feature
+    /// `mock` (where [`MOCK`] is `None`). Tested through `select`, since
+    /// this crate's tests always build with the mock (its dev-dependency
+    /// on itself turns the feature on).
     #[test]
     fn mock_without_the_feature_is_a_typed_error() {
-        match init(Backend::Mock) {
+        match select(&Backend::Mock, None) {
             Err(Error::BackendUnavailable { backend, reason }) => {
                 assert_eq!(backend, "mock");
                 assert!(reason.contains("feature"), "{reason}");
             }
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("the mock must not be available without its feature"),
+        }
+    }
+
+    /// Without the mock, `auto` takes CANN or reports why CANN did not
+    /// load (not that the mock is missing).
+    #[test]
+    fn auto_without_the_mock_reports_cann() {
+        match select(&Backend::Auto, None) {
+            Ok((_, kind, notice)) => assert_eq!((kind, notice), (BackendKind::Cann, None)),
+            Err(Error::Load(_)) => {}
+            Err(other) => panic!("unexpected error {other}"),
         }
     }
 }

@@ -16,9 +16,12 @@
 //!   cache is a thread-local holding the id of the last context bound here;
 //!   ids are never reused, so a stale id can never match a live context.
 //!   The result-layer calls that change the current context
-//!   (`result::device::set`/`reset`, `result::context::*`) clear the cache;
-//!   code that changes it through raw `ascend_sys` calls must call
-//!   [`Context::bind_to_thread_force`] before using ours again.
+//!   (`result::acl::device::set`/`reset`, `result::acl::context::*`) count themselves
+//!   ([`result::acl::context::current_changes`]), and the cache holds that
+//!   count as of its writing: once it moved, the cache no longer matches,
+//!   so it is never wrong even when those calls are used directly. Code
+//!   that changes the current context through raw `ascend_sys` calls must
+//!   call [`Context::bind_to_thread_force`] before using ours again.
 //! - `Drop` never panics: failures are stored in the context (the first one
 //!   wins) and returned by its next fallible call ([`Context::check_err`]).
 
@@ -37,15 +40,21 @@ use crate::stream::Stream;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// Id of the context last made current on this thread (0: none known).
-    static CURRENT: Cell<u64> = const { Cell::new(0) };
+    /// Id of the context last made current on this thread (0: none known),
+    /// and [`result::acl::context::current_changes`] right after it was.
+    static CURRENT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// Forgets which context is current on this thread. Every result-layer
-/// call that changes the current context calls it, so that the cache is
-/// never wrong even when those calls are used directly.
-pub(crate) fn forget_current() {
-    CURRENT.with(|c| c.set(0));
+/// Notes that context `id` is current on this thread now.
+fn set_current(id: u64) {
+    CURRENT.with(|c| c.set((id, result::acl::context::current_changes())));
+}
+
+/// Whether this thread's cache says context `id` is current: it was made
+/// current here, and no result-layer call that may change the current
+/// context has begun since.
+fn is_current(id: u64) -> bool {
+    CURRENT.with(Cell::get) == (id, result::acl::context::current_changes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +94,13 @@ impl Context {
     /// context is dropped. Contexts made this way for one device share the
     /// runtime's default context.
     pub fn new(ordinal: i32) -> Result<Arc<Context>> {
-        result::device::set(ordinal)?;
-        let handle = match result::context::get_current() {
+        result::acl::device::set(ordinal)?;
+        let handle = match result::acl::context::get_current() {
             Ok(h) => h,
             Err(e) => {
                 // SAFETY: we took the reference just above and made nothing
                 // on the device since.
-                let _ = unsafe { result::device::reset(ordinal) };
+                let _ = unsafe { result::acl::device::reset(ordinal) };
                 return Err(e);
             }
         };
@@ -101,14 +110,14 @@ impl Context {
     /// A new, separate context on device `ordinal` (`aclrtCreateContext`),
     /// destroyed when dropped.
     pub fn new_explicit(ordinal: i32) -> Result<Arc<Context>> {
-        let handle = result::context::create(ordinal)?;
+        let handle = result::acl::context::create(ordinal)?;
         Ok(Context::wrap(Device::new(ordinal), handle, Kind::Explicit))
     }
 
     fn wrap(device: Device, handle: aclrtContext, kind: Kind) -> Arc<Context> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // Both creating calls leave the new context current on this thread.
-        CURRENT.with(|c| c.set(id));
+        set_current(id);
         Arc::new(Context {
             id,
             device,
@@ -152,7 +161,7 @@ impl Context {
     /// is, without looking at recorded errors: for `Drop` and for the
     /// internal steps of a call that has checked them already.
     pub(crate) fn bind(&self) -> Result<()> {
-        if CURRENT.with(Cell::get) != self.id {
+        if !is_current(self.id) {
             self.bind_to_thread_force()?;
         }
         Ok(())
@@ -162,8 +171,8 @@ impl Context {
     pub fn bind_to_thread_force(&self) -> Result<()> {
         // SAFETY: `handle` is live for as long as `self` is (it is released
         // only in Drop).
-        unsafe { result::context::set_current(self.handle) }?;
-        CURRENT.with(|c| c.set(self.id));
+        unsafe { result::acl::context::set_current(self.handle) }?;
+        set_current(self.id);
         Ok(())
     }
 
@@ -211,10 +220,10 @@ impl Context {
     /// recorded for [`Context::check_err`], so it is not lost.
     pub(crate) fn wait_all_work(&self) -> Result<()> {
         self.bind()?;
-        match result::device::synchronize() {
+        match result::acl::device::synchronize() {
             Ok(()) => Ok(()),
             Err(first) => {
-                result::device::synchronize()?;
+                result::acl::device::synchronize()?;
                 self.record_err(first);
                 Ok(())
             }
@@ -224,14 +233,14 @@ impl Context {
     /// Free and total memory of the device.
     pub fn memory_info(&self) -> Result<MemInfo> {
         self.bind_to_thread()?;
-        let (free, total) = result::device::mem_info(ascend_sys::ACL_HBM_MEM)?;
+        let (free, total) = result::acl::device::mem_info(ascend_sys::ACL_HBM_MEM)?;
         Ok(MemInfo { free, total })
     }
 
     /// Waits for all work on the device (`aclrtSynchronizeDevice`).
     pub fn synchronize(&self) -> Result<()> {
         self.bind_to_thread()?;
-        result::device::synchronize()
+        result::acl::device::synchronize()
     }
 
     /// The context's caching memory pool (made on first use), which
@@ -275,14 +284,14 @@ impl Drop for Context {
         let r = match self.kind {
             // SAFETY: every object of this context holds an Arc to it, so
             // none is left; this gives back the reference `new` took.
-            Kind::Default => unsafe { result::device::reset(self.ordinal()) },
+            Kind::Default => unsafe { result::acl::device::reset(self.ordinal()) },
             // SAFETY: as above; the handle came from aclrtCreateContext and
             // is destroyed only here.
-            Kind::Explicit => unsafe { result::context::destroy(self.handle) },
+            Kind::Explicit => unsafe { result::acl::context::destroy(self.handle) },
         };
         CURRENT.with(|c| {
-            if c.get() == self.id {
-                c.set(0);
+            if c.get().0 == self.id {
+                c.set((0, 0));
             }
         });
         // Nobody is left to read an error recorded in this context; report

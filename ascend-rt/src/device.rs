@@ -28,7 +28,7 @@ pub struct Device {
 impl Device {
     /// The number of devices the backend offers.
     pub fn count() -> Result<u32> {
-        result::device::count()
+        result::acl::device::count()
     }
 
     /// Every device, in ordinal order.
@@ -54,7 +54,7 @@ impl Device {
 
     /// The SoC name the runtime reports (for example `Ascend910B1`).
     pub fn soc_name(self) -> Result<String> {
-        result::device::soc_name()
+        result::acl::device::soc_name()
     }
 
     /// One attribute (`aclrtGetDeviceInfo`), for example
@@ -66,7 +66,7 @@ impl Device {
                 format!("device ordinal {} is negative", self.ordinal),
             )
         })?;
-        result::device::info(ordinal, attr)
+        result::acl::device::info(ordinal, attr)
     }
 
     /// Free and total memory of this device.

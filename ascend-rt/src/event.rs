@@ -59,7 +59,7 @@ impl Event {
     /// [`Event::new`] without looking at recorded errors.
     pub(crate) fn create(ctx: &Arc<Context>) -> Result<Event> {
         ctx.bind()?;
-        let handle = result::event::create()?;
+        let handle = result::acl::event::create()?;
         Ok(Event::wrap(ctx, handle))
     }
 
@@ -67,7 +67,7 @@ impl Event {
     /// Waiting on it needs `ACL_EVENT_SYNC`, timing `ACL_EVENT_TIME_LINE`.
     pub fn with_flags(ctx: &Arc<Context>, flags: u32) -> Result<Event> {
         ctx.bind_to_thread()?;
-        let handle = result::event::create_with_flag(flags)?;
+        let handle = result::acl::event::create_with_flag(flags)?;
         Ok(Event::wrap(ctx, handle))
     }
 
@@ -104,7 +104,7 @@ impl Event {
         self.inner.ctx.bind()?;
         // SAFETY: the event is live (we hold it) and so is the stream (the
         // caller's borrow).
-        unsafe { result::event::record(self.inner.handle, stream.handle()) }?;
+        unsafe { result::acl::event::record(self.inner.handle, stream.handle()) }?;
         self.inner.recorded.store(true, Ordering::Release);
         self.inner.failed.store(false, Ordering::Release);
         Ok(())
@@ -121,7 +121,7 @@ impl Event {
     pub(crate) fn synchronize_inner(&self) -> Result<()> {
         self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
-        let r = unsafe { result::event::synchronize(self.inner.handle) };
+        let r = unsafe { result::acl::event::synchronize(self.inner.handle) };
         if r.is_err() {
             self.inner.failed.store(true, Ordering::Release);
         }
@@ -143,7 +143,7 @@ impl Event {
     pub(crate) fn is_complete_inner(&self) -> Result<bool> {
         self.inner.ctx.bind()?;
         // SAFETY: the event is live while we hold it.
-        let r = unsafe { result::event::query(self.inner.handle) };
+        let r = unsafe { result::acl::event::query(self.inner.handle) };
         if r.is_err() {
             self.inner.failed.store(true, Ordering::Release);
         }
@@ -155,7 +155,7 @@ impl Event {
     pub fn elapsed_ms(&self, end: &Event) -> Result<f32> {
         self.inner.ctx.bind_to_thread()?;
         // SAFETY: both events are live while we hold them.
-        unsafe { result::event::elapsed_ms(self.inner.handle, end.inner.handle) }
+        unsafe { result::acl::event::elapsed_ms(self.inner.handle, end.inner.handle) }
     }
 }
 
@@ -165,7 +165,7 @@ impl Drop for Inner {
             let waited = if *self.recorded.get_mut() {
                 // SAFETY: the event is live; waiting for its record means no
                 // stream still refers to it when it is destroyed.
-                unsafe { result::event::synchronize(self.handle) }
+                unsafe { result::acl::event::synchronize(self.handle) }
             } else {
                 Ok(())
             };
@@ -175,7 +175,7 @@ impl Drop for Inner {
                 // was already returned by a wait or query of this event.
                 // SAFETY: last clone; the runtime reports failed work only
                 // for a finished record, so no stream refers to the event.
-                return unsafe { result::event::destroy(self.handle) };
+                return unsafe { result::acl::event::destroy(self.handle) };
             }
             if waited.is_err() && self.ctx.wait_all_work().is_err() {
                 // Neither wait worked: a stream may still record it.
@@ -184,7 +184,7 @@ impl Drop for Inner {
             // SAFETY: last clone; its record (if any) completed (event or
             // device waited for above); waiting streams hold clones, so none
             // waits on it any more.
-            let destroyed = unsafe { result::event::destroy(self.handle) };
+            let destroyed = unsafe { result::acl::event::destroy(self.handle) };
             waited.and(destroyed)
         });
         self.ctx.record_result(r);

@@ -6,12 +6,17 @@
 //! As in cudarc, there are three layers, each doing one thing:
 //!
 //! 1. `ascend_sys`: the raw C declarations and the lazily resolved function
-//!    tables ([`ascend_sys::Api`]).
+//!    tables ([`ascend_sys::Api`]), which [`backend`] chooses and
+//!    initialises once per process.
 //! 2. [`result`]: one thin function per C call, returning [`Result`] with the
 //!    runtime's error message captured at the failure; `unsafe` wherever the
-//!    C call needs guarantees from the caller. Grouped by topic:
-//!    [`result::device`], [`result::context`], [`result::stream`],
-//!    [`result::event`], [`result::memory`].
+//!    C call needs guarantees from the caller. It is the only code here that
+//!    reaches the function tables, with one module per library:
+//!    [`result::acl`] ([`result::acl::device`], [`result::acl::context`],
+//!    [`result::acl::stream`], [`result::acl::event`],
+//!    [`result::acl::memory`]), [`result::nnopbase`] (aclnn descriptors and
+//!    executors), [`result::opapi`] (the operators' two phases and the
+//!    generic launch) and [`result::hccl`] (collectives).
 //! 3. Safe types with RAII: [`Device`], [`Context`], [`Stream`], [`Event`],
 //!    [`DeviceBuffer`], [`PinnedBuffer`].
 //! 4. Operators: [`tensor`] (typed strided views of buffers, `ndarray`
@@ -25,6 +30,14 @@
 //!    all-gather, reduce-scatter, broadcast, all-to-all(v), send and
 //!    receive on a [`Stream`], through the same access tracking).
 //!
+//! The modules import only downwards: [`error`] ← [`backend`] ← [`result`]
+//! ← the safe types (items 3 to 5). A lower layer never names a higher one;
+//! where the safe layer must see what a result-layer call did (a change of
+//! the thread's current context), the result layer keeps the state
+//! ([`result::acl::context::current_changes`]) and the safe layer reads it.
+//! `scripts/check-imports ascend-rt/src --involving backend --involving
+//! result` checks that no import cycle runs through the lower layers.
+//!
 //! # Backends
 //!
 //! [`init`] picks the implementation of the C ABI once per process
@@ -32,9 +45,28 @@
 //! [`Backend::Library`]); without an explicit [`init`], the first call uses
 //! the environment variable `ASCEND_RT_BACKEND` (`cann`, `mock`, `auto` or a
 //! library path; `auto` when unset). `auto` takes CANN when
-//! `libascendcl.so` loads and otherwise the mock device (feature `mock`, on
-//! by default), printing one line on stderr that says what was tried.
+//! `libascendcl.so` loads and otherwise the mock device (when the feature
+//! `mock` is on), printing one line on stderr that says what was tried.
 //! [`backend_kind`] and [`is_mock`] tell which one is active.
+//!
+//! # The mock device
+//!
+//! The feature `mock` (off by default) links the CPU mock device
+//! (`ascend-mock`) into the program, so that it runs where no CANN is
+//! installed; without it, a library depending on ascend-rt carries no
+//! mock code. To run your own crate's tests on the mock while its normal
+//! build stays without it, add one line to its `Cargo.toml`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! ascend-rt = { version = "0.1", features = ["mock"] }
+//! ```
+//!
+//! Cargo turns the feature on for the test builds only; with no CANN
+//! installed, `auto` then falls back to the mock, or
+//! `ASCEND_RT_BACKEND=mock` (or [`init`]`(`[`Backend::Mock`]`)`) asks for
+//! it outright. The mock is then also reachable as `ascend_rt::mock`,
+//! for configuring it (devices, memory, fault injection) before [`init`].
 //!
 //! ```no_run
 //! use ascend_rt::{Context, DeviceBuffer};

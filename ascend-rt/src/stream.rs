@@ -18,7 +18,7 @@
 //!   reported (its `failure epoch`, with the latest error). A buffer notes
 //!   the epoch when a write to it is queued; a host read of it fails with
 //!   that error when the epoch moved since (see `crate::memory::access`).
-//!   [`Stream::sync_point`] that reports a failure also synchronizes the
+//!   `Stream::sync_point` that reports a failure also synchronizes the
 //!   stream, which consumes the runtime's stored error: work queued after
 //!   that starts clean.
 //! - Host functions: the closure of [`Stream::launch_host_fn`] lives in a
@@ -124,7 +124,7 @@ unsafe impl Sync for Stream {}
 impl Stream {
     pub(crate) fn new(ctx: &Arc<Context>) -> Result<Arc<Stream>> {
         ctx.bind_to_thread()?;
-        let handle = result::stream::create()?;
+        let handle = result::acl::stream::create()?;
         Ok(Stream::wrap(ctx, handle, false))
     }
 
@@ -198,7 +198,7 @@ impl Stream {
     pub fn synchronize(&self) -> Result<()> {
         self.ctx.bind_to_thread()?;
         // SAFETY: the stream is live while `self` is.
-        let r = unsafe { result::stream::synchronize(self.handle) };
+        let r = unsafe { result::acl::stream::synchronize(self.handle) };
         if let Err(e) = &r {
             self.note_failure(e);
         }
@@ -250,7 +250,7 @@ impl Stream {
     pub fn is_complete(&self) -> Result<bool> {
         self.ctx.bind_to_thread()?;
         // SAFETY: the stream is live while `self` is.
-        unsafe { result::stream::query(self.handle) }
+        unsafe { result::acl::stream::query(self.handle) }
     }
 
     /// Makes later work on this stream wait until `event` completes. The
@@ -266,7 +266,7 @@ impl Stream {
         self.ctx.bind()?;
         // SAFETY: both are live; the clone kept below keeps the event alive
         // until this stream has passed the wait.
-        unsafe { result::stream::wait_event(self.handle, event.handle()) }?;
+        unsafe { result::acl::stream::wait_event(self.handle, event.handle()) }?;
         let marker = Event::create(&self.ctx)?;
         marker.record_inner(self)?;
         let len = {
@@ -321,7 +321,7 @@ impl Stream {
             // runtime keeps the first failure): its result adds nothing.
             let _consumed = self.ctx.bind().and_then(|()| {
                 // SAFETY: the stream is live while `self` is.
-                unsafe { result::stream::synchronize(self.handle) }
+                unsafe { result::acl::stream::synchronize(self.handle) }
             });
             self.prune_waits();
         }
@@ -342,7 +342,8 @@ impl Stream {
         // A host function that calls AscendCL can deadlock: not memory unsafety.
         // SAFETY: the stream is live; `run_host_fn` only reads `args` as an
         // integer, so it stays valid however late (or often) it comes.
-        let r = unsafe { result::stream::launch_host_func(self.handle, Some(run_host_fn), args) };
+        let r =
+            unsafe { result::acl::stream::launch_host_func(self.handle, Some(run_host_fn), args) };
         if r.is_err() {
             // Never launched: drop it now (outside the table's lock).
             let f = host_fns().remove(&id);
@@ -357,7 +358,7 @@ impl Drop for Stream {
         let mut ended = false;
         let r = self.ctx.bind().and_then(|()| {
             // SAFETY: the stream is live until destroyed below.
-            let waited = unsafe { result::stream::synchronize(self.handle) };
+            let waited = unsafe { result::acl::stream::synchronize(self.handle) };
             if waited.is_err() && self.ctx.wait_all_work().is_err() {
                 // Neither wait worked: its work may still run.
                 return waited;
@@ -369,7 +370,7 @@ impl Drop for Stream {
             }
             // SAFETY: explicit stream whose work has finished (it or the
             // whole device was synchronized), never used again.
-            let destroyed = unsafe { result::stream::destroy(self.handle) };
+            let destroyed = unsafe { result::acl::stream::destroy(self.handle) };
             waited.and(destroyed)
         });
         if ended {

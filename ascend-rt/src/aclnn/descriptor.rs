@@ -21,30 +21,19 @@ use ascend_sys::{aclIntArray, aclScalar, aclTensor, aclTensorList};
 
 use crate::error::{Error, Result};
 use crate::memory::DType;
-use crate::result;
+use crate::result::nnopbase;
 use crate::tensor::{Format, Layout};
 
-fn nnopbase() -> Result<&'static ascend_sys::pfn::NnOpBase> {
-    Ok(&crate::backend::api()?.nnopbase)
-}
-
-/// Calls `destroy` (the `aclDestroy*` function `api`, resolved by
-/// `resolve`) on `*raw` once and nulls it; nothing when already null.
-fn release<T>(
-    raw: &mut *mut T,
-    api: &'static str,
-    resolve: impl FnOnce(
-        &ascend_sys::pfn::NnOpBase,
-    ) -> Result<unsafe extern "C" fn(*const T) -> ascend_sys::aclnnStatus>,
-) -> Result<()> {
+/// Destroys `*raw` once with `destroy` (the matching `aclDestroy*` call
+/// of the result layer) and nulls it; nothing when already null.
+fn release<T>(raw: &mut *mut T, destroy: unsafe fn(*const T) -> Result<()>) -> Result<()> {
     if raw.is_null() {
         return Ok(());
     }
     let p = std::mem::replace(raw, std::ptr::null_mut());
-    let f = resolve(nnopbase()?)?;
     // SAFETY: `p` is the owner's object from its aclCreate* call, live until
     // now; `raw` is null from here on, so it is destroyed only this once.
-    result::check_aclnn(api, unsafe { f(p.cast_const()) })
+    unsafe { destroy(p.cast_const()) }
 }
 
 fn to_i64(api: &'static str, v: usize) -> Result<i64> {
@@ -64,9 +53,7 @@ impl AclTensor {
     }
 
     fn release(&mut self) -> Result<()> {
-        release(&mut self.raw, "aclDestroyTensor", |n| {
-            Ok(n.aclDestroyTensor()?)
-        })
+        release(&mut self.raw, nnopbase::destroy_tensor)
     }
 
     /// Describes `layout` over the buffer at `data` of `buffer_len`
@@ -105,26 +92,21 @@ impl AclTensor {
                 vec![to_i64(API, buffer_len)?]
             };
         let offset = to_i64(API, layout.offset())?;
-        let create = nnopbase()?.aclCreateTensor()?;
-        // SAFETY: the arrays live across the call and their lengths are the
-        // counts passed; `data` is null or the base of a device buffer of
-        // `buffer_len` elements that the layout fits in (checked above).
+        // SAFETY: `data` is null or the base of a device buffer of
+        // `buffer_len` elements (the storage described) that stays allocated
+        // while the descriptor is used (caller), and the layout fits in it
+        // (checked above).
         let raw = unsafe {
-            create(
-                dims.as_ptr(),
-                dims.len() as u64,
+            nnopbase::create_tensor(
+                &dims,
                 dtype.acl(),
-                strides.as_ptr(),
+                &strides,
                 offset,
                 format.acl(),
-                storage.as_ptr(),
-                storage.len() as u64,
+                &storage,
                 data,
             )
-        };
-        if raw.is_null() {
-            return Err(result::null_result(API));
-        }
+        }?;
         Ok(AclTensor { raw })
     }
 
@@ -161,9 +143,7 @@ impl AclScalar {
     }
 
     fn release(&mut self) -> Result<()> {
-        release(&mut self.raw, "aclDestroyScalar", |n| {
-            Ok(n.aclDestroyScalar()?)
-        })
+        release(&mut self.raw, nnopbase::destroy_scalar)
     }
 
     /// A scalar of `dtype` holding `value` (converted: f32, f16, bf16 round
@@ -202,13 +182,9 @@ impl AclScalar {
                 bytes.copy_from_slice(&(value as i64).to_ne_bytes());
             }
         }
-        let create = nnopbase()?.aclCreateScalar()?;
         // SAFETY: `bytes` holds a value of `dtype` at its start and lives in
-        // this struct, as long as the descriptor.
-        let raw = unsafe { create(bytes.as_mut_ptr().cast(), dtype.acl()) };
-        if raw.is_null() {
-            return Err(result::null_result(API));
-        }
+        // this struct, unchanged, as long as the descriptor.
+        let raw = unsafe { nnopbase::create_scalar(bytes.as_mut_ptr().cast(), dtype.acl()) }?;
         Ok(AclScalar { raw, _value: bytes })
     }
 
@@ -238,19 +214,12 @@ impl AclIntArray {
     }
 
     fn release(&mut self) -> Result<()> {
-        release(&mut self.raw, "aclDestroyIntArray", |n| {
-            Ok(n.aclDestroyIntArray()?)
-        })
+        release(&mut self.raw, nnopbase::destroy_int_array)
     }
 
     /// An array holding `values`.
     pub fn new(values: &[i64]) -> Result<AclIntArray> {
-        let create = nnopbase()?.aclCreateIntArray()?;
-        // SAFETY: `values` is a live slice of `len` elements.
-        let raw = unsafe { create(values.as_ptr(), values.len() as u64) };
-        if raw.is_null() {
-            return Err(result::null_result("aclCreateIntArray"));
-        }
+        let raw = nnopbase::create_int_array(values)?;
         Ok(AclIntArray { raw })
     }
 
@@ -283,23 +252,18 @@ impl AclTensorList {
     fn release(&mut self) -> Result<()> {
         // Destroying the list also destroys the members, which nothing else
         // owns.
-        release(&mut self.raw, "aclDestroyTensorList", |n| {
-            Ok(n.aclDestroyTensorList()?)
-        })
+        release(&mut self.raw, nnopbase::destroy_tensor_list)
     }
 
     /// A list taking ownership of `tensors`. On failure the tensors are
     /// destroyed individually.
     pub fn new(tensors: Vec<AclTensor>) -> Result<AclTensorList> {
-        let create = nnopbase()?.aclCreateTensorList()?;
         let ptrs: Vec<*const aclTensor> = tensors.iter().map(|t| t.raw.cast_const()).collect();
-        // SAFETY: `ptrs` holds `len` live descriptors; on success the list
-        // owns them, so they are released from their owners below.
-        let raw = unsafe { create(ptrs.as_ptr(), ptrs.len() as u64) };
-        if raw.is_null() {
-            // `tensors` still owns them and destroys them on return.
-            return Err(result::null_result("aclCreateTensorList"));
-        }
+        // SAFETY: `ptrs` holds live descriptors that `tensors` owns and no
+        // list does; on success the list owns them, so they are released
+        // from their owners below; on failure `tensors` still owns them and
+        // destroys them on return.
+        let raw = unsafe { nnopbase::create_tensor_list(&ptrs) }?;
         let members = tensors.into_iter().map(AclTensor::into_raw).collect();
         Ok(AclTensorList { raw, members })
     }

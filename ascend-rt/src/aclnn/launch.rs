@@ -23,6 +23,12 @@
 //!    buffer's release waits for (or, pooled, is ordered after) the streams
 //!    it is tracked on.
 //!
+//! Steps 3 to 5 are [`crate::result::opapi::launch`]: operators name their
+//! functions by typed getters ([`crate::result::opapi::Operator`]), resolve
+//! them, and hand the resolved functions to [`OpCall::run_op`] (or
+//! [`OpCall::prepare_op`]); [`OpCall::run`] and [`OpCall::prepare`] take
+//! functions the caller resolved itself.
+//!
 //! Both phase functions are resolved before phase 1 runs, so a missing
 //! phase-2 symbol never leaves an executor behind. aclnn has no call that
 //! discards a single-use executor whose phase 2 is never called, but an
@@ -52,17 +58,12 @@ use ascend_sys::{aclIntArray, aclOpExecutor, aclScalar, aclTensor, aclTensorList
 use super::descriptor::{AclIntArray, AclScalar, AclTensor, AclTensorList};
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceBuffer};
-use crate::result;
+use crate::result::nnopbase;
+use crate::result::opapi::{self, Phases};
 use crate::stream::Stream;
 use crate::tensor::{Format, Layout, TensorArg, TensorArgMut};
 
-/// Phase 2 of every aclnn operator.
-pub type Phase2 = unsafe extern "C" fn(
-    workspace: *mut c_void,
-    workspace_size: u64,
-    executor: *mut aclOpExecutor,
-    stream: ascend_sys::aclrtStream,
-) -> aclnnStatus;
+pub use crate::result::opapi::Phase2;
 
 /// What a prepared operator remembers of one tensor argument.
 #[derive(Debug)]
@@ -133,29 +134,6 @@ impl Parts {
         self.scalars.into_iter().for_each(|s| keep(s.destroy()));
         self.arrays.into_iter().for_each(|a| keep(a.destroy()));
         first
-    }
-}
-
-/// Releases the executor `exec` of a phase 1 whose phase 2 will not run
-/// (see the module docs): makes it repeatable, then destroys it. Failures
-/// are ignored, as the caller is returning the error that stopped it; the
-/// executor is then leaked.
-fn discard_executor(exec: *mut aclOpExecutor) {
-    let Ok(api) = crate::backend::api() else {
-        return;
-    };
-    let (Ok(repeatable), Ok(destroy)) = (
-        api.nnopbase.aclSetAclOpExecutorRepeatable(),
-        api.nnopbase.aclDestroyAclOpExecutor(),
-    ) else {
-        return;
-    };
-    // SAFETY: `exec` is the live executor of a phase 1 whose phase 2 was
-    // never called; once repeatable, destroying it is its documented end.
-    unsafe {
-        if repeatable(exec) == 0 {
-            let _ = destroy(exec);
-        }
     }
 }
 
@@ -290,23 +268,6 @@ impl<'s> OpCall<'s> {
         Ok(p)
     }
 
-    /// Phase 1: `phase1` calls `aclnnXxxGetWorkspaceSize` with the
-    /// descriptors and the two out-pointers it is given.
-    fn phase1(
-        &self,
-        name: &'static str,
-        phase1: impl FnOnce(*mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
-    ) -> Result<(u64, *mut aclOpExecutor)> {
-        let mut size = 0u64;
-        let mut exec: *mut aclOpExecutor = std::ptr::null_mut();
-        let status = phase1(&mut size, &mut exec);
-        result::check_aclnn(name, status)?;
-        if exec.is_null() {
-            return Err(result::null_result(name));
-        }
-        Ok((size, exec))
-    }
-
     fn workspace(&self, size: u64) -> Result<DeviceBuffer<u8>> {
         let len = usize::try_from(size)
             .map_err(|_| Error::invalid("aclnn workspace", format!("{size} bytes do not fit")))?;
@@ -315,8 +276,50 @@ impl<'s> OpCall<'s> {
         unsafe { DeviceBuffer::alloc_pooled(self.stream, len) }
     }
 
+    /// Runs both phases of `op`, resolved beforehand (by
+    /// [`Operator::resolve`](crate::result::opapi::Operator::resolve)):
+    /// `phase1` calls the resolved phase one with the descriptors and the
+    /// two out-pointers it is given. Through
+    /// [`result::opapi::launch`](crate::result::opapi::launch), with the
+    /// workspace from the context's pool.
+    ///
+    /// Only a call of the resolved phase one may write an executor through
+    /// the out-pointer (writing one takes an `unsafe` call, whose `SAFETY`
+    /// argument is that it is this operator's phase one over this call's
+    /// descriptors); phase two is queued with whatever executor phase one
+    /// produced.
+    pub fn run_op<P1: Copy>(
+        self,
+        op: &Phases<P1>,
+        phase1: impl FnOnce(P1, *mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
+    ) -> Result<()> {
+        let stream = self.stream;
+        let workspace = |size| {
+            let mut ws = self.workspace(size)?;
+            // The workspace goes back to the pool in this stream's order.
+            let ptr = ws.track_write(stream)?;
+            Ok((ws, ptr))
+        };
+        // SAFETY: an executor can come out of `phase1` only from its unsafe
+        // call of the operator's phase one (see the docs above), over
+        // descriptors that `self.parts` keeps until after this returns; the
+        // workspace is a pooled buffer of `size` bytes whose uses are
+        // ordered on `stream` by its tracker; `OpCall::new` bound the
+        // stream's context to this thread, and the tensors were declared on
+        // the stream, so their memory outlives the queued operator.
+        let launched = unsafe { opapi::launch(op, phase1, workspace, stream.handle()) }?;
+        // Phase 2 has returned: the descriptors can go. The operator is
+        // queued whatever their destruction gives, so a failure there is
+        // the context's to report, not this launch's.
+        let ctx = stream.context();
+        ctx.record_result(self.parts.destroy());
+        drop(launched.workspace);
+        launched.status
+    }
+
     /// Runs both phases: `phase1` is the `aclnnXxxGetWorkspaceSize` call
     /// (named `phase1_name` in errors), `phase2` the `aclnnXxx` function.
+    /// [`Self::run_op`] for functions resolved by the caller.
     pub fn run(
         self,
         phase1_name: &'static str,
@@ -324,33 +327,41 @@ impl<'s> OpCall<'s> {
         phase2_name: &'static str,
         phase2: Phase2,
     ) -> Result<()> {
-        let (size, exec) = self.phase1(phase1_name, phase1)?;
-        let ws = self
-            .workspace(size)
-            .and_then(|mut ws| ws.track_write(self.stream).map(|p| (ws, p)));
-        let (ws, ws_ptr) = match ws {
-            Ok(w) => w,
-            Err(e) => {
-                discard_executor(exec);
-                return Err(e);
-            }
+        let op = Phases {
+            phase1_name,
+            phase1: (),
+            phase2_name,
+            phase2,
         };
-        // The workspace goes back to the pool in this stream's order.
-        // SAFETY: `exec` is phase 1's, consumed by this one phase-2 call; the
-        // workspace holds `size` bytes (null if 0); `self` keeps the descriptors.
-        let status = unsafe { phase2(ws_ptr, size, exec, self.stream.handle()) };
-        let launched = result::check_aclnn(phase2_name, status);
-        // Phase 2 has returned: the descriptors can go. The operator is
-        // queued whatever their destruction gives, so a failure there is
-        // the context's to report, not this launch's.
-        let ctx = self.stream.context();
-        ctx.record_result(self.parts.destroy());
-        drop(ws);
-        launched
+        self.run_op(&op, move |(), size, exec| phase1(size, exec))
+    }
+
+    /// Runs phase 1 of `op` (resolved beforehand) and makes its executor
+    /// repeatable: the result runs phase 2 as often as asked. Through
+    /// [`result::opapi::prepare`](crate::result::opapi::prepare).
+    pub fn prepare_op<P1: Copy>(
+        self,
+        op: &Phases<P1>,
+        phase1: impl FnOnce(P1, *mut u64, *mut *mut aclOpExecutor) -> aclnnStatus,
+    ) -> Result<PreparedOp> {
+        // SAFETY: as in `run_op`, an executor comes out of `phase1` only
+        // from the operator's phase one, over descriptors that the prepared
+        // operator keeps as long as its executor (`parts`).
+        let prepared = unsafe { opapi::prepare(op, phase1, |size| self.workspace(size)) }?;
+        Ok(PreparedOp {
+            name: op.phase2_name,
+            exec: prepared.executor,
+            phase2: op.phase2,
+            size: prepared.workspace_size,
+            workspace: prepared.workspace,
+            ran_on: Vec::new(),
+            parts: self.parts,
+        })
     }
 
     /// Runs phase 1 and makes its executor repeatable: the result runs
-    /// phase 2 as often as asked.
+    /// phase 2 as often as asked. [`Self::prepare_op`] for functions
+    /// resolved by the caller.
     pub fn prepare(
         self,
         phase1_name: &'static str,
@@ -358,35 +369,13 @@ impl<'s> OpCall<'s> {
         phase2_name: &'static str,
         phase2: Phase2,
     ) -> Result<PreparedOp> {
-        let api = crate::backend::api()?;
-        let repeatable = api.nnopbase.aclSetAclOpExecutorRepeatable()?;
-        let set_in = api.nnopbase.aclSetInputTensorAddr()?;
-        let set_out = api.nnopbase.aclSetOutputTensorAddr()?;
-        let destroy = api.nnopbase.aclDestroyAclOpExecutor()?;
-        let (size, exec) = self.phase1(phase1_name, phase1)?;
-        // SAFETY: `exec` is the live executor phase 1 just returned.
-        let status = unsafe { repeatable(exec) };
-        result::check_aclnn("aclSetAclOpExecutorRepeatable", status)?;
-        let workspace = match self.workspace(size) {
-            Ok(w) => w,
-            Err(e) => {
-                // SAFETY: the executor is repeatable and was never launched.
-                let _ = unsafe { destroy(exec) };
-                return Err(e);
-            }
-        };
-        Ok(PreparedOp {
-            name: phase2_name,
-            exec,
+        let op = Phases {
+            phase1_name,
+            phase1: (),
+            phase2_name,
             phase2,
-            set_in,
-            set_out,
-            destroy,
-            size,
-            workspace,
-            ran_on: Vec::new(),
-            parts: self.parts,
-        })
+        };
+        self.prepare_op(&op, move |(), size, exec| phase1(size, exec))
     }
 }
 
@@ -398,9 +387,6 @@ pub struct PreparedOp {
     name: &'static str,
     exec: *mut aclOpExecutor,
     phase2: Phase2,
-    set_in: ascend_sys::pfn::nnopbase::aclSetInputTensorAddr,
-    set_out: ascend_sys::pfn::nnopbase::aclSetOutputTensorAddr,
-    destroy: ascend_sys::pfn::nnopbase::aclDestroyAclOpExecutor,
     size: u64,
     workspace: DeviceBuffer<u8>,
     /// Streams phase 2 was queued on (waited for before destruction).
@@ -454,19 +440,21 @@ impl PreparedOp {
             let addr = t.track_read(stream)?.cast_mut();
             if addr != slot.addr {
                 // The prepared layout is the view's, checked to fit its buffer.
-                // SAFETY: executor and descriptor are live (owned by self);
-                // `addr` is the base of a buffer that layout fits in.
-                let st = unsafe { (self.set_in)(self.exec, slot.index, slot.desc, addr) };
-                result::check_aclnn("aclSetInputTensorAddr", st)?;
+                // SAFETY: the executor is repeatable and live, the
+                // descriptor is its input `slot.index` (both owned by self);
+                // `addr` is the base of a buffer that layout fits in, kept
+                // valid for the stream's work by its tracker.
+                unsafe { nnopbase::set_input_tensor_addr(self.exec, slot.index, slot.desc, addr) }?;
                 slot.addr = addr;
             }
         }
         for (slot, t) in self.parts.outputs.iter_mut().zip(outputs.iter_mut()) {
             let addr = t.track_write(stream)?;
             if addr != slot.addr {
-                // SAFETY: as for the inputs.
-                let st = unsafe { (self.set_out)(self.exec, slot.index, slot.desc, addr) };
-                result::check_aclnn("aclSetOutputTensorAddr", st)?;
+                // SAFETY: as for the inputs, for output `slot.index`.
+                unsafe {
+                    nnopbase::set_output_tensor_addr(self.exec, slot.index, slot.desc, addr)
+                }?;
                 slot.addr = addr;
             }
         }
@@ -476,9 +464,18 @@ impl PreparedOp {
         }
         // SAFETY: the executor is repeatable and live; its descriptors live
         // in self; the workspace holds `size` bytes and is ordered on this
-        // stream by its tracker; the tensors were declared just above.
-        let status = unsafe { (self.phase2)(ws, self.size, self.exec, stream.handle()) };
-        result::check_aclnn(self.name, status)
+        // stream by its tracker; the stream's context was bound above; the
+        // tensors were declared just above.
+        unsafe {
+            opapi::phase2(
+                self.name,
+                self.phase2,
+                ws,
+                self.size,
+                self.exec,
+                stream.handle(),
+            )
+        }
     }
 }
 
@@ -501,8 +498,7 @@ impl Drop for PreparedOp {
         }
         // SAFETY: the executor is repeatable, owned by self, no launch of
         // it is pending (synchronized above), destroyed only here.
-        let status = unsafe { (self.destroy)(self.exec) };
-        ctx.record_result(result::check_aclnn("aclDestroyAclOpExecutor", status));
+        ctx.record_result(unsafe { nnopbase::destroy_executor(self.exec) });
         // The executor is gone, so its descriptors can go too; a failure
         // is recorded like any other in Drop.
         ctx.record_result(std::mem::take(&mut self.parts).destroy());

@@ -29,10 +29,10 @@ use ascend_sys::{HCCL_RECV, HCCL_SEND, HcclSendRecvItem};
 
 use super::ReduceOp;
 use super::comm::Communicator;
-use super::raw::{self, VArrays};
 use super::view::{IntoView, IntoViewMut, View, ViewMut};
 use crate::error::{Error, Result};
 use crate::memory::{DeviceBuffer, DeviceRepr};
+use crate::result::hccl::{self as raw, VArrays};
 use crate::stream::Stream;
 
 /// A count as HCCL's `uint64_t`.

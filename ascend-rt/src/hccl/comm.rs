@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 
 use ascend_sys::HcclComm;
 
-use super::raw;
 use super::root_info::RootInfo;
 use crate::context::Context;
 use crate::device::Device;
 use crate::error::{Error, HcclCode, Result};
+use crate::result::hccl as raw;
 use crate::stream::Stream;
 
 /// One rank of an HCCL communicator.

@@ -10,7 +10,8 @@
 //! - [`collective`]: the collectives, as methods of [`Communicator`].
 //! - [`view`]: [`View`] / [`ViewMut`], the element ranges collectives
 //!   take (a whole buffer or a checked part of one).
-//! - `raw`: one thin function per HCCL call.
+//! - the calls themselves, one thin function per HCCL call, are in the
+//!   result layer: [`crate::result::hccl`].
 //!
 //! ```
 //! use ascend_rt::hccl::{Communicator, ReduceOp, View};
@@ -95,7 +96,6 @@
 
 pub mod collective;
 pub mod comm;
-mod raw;
 pub mod root_info;
 pub mod view;
 

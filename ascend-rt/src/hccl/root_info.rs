@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use ascend_sys::{HCCL_ROOT_INFO_BYTES, HcclRootInfo};
 
-use super::raw;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::result::hccl as raw;
 
 /// The root info of one communicator being set up.
 #[derive(Clone, PartialEq, Eq)]

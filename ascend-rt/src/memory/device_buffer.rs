@@ -27,9 +27,9 @@ use ascend_sys::{
 };
 
 use super::access::Access;
+use super::checks::{byte_len, same_device, same_len};
 use super::dtype::DeviceRepr;
 use super::pinned::PinnedBuffer;
-use super::{byte_len, same_device, same_len};
 use crate::context::Context;
 use crate::device::Device;
 use crate::error::Result;
@@ -68,7 +68,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         let ptr = if bytes == 0 {
             ptr::null_mut()
         } else {
-            let p = result::memory::malloc(bytes, ACL_MEM_MALLOC_HUGE_FIRST)?;
+            let p = result::acl::memory::malloc(bytes, ACL_MEM_MALLOC_HUGE_FIRST)?;
             if p.is_null() {
                 return Err(result::null_result("aclrtMalloc"));
             }
@@ -249,7 +249,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // host slice of exactly `bytes` bytes; no queued work uses the
         // buffer any more (sync_all) and `&mut self` excludes new work.
         unsafe {
-            result::memory::memcpy(
+            result::acl::memory::memcpy(
                 self.ptr,
                 bytes,
                 src.as_ptr().cast(),
@@ -277,7 +277,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // SAFETY: `dst` is a writable host slice of exactly `bytes` bytes;
         // `ptr` holds `bytes` bytes; its last write has completed (sync_writer).
         unsafe {
-            result::memory::memcpy(
+            result::acl::memory::memcpy(
                 dst.as_mut_ptr().cast(),
                 bytes,
                 self.ptr,
@@ -304,7 +304,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         let bytes = self.byte_len();
         // SAFETY: `ptr` is device memory of `bytes` bytes from aclrtMalloc;
         // no queued work uses it any more (sync_all).
-        unsafe { result::memory::memset(self.ptr, bytes, value, bytes) }
+        unsafe { result::acl::memory::memset(self.ptr, bytes, value, bytes) }
     }
 
     /// Queues setting every byte to `value` on `stream`.
@@ -319,7 +319,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // SAFETY: `ptr` holds `bytes` bytes; the tracker ordered this write
         // after all earlier uses and keeps the memory (drop syncs) and the
         // stream (Arc) alive until it has run.
-        unsafe { result::memory::memset_async(self.ptr, bytes, value, bytes, stream.handle()) }
+        unsafe { result::acl::memory::memset_async(self.ptr, bytes, value, bytes, stream.handle()) }
     }
 
     /// Queues a copy of `src` into this buffer on `stream`.
@@ -338,7 +338,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // (`&mut self` and `&src` cannot alias); the tracker orders the copy
         // after earlier uses of both and keeps them alive until it has run.
         unsafe {
-            result::memory::memcpy_async(
+            result::acl::memory::memcpy_async(
                 self.ptr,
                 bytes,
                 src.ptr,
@@ -371,7 +371,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // SAFETY: `src` is pinned host memory and `ptr` device memory, both of
         // `bytes` bytes; the trackers ordered the copy after earlier uses of both.
         unsafe {
-            result::memory::memcpy_async(
+            result::acl::memory::memcpy_async(
                 self.ptr,
                 bytes,
                 src.as_raw_ptr().cast(),
@@ -404,7 +404,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // SAFETY: `dst` is pinned host memory and `ptr` device memory, both of
         // `bytes` bytes; the trackers ordered the copy after earlier uses of both.
         unsafe {
-            result::memory::memcpy_async(
+            result::acl::memory::memcpy_async(
                 dst.as_raw_ptr().cast(),
                 bytes,
                 self.ptr,
@@ -443,7 +443,7 @@ impl<T: DeviceRepr> DeviceBuffer<T> {
         // SAFETY: `p` is aclrtMalloc's, freed only here (ptr is now null);
         // its queued work finished (sync_all or the device wait), unless the
         // caller turned tracking off and took on that duty.
-        let freed = unsafe { result::memory::free(p) };
+        let freed = unsafe { result::acl::memory::free(p) };
         waited.and(freed)
     }
 }

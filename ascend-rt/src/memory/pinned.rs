@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::access::Access;
-use super::byte_len;
+use super::checks::byte_len;
 use super::dtype::DeviceRepr;
 use crate::context::Context;
 use crate::error::Result;
@@ -54,7 +54,7 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
         let (ptr, allocated) = if bytes == 0 {
             (NonNull::dangling(), false)
         } else {
-            let p = result::memory::malloc_host(bytes)?;
+            let p = result::acl::memory::malloc_host(bytes)?;
             match NonNull::new(p.cast::<T>()) {
                 Some(p) => (p, true),
                 None => return Err(result::null_result("aclrtMallocHost")),
@@ -168,7 +168,7 @@ impl<T: DeviceRepr> PinnedBuffer<T> {
         // SAFETY: the block came from aclrtMallocHost and is freed only here
         // (`allocated` is now false); queued copies have finished (their
         // streams, or the whole device, were waited for).
-        let freed = unsafe { result::memory::free_host(self.ptr.as_ptr().cast()) };
+        let freed = unsafe { result::acl::memory::free_host(self.ptr.as_ptr().cast()) };
         waited.and(freed)
     }
 }

@@ -248,7 +248,7 @@ impl MemPool {
             if let Err(e) = waited {
                 // Fall back to waiting for the whole device (the context is
                 // current); keep the segment only when that fails too.
-                let fallback = result::device::synchronize();
+                let fallback = result::acl::device::synchronize();
                 first_err.get_or_insert(e);
                 if fallback.is_err() {
                     kept.push(seg);
@@ -258,7 +258,7 @@ impl MemPool {
             // Taken out of the maps above, so no one else frees or hands it out.
             // SAFETY: `base` is this pool's aclrtMalloc segment; none of it is
             // handed out (one free block spanned it); its queued work finished.
-            match unsafe { result::memory::free(seg.base as *mut c_void) } {
+            match unsafe { result::acl::memory::free(seg.base as *mut c_void) } {
                 Ok(()) => freed += 1,
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -336,7 +336,7 @@ impl MemPool {
         }
         drop(st);
         let seg_size = if small { SMALL_SEGMENT } else { size };
-        let base = match result::memory::malloc(seg_size, ACL_MEM_MALLOC_HUGE_FIRST) {
+        let base = match result::acl::memory::malloc(seg_size, ACL_MEM_MALLOC_HUGE_FIRST) {
             Ok(p) => p,
             Err(first) => {
                 // Give back what is cached and try again (another thread may
@@ -398,14 +398,14 @@ impl MemPool {
     /// mock does so after the work queued before the free), so the device
     /// is synchronized and a few short retries (50 ms in all) are made.
     fn malloc_after_release(size: usize) -> Result<*mut c_void> {
-        let mut last = result::device::synchronize()
-            .and_then(|()| result::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST));
+        let mut last = result::acl::device::synchronize()
+            .and_then(|()| result::acl::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST));
         for _ in 0..10 {
             if last.is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
-            last = result::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST);
+            last = result::acl::memory::malloc(size, ACL_MEM_MALLOC_HUGE_FIRST);
         }
         last
     }

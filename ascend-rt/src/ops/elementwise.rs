@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use super::{AsView, broadcast, on_device, output, phases, shape_is};
+use super::args::{AsView, Assembled, broadcast, on_device, output, shape_is};
 use ascend_sys::aclOpExecutor;
+use ascend_sys::pfn::opapi::aclnnAddGetWorkspaceSize;
 
 use crate::aclnn::{OpCall, PreparedOp};
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceRepr};
+use crate::result::opapi::operator;
 use crate::stream::Stream;
 use crate::tensor::{Tensor, TensorArgMut, TensorRef};
 
@@ -27,18 +29,21 @@ pub fn add<T: DeviceRepr>(
     Ok(out)
 }
 
-/// Checks `add`'s arguments and assembles the call (descriptors made, the
-/// tensors declared on the stream).
+/// Checks `add`'s arguments, resolves the operator and assembles the call
+/// (descriptors made, the tensors declared on the stream).
 fn add_call<'s, T: DeviceRepr>(
     stream: &'s Arc<Stream>,
     a: &TensorRef<'_, T>,
     b: &TensorRef<'_, T>,
     alpha: f64,
     out: &mut dyn TensorArgMut,
-) -> Result<(
-    OpCall<'s>,
-    impl FnOnce(*mut u64, *mut *mut aclOpExecutor) -> i32 + use<'s, T>,
-)> {
+) -> Result<
+    Assembled<
+        's,
+        aclnnAddGetWorkspaceSize,
+        impl FnOnce(aclnnAddGetWorkspaceSize, *mut u64, *mut *mut aclOpExecutor) -> i32 + use<'s, T>,
+    >,
+> {
     const API: &str = "ops::add";
     let shape = broadcast(API, a.shape(), b.shape())?;
     shape_is(API, "out", out.layout().shape(), &shape)?;
@@ -54,15 +59,16 @@ fn add_call<'s, T: DeviceRepr>(
     };
     on_device(API, stream, a)?;
     on_device(API, stream, b)?;
-    let p1 = crate::backend::api()?.opapi.aclnnAddGetWorkspaceSize()?;
+    let op = operator!(aclnnAddGetWorkspaceSize, aclnnAdd).resolve()?;
     let mut call = OpCall::new(stream)?;
     let alpha = call.scalar(alpha, alpha_type)?;
     let (da, db) = (call.input(a)?, call.input(b)?);
     let dout = call.output(out)?;
     // SAFETY: the descriptors live in `call` until phase 2 returned (or
     // until a prepared executor is destroyed).
-    let phase1 = move |ws, ex| unsafe { p1(da, db, alpha, dout, ws, ex) };
-    Ok((call, phase1))
+    let phase1 =
+        move |p1: aclnnAddGetWorkspaceSize, ws, ex| unsafe { p1(da, db, alpha, dout, ws, ex) };
+    Ok(Assembled { call, op, phase1 })
 }
 
 /// `a + alpha * b` into `out` (of the broadcast shape and type `T`).
@@ -73,10 +79,8 @@ pub fn add_into<T: DeviceRepr>(
     alpha: f64,
     out: &mut dyn TensorArgMut,
 ) -> Result<()> {
-    let p2 = crate::backend::api()?.opapi.aclnnAdd()?;
     let (a, b) = (a.as_view(), b.as_view());
-    let (call, phase1) = add_call(stream, &a, &b, alpha, out)?;
-    call.run("aclnnAddGetWorkspaceSize", phase1, "aclnnAdd", p2)
+    add_call(stream, &a, &b, alpha, out)?.run()
 }
 
 /// A repeatable `a + alpha * b` for tensors of these types and layouts (and
@@ -89,10 +93,8 @@ pub fn prepare_add<T: DeviceRepr>(
     alpha: f64,
     out: &mut dyn TensorArgMut,
 ) -> Result<PreparedOp> {
-    let p2 = crate::backend::api()?.opapi.aclnnAdd()?;
     let (a, b) = (a.as_view(), b.as_view());
-    let (call, phase1) = add_call(stream, &a, &b, alpha, out)?;
-    call.prepare("aclnnAddGetWorkspaceSize", phase1, "aclnnAdd", p2)
+    add_call(stream, &a, &b, alpha, out)?.prepare()
 }
 
 /// `a * b`, broadcast, into a new tensor.
@@ -121,16 +123,14 @@ pub fn mul_into<T: DeviceRepr>(
     same_type(API, T::DTYPE, out.dtype())?;
     on_device(API, stream, &a)?;
     on_device(API, stream, &b)?;
-    let (p1, p2) = phases!(aclnnMulGetWorkspaceSize, aclnnMul);
+    let op = operator!(aclnnMulGetWorkspaceSize, aclnnMul).resolve()?;
     let mut call = OpCall::new(stream)?;
     let (da, db) = (call.input(&a)?, call.input(&b)?);
     let dout = call.output(out)?;
-    call.run(
-        "aclnnMulGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned.
-        |ws, ex| unsafe { p1(da, db, dout, ws, ex) },
-        "aclnnMul",
-        p2,
+        |p1, ws, ex| unsafe { p1(da, db, dout, ws, ex) },
     )
 }
 

@@ -11,13 +11,15 @@
 
 use std::sync::Arc;
 
+use super::args::{AsView, Assembled, broadcast, float_only, on_device, output, rank_in, shape_is};
 use super::elementwise::same_type;
-use super::{AsView, broadcast, float_only, on_device, output, phases, rank_in, shape_is};
 use crate::aclnn::{OpCall, PreparedOp};
 use crate::error::{Error, Result};
 use crate::memory::DeviceRepr;
+use crate::result::opapi::operator;
 use crate::stream::Stream;
 use crate::tensor::{Tensor, TensorArg, TensorArgMut, TensorRef};
+use ascend_sys::pfn::opapi::aclnnMatmulGetWorkspaceSize;
 
 /// `cubeMathType` KEEP_DTYPE: compute in the inputs' precision.
 const KEEP_DTYPE: i8 = 0;
@@ -55,10 +57,13 @@ fn matmul_call<'s>(
     a: &TensorRef<'_, impl DeviceRepr>,
     b: &TensorRef<'_, impl DeviceRepr>,
     out: &mut dyn TensorArgMut,
-) -> Result<(
-    OpCall<'s>,
-    impl FnOnce(*mut u64, *mut *mut ascend_sys::aclOpExecutor) -> i32,
-)> {
+) -> Result<
+    Assembled<
+        's,
+        aclnnMatmulGetWorkspaceSize,
+        impl FnOnce(aclnnMatmulGetWorkspaceSize, *mut u64, *mut *mut ascend_sys::aclOpExecutor) -> i32,
+    >,
+> {
     const API: &str = "ops::matmul";
     float_only(API, "a", a.dtype())?;
     let shape = matmul_shape(API, a.shape(), b.shape())?;
@@ -66,14 +71,16 @@ fn matmul_call<'s>(
     same_type(API, a.dtype(), out.dtype())?;
     on_device(API, stream, a)?;
     on_device(API, stream, b)?;
-    let p1 = crate::backend::api()?.opapi.aclnnMatmulGetWorkspaceSize()?;
+    let op = operator!(aclnnMatmulGetWorkspaceSize, aclnnMatmul).resolve()?;
     let mut call = OpCall::new(stream)?;
     let (da, db) = (call.input(a)?, call.input(b)?);
     let dout = call.output(out)?;
     // SAFETY: the descriptors live in `call` until phase 2 returned (or
     // until the prepared executor is destroyed).
-    let phase1 = move |ws, ex| unsafe { p1(da, db, dout, KEEP_DTYPE, ws, ex) };
-    Ok((call, phase1))
+    let phase1 = move |p1: aclnnMatmulGetWorkspaceSize, ws, ex| unsafe {
+        p1(da, db, dout, KEEP_DTYPE, ws, ex)
+    };
+    Ok(Assembled { call, op, phase1 })
 }
 
 /// `a @ b` into `out` (of the product's shape and type `T`).
@@ -83,10 +90,8 @@ pub fn matmul_into<T: DeviceRepr>(
     b: &impl AsView<T>,
     out: &mut dyn TensorArgMut,
 ) -> Result<()> {
-    let p2 = crate::backend::api()?.opapi.aclnnMatmul()?;
     let (a, b) = (a.as_view(), b.as_view());
-    let (call, phase1) = matmul_call(stream, &a, &b, out)?;
-    call.run("aclnnMatmulGetWorkspaceSize", phase1, "aclnnMatmul", p2)
+    matmul_call(stream, &a, &b, out)?.run()
 }
 
 /// A repeatable `a @ b` for tensors of these types and layouts: run it
@@ -98,10 +103,8 @@ pub fn prepare_matmul<T: DeviceRepr>(
     b: &impl AsView<T>,
     out: &mut dyn TensorArgMut,
 ) -> Result<PreparedOp> {
-    let p2 = crate::backend::api()?.opapi.aclnnMatmul()?;
     let (a, b) = (a.as_view(), b.as_view());
-    let (call, phase1) = matmul_call(stream, &a, &b, out)?;
-    call.prepare("aclnnMatmulGetWorkspaceSize", phase1, "aclnnMatmul", p2)
+    matmul_call(stream, &a, &b, out)?.prepare()
 }
 
 /// How a grouped matmul's group list is to be read.
@@ -162,11 +165,8 @@ pub fn grouped_matmul<T: DeviceRepr>(
     on_device(API, stream, &w)?;
     on_device(API, stream, &gl)?;
     let mut out = output::<T>(stream, &[m, n])?;
-    let api = crate::backend::api()?;
-    if api.opapi.has("aclnnGroupedMatmulV4GetWorkspaceSize")
-        && api.opapi.has("aclnnGroupedMatmulV4")
-    {
-        let (p1, p2) = phases!(aclnnGroupedMatmulV4GetWorkspaceSize, aclnnGroupedMatmulV4);
+    if operator!(aclnnGroupedMatmulV4GetWorkspaceSize, aclnnGroupedMatmulV4).is_available()? {
+        let op = operator!(aclnnGroupedMatmulV4GetWorkspaceSize, aclnnGroupedMatmulV4).resolve()?;
         let mut call = OpCall::new(stream)?;
         let dx = call.input_list(&[&x as &dyn TensorArg])?;
         let dw = call.input_list(&[&w as &dyn TensorArg])?;
@@ -177,11 +177,11 @@ pub fn grouped_matmul<T: DeviceRepr>(
             GroupList::Counts => 1,
         };
         let null = std::ptr::null();
-        call.run(
-            "aclnnGroupedMatmulV4GetWorkspaceSize",
+        call.run_op(
+            &op,
             // SAFETY: the lists and descriptors live in `call` until phase
             // 2 returned; unused optional lists are null as documented.
-            |ws, ex| unsafe {
+            |p1, ws, ex| unsafe {
                 p1(
                     dx,
                     dw,
@@ -206,11 +206,9 @@ pub fn grouped_matmul<T: DeviceRepr>(
                     ex,
                 )
             },
-            "aclnnGroupedMatmulV4",
-            p2,
         )?;
     } else {
-        let (p1, p2) = phases!(aclnnGroupedMatmulV3GetWorkspaceSize, aclnnGroupedMatmulV3);
+        let op = operator!(aclnnGroupedMatmulV3GetWorkspaceSize, aclnnGroupedMatmulV3).resolve()?;
         let cumsum;
         let gl_cum: TensorRef<'_, i64> = match kind {
             GroupList::Cumsum => gl.clone(),
@@ -229,16 +227,14 @@ pub fn grouped_matmul<T: DeviceRepr>(
         let dgl = call.input(&gl_cum)?;
         let dout = call.output_list(&mut [&mut out as &mut dyn TensorArgMut])?;
         let null = std::ptr::null();
-        call.run(
-            "aclnnGroupedMatmulV3GetWorkspaceSize",
+        call.run_op(
+            &op,
             // SAFETY: as for V4.
-            |ws, ex| unsafe {
+            |p1, ws, ex| unsafe {
                 p1(
                     dx, dw, null, null, null, null, null, dgl, 3, 0, dout, ws, ex,
                 )
             },
-            "aclnnGroupedMatmulV3",
-            p2,
         )?;
     }
     Ok(out)

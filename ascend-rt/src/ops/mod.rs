@@ -4,11 +4,11 @@
 //!
 //! Convention: `op(stream, inputs..)` allocates its outputs from the
 //! context pool of `stream` (so intermediates of a repeated pass are
-//! recycled) and returns them as [`Tensor`]s; where an `op_into(stream,
+//! recycled) and returns them as [`Tensor`](crate::Tensor)s; where an `op_into(stream,
 //! inputs.., &mut out)` variant exists it writes into the given output
 //! view instead, which must have the exact shape the operator produces.
 //! Inputs are anything that gives a read-only view ([`AsView`]: a
-//! [`Tensor`] or a [`TensorRef`]). Everything is queued on `stream`;
+//! [`Tensor`](crate::Tensor) or a [`TensorRef`](crate::TensorRef)). Everything is queued on `stream`;
 //! reading a result on the host waits for it.
 //!
 //! ```
@@ -29,15 +29,21 @@
 //! ```
 //!
 //! Every function checks shapes, dtypes and attributes in Rust and returns
-//! [`Error::InvalidArgument`] with the reason before any FFI call; what the
-//! runtime still refuses comes back as [`Error::Aclnn`] with the function,
-//! code and message.
+//! [`Error::InvalidArgument`](crate::Error::InvalidArgument) with the reason
+//! before any FFI call; what the runtime still refuses comes back as
+//! [`Error::Aclnn`](crate::Error::Aclnn) with the function, code and
+//! message. The FFI calls themselves are the result layer's
+//! ([`crate::result::opapi`]): each operator names its two functions by
+//! their typed getters, resolves them before describing anything, and
+//! launches through [`crate::aclnn::OpCall`].
 
+mod args;
 pub mod elementwise;
 pub mod matmul;
 pub mod moe;
 pub mod norm;
 
+pub use args::AsView;
 pub use elementwise::{add, add_into, mul, mul_into, prepare_add};
 pub use matmul::{GroupList, grouped_matmul, matmul, matmul_into, prepare_matmul};
 pub use moe::{
@@ -45,159 +51,3 @@ pub use moe::{
     moe_finalize_routing, moe_gating_top_k, moe_gating_top_k_softmax, moe_init_routing,
 };
 pub use norm::{rms_norm, rms_norm_into, softmax, softmax_into, swiglu, swiglu_into};
-
-use std::sync::Arc;
-
-use crate::error::{Error, Result};
-use crate::memory::{DType, DeviceRepr};
-use crate::stream::Stream;
-use crate::tensor::{Tensor, TensorArg, TensorRef};
-
-/// Something an operator can read: a [`Tensor`] or a [`TensorRef`].
-pub trait AsView<T: DeviceRepr> {
-    /// A read-only view of the whole thing.
-    fn as_view(&self) -> TensorRef<'_, T>;
-}
-
-impl<T: DeviceRepr> AsView<T> for Tensor<T> {
-    fn as_view(&self) -> TensorRef<'_, T> {
-        self.view()
-    }
-}
-
-impl<T: DeviceRepr> AsView<T> for TensorRef<'_, T> {
-    fn as_view(&self) -> TensorRef<'_, T> {
-        self.clone()
-    }
-}
-
-/// Resolves both phases of an operator (before phase 1 runs).
-macro_rules! phases {
-    ($p1:ident, $p2:ident) => {{
-        let api = $crate::backend::api()?;
-        (api.opapi.$p1()?, api.opapi.$p2()?)
-    }};
-}
-pub(crate) use phases;
-
-/// Fails unless `T` is a floating-point type the operator takes.
-pub(crate) fn float_only(api: &'static str, what: &str, dtype: DType) -> Result<()> {
-    match dtype {
-        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
-        other => Err(Error::invalid(
-            api,
-            format!("{what} has dtype {other}; the operator takes f32, f16 or bf16"),
-        )),
-    }
-}
-
-/// Fails unless `shape` has a rank in `lo..=hi`.
-pub(crate) fn rank_in(
-    api: &'static str,
-    what: &str,
-    shape: &[usize],
-    lo: usize,
-    hi: usize,
-) -> Result<()> {
-    if shape.len() < lo || shape.len() > hi {
-        return Err(Error::invalid(
-            api,
-            format!(
-                "{what} has shape {shape:?} (rank {}); rank {lo}..={hi} is required",
-                shape.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `got == want`.
-pub(crate) fn shape_is(api: &'static str, what: &str, got: &[usize], want: &[usize]) -> Result<()> {
-    if got != want {
-        return Err(Error::invalid(
-            api,
-            format!("{what} has shape {got:?} but {want:?} is required"),
-        ));
-    }
-    Ok(())
-}
-
-/// Normalises a possibly negative dimension.
-pub(crate) fn norm_dim(api: &'static str, dim: i64, rank: usize) -> Result<usize> {
-    let r = rank as i64;
-    let d = if dim < 0 { dim + r } else { dim };
-    if d < 0 || d >= r.max(1) {
-        return Err(Error::invalid(
-            api,
-            format!("dim {dim} is out of range for rank {rank}"),
-        ));
-    }
-    Ok(d as usize)
-}
-
-/// The torch broadcast of two shapes.
-pub(crate) fn broadcast(api: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    let n = a.len().max(b.len());
-    let mut out = vec![0; n];
-    for i in 0..n {
-        let da = if i < n - a.len() {
-            1
-        } else {
-            a[i - (n - a.len())]
-        };
-        let db = if i < n - b.len() {
-            1
-        } else {
-            b[i - (n - b.len())]
-        };
-        out[i] = if da == db || db == 1 {
-            da
-        } else if da == 1 {
-            db
-        } else {
-            return Err(Error::invalid(
-                api,
-                format!("shapes {a:?} and {b:?} do not broadcast (dimension {i}: {da} vs {db})"),
-            ));
-        };
-    }
-    Ok(out)
-}
-
-/// A pooled output of `shape` that the operator writes in full.
-pub(crate) fn output<T: DeviceRepr>(stream: &Arc<Stream>, shape: &[usize]) -> Result<Tensor<T>> {
-    // SAFETY: used only for outputs every element of which the operator
-    // queued right after writes before anything can read them (the
-    // tracker orders later reads after that write).
-    unsafe { Tensor::uninit(stream, shape) }
-}
-
-/// Fails unless the tensor is on the stream's device.
-pub(crate) fn on_device(api: &'static str, stream: &Stream, t: &dyn TensorArg) -> Result<()> {
-    if t.ordinal() != stream.context().ordinal() {
-        return Err(Error::invalid(
-            api,
-            format!(
-                "a tensor is on npu:{} but the stream runs on {}",
-                t.ordinal(),
-                stream.context().device()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broadcasting_follows_torch() {
-        assert_eq!(broadcast("t", &[2, 1, 3], &[4, 1]).unwrap(), vec![2, 4, 3]);
-        assert_eq!(broadcast("t", &[], &[5]).unwrap(), vec![5]);
-        assert!(broadcast("t", &[2, 3], &[3, 2]).is_err());
-        assert_eq!(norm_dim("t", -1, 3).unwrap(), 2);
-        assert!(norm_dim("t", 3, 3).is_err());
-        assert!(norm_dim("t", -4, 3).is_err());
-    }
-}

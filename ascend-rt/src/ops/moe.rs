@@ -14,10 +14,11 @@
 
 use std::sync::Arc;
 
-use super::{AsView, float_only, on_device, output, phases, rank_in, shape_is};
+use super::args::{AsView, float_only, on_device, output, rank_in, shape_is};
 use crate::aclnn::OpCall;
 use crate::error::{Error, Result};
 use crate::memory::DeviceRepr;
+use crate::result::opapi::operator;
 use crate::stream::Stream;
 use crate::tensor::{Tensor, TensorRef};
 
@@ -57,10 +58,11 @@ pub fn moe_gating_top_k_softmax<T: DeviceRepr>(
     let mut weights = output::<T>(stream, &shape)?;
     let mut expert_idx = output::<i32>(stream, &shape)?;
     let mut row_idx = output::<i32>(stream, &shape)?;
-    let (p1, p2) = phases!(
+    let op = operator!(
         aclnnMoeGatingTopKSoftmaxGetWorkspaceSize,
         aclnnMoeGatingTopKSoftmax
-    );
+    )
+    .resolve()?;
     let mut call = OpCall::new(stream)?;
     let dx = call.input(&x)?;
     let (dy, di, dr) = (
@@ -68,13 +70,11 @@ pub fn moe_gating_top_k_softmax<T: DeviceRepr>(
         call.output(&mut expert_idx)?,
         call.output(&mut row_idx)?,
     );
-    call.run(
-        "aclnnMoeGatingTopKSoftmaxGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned;
         // `finishedOptional` is absent (null).
-        |ws, ex| unsafe { p1(dx, std::ptr::null(), k as i64, dy, di, dr, ws, ex) },
-        "aclnnMoeGatingTopKSoftmax",
-        p2,
+        |p1, ws, ex| unsafe { p1(dx, std::ptr::null(), k as i64, dy, di, dr, ws, ex) },
     )?;
     Ok(GatingTopKSoftmax {
         weights,
@@ -286,7 +286,7 @@ pub fn moe_gating_top_k<T: DeviceRepr>(
     } else {
         None
     };
-    let (p1, p2) = phases!(aclnnMoeGatingTopKGetWorkspaceSize, aclnnMoeGatingTopK);
+    let op = operator!(aclnnMoeGatingTopKGetWorkspaceSize, aclnnMoeGatingTopK).resolve()?;
     let mut call = OpCall::new(stream)?;
     let dx = call.input(&x)?;
     let db = match bias {
@@ -308,11 +308,11 @@ pub fn moe_gating_top_k<T: DeviceRepr>(
         GatingNorm::Softmax => 0,
         GatingNorm::Sigmoid => 1,
     };
-    call.run(
-        "aclnnMoeGatingTopKGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned;
         // absent optional tensors are null.
-        |ws, ex| unsafe {
+        |p1, ws, ex| unsafe {
             p1(
                 dx,
                 db,
@@ -332,8 +332,6 @@ pub fn moe_gating_top_k<T: DeviceRepr>(
                 ex,
             )
         },
-        "aclnnMoeGatingTopK",
-        p2,
     )?;
     Ok(GatingTopK {
         weights,
@@ -396,25 +394,23 @@ pub fn moe_init_routing<T: DeviceRepr>(
     on_device(API, stream, &idx)?;
     let mut expanded_x = output::<T>(stream, &[nk, h])?;
     let mut expanded_row_idx = output::<i32>(stream, &[nk])?;
-    let api = crate::backend::api()?;
     let e = num_experts as i64;
-    if api.opapi.has("aclnnMoeInitRoutingV3GetWorkspaceSize")
-        && api.opapi.has("aclnnMoeInitRoutingV3")
-    {
+    if operator!(aclnnMoeInitRoutingV3GetWorkspaceSize, aclnnMoeInitRoutingV3).is_available()? {
         let mut counts = output::<i64>(stream, &[num_experts])?;
-        let (p1, p2) = phases!(aclnnMoeInitRoutingV3GetWorkspaceSize, aclnnMoeInitRoutingV3);
+        let op =
+            operator!(aclnnMoeInitRoutingV3GetWorkspaceSize, aclnnMoeInitRoutingV3).resolve()?;
         let mut call = OpCall::new(stream)?;
         let (dx, di) = (call.input(&x)?, call.input(&idx)?);
         let dex = call.output(&mut expanded_x)?;
         let dri = call.output(&mut expanded_row_idx)?;
         let dc = call.output(&mut counts)?;
         let null = std::ptr::null();
-        call.run(
-            "aclnnMoeInitRoutingV3GetWorkspaceSize",
+        call.run_op(
+            &op,
             // SAFETY: the descriptors live in `call` until phase 2
             // returned; unused optional inputs and the scale output are
             // null.
-            |ws, ex| unsafe {
+            |p1, ws, ex| unsafe {
                 p1(
                     dx,
                     di,
@@ -437,8 +433,6 @@ pub fn moe_init_routing<T: DeviceRepr>(
                     ex,
                 )
             },
-            "aclnnMoeInitRoutingV3",
-            p2,
         )?;
         return Ok(MoeRouting {
             expanded_x,
@@ -447,16 +441,16 @@ pub fn moe_init_routing<T: DeviceRepr>(
         });
     }
     let mut counts32 = output::<i32>(stream, &[num_experts])?;
-    let (p1, p2) = phases!(aclnnMoeInitRoutingV2GetWorkspaceSize, aclnnMoeInitRoutingV2);
+    let op = operator!(aclnnMoeInitRoutingV2GetWorkspaceSize, aclnnMoeInitRoutingV2).resolve()?;
     let mut call = OpCall::new(stream)?;
     let (dx, di) = (call.input(&x)?, call.input(&idx)?);
     let dex = call.output(&mut expanded_x)?;
     let dri = call.output(&mut expanded_row_idx)?;
     let dc = call.output(&mut counts32)?;
-    call.run(
-        "aclnnMoeInitRoutingV2GetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned.
-        |ws, ex| unsafe {
+        |p1, ws, ex| unsafe {
             p1(
                 dx,
                 di,
@@ -474,8 +468,6 @@ pub fn moe_init_routing<T: DeviceRepr>(
                 ex,
             )
         },
-        "aclnnMoeInitRoutingV2",
-        p2,
     )?;
     let wide: Vec<i64> = counts32.to_vec()?.into_iter().map(i64::from).collect();
     Ok(MoeRouting {
@@ -563,10 +555,11 @@ pub fn moe_finalize_routing<T: DeviceRepr>(
     on_device(API, stream, &ex)?;
     on_device(API, stream, &ri)?;
     let mut out = output::<T>(stream, &[n, h])?;
-    let (p1, p2) = phases!(
+    let op = operator!(
         aclnnMoeFinalizeRoutingV2GetWorkspaceSize,
         aclnnMoeFinalizeRoutingV2
-    );
+    )
+    .resolve()?;
     let mut call = OpCall::new(stream)?;
     let dex = call.input(&ex)?;
     let dri = call.input(&ri)?;
@@ -576,11 +569,11 @@ pub fn moe_finalize_routing<T: DeviceRepr>(
     let dscales = opt(&mut call, scales.map(|t| t as _))?;
     let didx = opt(&mut call, expert_idx.map(|t| t as _))?;
     let dout = call.output(&mut out)?;
-    call.run(
-        "aclnnMoeFinalizeRoutingV2GetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned;
         // absent optional tensors are null (x2 is never given).
-        |ws, exec| unsafe {
+        |p1, ws, exec| unsafe {
             p1(
                 dex,
                 dri,
@@ -595,8 +588,6 @@ pub fn moe_finalize_routing<T: DeviceRepr>(
                 exec,
             )
         },
-        "aclnnMoeFinalizeRoutingV2",
-        p2,
     )?;
     Ok(out)
 }

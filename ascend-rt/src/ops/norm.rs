@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use super::args::{AsView, float_only, norm_dim, on_device, output, rank_in, shape_is};
 use super::elementwise::same_type;
-use super::{AsView, float_only, norm_dim, on_device, output, phases, rank_in, shape_is};
 use crate::aclnn::OpCall;
 use crate::error::{Error, Result};
 use crate::memory::{DType, DeviceRepr};
+use crate::result::opapi::operator;
 use crate::stream::Stream;
 use crate::tensor::{Tensor, TensorArgMut};
 
@@ -88,16 +89,14 @@ pub fn rms_norm_into<T: DeviceRepr, G: DeviceRepr>(
     }
     on_device(API, stream, &x)?;
     on_device(API, stream, &g)?;
-    let (p1, p2) = phases!(aclnnRmsNormGetWorkspaceSize, aclnnRmsNorm);
+    let op = operator!(aclnnRmsNormGetWorkspaceSize, aclnnRmsNorm).resolve()?;
     let mut call = OpCall::new(stream)?;
     let (dx, dg) = (call.input(&x)?, call.input(&g)?);
     let (dy, dr) = (call.output(y)?, call.output(rstd)?);
-    call.run(
-        "aclnnRmsNormGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned.
-        |ws, ex| unsafe { p1(dx, dg, eps, dy, dr, ws, ex) },
-        "aclnnRmsNorm",
-        p2,
+        |p1, ws, ex| unsafe { p1(dx, dg, eps, dy, dr, ws, ex) },
     )
 }
 
@@ -127,16 +126,14 @@ pub fn softmax_into<T: DeviceRepr>(
     shape_is(API, "out", out.layout().shape(), x.shape())?;
     same_type(API, T::DTYPE, out.dtype())?;
     on_device(API, stream, &x)?;
-    let (p1, p2) = phases!(aclnnSoftmaxGetWorkspaceSize, aclnnSoftmax);
+    let op = operator!(aclnnSoftmaxGetWorkspaceSize, aclnnSoftmax).resolve()?;
     let mut call = OpCall::new(stream)?;
     let dx = call.input(&x)?;
     let dout = call.output(out)?;
-    call.run(
-        "aclnnSoftmaxGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned.
-        |ws, ex| unsafe { p1(dx, dim, dout, ws, ex) },
-        "aclnnSoftmax",
-        p2,
+        |p1, ws, ex| unsafe { p1(dx, dim, dout, ws, ex) },
     )
 }
 
@@ -195,15 +192,13 @@ pub fn swiglu_into<T: DeviceRepr>(
     shape_is(API, "out", out.layout().shape(), &shape)?;
     same_type(API, T::DTYPE, out.dtype())?;
     on_device(API, stream, &x)?;
-    let (p1, p2) = phases!(aclnnSwiGluGetWorkspaceSize, aclnnSwiGlu);
+    let op = operator!(aclnnSwiGluGetWorkspaceSize, aclnnSwiGlu).resolve()?;
     let mut call = OpCall::new(stream)?;
     let dx = call.input(&x)?;
     let dout = call.output(out)?;
-    call.run(
-        "aclnnSwiGluGetWorkspaceSize",
+    call.run_op(
+        &op,
         // SAFETY: the descriptors live in `call` until phase 2 returned.
-        |ws, ex| unsafe { p1(dx, dim, dout, ws, ex) },
-        "aclnnSwiGlu",
-        p2,
+        |p1, ws, ex| unsafe { p1(dx, dim, dout, ws, ex) },
     )
 }

@@ -1,123 +1,60 @@
-//! The result layer: one thin function per AscendCL call, returning
-//! [`Result`].
+//! The result layer: the one place in this crate that reaches the C API's
+//! function tables, one thin function per C call, returning
+//! [`Result`](crate::Result).
+//!
+//! One module per library, as `ascend_sys::Api` has one table per library:
+//!
+//! - [`acl`] (`libascendcl`): [`acl::device`], [`acl::context`],
+//!   [`acl::stream`], [`acl::event`], [`acl::memory`]; also reachable as
+//!   `result::device` and so on, the paths they had before the split.
+//! - [`nnopbase`] (`libnnopbase`): creating and destroying the aclnn
+//!   descriptors, and the calls on an operator's executor.
+//! - [`opapi`] (`libopapi*`): the operators' two phases. Operators are named
+//!   by their typed getters ([`opapi::Operator`]), and the generic two-phase
+//!   helpers ([`opapi::launch`], [`opapi::prepare`]) run phase one, take the
+//!   workspace from the caller and queue phase two on a stream.
+//! - [`hccl`] (`libhccl`): the collectives.
+//! - `check` (private): turning status codes into [`Error`]s, re-exported
+//!   here as [`check_aclnn`] and [`check_hccl`].
 //!
 //! Invariants:
-//! - Each function calls exactly one C function of the active backend
-//!   ([`crate::api`], initialised on first use) and nothing else, except
-//!   `aclGetRecentErrMsg` right after a failure, whose text goes into the
-//!   error.
+//! - Only this layer reaches the function tables of the active backend
+//!   (through [`crate::backend::api`], initialised on first use); the safe
+//!   types above call the functions here. `backend` itself calls `aclInit`
+//!   and reads the runtime's message for it. The one C call made above this
+//!   layer is an operator's phase one, whose arguments differ per operator:
+//!   the operator's closure calls the function [`opapi`] resolved and hands
+//!   it, from inside [`opapi::launch`] or [`opapi::prepare`].
+//! - Each function calls exactly one C function and nothing else, except
+//!   `aclGetRecentErrMsg` (or, for HCCL, `HcclGetErrorString`) right after
+//!   a failure, whose text goes into the error. The exceptions are the
+//!   two-phase helpers of [`opapi`], which run the calls of one operator
+//!   launch in the order aclnn prescribes (each through its own thin
+//!   function) and release the executor when they stop between the phases.
+//! - A failing call becomes an [`Error`] naming the C function, with its
+//!   code and the runtime's message; a symbol the backend lacks becomes
+//!   [`Error::Load`] naming it, before anything is called.
 //! - A function is `unsafe` when the C call needs guarantees only the caller
 //!   can give (live handles, valid pointers and sizes); its `# Safety`
 //!   section says which.
-//! - Nothing here knows about contexts, threads or tracking: that is the
-//!   safe layer's job.
+//! - Nothing here knows about contexts, threads, pools or tracking: that is
+//!   the safe layer's job. Where the safe layer must see what a call did
+//!   (the calls that change the calling thread's current context), this
+//!   layer keeps a counter the safe layer reads
+//!   ([`acl::context::current_changes`]); it never names the layers above.
+//!
+//! [`Error`]: crate::Error
+//! [`Error::Load`]: crate::Error::Load
 
-pub mod context;
-pub mod device;
-pub mod event;
-pub mod memory;
-pub mod stream;
+pub mod acl;
+mod check;
+pub mod hccl;
+pub mod nnopbase;
+pub mod opapi;
 
-use std::ffi::CStr;
-
-use ascend_sys::{Api, AscendCl, aclError};
-
-use crate::error::{AclCode, Error, Result};
-
-/// The AscendCL table of the active backend.
-pub(crate) fn acl() -> Result<&'static AscendCl> {
-    Ok(&crate::backend::api()?.acl)
-}
-
-/// `aclGetRecentErrMsg` of `api`, as text; empty when the runtime has no
-/// message or does not export the function.
-pub fn recent_message(api: &Api) -> String {
-    let Ok(f) = api.acl.aclGetRecentErrMsg() else {
-        return String::new();
-    };
-    // SAFETY: aclGetRecentErrMsg takes no arguments; it returns null or a
-    // NUL-terminated string that stays valid until the next call on this
-    // thread, and we copy it out before making any other call.
-    unsafe {
-        let p = f();
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().trim_end().to_string()
-        }
-    }
-}
-
-/// Turns an `aclError` into a `Result`, capturing the runtime's message on
-/// failure.
-pub(crate) fn check(api: &'static str, code: aclError) -> Result<()> {
-    if code == ascend_sys::ACL_SUCCESS {
-        return Ok(());
-    }
-    let message = crate::backend::api()
-        .map(recent_message)
-        .unwrap_or_default();
-    Err(Error::Acl {
-        api,
-        code: AclCode::from_raw(code),
-        message,
-    })
-}
-
-/// A NULL result of a pointer-returning call, with the runtime's message.
-pub(crate) fn null_result(api: &'static str) -> Error {
-    Error::NullResult {
-        api,
-        message: crate::backend::api()
-            .map(recent_message)
-            .unwrap_or_default(),
-    }
-}
-
-/// Turns an `aclnnStatus` into a `Result`, capturing the runtime's message
-/// on failure. For the operator layer.
-pub fn check_aclnn(api: &'static str, status: ascend_sys::aclnnStatus) -> Result<()> {
-    if status == 0 {
-        return Ok(());
-    }
-    let message = crate::backend::api()
-        .map(recent_message)
-        .unwrap_or_default();
-    Err(Error::Aclnn {
-        api,
-        code: crate::error::AclnnCode::from_raw(status),
-        message,
-    })
-}
-
-/// Turns an `HcclResult` into a `Result`; the message is
-/// `HcclGetErrorString` of the code when the library has it, else the
-/// runtime's recent message. For the collectives layer.
-pub fn check_hccl(api: &'static str, code: ascend_sys::HcclResult) -> Result<()> {
-    if code == ascend_sys::HCCL_SUCCESS {
-        return Ok(());
-    }
-    let message = crate::backend::api()
-        .map(|a| hccl_message(a, code))
-        .unwrap_or_default();
-    Err(Error::Hccl {
-        api,
-        code: crate::error::HcclCode::from_raw(code),
-        message,
-    })
-}
-
-fn hccl_message(api: &Api, code: ascend_sys::HcclResult) -> String {
-    if let Ok(f) = api.hccl.HcclGetErrorString() {
-        // SAFETY: HcclGetErrorString takes a plain code and returns null or a
-        // static NUL-terminated string, copied out at once.
-        let text = unsafe {
-            let p = f(code);
-            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-        };
-        if let Some(t) = text.filter(|t| !t.is_empty()) {
-            return t;
-        }
-    }
-    recent_message(api)
-}
+#[doc(no_inline)]
+pub use crate::backend::recent_message;
+#[doc(no_inline)]
+pub use acl::{context, device, event, memory, stream};
+pub(crate) use check::null_result;
+pub use check::{check_aclnn, check_hccl};

@@ -10,8 +10,9 @@ use std::ptr;
 
 use ascend_sys::{aclrtEvent, aclrtHostFunc, aclrtStream};
 
-use super::{acl, check};
+use super::table as acl;
 use crate::error::Result;
+use crate::result::check::check;
 
 /// `aclrtCreateStream`: a new stream in the current context.
 pub fn create() -> Result<aclrtStream> {

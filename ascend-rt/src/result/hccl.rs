@@ -1,13 +1,14 @@
-//! The thin layer over `libhccl`: one function per HCCL call of the active
-//! backend, returning [`Result`] with HCCL's code and message
-//! ([`crate::result::check_hccl`]).
+//! HCCL (`libhccl`): one function per collective-communication call of
+//! the active backend, returning [`Result`] with HCCL's code and message
+//! ([`check_hccl`]).
 //!
-//! Invariants: each function calls exactly one HCCL function (plus
-//! `HcclGetErrorString` after a failure) and knows nothing of contexts,
-//! tracking or ranks; the safe layer ([`super::Communicator`]) binds the
-//! rank's context, checks arguments and declares buffer accesses first.
-//! Functions are `unsafe` where HCCL needs live handles and valid device
-//! pointers; their `# Safety` sections say which.
+//! Invariants: those of the result layer. Each function calls exactly one
+//! HCCL function (plus `HcclGetErrorString` after a failure) and knows
+//! nothing of contexts, tracking or ranks; the safe layer
+//! (`hccl::Communicator`) binds the rank's context, checks arguments and
+//! declares buffer accesses first. Functions are `unsafe` where HCCL needs
+//! live handles and valid device pointers; their `# Safety` sections say
+//! which. Every function reaches the `Hccl` table through `table` only.
 
 use std::ffi::{CStr, c_char, c_void};
 
@@ -16,17 +17,17 @@ use ascend_sys::{
     HcclSendRecvItem, aclrtStream,
 };
 
-use crate::error::Result;
-use crate::result::check_hccl;
+use crate::error::{Error, Result};
+use crate::result::check::check_hccl;
 
-/// The HCCL table of the active backend.
-fn hccl() -> Result<&'static Hccl> {
+/// The HCCL table of the active backend (initialised on first use).
+fn table() -> Result<&'static Hccl> {
     Ok(&crate::backend::api()?.hccl)
 }
 
 /// `HcclGetRootInfo`.
-pub(crate) fn get_root_info() -> Result<HcclRootInfo> {
-    let f = hccl()?.HcclGetRootInfo()?;
+pub fn get_root_info() -> Result<HcclRootInfo> {
+    let f = table()?.HcclGetRootInfo()?;
     let mut info = HcclRootInfo::default();
     // SAFETY: `info` is a writable HcclRootInfo of the declared size.
     check_hccl("HcclGetRootInfo", unsafe { f(&mut info) })?;
@@ -34,12 +35,8 @@ pub(crate) fn get_root_info() -> Result<HcclRootInfo> {
 }
 
 /// `HcclCommInitRootInfo`: blocks until all `n_ranks` ranks have joined.
-pub(crate) fn comm_init_root_info(
-    n_ranks: u32,
-    info: &HcclRootInfo,
-    rank: u32,
-) -> Result<HcclComm> {
-    let f = hccl()?.HcclCommInitRootInfo()?;
+pub fn comm_init_root_info(n_ranks: u32, info: &HcclRootInfo, rank: u32) -> Result<HcclComm> {
+    let f = table()?.HcclCommInitRootInfo()?;
     let mut comm: HcclComm = std::ptr::null_mut();
     // SAFETY: `info` is a readable HcclRootInfo and `comm` a writable handle.
     check_hccl("HcclCommInitRootInfo", unsafe {
@@ -49,11 +46,10 @@ pub(crate) fn comm_init_root_info(
 }
 
 /// `HcclCommInitAll`: one communicator per entry of `devices`.
-pub(crate) fn comm_init_all(devices: &mut [i32]) -> Result<Vec<HcclComm>> {
-    let f = hccl()?.HcclCommInitAll()?;
-    let n = u32::try_from(devices.len()).map_err(|_| {
-        crate::Error::invalid("Communicator::init_all", "more than u32::MAX devices")
-    })?;
+pub fn comm_init_all(devices: &mut [i32]) -> Result<Vec<HcclComm>> {
+    let f = table()?.HcclCommInitAll()?;
+    let n = u32::try_from(devices.len())
+        .map_err(|_| Error::invalid("Communicator::init_all", "more than u32::MAX devices"))?;
     let mut comms: Vec<HcclComm> = vec![std::ptr::null_mut(); devices.len()];
     // SAFETY: `devices` holds n readable ids and `comms` n writable handles.
     check_hccl("HcclCommInitAll", unsafe {
@@ -66,8 +62,8 @@ pub(crate) fn comm_init_all(devices: &mut [i32]) -> Result<Vec<HcclComm>> {
 ///
 /// # Safety
 /// `comm` is a live communicator, never used again.
-pub(crate) unsafe fn comm_destroy(comm: HcclComm) -> Result<()> {
-    let f = hccl()?.HcclCommDestroy()?;
+pub unsafe fn comm_destroy(comm: HcclComm) -> Result<()> {
+    let f = table()?.HcclCommDestroy()?;
     // SAFETY: the caller guarantees `comm` is live and never used again.
     check_hccl("HcclCommDestroy", unsafe { f(comm) })
 }
@@ -76,8 +72,8 @@ pub(crate) unsafe fn comm_destroy(comm: HcclComm) -> Result<()> {
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn rank_size(comm: HcclComm) -> Result<u32> {
-    let f = hccl()?.HcclGetRankSize()?;
+pub unsafe fn rank_size(comm: HcclComm) -> Result<u32> {
+    let f = table()?.HcclGetRankSize()?;
     let mut n = 0u32;
     // SAFETY: `comm` is live (caller); `n` is a writable u32.
     check_hccl("HcclGetRankSize", unsafe { f(comm, &mut n) })?;
@@ -88,8 +84,8 @@ pub(crate) unsafe fn rank_size(comm: HcclComm) -> Result<u32> {
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn rank_id(comm: HcclComm) -> Result<u32> {
-    let f = hccl()?.HcclGetRankId()?;
+pub unsafe fn rank_id(comm: HcclComm) -> Result<u32> {
+    let f = table()?.HcclGetRankId()?;
     let mut r = 0u32;
     // SAFETY: `comm` is live (caller); `r` is a writable u32.
     check_hccl("HcclGetRankId", unsafe { f(comm, &mut r) })?;
@@ -100,8 +96,8 @@ pub(crate) unsafe fn rank_id(comm: HcclComm) -> Result<u32> {
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn comm_name(comm: HcclComm) -> Result<String> {
-    let f = hccl()?.HcclGetCommName()?;
+pub unsafe fn comm_name(comm: HcclComm) -> Result<String> {
+    let f = table()?.HcclGetCommName()?;
     // One byte more than HCCL writes, so the text is always terminated.
     let mut buf = [0 as c_char; COMM_NAME_MAX_LENGTH + 1];
     // SAFETY: `comm` is live (caller); `buf` holds COMM_NAME_MAX_LENGTH
@@ -116,8 +112,8 @@ pub(crate) unsafe fn comm_name(comm: HcclComm) -> Result<String> {
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn comm_async_error(comm: HcclComm) -> Result<HcclResult> {
-    let f = hccl()?.HcclGetCommAsyncError()?;
+pub unsafe fn comm_async_error(comm: HcclComm) -> Result<HcclResult> {
+    let f = table()?.HcclGetCommAsyncError()?;
     let mut code: HcclResult = 0;
     // SAFETY: `comm` is live (caller); `code` is writable.
     check_hccl("HcclGetCommAsyncError", unsafe { f(comm, &mut code) })?;
@@ -132,7 +128,7 @@ pub(crate) unsafe fn comm_async_error(comm: HcclComm) -> Result<HcclResult> {
 /// memory of the rank's device that stays valid and otherwise unused until
 /// the queued work has run.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn all_reduce(
+pub unsafe fn all_reduce(
     send: *const c_void,
     recv: *mut c_void,
     count: u64,
@@ -141,7 +137,7 @@ pub(crate) unsafe fn all_reduce(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclAllReduce()?;
+    let f = table()?.HcclAllReduce()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
     check_hccl("HcclAllReduce", unsafe {
         f(send.cast_mut(), recv, count, dtype, op, comm, stream)
@@ -152,7 +148,7 @@ pub(crate) unsafe fn all_reduce(
 ///
 /// # Safety
 /// As for [`all_reduce`], with `buf` holding `count` elements.
-pub(crate) unsafe fn broadcast(
+pub unsafe fn broadcast(
     buf: *mut c_void,
     count: u64,
     dtype: HcclDataType,
@@ -160,7 +156,7 @@ pub(crate) unsafe fn broadcast(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclBroadcast()?;
+    let f = table()?.HcclBroadcast()?;
     // SAFETY: the caller's contract is HCCL's.
     check_hccl("HcclBroadcast", unsafe {
         f(buf, count, dtype, root, comm, stream)
@@ -172,7 +168,7 @@ pub(crate) unsafe fn broadcast(
 /// # Safety
 /// As for [`all_reduce`], with `recv` holding `send_count * ranks`
 /// elements.
-pub(crate) unsafe fn all_gather(
+pub unsafe fn all_gather(
     send: *const c_void,
     recv: *mut c_void,
     send_count: u64,
@@ -180,7 +176,7 @@ pub(crate) unsafe fn all_gather(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclAllGather()?;
+    let f = table()?.HcclAllGather()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
     check_hccl("HcclAllGather", unsafe {
         f(send.cast_mut(), recv, send_count, dtype, comm, stream)
@@ -193,7 +189,7 @@ pub(crate) unsafe fn all_gather(
 /// As for [`all_reduce`], with `send` holding `recv_count * ranks`
 /// elements.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn reduce_scatter(
+pub unsafe fn reduce_scatter(
     send: *const c_void,
     recv: *mut c_void,
     recv_count: u64,
@@ -202,7 +198,7 @@ pub(crate) unsafe fn reduce_scatter(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclReduceScatter()?;
+    let f = table()?.HcclReduceScatter()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
     check_hccl("HcclReduceScatter", unsafe {
         f(send.cast_mut(), recv, recv_count, dtype, op, comm, stream)
@@ -215,7 +211,7 @@ pub(crate) unsafe fn reduce_scatter(
 /// As for [`all_reduce`], except that `recv` may be null on a rank other
 /// than `root` (HCCL does not use it there).
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn reduce(
+pub unsafe fn reduce(
     send: *const c_void,
     recv: *mut c_void,
     count: u64,
@@ -225,7 +221,7 @@ pub(crate) unsafe fn reduce(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclReduce()?;
+    let f = table()?.HcclReduce()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
     check_hccl("HcclReduce", unsafe {
         f(send.cast_mut(), recv, count, dtype, op, root, comm, stream)
@@ -238,7 +234,7 @@ pub(crate) unsafe fn reduce(
 /// As for [`all_reduce`], with `send` holding `recv_count * ranks`
 /// elements on `root`; `send` may be null on the other ranks (HCCL does
 /// not use it there).
-pub(crate) unsafe fn scatter(
+pub unsafe fn scatter(
     send: *const c_void,
     recv: *mut c_void,
     recv_count: u64,
@@ -247,7 +243,7 @@ pub(crate) unsafe fn scatter(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclScatter()?;
+    let f = table()?.HcclScatter()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `send`.
     check_hccl("HcclScatter", unsafe {
         f(send.cast_mut(), recv, recv_count, dtype, root, comm, stream)
@@ -259,7 +255,7 @@ pub(crate) unsafe fn scatter(
 /// # Safety
 /// As for [`all_reduce`], with both buffers holding `count * ranks`
 /// elements.
-pub(crate) unsafe fn all_to_all(
+pub unsafe fn all_to_all(
     send: *const c_void,
     recv: *mut c_void,
     count: u64,
@@ -267,7 +263,7 @@ pub(crate) unsafe fn all_to_all(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclAlltoAll()?;
+    let f = table()?.HcclAlltoAll()?;
     // SAFETY: the caller's contract is HCCL's.
     check_hccl("HcclAlltoAll", unsafe {
         f(send, count, dtype, recv, count, dtype, comm, stream)
@@ -275,10 +271,15 @@ pub(crate) unsafe fn all_to_all(
 }
 
 /// The four per-rank arrays of `HcclAlltoAllV`, in elements.
-pub(crate) struct VArrays<'a> {
+#[derive(Debug, Clone, Copy)]
+pub struct VArrays<'a> {
+    /// How many elements go to each rank.
     pub send_counts: &'a [u64],
+    /// Where in the send buffer each rank's part starts.
     pub sdispls: &'a [u64],
+    /// How many elements come from each rank.
     pub recv_counts: &'a [u64],
+    /// Where in the receive buffer each rank's part goes.
     pub rdispls: &'a [u64],
 }
 
@@ -287,7 +288,7 @@ pub(crate) struct VArrays<'a> {
 /// # Safety
 /// As for [`all_reduce`]; each array has one entry per rank, and every
 /// part `[displ, displ + count)` lies inside its buffer.
-pub(crate) unsafe fn all_to_all_v(
+pub unsafe fn all_to_all_v(
     send: *const c_void,
     recv: *mut c_void,
     v: &VArrays<'_>,
@@ -295,7 +296,7 @@ pub(crate) unsafe fn all_to_all_v(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclAlltoAllV()?;
+    let f = table()?.HcclAlltoAllV()?;
     // SAFETY: the caller's contract is HCCL's; the arrays are host u64s
     // of rankSize entries, read during the call.
     check_hccl("HcclAlltoAllV", unsafe {
@@ -318,7 +319,7 @@ pub(crate) unsafe fn all_to_all_v(
 ///
 /// # Safety
 /// As for [`all_reduce`].
-pub(crate) unsafe fn send(
+pub unsafe fn send(
     buf: *const c_void,
     count: u64,
     dtype: HcclDataType,
@@ -326,7 +327,7 @@ pub(crate) unsafe fn send(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclSend()?;
+    let f = table()?.HcclSend()?;
     // SAFETY: the caller's contract is HCCL's; HCCL only reads `buf`.
     check_hccl("HcclSend", unsafe {
         f(buf.cast_mut(), count, dtype, peer, comm, stream)
@@ -337,7 +338,7 @@ pub(crate) unsafe fn send(
 ///
 /// # Safety
 /// As for [`all_reduce`].
-pub(crate) unsafe fn recv(
+pub unsafe fn recv(
     buf: *mut c_void,
     count: u64,
     dtype: HcclDataType,
@@ -345,7 +346,7 @@ pub(crate) unsafe fn recv(
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclRecv()?;
+    let f = table()?.HcclRecv()?;
     // SAFETY: the caller's contract is HCCL's.
     check_hccl("HcclRecv", unsafe {
         f(buf, count, dtype, peer, comm, stream)
@@ -356,15 +357,14 @@ pub(crate) unsafe fn recv(
 ///
 /// # Safety
 /// As for [`all_reduce`], for the buffer of every item.
-pub(crate) unsafe fn batch_send_recv(
+pub unsafe fn batch_send_recv(
     items: &mut [HcclSendRecvItem],
     comm: HcclComm,
     stream: aclrtStream,
 ) -> Result<()> {
-    let f = hccl()?.HcclBatchSendRecv()?;
-    let n = u32::try_from(items.len()).map_err(|_| {
-        crate::Error::invalid("Communicator::send_recv", "more than u32::MAX items")
-    })?;
+    let f = table()?.HcclBatchSendRecv()?;
+    let n = u32::try_from(items.len())
+        .map_err(|_| Error::invalid("Communicator::send_recv", "more than u32::MAX items"))?;
     // SAFETY: `items` holds n readable entries; the caller vouches for
     // their buffers.
     check_hccl("HcclBatchSendRecv", unsafe {
@@ -376,8 +376,8 @@ pub(crate) unsafe fn batch_send_recv(
 ///
 /// # Safety
 /// `comm` and `stream` are live and the stream's context is current.
-pub(crate) unsafe fn barrier(comm: HcclComm, stream: aclrtStream) -> Result<()> {
-    let f = hccl()?.HcclBarrier()?;
+pub unsafe fn barrier(comm: HcclComm, stream: aclrtStream) -> Result<()> {
+    let f = table()?.HcclBarrier()?;
     // SAFETY: the caller guarantees both handles are live.
     check_hccl("HcclBarrier", unsafe { f(comm, stream) })
 }

@@ -7,8 +7,9 @@ use std::ptr;
 
 use ascend_sys::{aclrtEvent, aclrtStream};
 
-use super::{acl, check};
+use super::table as acl;
 use crate::error::Result;
+use crate::result::check::check;
 
 /// `aclrtCreateEvent`: a plain event (usable for waits and timing).
 pub fn create() -> Result<aclrtEvent> {

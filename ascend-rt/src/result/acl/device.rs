@@ -7,8 +7,9 @@ use std::ffi::CStr;
 
 use ascend_sys::{aclrtDevAttr, aclrtMemAttr};
 
-use super::{acl, check, null_result};
+use super::table as acl;
 use crate::error::Result;
+use crate::result::check::{check, null_result};
 
 /// `aclrtGetDeviceCount`.
 pub fn count() -> Result<u32> {
@@ -23,7 +24,7 @@ pub fn count() -> Result<u32> {
 /// counted against [`reset`]) and makes its default context current.
 pub fn set(ordinal: i32) -> Result<()> {
     let f = acl()?.aclrtSetDevice()?;
-    crate::context::forget_current();
+    super::context::changing_current();
     // SAFETY: takes a plain integer; an invalid ordinal is an error code.
     check("aclrtSetDevice", unsafe { f(ordinal) })
 }
@@ -36,7 +37,7 @@ pub fn set(ordinal: i32) -> Result<()> {
 /// hold no handle into it that is still used afterwards.
 pub unsafe fn reset(ordinal: i32) -> Result<()> {
     let f = acl()?.aclrtResetDevice()?;
-    crate::context::forget_current();
+    super::context::changing_current();
     // SAFETY: the caller guarantees nothing uses the device's resources after
     // a final reset; the argument is a plain integer.
     check("aclrtResetDevice", unsafe { f(ordinal) })

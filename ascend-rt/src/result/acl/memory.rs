@@ -8,8 +8,9 @@ use std::ptr;
 
 use ascend_sys::{aclrtMemMallocPolicy, aclrtMemcpyKind, aclrtStream};
 
-use super::{acl, check};
+use super::table as acl;
 use crate::error::Result;
+use crate::result::check::check;
 
 /// `aclrtMalloc`: `size` bytes (non-zero) of device memory on the current
 /// device; contents unspecified.
