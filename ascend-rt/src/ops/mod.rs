@@ -1,5 +1,5 @@
 //! Typed aclnn operators, grouped by family: [`elementwise`] (`add`,
-//! `mul`), [`matmul`](mod@matmul) (`matmul`, `grouped_matmul`), [`norm`] (`rms_norm`,
+//! `mul`), [`unary`] (`abs`, ...: one table line each), [`matmul`](mod@matmul) (`matmul`, `grouped_matmul`), [`norm`] (`rms_norm`,
 //! `softmax`, `swiglu`) and [`moe`] (gating, routing, finalize).
 //!
 //! Convention: `op(stream, inputs..)` allocates its outputs from the
@@ -42,6 +42,7 @@ pub mod elementwise;
 pub mod matmul;
 pub mod moe;
 pub mod norm;
+pub mod unary;
 
 pub use args::AsView;
 pub use elementwise::{add, add_into, mul, mul_into, prepare_add};
@@ -51,3 +52,4 @@ pub use moe::{
     moe_finalize_routing, moe_gating_top_k, moe_gating_top_k_softmax, moe_init_routing,
 };
 pub use norm::{rms_norm, rms_norm_into, softmax, softmax_into, swiglu, swiglu_into};
+pub use unary::{abs, abs_into};
