@@ -6,10 +6,10 @@
 //! Each test makes its own root in a temporary directory (from the
 //! `libascend_mock.so` cargo built next to this test binary), copies a
 //! project of `tests/toolkit/` there, and builds and runs it in a clean
-//! environment: `PATH` and `HOME` of this process, plus what `set_env.sh`
-//! adds. The projects are a C program built by its Makefile, a C++ program
-//! built by CMake, and a Rust crate whose build.rs finds the toolkit through
-//! `ASCEND_HOME_PATH`. Each checks its own results and exits non-zero on a
+//! environment: `PATH` and `HOME` of this process (with `CARGO_HOME` and
+//! `RUSTUP_HOME` when set), plus what `set_env.sh` adds. The projects are a
+//! C program built by its Makefile, a C++ program built by CMake, and a Rust
+//! crate whose build.rs finds the toolkit through `ASCEND_HOME_PATH`. Each checks its own results and exits non-zero on a
 //! wrong one. A passing test removes its directory; a failing one leaves it
 //! for inspection and prints where it is.
 
@@ -165,8 +165,9 @@ impl Outcome {
 }
 
 /// Runs `script` with bash in `dir`, in a clean environment: `PATH` and
-/// `HOME` of this process and, when `root` is given, what
-/// `source <root>/set_env.sh` adds (sourced first).
+/// `HOME` of this process (and `CARGO_HOME`, `RUSTUP_HOME` when set) and,
+/// when `root` is given, what `source <root>/set_env.sh` adds (sourced
+/// first).
 fn clean_shell(root: Option<&Path>, dir: &Path, script: &str) -> Outcome {
     let mut full = String::from("set -euo pipefail\n");
     if let Some(root) = root {
@@ -175,7 +176,9 @@ fn clean_shell(root: Option<&Path>, dir: &Path, script: &str) -> Outcome {
     full.push_str(script);
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(full).current_dir(dir).env_clear();
-    for var in ["PATH", "HOME"] {
+    // CARGO_HOME and RUSTUP_HOME say where cargo and the toolchains are
+    // when they are not under HOME; they are the machine's, not CANN's.
+    for var in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME"] {
         if let Some(value) = std::env::var_os(var) {
             cmd.env(var, value);
         }
@@ -293,6 +296,7 @@ fn toolkit_root_is_laid_out_like_cann() {
         "include/hccl/hccl.h",
         "runtime/include/acl/acl.h",
         "acllib/include/acl/acl.h",
+        "bin/npu-smi",
     ] {
         assert!(root.join(file).is_file(), "{file} is missing");
     }
@@ -403,6 +407,31 @@ fn toolkit_root_is_laid_out_like_cann() {
         "{}",
         bash.stdout
     );
+    // The root's npu-smi describes the mock's devices; the name column of
+    // the first device row is where build files read the SoC from.
+    let smi = clean_shell(
+        Some(&root),
+        &scratch.dir,
+        "npu-smi info | awk 'NF > 0 && NR == 7 {print \"Ascend\" $3}'\n\
+         npu-smi info | grep -c '| OK '\n\
+         npu-smi info -m | tail -n 1",
+    );
+    assert!(smi.success, "{}", smi.describe());
+    let smi_lines: Vec<&str> = smi.stdout.lines().collect();
+    assert_eq!(smi_lines.first(), Some(&SOC), "{}", smi.stdout);
+    assert_eq!(smi_lines.get(1), Some(&DEVICES), "{}", smi.stdout);
+    assert!(
+        smi_lines
+            .get(2)
+            .is_some_and(|l| l.starts_with('2') && l.ends_with("Ascend 910B4")),
+        "{}",
+        smi.stdout
+    );
+    assert!(
+        !clean_shell(Some(&root), &scratch.dir, "npu-smi set -t reset").success,
+        "npu-smi accepted a command it does not implement"
+    );
+
     // A plain POSIX sh sources it too, with variables already set kept
     // after CANN's own entries.
     let sh = Command::new("sh")
@@ -555,6 +584,12 @@ fn cmake_cpp_project_builds_and_runs_on_the_toolkit() {
         "{}",
         build.stdout
     );
+    // CMakeLists.txt reads the SoC from `npu-smi info`, the root's.
+    assert!(
+        build.stdout.contains(&format!("SoC: {SOC}")),
+        "{}",
+        build.stdout
+    );
 
     let run = clean_shell(
         Some(&root),
@@ -567,7 +602,7 @@ fn cmake_cpp_project_builds_and_runs_on_the_toolkit() {
         "aclnn_hccl_check: all checks passed",
     );
     for line in [
-        "devices: 3",
+        "devices: 3, SoC: Ascend910B4 (built for Ascend910B4)",
         "aclnnAdd (x + 2 * y): 32 values match",
         "aclnnMul ((x + 2 * y) * y): 32 values match",
         "HcclAllReduce (sum) on rank 0: 256 values match",

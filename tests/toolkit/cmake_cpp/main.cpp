@@ -4,7 +4,8 @@
 //   2. out = out * y (aclnnMul) on the same stream, the workspace and
 //      executor handled as the two-phase aclnn API prescribes;
 //   3. an all-reduce (sum) of one buffer per device over two devices
-//      (HcclCommInitAll), each rank on its own device's stream.
+//      (HcclCommInitAll), each rank on its own device's stream;
+// and that the SoC it runs on is the one CMake found with npu-smi.
 // Exit status 0 only when every result is right.
 #include <cmath>
 #include <cstdint>
@@ -233,7 +234,12 @@ int main()
     }
     uint32_t count = 0;
     ok(aclrtGetDeviceCount(&count), "aclrtGetDeviceCount");
-    std::printf("devices: %u\n", count);
+    const char *soc = aclrtGetSocName();
+    std::printf("devices: %u, SoC: %s (built for %s)\n", count, soc != nullptr ? soc : "(unknown)", BUILT_FOR_SOC);
+    if (soc == nullptr || std::string(soc) != BUILT_FOR_SOC) {
+        std::fprintf(stderr, "the device is not the SoC the program was built for\n");
+        ++failures;
+    }
     aclrtStream stream = nullptr;
     if (ok(aclrtSetDevice(0), "aclrtSetDevice") && ok(aclrtCreateStream(&stream), "aclrtCreateStream")) {
         operators(stream);
