@@ -6,8 +6,8 @@
 //! Each test makes its own root in a temporary directory (from the
 //! `libascend_mock.so` cargo built next to this test binary), copies a
 //! project of `tests/toolkit/` there, and builds and runs it in a clean
-//! environment: `PATH` and `HOME` of this process (with `CARGO_HOME` and
-//! `RUSTUP_HOME` when set), plus what `set_env.sh` adds. The projects are a
+//! environment: `PATH` and `HOME` of this process (with `CARGO_HOME`,
+//! `RUSTUP_HOME` and build flags when set), plus what `set_env.sh` adds. The projects are a
 //! C program built by its Makefile, a C++ program built by CMake, and a Rust
 //! crate whose build.rs finds the toolkit through `ASCEND_HOME_PATH`. Each checks its own results and exits non-zero on a
 //! wrong one. A passing test removes its directory; a failing one leaves it
@@ -165,9 +165,9 @@ impl Outcome {
 }
 
 /// Runs `script` with bash in `dir`, in a clean environment: `PATH` and
-/// `HOME` of this process (and `CARGO_HOME`, `RUSTUP_HOME` when set) and,
-/// when `root` is given, what `source <root>/set_env.sh` adds (sourced
-/// first).
+/// `HOME` of this process (and `CARGO_HOME`, `RUSTUP_HOME` and the
+/// [`build_settings`] when set) and, when `root` is given, what
+/// `source <root>/set_env.sh` adds (sourced first).
 fn clean_shell(root: Option<&Path>, dir: &Path, script: &str) -> Outcome {
     let mut full = String::from("set -euo pipefail\n");
     if let Some(root) = root {
@@ -183,6 +183,7 @@ fn clean_shell(root: Option<&Path>, dir: &Path, script: &str) -> Outcome {
             cmd.env(var, value);
         }
     }
+    cmd.envs(build_settings());
     // Its own process group, so that a hung build is killed with all it
     // started.
     cmd.process_group(0)
@@ -228,32 +229,31 @@ fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
-/// The prefix that runs a built program. The mock built for the
-/// AddressSanitizer step of CI (`CFLAGS=-fsanitize=address`, see .ci/run)
-/// needs ASan's runtime loaded first; the projects are built as their
-/// authors wrote them, without it, so the runtime is preloaded.
-fn run_prefix() -> String {
-    let asan = std::env::var("CFLAGS").is_ok_and(|f| f.contains("-fsanitize=address"));
-    if !asan {
-        return String::new();
+/// The build and sanitizer settings of this process, passed on to the
+/// projects' builds and runs: a user's environment for building, not
+/// CANN's. Outside CI's AddressSanitizer step none is set. In that step
+/// (see .ci/run) the mock is instrumented, so a program linked to it needs
+/// ASan's runtime: `CFLAGS=-fsanitize=address` reaches the Makefile (and,
+/// as `CXXFLAGS`, CMake), and `RUSTFLAGS` with `RUSTC_BOOTSTRAP` the Rust
+/// crate, as for the workspace's own code.
+fn build_settings() -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = [
+        "CFLAGS",
+        "CXXFLAGS",
+        "LDFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_BOOTSTRAP",
+        "ASAN_OPTIONS",
+        "LSAN_OPTIONS",
+    ]
+    .into_iter()
+    .filter_map(|var| Some((var.to_string(), std::env::var(var).ok()?)))
+    .collect();
+    let cflags = std::env::var("CFLAGS").unwrap_or_default();
+    if cflags.contains("-fsanitize=address") && std::env::var_os("CXXFLAGS").is_none() {
+        settings.push(("CXXFLAGS".to_string(), cflags));
     }
-    let out = Command::new("cc")
-        .arg("-print-file-name=libasan.so")
-        .output()
-        .expect("ask the C compiler where libasan.so is");
-    let lib = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        Path::new(&lib).is_absolute(),
-        "the C compiler does not know libasan.so: {lib}"
-    );
-    let mut prefix = format!("env LD_PRELOAD={}", quote(Path::new(&lib)));
-    for var in ["ASAN_OPTIONS", "LSAN_OPTIONS"] {
-        if let Ok(value) = std::env::var(var) {
-            prefix.push_str(&format!(" {var}={}", quote(Path::new(&value))));
-        }
-    }
-    prefix.push(' ');
-    prefix
+    settings
 }
 
 /// The checks every project's successful run must pass.
@@ -514,12 +514,7 @@ fn makefile_c_program_builds_and_runs_on_the_toolkit() {
     let build = clean_shell(Some(&root), &project, "make");
     assert!(build.success, "make failed:\n{}", build.describe());
 
-    let prefix = run_prefix();
-    let run = clean_shell(
-        Some(&root),
-        &project,
-        &format!("{prefix}./build/copy_check"),
-    );
+    let run = clean_shell(Some(&root), &project, "./build/copy_check");
     assert_passed("copy_check", &run, "copy_check: all checks passed");
     assert!(
         run.stdout
@@ -537,7 +532,7 @@ fn makefile_c_program_builds_and_runs_on_the_toolkit() {
     let broken = clean_shell(
         Some(&root),
         &project,
-        &format!("export ASCEND_MOCK_FAIL=aclrtMemcpy:3:207001\n{prefix}./build/copy_check"),
+        "export ASCEND_MOCK_FAIL=aclrtMemcpy:3:207001\n./build/copy_check",
     );
     assert_eq!(broken.code, Some(1), "{}", broken.describe());
     assert!(
@@ -591,11 +586,7 @@ fn cmake_cpp_project_builds_and_runs_on_the_toolkit() {
         build.stdout
     );
 
-    let run = clean_shell(
-        Some(&root),
-        &project,
-        &format!("{}./build/aclnn_hccl_check", run_prefix()),
-    );
+    let run = clean_shell(Some(&root), &project, "./build/aclnn_hccl_check");
     assert_passed(
         "aclnn_hccl_check",
         &run,
@@ -638,11 +629,7 @@ fn rust_crate_with_build_script_builds_and_runs_on_the_toolkit() {
 
     let build = clean_shell(Some(&root), &project, "cargo build --quiet");
     assert!(build.success, "cargo build failed:\n{}", build.describe());
-    let run = clean_shell(
-        Some(&root),
-        &project,
-        &format!("{}./target/debug/cann-link-check", run_prefix()),
-    );
+    let run = clean_shell(Some(&root), &project, "./target/debug/cann-link-check");
     assert_passed(
         "cann-link-check",
         &run,
