@@ -643,3 +643,30 @@ fn rust_crate_with_build_script_builds_and_runs_on_the_toolkit() {
         assert!(run.stdout.contains(&line), "no '{line}':\n{}", run.stdout);
     }
 }
+
+/// A Rust crate whose build.rs generates its bindings with bindgen from
+/// `$ASCEND_HOME_PATH/include` (the root's headers) and links from its
+/// lib64; its program checks aclnnAdd. Ignored by default: compiling
+/// bindgen and its dependencies in a fresh target directory takes minutes
+/// on a small machine. Run it with
+/// `cargo test -p ascend --test toolkit -- --ignored`.
+#[test]
+#[ignore = "compiles bindgen; run with --ignored"]
+fn rust_crate_with_bindgen_builds_and_runs_on_the_toolkit() {
+    let scratch = Scratch::new("bindgen");
+    let root = scratch.make_root("root");
+    let project = scratch.copy_project("rust_bindgen");
+    let build = clean_shell(Some(&root), &project, "cargo build --quiet");
+    assert!(build.success, "cargo build failed:\n{}", build.describe());
+    let run = clean_shell(Some(&root), &project, "./target/debug/cann-bindgen-check");
+    assert_passed(
+        "cann-bindgen-check",
+        &run,
+        "cann-bindgen-check: all checks passed",
+    );
+    assert!(
+        run.stdout.contains("aclnnAdd (bindgen): 8 values match"),
+        "{}",
+        run.stdout
+    );
+}
