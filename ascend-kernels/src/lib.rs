@@ -14,6 +14,7 @@
 //! | [`matmul`] | aclnnMatmul |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
+//! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
 //! | [`topk`] | aclnnTopk |
@@ -29,6 +30,7 @@ pub mod grouped_matmul;
 pub mod matmul;
 pub mod moe;
 pub mod rms_norm;
+pub mod rope;
 pub mod scalar;
 pub mod softmax;
 pub mod swiglu;

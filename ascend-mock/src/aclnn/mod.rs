@@ -61,6 +61,7 @@ pub mod matmul;
 pub mod meta;
 pub mod moe;
 pub mod norm;
+pub mod rope;
 pub mod topk;
 pub mod unary;
 

@@ -42,6 +42,7 @@ pub use crate::aclnn::meta::{
 };
 pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
+pub use crate::aclnn::rope::*;
 pub use crate::aclnn::topk::*;
 pub use crate::aclnn::unary::*;
 pub use crate::hccl::exports::*;

@@ -344,6 +344,37 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmb = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbGetWorkspaceSize = unsafe extern "C" fn(
+        queryRef: *mut aclTensor,
+        keyRef: *mut aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        layout: i64,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbV2GetWorkspaceSize = unsafe extern "C" fn(
+        queryRef: *mut aclTensor,
+        keyRef: *mut aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        layout: i64,
+        rotaryMode: *mut ::core::ffi::c_char,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGroupedMatmulV3 = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -588,6 +619,22 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnRotaryPositionEmbedding = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRotaryPositionEmbeddingGetWorkspaceSize = unsafe extern "C" fn(
+        x: *const aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        mode: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
     pub type aclnnSoftmax = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -881,38 +928,44 @@ crate::loader::function_tables! {
         aclnnAddGetWorkspaceSize = 3,
         aclnnAdds = 4,
         aclnnAddsGetWorkspaceSize = 5,
-        aclnnGroupedMatmulV3 = 6,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 7,
-        aclnnGroupedMatmulV4 = 8,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 9,
-        aclnnInplaceAdd = 10,
-        aclnnInplaceAddGetWorkspaceSize = 11,
-        aclnnMatmul = 12,
-        aclnnMatmulGetWorkspaceSize = 13,
-        aclnnMoeComputeExpertTokens = 14,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 15,
-        aclnnMoeFinalizeRoutingV2 = 16,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 17,
-        aclnnMoeGatingTopK = 18,
-        aclnnMoeGatingTopKGetWorkspaceSize = 19,
-        aclnnMoeGatingTopKSoftmax = 20,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 21,
-        aclnnMoeGatingTopKSoftmaxV2 = 22,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 23,
-        aclnnMoeInitRoutingV2 = 24,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 25,
-        aclnnMoeInitRoutingV3 = 26,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 27,
-        aclnnMul = 28,
-        aclnnMulGetWorkspaceSize = 29,
-        aclnnRmsNorm = 30,
-        aclnnRmsNormGetWorkspaceSize = 31,
-        aclnnSoftmax = 32,
-        aclnnSoftmaxGetWorkspaceSize = 33,
-        aclnnSwiGlu = 34,
-        aclnnSwiGluGetWorkspaceSize = 35,
-        aclnnTopk = 36,
-        aclnnTopkGetWorkspaceSize = 37,
+        aclnnApplyRotaryPosEmb = 6,
+        aclnnApplyRotaryPosEmbGetWorkspaceSize = 7,
+        aclnnApplyRotaryPosEmbV2 = 8,
+        aclnnApplyRotaryPosEmbV2GetWorkspaceSize = 9,
+        aclnnGroupedMatmulV3 = 10,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 11,
+        aclnnGroupedMatmulV4 = 12,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 13,
+        aclnnInplaceAdd = 14,
+        aclnnInplaceAddGetWorkspaceSize = 15,
+        aclnnMatmul = 16,
+        aclnnMatmulGetWorkspaceSize = 17,
+        aclnnMoeComputeExpertTokens = 18,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 19,
+        aclnnMoeFinalizeRoutingV2 = 20,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 21,
+        aclnnMoeGatingTopK = 22,
+        aclnnMoeGatingTopKGetWorkspaceSize = 23,
+        aclnnMoeGatingTopKSoftmax = 24,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 25,
+        aclnnMoeGatingTopKSoftmaxV2 = 26,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 27,
+        aclnnMoeInitRoutingV2 = 28,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 29,
+        aclnnMoeInitRoutingV3 = 30,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 31,
+        aclnnMul = 32,
+        aclnnMulGetWorkspaceSize = 33,
+        aclnnRmsNorm = 34,
+        aclnnRmsNormGetWorkspaceSize = 35,
+        aclnnRotaryPositionEmbedding = 36,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 37,
+        aclnnSoftmax = 38,
+        aclnnSoftmaxGetWorkspaceSize = 39,
+        aclnnSwiGlu = 40,
+        aclnnSwiGluGetWorkspaceSize = 41,
+        aclnnTopk = 42,
+        aclnnTopkGetWorkspaceSize = 43,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1062,6 +1115,10 @@ macro_rules! for_each_function {
             opapi::aclnnAddGetWorkspaceSize,
             opapi::aclnnAdds,
             opapi::aclnnAddsGetWorkspaceSize,
+            opapi::aclnnApplyRotaryPosEmb,
+            opapi::aclnnApplyRotaryPosEmbGetWorkspaceSize,
+            opapi::aclnnApplyRotaryPosEmbV2,
+            opapi::aclnnApplyRotaryPosEmbV2GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV3,
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
@@ -1088,6 +1145,8 @@ macro_rules! for_each_function {
             opapi::aclnnMulGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
+            opapi::aclnnRotaryPositionEmbedding,
+            opapi::aclnnRotaryPositionEmbeddingGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
             opapi::aclnnSwiGlu,
@@ -1133,6 +1192,8 @@ macro_rules! for_each_operator {
             aclnnAbs / aclnnAbsGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnAdd / aclnnAddGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnApplyRotaryPosEmb / aclnnApplyRotaryPosEmbGetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64);
+            aclnnApplyRotaryPosEmbV2 / aclnnApplyRotaryPosEmbV2GetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64, rotaryMode: *mut ::core::ffi::c_char);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
@@ -1146,6 +1207,7 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
+            aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
             aclnnSwiGlu / aclnnSwiGluGetWorkspaceSize (x: *const $crate::aclTensor, dim: i64, out: *const $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);
