@@ -10,6 +10,7 @@
 //!
 //! | module | operators |
 //! |---|---|
+//! | [`attention`] | aclnnFusedInferAttentionScoreV2 |
 //! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul |
 //! | [`matmul`] | aclnnMatmul |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
@@ -23,6 +24,7 @@
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
 //! helpers, [`scalar`] the value of an `aclScalar`.
 
+pub mod attention;
 pub mod broadcast;
 pub mod elementwise;
 pub mod gemm;
