@@ -114,6 +114,64 @@ pub struct FusedInferAttentionScoreV2Args {
     pub softmax_lse: Option<TensorArg>,
 }
 
+impl FusedInferAttentionScoreV2Args {
+    /// Dense attention of `query` over one key/value tensor with CANN's
+    /// recommended defaults for everything else (no mask, no actual
+    /// lengths, preTokens/nextTokens 2147483647, numKeyValueHeads 0,
+    /// sparseMode 0, innerPrecise 1, no LSE); callers set fields after.
+    pub fn dense(
+        query: TensorArg,
+        key: TensorArg,
+        value: TensorArg,
+        attention_out: TensorArg,
+        input_layout: &str,
+        num_heads: i64,
+        scale_value: f64,
+    ) -> FusedInferAttentionScoreV2Args {
+        FusedInferAttentionScoreV2Args {
+            query,
+            key: vec![key],
+            value: vec![value],
+            pse_shift: None,
+            atten_mask: None,
+            actual_seq_lengths: None,
+            actual_seq_lengths_kv: None,
+            deq_scale1: None,
+            quant_scale1: None,
+            deq_scale2: None,
+            quant_scale2: None,
+            quant_offset2: None,
+            antiquant_scale: None,
+            antiquant_offset: None,
+            block_table: None,
+            query_padding_size: None,
+            kv_padding_size: None,
+            key_antiquant_scale: None,
+            key_antiquant_offset: None,
+            value_antiquant_scale: None,
+            value_antiquant_offset: None,
+            key_shared_prefix: None,
+            value_shared_prefix: None,
+            actual_shared_prefix_len: None,
+            num_heads,
+            scale_value,
+            pre_tokens: 2147483647,
+            next_tokens: 2147483647,
+            input_layout: input_layout.to_string(),
+            num_key_value_heads: 0,
+            sparse_mode: 0,
+            inner_precise: 1,
+            block_size: 0,
+            antiquant_mode: 0,
+            softmax_lse_flag: false,
+            key_antiquant_mode: 0,
+            value_antiquant_mode: 0,
+            attention_out,
+            softmax_lse: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
     Bsh,
