@@ -375,6 +375,20 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnBatchMatMul = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnBatchMatMulGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        mat2: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnFusedInferAttentionScoreV2 = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -425,6 +439,19 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnGer = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGerGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        vec2: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGroupedMatmulV3 = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -495,6 +522,20 @@ pub mod opapi {
         stream: aclrtStream,
     ) -> aclnnStatus;
     pub type aclnnMatmulGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        mat2: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnMm = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMmGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
         mat2: *const aclTensor,
         out: *mut aclTensor,
@@ -651,6 +692,20 @@ pub mod opapi {
         self_: *const aclTensor,
         other: *const aclTensor,
         out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnMv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMvGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        vec: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -982,42 +1037,50 @@ crate::loader::function_tables! {
         aclnnApplyRotaryPosEmbGetWorkspaceSize = 7,
         aclnnApplyRotaryPosEmbV2 = 8,
         aclnnApplyRotaryPosEmbV2GetWorkspaceSize = 9,
-        aclnnFusedInferAttentionScoreV2 = 10,
-        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 11,
-        aclnnGroupedMatmulV3 = 12,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 13,
-        aclnnGroupedMatmulV4 = 14,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 15,
-        aclnnInplaceAdd = 16,
-        aclnnInplaceAddGetWorkspaceSize = 17,
-        aclnnMatmul = 18,
-        aclnnMatmulGetWorkspaceSize = 19,
-        aclnnMoeComputeExpertTokens = 20,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 21,
-        aclnnMoeFinalizeRoutingV2 = 22,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 23,
-        aclnnMoeGatingTopK = 24,
-        aclnnMoeGatingTopKGetWorkspaceSize = 25,
-        aclnnMoeGatingTopKSoftmax = 26,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 27,
-        aclnnMoeGatingTopKSoftmaxV2 = 28,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 29,
-        aclnnMoeInitRoutingV2 = 30,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 31,
-        aclnnMoeInitRoutingV3 = 32,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 33,
-        aclnnMul = 34,
-        aclnnMulGetWorkspaceSize = 35,
-        aclnnRmsNorm = 36,
-        aclnnRmsNormGetWorkspaceSize = 37,
-        aclnnRotaryPositionEmbedding = 38,
-        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 39,
-        aclnnSoftmax = 40,
-        aclnnSoftmaxGetWorkspaceSize = 41,
-        aclnnSwiGlu = 42,
-        aclnnSwiGluGetWorkspaceSize = 43,
-        aclnnTopk = 44,
-        aclnnTopkGetWorkspaceSize = 45,
+        aclnnBatchMatMul = 10,
+        aclnnBatchMatMulGetWorkspaceSize = 11,
+        aclnnFusedInferAttentionScoreV2 = 12,
+        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 13,
+        aclnnGer = 14,
+        aclnnGerGetWorkspaceSize = 15,
+        aclnnGroupedMatmulV3 = 16,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 17,
+        aclnnGroupedMatmulV4 = 18,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 19,
+        aclnnInplaceAdd = 20,
+        aclnnInplaceAddGetWorkspaceSize = 21,
+        aclnnMatmul = 22,
+        aclnnMatmulGetWorkspaceSize = 23,
+        aclnnMm = 24,
+        aclnnMmGetWorkspaceSize = 25,
+        aclnnMoeComputeExpertTokens = 26,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 27,
+        aclnnMoeFinalizeRoutingV2 = 28,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 29,
+        aclnnMoeGatingTopK = 30,
+        aclnnMoeGatingTopKGetWorkspaceSize = 31,
+        aclnnMoeGatingTopKSoftmax = 32,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 33,
+        aclnnMoeGatingTopKSoftmaxV2 = 34,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 35,
+        aclnnMoeInitRoutingV2 = 36,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 37,
+        aclnnMoeInitRoutingV3 = 38,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 39,
+        aclnnMul = 40,
+        aclnnMulGetWorkspaceSize = 41,
+        aclnnMv = 42,
+        aclnnMvGetWorkspaceSize = 43,
+        aclnnRmsNorm = 44,
+        aclnnRmsNormGetWorkspaceSize = 45,
+        aclnnRotaryPositionEmbedding = 46,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 47,
+        aclnnSoftmax = 48,
+        aclnnSoftmaxGetWorkspaceSize = 49,
+        aclnnSwiGlu = 50,
+        aclnnSwiGluGetWorkspaceSize = 51,
+        aclnnTopk = 52,
+        aclnnTopkGetWorkspaceSize = 53,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1171,8 +1234,12 @@ macro_rules! for_each_function {
             opapi::aclnnApplyRotaryPosEmbGetWorkspaceSize,
             opapi::aclnnApplyRotaryPosEmbV2,
             opapi::aclnnApplyRotaryPosEmbV2GetWorkspaceSize,
+            opapi::aclnnBatchMatMul,
+            opapi::aclnnBatchMatMulGetWorkspaceSize,
             opapi::aclnnFusedInferAttentionScoreV2,
             opapi::aclnnFusedInferAttentionScoreV2GetWorkspaceSize,
+            opapi::aclnnGer,
+            opapi::aclnnGerGetWorkspaceSize,
             opapi::aclnnGroupedMatmulV3,
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
@@ -1181,6 +1248,8 @@ macro_rules! for_each_function {
             opapi::aclnnInplaceAddGetWorkspaceSize,
             opapi::aclnnMatmul,
             opapi::aclnnMatmulGetWorkspaceSize,
+            opapi::aclnnMm,
+            opapi::aclnnMmGetWorkspaceSize,
             opapi::aclnnMoeComputeExpertTokens,
             opapi::aclnnMoeComputeExpertTokensGetWorkspaceSize,
             opapi::aclnnMoeFinalizeRoutingV2,
@@ -1197,6 +1266,8 @@ macro_rules! for_each_function {
             opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
             opapi::aclnnMul,
             opapi::aclnnMulGetWorkspaceSize,
+            opapi::aclnnMv,
+            opapi::aclnnMvGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
             opapi::aclnnRotaryPositionEmbedding,
@@ -1248,11 +1319,14 @@ macro_rules! for_each_operator {
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnApplyRotaryPosEmb / aclnnApplyRotaryPosEmbGetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64);
             aclnnApplyRotaryPosEmbV2 / aclnnApplyRotaryPosEmbV2GetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64, rotaryMode: *mut ::core::ffi::c_char);
+            aclnnBatchMatMul / aclnnBatchMatMulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnFusedInferAttentionScoreV2 / aclnnFusedInferAttentionScoreV2GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnGer / aclnnGerGetWorkspaceSize (self_: *const $crate::aclTensor, vec2: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
             aclnnMatmul / aclnnMatmulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnMm / aclnnMmGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnMoeComputeExpertTokens / aclnnMoeComputeExpertTokensGetWorkspaceSize (sortedExperts: *const $crate::aclTensor, numExperts: i64, out: *const $crate::aclTensor);
             aclnnMoeFinalizeRoutingV2 / aclnnMoeFinalizeRoutingV2GetWorkspaceSize (expandedX: *const $crate::aclTensor, expandedRowIdx: *const $crate::aclTensor, x1Optional: *const $crate::aclTensor, x2Optional: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, scalesOptional: *const $crate::aclTensor, expertIdxOptional: *const $crate::aclTensor, dropPadMode: i64, out: *const $crate::aclTensor);
             aclnnMoeGatingTopK / aclnnMoeGatingTopKGetWorkspaceSize (x: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, k: i64, kGroup: i64, groupCount: i64, groupSelectMode: i64, renorm: i64, normType: i64, outFlag: bool, routedScalingFactor: f64, eps: f64, yOut: *const $crate::aclTensor, expertIdxOut: *const $crate::aclTensor, outOut: *const $crate::aclTensor);
@@ -1261,6 +1335,7 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV2 / aclnnMoeInitRoutingV2GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, activeNumOptional: i64, expertCapacityOptional: i64, expertNumOptional: i64, dropPadModeOptional: i64, expertTokensCountOrCumsumFlagOptional: i64, expertTokensBeforeCapacityFlagOptional: bool, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOutOptional: *const $crate::aclTensor, expertTokensBeforeCapacityOutOptional: *const $crate::aclTensor);
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnMv / aclnnMvGetWorkspaceSize (self_: *const $crate::aclTensor, vec: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
             aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
