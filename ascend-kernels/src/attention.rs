@@ -1,5 +1,7 @@
-//! aclnnFusedInferAttentionScoreV2: `out = softmax(scale·QKᵀ + pse, masked) V`
-//! per batch and query head, for prefill (Q_S > 1) and decode (Q_S = 1).
+//! aclnnFusedInferAttentionScoreV2 and V3: `out = softmax(scale·QKᵀ + pse,
+//! masked) V` per batch and query head, for prefill (Q_S > 1) and decode
+//! (Q_S = 1). V3 adds MLA's rope parts: with `queryRope`/`keyRope` (D 64)
+//! the score is `scale·(q·k + qRope·kRope)` and the value keeps its own D.
 //!
 //! What is computed (CANN's documented semantics; the mock's choices where
 //! the documentation is silent are marked "choice" and listed in
@@ -65,7 +67,8 @@ pub const Q_TILE: usize = 64;
 pub const KV_TILE: usize = 128;
 
 /// f32 values of scratch one tile task holds (query tile, score tile,
-/// output accumulator and product, row statistics) for head dim `d`.
+/// output accumulator and product, row statistics) for head dim `d`
+/// (with MLA, the query tile is `d + ROPE_DIM` wide: pass that).
 pub fn scratch_floats(d: usize) -> usize {
     Q_TILE * d + Q_TILE * KV_TILE + 2 * Q_TILE * d + 2 * Q_TILE
 }
@@ -97,6 +100,12 @@ pub struct FusedInferAttentionScoreV2Args {
     pub key_shared_prefix: Option<TensorArg>,
     pub value_shared_prefix: Option<TensorArg>,
     pub actual_shared_prefix_len: Option<Vec<i64>>,
+    /// V3's `queryRopeOptional` (MLA): the query's rope part, D = 64.
+    pub query_rope: Option<TensorArg>,
+    /// V3's `keyRopeOptional` (MLA): the key's rope part, D = 64.
+    pub key_rope: Option<TensorArg>,
+    /// V3's `keyRopeAntiquantScaleOptional`, documented as reserved.
+    pub key_rope_antiquant_scale: Option<TensorArg>,
     pub num_heads: i64,
     pub scale_value: f64,
     pub pre_tokens: i64,
@@ -153,6 +162,9 @@ impl FusedInferAttentionScoreV2Args {
             key_shared_prefix: None,
             value_shared_prefix: None,
             actual_shared_prefix_len: None,
+            query_rope: None,
+            key_rope: None,
+            key_rope_antiquant_scale: None,
             num_heads,
             scale_value,
             pre_tokens: 2147483647,
@@ -241,7 +253,22 @@ struct Plan {
     mask: Option<(i64, i64, i64)>,
     /// pseShift strides: (batch, head, row, col).
     pse: Option<(i64, i64, i64, i64)>,
+    /// MLA rope parts (V3): query axes, key axes (block stride for a paged
+    /// cache), rope head dim.
+    rope: Option<Rope>,
 }
+
+/// Where the rope parts of queries and keys are (V3's MLA inputs).
+#[derive(Debug, Clone, Copy)]
+struct Rope {
+    q: Axes,
+    k: Axes,
+    k_blk_stride: i64,
+    dr: usize,
+}
+
+/// The rope head dim of V3's MLA inputs.
+pub const ROPE_DIM: usize = 64;
 
 fn invalid(msg: String) -> KernelError {
     KernelError::invalid(msg)
@@ -849,6 +876,96 @@ fn plan(a: &FusedInferAttentionScoreV2Args) -> Result<Plan, KernelError> {
         }
     }
 
+    let rope = match (&a.query_rope, &a.key_rope) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                "queryRopeOptional and keyRopeOptional should both be given (MLA) or both be NULL."
+                    .into(),
+            ));
+        }
+        (Some(qr), Some(kr)) => {
+            if a.key_rope_antiquant_scale.is_some() {
+                return Err(invalid(
+                    "keyRopeAntiquantScaleOptional is reserved and should be NULL.".into(),
+                ));
+            }
+            check_view(qr, "queryRopeOptional", 4)?;
+            check_view(kr, "keyRopeOptional", 4)?;
+            for (t, name) in [(qr, "queryRopeOptional"), (kr, "keyRopeOptional")] {
+                if t.dtype != q.dtype {
+                    return Err(invalid(format!(
+                        "{name} dtype {} should be the query dtype {}.",
+                        t.dtype.name(),
+                        q.dtype.name()
+                    )));
+                }
+            }
+            if d != 128 && d != 512 {
+                return Err(invalid(format!(
+                    "With queryRope and keyRope (MLA), D of query and key should be 128 or 512, but got {d}."
+                )));
+            }
+            if a.key.len() != 1 {
+                return Err(invalid(
+                    "queryRope/keyRope with a key/value tensor list of several tensors is not supported by the mock.".into(),
+                ));
+            }
+            // The rope tensors: the shapes of query / key with D (or H) for 64-wide heads.
+            let with_rope_d = |shape: &[i64], heads: usize, bsh: bool| -> Vec<i64> {
+                let mut s = shape.to_vec();
+                let last = s.len() - 1;
+                s[last] = if bsh {
+                    (heads * ROPE_DIM) as i64
+                } else {
+                    ROPE_DIM as i64
+                };
+                s
+            };
+            let q_bsh = layout == Layout::Bsh;
+            let k0 = &a.key[0];
+            let k_bsh = k0.rank() == 3;
+            let want_q = with_rope_d(&q.shape, n, q_bsh);
+            let want_k = with_rope_d(&k0.shape, nkv, k_bsh);
+            if qr.shape != want_q || kr.shape != want_k {
+                return Err(invalid(format!(
+                    "queryRopeOptional {} and keyRopeOptional {} should be {} and {}: the query's and key's shapes with D = 64.",
+                    fmt_shape(&qr.shape),
+                    fmt_shape(&kr.shape),
+                    fmt_shape(&want_q),
+                    fmt_shape(&want_k)
+                )));
+            }
+            let (k_axes, k_blk_stride) = match &kv {
+                Kv::Dense { .. } => (axes_of(kr, layout, ROPE_DIM as i64), 0),
+                Kv::Paged { .. } if k_bsh => (
+                    Axes {
+                        b: 0,
+                        s: kr.strides[1],
+                        n: ROPE_DIM as i64 * kr.strides[2],
+                        d: kr.strides[2],
+                    },
+                    kr.strides[0],
+                ),
+                Kv::Paged { .. } => (
+                    Axes {
+                        b: 0,
+                        s: kr.strides[2],
+                        n: kr.strides[1],
+                        d: kr.strides[3],
+                    },
+                    kr.strides[0],
+                ),
+            };
+            Some(Rope {
+                q: axes_of(qr, layout, ROPE_DIM as i64),
+                k: k_axes,
+                k_blk_stride,
+                dr: ROPE_DIM,
+            })
+        }
+    };
+
     Ok(Plan {
         layout,
         b,
@@ -864,6 +981,7 @@ fn plan(a: &FusedInferAttentionScoreV2Args) -> Result<Plan, KernelError> {
         read_mask,
         mask,
         pse,
+        rope,
     })
 }
 
@@ -977,7 +1095,22 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
             }
         }
     };
+    // Element offset of key t's rope part (head kh) in keyRope.
+    let rope_off = |r: Rope, bi: usize, kh: usize, t: usize| -> i64 {
+        match &p.kv {
+            Kv::Dense { .. } => bi as i64 * r.k.b + t as i64 * r.k.s + kh as i64 * r.k.n,
+            Kv::Paged {
+                block, max_blocks, ..
+            } => {
+                let tab = table.as_ref().expect("paged");
+                let blk = tab[bi * max_blocks + t / block];
+                blk * r.k_blk_stride + (t % block) as i64 * r.k.s + kh as i64 * r.k.n
+            }
+        }
+    };
+    let dk = d + p.rope.map_or(0, |r| r.dr);
     let q = &a.query;
+    let q_rope = a.query_rope.as_ref();
     let mask = a.atten_mask.as_ref();
     let pse = a.pse_shift.as_ref();
     let (keys, values) = (&a.key, &a.value);
@@ -988,8 +1121,9 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
             let (bi, kh) = (bk / p.nkv, bk % p.nkv);
             let skv = p.skv_len[bi];
             let sql = p.sq_len[bi];
-            // Keys and values of this (batch, KV head), gathered once.
-            let mut kbuf = vec![0f32; skv * d];
+            // Keys (with their rope part, MLA) and values of this
+            // (batch, KV head), gathered once.
+            let mut kbuf = vec![0f32; skv * dk];
             let mut vbuf = vec![0f32; skv * d];
             for t in 0..skv {
                 let (e, off, kv_d) = kv_off(bi, kh, t);
@@ -1000,7 +1134,7 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
                         &keys[e],
                         keys[e].offset + off,
                         kv_d,
-                        &mut kbuf[t * d..(t + 1) * d],
+                        &mut kbuf[t * dk..t * dk + d],
                     );
                     load_row(
                         &values[e],
@@ -1008,6 +1142,19 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
                         kv_d,
                         &mut vbuf[t * d..(t + 1) * d],
                     );
+                }
+                if let (Some(r), Some(kr)) = (p.rope, a.key_rope.as_ref()) {
+                    let off = rope_off(r, bi, kh, t);
+                    // SAFETY: keyRope has the key's shape with D = 64
+                    // (checked), so the row lies inside it.
+                    unsafe {
+                        load_row(
+                            kr,
+                            kr.offset + off,
+                            r.k.d,
+                            &mut kbuf[t * dk + d..(t + 1) * dk],
+                        )
+                    };
                 }
             }
             let ntiles = sql.div_ceil(Q_TILE);
@@ -1019,7 +1166,20 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
                     let (g, ti) = (task / ntiles, task % ntiles);
                     let h = kh * group + g;
                     // SAFETY: forwarded invariant for the query, mask and pse.
-                    unsafe { tile(p, q, mask, pse, scale, bi, h, ti * Q_TILE, &kbuf, &vbuf) }
+                    unsafe {
+                        tile(
+                            p,
+                            (q, q_rope),
+                            mask,
+                            pse,
+                            scale,
+                            bi,
+                            h,
+                            ti * Q_TILE,
+                            &kbuf,
+                            &vbuf,
+                        )
+                    }
                 })
                 .collect::<Vec<_>>()
         })
@@ -1062,7 +1222,7 @@ pub unsafe fn run(a: &FusedInferAttentionScoreV2Args) -> Result<(), KernelError>
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     p: &Plan,
-    q: &TensorArg,
+    (q, q_rope): (&TensorArg, Option<&TensorArg>),
     mask: Option<&TensorArg>,
     pse: Option<&TensorArg>,
     scale: f32,
@@ -1076,11 +1236,19 @@ unsafe fn tile(
     let skv = p.skv_len[bi];
     let rows = Q_TILE.min(p.sq_len[bi] - i0);
     let qa = p.q_axes;
-    let mut qt = vec![0f32; rows * d];
+    // Query rows, followed by their rope part with MLA: dk values each.
+    let dk = d + p.rope.map_or(0, |r| r.dr);
+    let mut qt = vec![0f32; rows * dk];
     for r in 0..rows {
         let off = q.offset + bi as i64 * qa.b + (i0 + r) as i64 * qa.s + h as i64 * qa.n;
         // SAFETY: (bi, i0 + r, h) is inside the query by plan's checks.
-        unsafe { load_row(q, off, qa.d, &mut qt[r * d..(r + 1) * d]) };
+        unsafe { load_row(q, off, qa.d, &mut qt[r * dk..r * dk + d]) };
+        if let (Some(rp), Some(qr)) = (p.rope, q_rope) {
+            let ra = rp.q;
+            let off = qr.offset + bi as i64 * ra.b + (i0 + r) as i64 * ra.s + h as i64 * ra.n;
+            // SAFETY: queryRope has the query's shape with D = 64 (checked).
+            unsafe { load_row(qr, off, ra.d, &mut qt[r * dk + d..(r + 1) * dk]) };
+        }
     }
     // The band of each row, as an inclusive key range clipped to [0, skv).
     let off = if p.band.is_some_and(|b| b.right_down) {
@@ -1114,17 +1282,17 @@ unsafe fn tile(
         let a_ref = MatRef {
             ptr: qt.as_ptr(),
             rows,
-            cols: d,
-            rs: d as isize,
+            cols: dk,
+            rs: dk as isize,
             cs: 1,
         };
-        // Kᵀ of keys j0..j0+tk: a D × tk view of the row-major key buffer.
+        // Kᵀ of keys j0..j0+tk: a dk × tk view of the row-major key buffer.
         let kt = MatRef {
-            ptr: kbuf[j0 * d..].as_ptr(),
-            rows: d,
+            ptr: kbuf[j0 * dk..].as_ptr(),
+            rows: dk,
             cols: tk,
             rs: 1,
-            cs: d as isize,
+            cs: dk as isize,
         };
         // SAFETY: `s` holds rows × KV_TILE ≥ rows × tk dense values and is
         // disjoint from the operands, which lie inside their buffers.
@@ -1416,6 +1584,9 @@ mod tests {
             key_shared_prefix: None,
             value_shared_prefix: None,
             actual_shared_prefix_len: None,
+            query_rope: None,
+            key_rope: None,
+            key_rope_antiquant_scale: None,
             num_heads: n as i64,
             scale_value: scale,
             pre_tokens: 2147483647,
@@ -2004,5 +2175,141 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// Splits the last axis (width `dk`) of logical rows into the first
+    /// `d` values and the rest.
+    fn split_rows(data: &[f32], dk: usize, d: usize) -> (Vec<f32>, Vec<f32>) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for row in data.chunks(dk) {
+            a.extend_from_slice(&row[..d]);
+            b.extend_from_slice(&row[d..]);
+        }
+        (a, b)
+    }
+
+    #[test]
+    fn mla_rope_parts_dense_and_paged() {
+        let dt = DType::BF16;
+        let (d, dr) = (128usize, ROPE_DIM);
+        for (layout, sq, paged) in [("BSND", 9usize, false), ("BNSD", 1, true), ("BSH", 1, true)] {
+            // The reference sees one key of width d + 64 (key ‖ keyRope) and
+            // values whose last 64 columns are zero.
+            let (b, n, nkv, skv) = (2usize, 4usize, 1usize, 150usize);
+            let mut pb = Problem::new(b, n, nkv, sq, skv, d + dr, dt, 61 + sq as u64);
+            for row in pb.v.chunks_mut(d + dr) {
+                row[d..].iter_mut().for_each(|x| *x = 0.0);
+            }
+            let (q, qr) = split_rows(&pb.q, d + dr, d);
+            let (k, kr) = split_rows(&pb.k, d + dr, d);
+            let (v, _) = split_rows(&pb.v, d + dr, d);
+            let (qb, qshape) = store(&q, b, n, sq, d, layout, dt);
+            let (qrb, qrshape) = store(&qr, b, n, sq, dr, layout, dt);
+            let out = Buf::zeros(dt, b * n * sq * d);
+            let bs = 128usize;
+            let table: Vec<i64> = vec![1, 3, 2, 0];
+            let (kb, kshape, krb, krshape, vb);
+            if paged {
+                // BnBsH for BSH, BnNBsD for BNSD: block ids from the table.
+                let cache4 = layout == "BNSD";
+                let fill = |src: &[f32], w: usize| -> Vec<f32> {
+                    let mut c = vec![0f32; 4 * bs * nkv * w];
+                    for bi in 0..b {
+                        for t in 0..skv {
+                            let blk = table[bi * 2 + t / bs] as usize;
+                            for x in 0..w {
+                                let dst = if cache4 {
+                                    (blk * nkv * bs + t % bs) * w + x
+                                } else {
+                                    (blk * bs + t % bs) * nkv * w + x
+                                };
+                                c[dst] = src[(bi * skv + t) * w + x];
+                            }
+                        }
+                    }
+                    c
+                };
+                let shape = |w: usize| -> Vec<i64> {
+                    if cache4 {
+                        vec![4, nkv as i64, bs as i64, w as i64]
+                    } else {
+                        vec![4, bs as i64, (nkv * w) as i64]
+                    }
+                };
+                kb = Buf::from_f32(dt, &fill(&k, d));
+                vb = Buf::from_f32(dt, &fill(&v, d));
+                krb = Buf::from_f32(dt, &fill(&kr, dr));
+                kshape = shape(d);
+                krshape = shape(dr);
+            } else {
+                let ks = store(&k, b, nkv, skv, d, layout, dt);
+                let krs = store(&kr, b, nkv, skv, dr, layout, dt);
+                vb = store(&v, b, nkv, skv, d, layout, dt).0;
+                (kb, kshape, krb, krshape) = (ks.0, ks.1, krs.0, krs.1);
+            }
+            let mut args = base_args(
+                qb.tensor(&qshape),
+                kb.tensor(&kshape),
+                vb.tensor(&kshape),
+                out.tensor(&qshape),
+                layout,
+                n,
+                nkv,
+                0.07,
+            );
+            args.query_rope = Some(qrb.tensor(&qrshape));
+            args.key_rope = Some(krb.tensor(&krshape));
+            if paged {
+                let tb = Buf::from_i64(DType::I32, &table);
+                args.block_table = Some(tb.tensor(&[2, 2]));
+                args.block_size = bs as i64;
+                args.actual_seq_lengths_kv = Some(vec![skv as i64, 140]);
+                // SAFETY: every view covers exactly its buffer.
+                unsafe { run(&args) }.unwrap();
+                let (want, _) = reference(&pb, 0.07, &[sq; 2], &[skv, 140], &|_, _, _| true, None);
+                let want: Vec<f64> = want.chunks(d + dr).flat_map(|r| r[..d].to_vec()).collect();
+                let small = Problem {
+                    d,
+                    q: q.clone(),
+                    ..pb.clone()
+                };
+                compare(
+                    &small,
+                    &out.to_f32(),
+                    &want,
+                    out_order(layout),
+                    dt,
+                    &format!("mla paged {layout}"),
+                );
+            } else {
+                // SAFETY: every view covers exactly its buffer.
+                unsafe { run(&args) }.unwrap();
+                let (want, _) = reference(&pb, 0.07, &[sq; 2], &[skv; 2], &|_, _, _| true, None);
+                let want: Vec<f64> = want.chunks(d + dr).flat_map(|r| r[..d].to_vec()).collect();
+                let small = Problem {
+                    d,
+                    q: q.clone(),
+                    ..pb.clone()
+                };
+                compare(
+                    &small,
+                    &out.to_f32(),
+                    &want,
+                    out_order(layout),
+                    dt,
+                    &format!("mla {layout}"),
+                );
+            }
+            // Refusals of the MLA inputs.
+            let mut bad = args.clone();
+            bad.key_rope = None;
+            assert!(check(&bad).unwrap_err().message.contains("both be given"));
+            let mut bad = args.clone();
+            bad.key_rope_antiquant_scale = Some(qrb.tensor(&[1]));
+            assert!(check(&bad).unwrap_err().message.contains("reserved"));
+            let mut bad = args.clone();
+            bad.query_rope = Some(qb.tensor(&qshape));
+            assert!(check(&bad).unwrap_err().message.contains("with D = 64"));
+        }
     }
 }

@@ -10,9 +10,9 @@
 //!
 //! | module | operators |
 //! |---|---|
-//! | [`attention`] | aclnnFusedInferAttentionScoreV2 |
+//! | [`attention`] | aclnnFusedInferAttentionScoreV2, aclnnFusedInferAttentionScoreV3 |
 //! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul |
-//! | [`matmul`] | aclnnMatmul |
+//! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
 //! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |

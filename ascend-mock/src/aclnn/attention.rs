@@ -1,13 +1,28 @@
-//! Attention: aclnnFusedInferAttentionScoreV2 over
-//! `ascend_kernels::attention` (prefill and decode, grouped KV heads,
-//! masks and sparse modes, paged KV cache). `inputLayout` is copied from
+//! Attention: aclnnFusedInferAttentionScoreV2 and V3 (V2 plus the MLA rope
+//! inputs queryRope/keyRope) over `ascend_kernels::attention` (prefill and
+//! decode, grouped KV heads, masks and sparse modes, paged KV cache). `inputLayout` is copied from
 //! its `char *` in phase one (see [`CStrParam`](super::rope)); the host
 //! integer arrays are copied by the binder.
 
 use std::ffi::c_char;
 
+use ascend_kernels::TensorArg;
 use ascend_kernels::attention::{self, FusedInferAttentionScoreV2Args};
 use ascend_sys::*;
+
+use super::register::Bound;
+
+/// An input a version of the operator does not have (V2's MLA rope inputs).
+struct Absent;
+
+impl Bound for Absent {
+    type Out = Option<TensorArg>;
+    fn get(&self, _: &[TensorArg]) -> Option<TensorArg> {
+        None
+    }
+}
+
+const ABSENT: Absent = Absent;
 
 // The macro binds `inputLayout` with the `c_string` method of this trait.
 use super::rope::BindCStr;
@@ -80,6 +95,100 @@ operator! {
         key_shared_prefix: keySharedPrefixOptional,
         value_shared_prefix: valueSharedPrefixOptional,
         actual_shared_prefix_len: actualSharedPrefixLenOptional,
+        query_rope: ABSENT,
+        key_rope: ABSENT,
+        key_rope_antiquant_scale: ABSENT,
+        num_heads: numHeads,
+        scale_value: scaleValue,
+        pre_tokens: preTokens,
+        next_tokens: nextTokens,
+        input_layout: inputLayout,
+        num_key_value_heads: numKeyValueHeads,
+        sparse_mode: sparseMode,
+        inner_precise: innerPrecise,
+        block_size: blockSize,
+        antiquant_mode: antiquantMode,
+        softmax_lse_flag: softmaxLseFlag,
+        key_antiquant_mode: keyAntiquantMode,
+        value_antiquant_mode: valueAntiquantMode,
+        attention_out: attentionOut,
+        softmax_lse: softmaxLse,
+    };
+
+    /// Phase one of `aclnnFusedInferAttentionScoreV3`: V2 plus the MLA rope
+    /// parts (`score = scale · (q·k + qRope·kRope)`);
+    /// `attentionOut = softmax(scaleValue · Q Kᵀ + pse, masked) V`.
+    aclnnFusedInferAttentionScoreV3 / aclnnFusedInferAttentionScoreV3GetWorkspaceSize(
+        query: *const aclTensor = input,
+        key: *const aclTensorList = input_list,
+        value: *const aclTensorList = input_list,
+        pseShiftOptional: *const aclTensor = opt_input,
+        attenMaskOptional: *const aclTensor = opt_input,
+        actualSeqLengthsOptional: *const aclIntArray = opt_int_array,
+        actualSeqLengthsKvOptional: *const aclIntArray = opt_int_array,
+        deqScale1Optional: *const aclTensor = opt_input,
+        quantScale1Optional: *const aclTensor = opt_input,
+        deqScale2Optional: *const aclTensor = opt_input,
+        quantScale2Optional: *const aclTensor = opt_input,
+        quantOffset2Optional: *const aclTensor = opt_input,
+        antiquantScaleOptional: *const aclTensor = opt_input,
+        antiquantOffsetOptional: *const aclTensor = opt_input,
+        blockTableOptional: *const aclTensor = opt_input,
+        queryPaddingSizeOptional: *const aclTensor = opt_input,
+        kvPaddingSizeOptional: *const aclTensor = opt_input,
+        keyAntiquantScaleOptional: *const aclTensor = opt_input,
+        keyAntiquantOffsetOptional: *const aclTensor = opt_input,
+        valueAntiquantScaleOptional: *const aclTensor = opt_input,
+        valueAntiquantOffsetOptional: *const aclTensor = opt_input,
+        keySharedPrefixOptional: *const aclTensor = opt_input,
+        valueSharedPrefixOptional: *const aclTensor = opt_input,
+        actualSharedPrefixLenOptional: *const aclIntArray = opt_int_array,
+        queryRopeOptional: *const aclTensor = opt_input,
+        keyRopeOptional: *const aclTensor = opt_input,
+        keyRopeAntiquantScaleOptional: *const aclTensor = opt_input,
+        numHeads: i64 = value,
+        scaleValue: f64 = value,
+        preTokens: i64 = value,
+        nextTokens: i64 = value,
+        inputLayout: *mut c_char = c_string,
+        numKeyValueHeads: i64 = value,
+        sparseMode: i64 = value,
+        innerPrecise: i64 = value,
+        blockSize: i64 = value,
+        antiquantMode: i64 = value,
+        softmaxLseFlag: bool = value,
+        keyAntiquantMode: i64 = value,
+        valueAntiquantMode: i64 = value,
+        attentionOut: *const aclTensor = output,
+        softmaxLse: *const aclTensor = opt_output,
+    ) => attention::check, attention::run, FusedInferAttentionScoreV2Args {
+        query,
+        key,
+        value,
+        pse_shift: pseShiftOptional,
+        atten_mask: attenMaskOptional,
+        actual_seq_lengths: actualSeqLengthsOptional,
+        actual_seq_lengths_kv: actualSeqLengthsKvOptional,
+        deq_scale1: deqScale1Optional,
+        quant_scale1: quantScale1Optional,
+        deq_scale2: deqScale2Optional,
+        quant_scale2: quantScale2Optional,
+        quant_offset2: quantOffset2Optional,
+        antiquant_scale: antiquantScaleOptional,
+        antiquant_offset: antiquantOffsetOptional,
+        block_table: blockTableOptional,
+        query_padding_size: queryPaddingSizeOptional,
+        kv_padding_size: kvPaddingSizeOptional,
+        key_antiquant_scale: keyAntiquantScaleOptional,
+        key_antiquant_offset: keyAntiquantOffsetOptional,
+        value_antiquant_scale: valueAntiquantScaleOptional,
+        value_antiquant_offset: valueAntiquantOffsetOptional,
+        key_shared_prefix: keySharedPrefixOptional,
+        value_shared_prefix: valueSharedPrefixOptional,
+        actual_shared_prefix_len: actualSharedPrefixLenOptional,
+        query_rope: queryRopeOptional,
+        key_rope: keyRopeOptional,
+        key_rope_antiquant_scale: keyRopeAntiquantScaleOptional,
         num_heads: numHeads,
         scale_value: scaleValue,
         pre_tokens: preTokens,
@@ -112,7 +221,7 @@ mod tests {
     use half::f16;
 
     use super::*;
-    use crate::aclnn::tests::{Dev, close, destroy_tensors, nn_err, tensor};
+    use crate::aclnn::tests::{Dev, close, destroy_tensors, nn_err, run_op, tensor};
     use crate::exports::*;
 
     fn vals(n: usize, seed: u64) -> Vec<f32> {
@@ -153,7 +262,8 @@ mod tests {
     }
 
     /// Attention of one query row `q` over keys/values `(k_j, v_j)` for the
-    /// visible `js`, in f64: (output row, lse).
+    /// visible `js`, in f64: (output row, lse). Keys are as wide as `q`;
+    /// values may be narrower (MLA).
     fn attend(q: &[f32], ks: &[&[f32]], vs: &[&[f32]], scale: f64) -> (Vec<f64>, f64) {
         let d = q.len();
         if ks.is_empty() {
@@ -170,9 +280,10 @@ mod tests {
             .collect();
         let mx = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = s.iter().map(|x| (x - mx).exp()).sum();
-        let mut o = vec![0f64; d];
+        let dv = vs[0].len();
+        let mut o = vec![0f64; dv];
         for (w, v) in s.iter().zip(vs) {
-            for x in 0..d {
+            for x in 0..dv {
                 o[x] += (w - mx).exp() / sum * f64::from(v[x]);
             }
         }
@@ -579,5 +690,160 @@ mod tests {
             aclDestroyTensorList(vl);
         }
         destroy_tensors(&[qt, ot, scale_t]);
+    }
+
+    #[test]
+    fn v3_mla_rope_decode() {
+        let mut dev = Dev::new();
+        // BSND decode, B 1, N 2 over KV_N 1, D 128 plus rope 64, KV_S 40:
+        // score = scale · (q·k + qRope·kRope), values of D 128.
+        let (n, d, dr, skv) = (2usize, 128usize, 64usize, 40usize);
+        let q = vals(n * d, 7);
+        let qr = vals(n * dr, 8);
+        let k = vals(skv * d, 9);
+        let kr = vals(skv * dr, 10);
+        let v = vals(skv * d, 11);
+        let ps: Vec<_> = [&q, &qr, &k, &kr, &v]
+            .iter()
+            .map(|x| f16_buf(&mut dev, x))
+            .collect();
+        let op = dev.zeros::<f16>(n * d);
+        let qt = tensor(&[1, 1, n as i64, d as i64], ACL_FLOAT16, ps[0]);
+        let qrt = tensor(&[1, 1, n as i64, dr as i64], ACL_FLOAT16, ps[1]);
+        let kl = list(&[tensor(&[1, skv as i64, 1, d as i64], ACL_FLOAT16, ps[2])]);
+        let krt = tensor(&[1, skv as i64, 1, dr as i64], ACL_FLOAT16, ps[3]);
+        let vl = list(&[tensor(&[1, skv as i64, 1, d as i64], ACL_FLOAT16, ps[4])]);
+        let ot = tensor(&[1, 1, n as i64, d as i64], ACL_FLOAT16, op);
+        let nm = null_mut();
+        run_op(
+            &dev,
+            // SAFETY: live descriptors, string and output locations.
+            |w, e| unsafe {
+                aclnnFusedInferAttentionScoreV3GetWorkspaceSize(
+                    qt,
+                    kl,
+                    vl,
+                    nm,
+                    nm,
+                    null_mut(),
+                    null_mut(),
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    nm,
+                    null_mut(),
+                    qrt,
+                    krt,
+                    nm,
+                    n as i64,
+                    0.1,
+                    2147483647,
+                    0,
+                    c"BSND".as_ptr().cast_mut(),
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    false,
+                    0,
+                    0,
+                    ot,
+                    nm,
+                    w,
+                    e,
+                )
+            },
+            aclnnFusedInferAttentionScoreV3,
+        );
+        dev.sync();
+        let got = read_f16(&dev, op, n * d);
+        let kcat: Vec<Vec<f32>> = (0..skv)
+            .map(|t| [&k[t * d..(t + 1) * d], &kr[t * dr..(t + 1) * dr]].concat())
+            .collect();
+        let kref: Vec<&[f32]> = kcat.iter().map(|x| &x[..]).collect();
+        let vref: Vec<&[f32]> = (0..skv).map(|t| &v[t * d..(t + 1) * d]).collect();
+        let mut want = Vec::new();
+        for h in 0..n {
+            let qcat = [&q[h * d..(h + 1) * d], &qr[h * dr..(h + 1) * dr]].concat();
+            // attend() dots over the query's width: the 192-wide key rows.
+            let (o, _) = attend(&qcat, &kref, &vref, 0.1);
+            want.extend(o);
+        }
+        close(&got, &want, 4e-3);
+        // keyRope without queryRope is refused.
+        let (mut ws, mut ex) = (0u64, null_mut());
+        // SAFETY: as above.
+        let code = unsafe {
+            aclnnFusedInferAttentionScoreV3GetWorkspaceSize(
+                qt,
+                kl,
+                vl,
+                nm,
+                nm,
+                null_mut(),
+                null_mut(),
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                nm,
+                null_mut(),
+                nm,
+                krt,
+                nm,
+                n as i64,
+                0.1,
+                2147483647,
+                0,
+                c"BSND".as_ptr().cast_mut(),
+                1,
+                0,
+                0,
+                0,
+                0,
+                false,
+                0,
+                0,
+                ot,
+                nm,
+                &mut ws,
+                &mut ex,
+            )
+        };
+        nn_err(
+            code,
+            ACLNN_ERR_PARAM_INVALID,
+            &["queryRopeOptional and keyRopeOptional"],
+        );
+        // SAFETY: live lists, destroyed once.
+        unsafe {
+            aclDestroyTensorList(kl);
+            aclDestroyTensorList(vl);
+        }
+        destroy_tensors(&[qt, qrt, krt, ot]);
     }
 }
