@@ -406,7 +406,7 @@ pub const MV_RULES: CubeRules = CubeRules {
     strict: true,
 };
 
-/// Phase-one validation of aclnnMm: `self` [M, K] @ `mat2` [K, N].
+/// Phase-one validation of aclnnMm: `self` `[M, K]` @ `mat2` `[K, N]`.
 pub fn check_mm(args: &MatmulArgs) -> Result<(), KernelError> {
     check_view(&args.self_, "self", 6)?;
     check_view(&args.mat2, "mat2", 6)?;
@@ -425,8 +425,8 @@ pub unsafe fn run_mm(args: &MatmulArgs) -> Result<(), KernelError> {
     unsafe { compute(args) }
 }
 
-/// Phase-one validation of aclnnBatchMatMul: `self` [B1, M, K] @ `mat2`
-/// [B2, K, N] with B1 == B2 or either 1 (broadcast).
+/// Phase-one validation of aclnnBatchMatMul: `self` `[B1, M, K]` @ `mat2`
+/// `[B2, K, N]` with B1 == B2 or either 1 (broadcast).
 pub fn check_bmm(args: &MatmulArgs) -> Result<(), KernelError> {
     check_view(&args.self_, "self", 6)?;
     check_view(&args.mat2, "mat2", 6)?;
@@ -445,8 +445,8 @@ pub unsafe fn run_bmm(args: &MatmulArgs) -> Result<(), KernelError> {
     unsafe { compute(args) }
 }
 
-/// Phase-one validation of aclnnMv: `self` [N, M] @ `vec` [M] (in
-/// `mat2`) into `out` [N], all three of one dtype.
+/// Phase-one validation of aclnnMv: `self` `[N, M]` @ `vec` `[M]` (in
+/// `mat2`) into `out` `[N]`, all three of one dtype.
 pub fn check_mv(args: &MatmulArgs) -> Result<(), KernelError> {
     check_view(&args.self_, "self", 6)?;
     check_view(&args.mat2, "vec", 6)?;

@@ -1,7 +1,7 @@
 //! Attention: aclnnFusedInferAttentionScoreV2 and V3 (V2 plus the MLA rope
 //! inputs queryRope/keyRope) over `ascend_kernels::attention` (prefill and
 //! decode, grouped KV heads, masks and sparse modes, paged KV cache). `inputLayout` is copied from
-//! its `char *` in phase one (see [`CStrParam`](super::rope)); the host
+//! its `char *` in phase one (`rope::CStrParam`); the host
 //! integer arrays are copied by the binder.
 
 use std::ffi::c_char;
