@@ -846,4 +846,41 @@ mod tests {
         }
         destroy_tensors(&[qt, qrt, krt, ot]);
     }
+
+    #[test]
+    fn every_new_symbol_resolves() {
+        // The symbol table is generated from the headers: each operator of
+        // this branch is found under both its phase names, and typed
+        // through ascend-sys's function-pointer table.
+        for name in [
+            "aclnnFusedInferAttentionScoreV2GetWorkspaceSize",
+            "aclnnFusedInferAttentionScoreV2",
+            "aclnnFusedInferAttentionScoreV3GetWorkspaceSize",
+            "aclnnFusedInferAttentionScoreV3",
+            "aclnnRotaryPositionEmbeddingGetWorkspaceSize",
+            "aclnnRotaryPositionEmbedding",
+            "aclnnApplyRotaryPosEmbGetWorkspaceSize",
+            "aclnnApplyRotaryPosEmb",
+            "aclnnApplyRotaryPosEmbV2GetWorkspaceSize",
+            "aclnnApplyRotaryPosEmbV2",
+            "aclnnMmGetWorkspaceSize",
+            "aclnnMm",
+            "aclnnBatchMatMulGetWorkspaceSize",
+            "aclnnBatchMatMul",
+            "aclnnMvGetWorkspaceSize",
+            "aclnnMv",
+            "aclnnGerGetWorkspaceSize",
+            "aclnnGer",
+        ] {
+            assert!(!crate::resolve(name).is_null(), "{name}");
+        }
+        let api = ascend_sys::Api::from_resolver(crate::resolve, "ascend-mock");
+        assert!(
+            api.opapi
+                .aclnnFusedInferAttentionScoreV3GetWorkspaceSize()
+                .is_ok()
+        );
+        assert!(api.opapi.aclnnApplyRotaryPosEmbV2GetWorkspaceSize().is_ok());
+        assert!(api.opapi.aclnnGer().is_ok());
+    }
 }
