@@ -10,10 +10,12 @@
 //!
 //! | module | operators |
 //! |---|---|
+//! | [`attention`] | aclnnFusedInferAttentionScoreV2, aclnnFusedInferAttentionScoreV3 |
 //! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul |
-//! | [`matmul`] | aclnnMatmul |
+//! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
+//! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
 //! | [`topk`] | aclnnTopk |
@@ -22,6 +24,7 @@
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
 //! helpers, [`scalar`] the value of an `aclScalar`.
 
+pub mod attention;
 pub mod broadcast;
 pub mod elementwise;
 pub mod gemm;
@@ -29,6 +32,7 @@ pub mod grouped_matmul;
 pub mod matmul;
 pub mod moe;
 pub mod rms_norm;
+pub mod rope;
 pub mod scalar;
 pub mod softmax;
 pub mod swiglu;

@@ -1,4 +1,7 @@
-//! aclnnMatmul: `out = self @ mat2` with torch.matmul's shape rules.
+//! aclnnMatmul: `out = self @ mat2` with torch.matmul's shape rules; and
+//! the fixed-rank products on the same engine: aclnnMm (2-D @ 2-D),
+//! aclnnBatchMatMul (3-D @ 3-D, a batch of 1 broadcasts) and aclnnMv
+//! (2-D @ 1-D), and the outer product aclnnGer.
 //!
 //! Shapes: each operand has 1 to 6 dims. A 1-D `self` of size K acts as a
 //! `(1, K)` matrix and a 1-D `mat2` as `(K, 1)`; the unit dimension is then
@@ -12,10 +15,14 @@
 //! inputs. Computation is in f32 with one rounding on store.
 //!
 //! `cubeMathType` (0 KEEP_DTYPE, 1 ALLOW_FP32_DOWN_PRECISION, 2 USE_FP16,
-//! 3 USE_HF32, 4 USE_FP32_ADD) must be in 0..=4. Decision: USE_FP16 with a
-//! FLOAT input rounds the operands to f16 before the product, as the NPU
-//! does; every other mode computes in full f32 (HF32 and down-precision
-//! modes on the NPU are allowed to be less precise, never more wrong).
+//! 3 USE_HF32, 4 USE_FP32_ADD) must be in 0..=4 (0..=3 for BatchMatMul and
+//! Mv). As documented for A2/A3, USE_FP16 is refused for BF16 input and
+//! USE_HF32 for input that is not FLOAT (Matmul, Mm, Mv; BatchMatMul lets
+//! them through unchanged); two 1-D Matmul operands ignore it. Decision:
+//! USE_FP16 with a FLOAT input rounds the operands to f16 before the
+//! product, as the NPU does; every other mode computes in full f32 (HF32
+//! and down-precision modes on the NPU are allowed to be less precise,
+//! never more wrong).
 //!
 //! Strided views (transposes, slices, stride-0 broadcasts) are read in
 //! place when they are aligned FLOAT, otherwise converted per batch slab.
@@ -110,8 +117,69 @@ pub fn output_shape(self_: &TensorArg, mat2: &TensorArg) -> Result<Vec<i64>, Ker
     Ok(shape)
 }
 
+/// What an operator's `cubeMathType` accepts (CANN's A2/A3 rules).
+#[derive(Debug, Clone, Copy)]
+pub struct CubeRules {
+    /// The operator's name, for messages.
+    pub op: &'static str,
+    /// The largest documented value (4 USE_FP32_ADD for Matmul and Mm, 3
+    /// for BatchMatMul and Mv).
+    pub max: i8,
+    /// Whether USE_FP16 (2) is refused for BF16 input and USE_HF32 (3) for
+    /// input that is not FLOAT (Matmul, Mm, Mv; BatchMatMul ignores them).
+    pub strict: bool,
+}
+
+/// aclnnMatmul's rules.
+pub const MATMUL_RULES: CubeRules = CubeRules {
+    op: "aclnnMatmul",
+    max: 4,
+    strict: true,
+};
+
+/// The dtype CANN deduces for the product of `a` and `b` (already checked
+/// to be compatible): BF16 with BF16, FLOAT when either is FLOAT, else
+/// FLOAT16.
+pub fn deduced_dtype(a: DType, b: DType) -> DType {
+    if a == DType::F32 || b == DType::F32 {
+        DType::F32
+    } else {
+        a
+    }
+}
+
+/// Checks `cube` against `rules` for inputs of deduced dtype `input`.
+pub fn check_cube_math(cube: i8, input: DType, rules: CubeRules) -> Result<(), KernelError> {
+    if !(0..=rules.max).contains(&cube) {
+        return Err(KernelError::invalid(format!(
+            "cubeMathType should be in range [0, {}] for {}, but got {cube}.",
+            rules.max, rules.op
+        )));
+    }
+    if rules.strict && cube == 2 && input == DType::BF16 {
+        return Err(KernelError::invalid(format!(
+            "cubeMathType 2 (USE_FP16) is not supported for {} input of {}.",
+            input.name(),
+            rules.op
+        )));
+    }
+    if rules.strict && cube == 3 && input != DType::F32 {
+        return Err(KernelError::invalid(format!(
+            "cubeMathType 3 (USE_HF32) is not supported for {} input of {}: only DT_FLOAT.",
+            input.name(),
+            rules.op
+        )));
+    }
+    Ok(())
+}
+
 /// Phase-one validation of aclnnMatmul.
 pub fn check(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_with(args, MATMUL_RULES)
+}
+
+/// aclnnMatmul's checks with another operator's `cubeMathType` rules.
+pub fn check_with(args: &MatmulArgs, rules: CubeRules) -> Result<(), KernelError> {
     for (t, name) in [(&args.self_, "self"), (&args.mat2, "mat2")] {
         check_view(t, name, 6)?;
         if t.rank() == 0 {
@@ -139,11 +207,14 @@ pub fn check(args: &MatmulArgs) -> Result<(), KernelError> {
             a.name()
         )));
     }
-    if !(0..=4).contains(&args.cube_math_type) {
-        return Err(KernelError::invalid(format!(
-            "cubeMathType should be in range [0, 4], but got {}.",
-            args.cube_math_type
-        )));
+    // Two 1-D operands: cubeMathType "does not take effect" (documented);
+    // only its range is checked.
+    let both_1d = args.self_.rank() == 1 && args.mat2.rank() == 1;
+    let input = deduced_dtype(a, b);
+    if both_1d {
+        check_cube_math(args.cube_math_type, DType::F32, rules)?;
+    } else {
+        check_cube_math(args.cube_math_type, input, rules)?;
     }
     let want = output_shape(&args.self_, &args.mat2)?;
     if args.out.shape != want {
@@ -235,12 +306,21 @@ unsafe impl Sync for SendPtr {}
 /// tensor.rs's module invariant for every tensor of `args`.
 pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
     check(args)?;
+    // SAFETY: forwarded.
+    unsafe { compute(args) }
+}
+
+/// The product itself, once an operator's checks passed.
+///
+/// # Safety
+/// tensor.rs's module invariant for every tensor of `args`.
+unsafe fn compute(args: &MatmulArgs) -> Result<(), KernelError> {
     let a = as_lhs(&args.self_);
     let b = as_rhs(&args.mat2);
     let out_batch = broadcast_shapes(&a.batch, &b.batch).unwrap_or_default();
     let (m, k, n) = (a.rows as usize, a.cols as usize, b.cols as usize);
     let nbatch: usize = out_batch.iter().product::<i64>() as usize;
-    let round = args.cube_math_type == 2;
+    let round = args.cube_math_type == 2 && !(args.self_.rank() == 1 && args.mat2.rank() == 1);
     // SAFETY: each operand's slabs address only its own elements.
     let a_slabs = unsafe { slabs(&args.self_, &a, round && args.self_.dtype == DType::F32) };
     // SAFETY: as above.
@@ -287,6 +367,219 @@ pub unsafe fn run(args: &MatmulArgs) -> Result<(), KernelError> {
         // into `staging` above (the slabs may borrow inputs, but they were
         // only read during the products that have finished).
         unsafe { out.write_f32(&staging) };
+    }
+    Ok(())
+}
+
+// ------------------------------------------------ aclnnMm, aclnnBatchMatMul, aclnnMv
+
+fn rank_is(t: &TensorArg, name: &str, rank: usize, op: &str) -> Result<(), KernelError> {
+    if t.rank() == rank {
+        return Ok(());
+    }
+    Err(KernelError::invalid(format!(
+        "The dim of {name} should be {rank} for {op}, but got {} (shape {}).",
+        t.rank(),
+        fmt_shape(&t.shape)
+    )))
+}
+
+/// aclnnMm's rules.
+pub const MM_RULES: CubeRules = CubeRules {
+    op: "aclnnMm",
+    max: 4,
+    strict: true,
+};
+
+/// aclnnBatchMatMul's rules: values 0-3, FLOAT16/BFLOAT16 input
+/// unaffected by any of them.
+pub const BMM_RULES: CubeRules = CubeRules {
+    op: "aclnnBatchMatMul",
+    max: 3,
+    strict: false,
+};
+
+/// aclnnMv's rules.
+pub const MV_RULES: CubeRules = CubeRules {
+    op: "aclnnMv",
+    max: 3,
+    strict: true,
+};
+
+/// Phase-one validation of aclnnMm: `self` `[M, K]` @ `mat2` `[K, N]`.
+pub fn check_mm(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_view(&args.self_, "self", 6)?;
+    check_view(&args.mat2, "mat2", 6)?;
+    rank_is(&args.self_, "self", 2, "aclnnMm")?;
+    rank_is(&args.mat2, "mat2", 2, "aclnnMm")?;
+    check_with(args, MM_RULES)
+}
+
+/// Phase-two computation of aclnnMm.
+///
+/// # Safety
+/// tensor.rs's module invariant for every tensor of `args`.
+pub unsafe fn run_mm(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_mm(args)?;
+    // SAFETY: forwarded.
+    unsafe { compute(args) }
+}
+
+/// Phase-one validation of aclnnBatchMatMul: `self` `[B1, M, K]` @ `mat2`
+/// `[B2, K, N]` with B1 == B2 or either 1 (broadcast).
+pub fn check_bmm(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_view(&args.self_, "self", 6)?;
+    check_view(&args.mat2, "mat2", 6)?;
+    rank_is(&args.self_, "self", 3, "aclnnBatchMatMul")?;
+    rank_is(&args.mat2, "mat2", 3, "aclnnBatchMatMul")?;
+    check_with(args, BMM_RULES)
+}
+
+/// Phase-two computation of aclnnBatchMatMul.
+///
+/// # Safety
+/// tensor.rs's module invariant for every tensor of `args`.
+pub unsafe fn run_bmm(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_bmm(args)?;
+    // SAFETY: forwarded.
+    unsafe { compute(args) }
+}
+
+/// Phase-one validation of aclnnMv: `self` `[N, M]` @ `vec` `[M]` (in
+/// `mat2`) into `out` `[N]`, all three of one dtype.
+pub fn check_mv(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_view(&args.self_, "self", 6)?;
+    check_view(&args.mat2, "vec", 6)?;
+    check_view(&args.out, "out", 6)?;
+    rank_is(&args.self_, "self", 2, "aclnnMv")?;
+    rank_is(&args.mat2, "vec", 1, "aclnnMv")?;
+    rank_is(&args.out, "out", 1, "aclnnMv")?;
+    check_dtype(&args.self_, "self", &FLOATS)?;
+    if args.mat2.dtype != args.self_.dtype || args.out.dtype != args.self_.dtype {
+        return Err(KernelError::invalid(format!(
+            "self, vec and out should have one dtype, but got {}, {} and {}.",
+            args.self_.dtype.name(),
+            args.mat2.dtype.name(),
+            args.out.dtype.name()
+        )));
+    }
+    check_with(args, MV_RULES)
+}
+
+/// Phase-two computation of aclnnMv.
+///
+/// # Safety
+/// tensor.rs's module invariant for every tensor of `args`.
+pub unsafe fn run_mv(args: &MatmulArgs) -> Result<(), KernelError> {
+    check_mv(args)?;
+    // SAFETY: forwarded.
+    unsafe { compute(args) }
+}
+
+// ------------------------------------------------ aclnnGer
+
+/// Arguments of `aclnnGerGetWorkspaceSize`: `out[i, j] = self[i] * vec2[j]`.
+#[derive(Debug, Clone)]
+pub struct GerArgs {
+    pub self_: TensorArg,
+    pub vec2: TensorArg,
+    pub out: TensorArg,
+}
+
+/// aclnnGer's dtypes (COMPLEX64/128 are documented too; the mock has no
+/// complex type, so they cannot reach it).
+const GER_DTYPES: [DType; 10] = [
+    DType::F32,
+    DType::F16,
+    DType::F64,
+    DType::BF16,
+    DType::I8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::U8,
+    DType::Bool,
+];
+
+/// Phase-one validation of aclnnGer.
+pub fn check_ger(a: &GerArgs) -> Result<(), KernelError> {
+    for (t, name) in [(&a.self_, "self"), (&a.vec2, "vec2"), (&a.out, "out")] {
+        check_view(t, name, 8)?;
+        check_dtype(t, name, &GER_DTYPES)?;
+    }
+    rank_is(&a.self_, "self", 1, "aclnnGer")?;
+    rank_is(&a.vec2, "vec2", 1, "aclnnGer")?;
+    rank_is(&a.out, "out", 2, "aclnnGer")?;
+    let promoted = crate::elementwise::promote(a.self_.dtype, a.vec2.dtype);
+    if !crate::elementwise::can_cast(promoted, a.out.dtype) {
+        return Err(KernelError::invalid(format!(
+            "The deduced dtype {} of self and vec2 cannot be cast to out dtype {}.",
+            promoted.name(),
+            a.out.dtype.name()
+        )));
+    }
+    let want = [a.self_.shape[0], a.vec2.shape[0]];
+    if a.out.shape != want {
+        return Err(KernelError::invalid(format!(
+            "out shape should be {}, but got {}.",
+            fmt_shape(&want),
+            fmt_shape(&a.out.shape)
+        )));
+    }
+    Ok(())
+}
+
+/// Phase-two computation of aclnnGer: the product is taken in the deduced
+/// dtype (f64 for floats, rounded to it once; wrapping i64 for integers,
+/// then cast; logical and for two bools) and cast to `out` on store.
+///
+/// # Safety
+/// tensor.rs's module invariant for every tensor of `a`.
+pub unsafe fn run_ger(a: &GerArgs) -> Result<(), KernelError> {
+    check_ger(a)?;
+    let promoted = crate::elementwise::promote(a.self_.dtype, a.vec2.dtype);
+    let (m, n) = (a.self_.shape[0] as usize, a.vec2.shape[0] as usize);
+    if promoted.is_float() {
+        // SAFETY: forwarded invariant.
+        let (x, y) = unsafe {
+            (
+                crate::broadcast::read_f64(&a.self_),
+                crate::broadcast::read_f64(&a.vec2),
+            )
+        };
+        let round = |v: f64| -> f64 {
+            match promoted {
+                DType::F16 => f64::from(half::f16::from_f64(v).to_f32()),
+                DType::BF16 => f64::from(half::bf16::from_f64(v).to_f32()),
+                DType::F32 => f64::from(v as f32),
+                _ => v,
+            }
+        };
+        let mut out = Vec::with_capacity(m * n);
+        for &xi in &x {
+            out.extend(y.iter().map(|&yj| round(xi * yj)));
+        }
+        // SAFETY: `out` is writable; the inputs were read above.
+        unsafe { crate::broadcast::write_f64(&a.out, &out) };
+    } else {
+        // SAFETY: forwarded invariant.
+        let (x, y) = unsafe { (a.self_.read_i64(), a.vec2.read_i64()) };
+        let wrap = |v: i64| -> i64 {
+            match promoted {
+                DType::I8 => i64::from(v as i8),
+                DType::U8 => i64::from(v as u8),
+                DType::I16 => i64::from(v as i16),
+                DType::I32 => i64::from(v as i32),
+                DType::Bool => i64::from(v != 0),
+                _ => v,
+            }
+        };
+        let mut out = Vec::with_capacity(m * n);
+        for &xi in &x {
+            out.extend(y.iter().map(|&yj| wrap(xi.wrapping_mul(yj))));
+        }
+        // SAFETY: `out` is writable; the inputs were read above.
+        unsafe { a.out.write_i64(&out) };
     }
     Ok(())
 }
@@ -534,5 +827,313 @@ mod tests {
         x.cube_math_type = 9;
         // SAFETY: check fails before any memory is touched.
         assert_eq!(unsafe { run(&x) }.unwrap_err().code, 161002);
+    }
+
+    /// Plain triple loop over logical matrices given as closures.
+    fn naive(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &dyn Fn(usize, usize) -> f64,
+        b: &dyn Fn(usize, usize) -> f64,
+    ) -> Vec<f64> {
+        let mut out = Vec::with_capacity(m * n);
+        for i in 0..m {
+            for j in 0..n {
+                out.push((0..k).map(|p| a(i, p) * b(p, j)).sum());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mm_odd_sizes_and_transposed_views() {
+        let mut rng = Rng::new(21);
+        let (m, k, n) = (37usize, 53usize, 29usize);
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let a = Buf::random(dt, m * k, &mut rng);
+            let b = Buf::random(dt, k * n, &mut rng);
+            let (av, bv) = (a.to_f64(), b.to_f64());
+            // self plain [m, k]; mat2 the transposed view of an [n, k] buffer.
+            let want = naive(m, k, n, &|i, p| av[i * k + p], &|p, j| bv[j * k + p]);
+            let out = Buf::zeros(dt, m * n);
+            let args = MatmulArgs {
+                self_: a.tensor(&[m as i64, k as i64]),
+                mat2: b.view(&[k as i64, n as i64], &[1, k as i64], 0),
+                out: out.tensor(&[m as i64, n as i64]),
+                cube_math_type: 0,
+            };
+            // SAFETY: the views lie inside their buffers.
+            unsafe { run_mm(&args) }.unwrap();
+            assert_close(&out.to_f32(), &want, dt, &format!("mm {dt:?}"));
+        }
+    }
+
+    #[test]
+    fn batch_matmul_broadcasts_a_batch_of_one() {
+        let mut rng = Rng::new(22);
+        let (m, k, n) = (5usize, 7usize, 3usize);
+        for (ba, bb) in [(3usize, 3usize), (3, 1), (1, 4)] {
+            let a = Buf::random(DType::F32, ba * m * k, &mut rng);
+            let b = Buf::random(DType::F32, bb * k * n, &mut rng);
+            let (av, bv) = (a.to_f64(), b.to_f64());
+            let nb = ba.max(bb);
+            let mut want = Vec::new();
+            for t in 0..nb {
+                let (ta, tb) = (if ba == 1 { 0 } else { t }, if bb == 1 { 0 } else { t });
+                want.extend(naive(m, k, n, &|i, p| av[(ta * m + i) * k + p], &|p, j| {
+                    bv[(tb * k + p) * n + j]
+                }));
+            }
+            let out = Buf::zeros(DType::F32, nb * m * n);
+            let args = MatmulArgs {
+                self_: a.tensor(&[ba as i64, m as i64, k as i64]),
+                mat2: b.tensor(&[bb as i64, k as i64, n as i64]),
+                out: out.tensor(&[nb as i64, m as i64, n as i64]),
+                cube_math_type: 3,
+            };
+            // SAFETY: every view covers exactly its buffer.
+            unsafe { run_bmm(&args) }.unwrap();
+            assert_close(&out.to_f32(), &want, DType::F32, &format!("bmm {ba}x{bb}"));
+        }
+    }
+
+    #[test]
+    fn mv_with_a_strided_vector() {
+        let mut rng = Rng::new(23);
+        let (rows, cols) = (11usize, 9usize);
+        for dt in [DType::F32, DType::F16, DType::BF16] {
+            let a = Buf::random(dt, rows * cols, &mut rng);
+            let v = Buf::random(dt, 2 * cols, &mut rng);
+            let (av, vv) = (a.to_f64(), v.to_f64());
+            // vec: every other element of its buffer.
+            let want = naive(rows, cols, 1, &|i, p| av[i * cols + p], &|p, _| vv[2 * p]);
+            let out = Buf::zeros(dt, rows);
+            let args = MatmulArgs {
+                self_: a.tensor(&[rows as i64, cols as i64]),
+                mat2: v.view(&[cols as i64], &[2], 0),
+                out: out.tensor(&[rows as i64]),
+                cube_math_type: 1,
+            };
+            // SAFETY: the views lie inside their buffers.
+            unsafe { run_mv(&args) }.unwrap();
+            assert_close(&out.to_f32(), &want, dt, &format!("mv {dt:?}"));
+        }
+    }
+
+    #[test]
+    fn ger_floats_integers_and_bools() {
+        // FLOAT x FLOAT16 -> FLOAT, self a strided view.
+        let x = Buf::from_f32(DType::F32, &[1.5, 9.0, -2.0, 9.0, 0.25]);
+        let y = Buf::from_f32(DType::F16, &[3.0, -1.0, 0.5, 4.0]);
+        let out = Buf::zeros(DType::F32, 12);
+        let args = GerArgs {
+            self_: x.view(&[3], &[2], 0),
+            vec2: y.tensor(&[4]),
+            out: out.tensor(&[3, 4]),
+        };
+        // SAFETY: the views lie inside their buffers.
+        unsafe { run_ger(&args) }.unwrap();
+        let xs = [1.5f64, -2.0, 0.25];
+        let ys = [3.0f64, -1.0, 0.5, 4.0];
+        let want: Vec<f64> = xs
+            .iter()
+            .flat_map(|a| ys.iter().map(move |b| a * b))
+            .collect();
+        assert_close(&out.to_f32(), &want, DType::F32, "ger f32");
+        // INT32 x INT8 -> INT64 out (the deduced INT32 product cast up).
+        let xi = Buf::from_i64(DType::I32, &[70000, -3]);
+        let yi = Buf::from_i64(DType::I8, &[100, -7]);
+        let oi = Buf::zeros(DType::I64, 4);
+        let args = GerArgs {
+            self_: xi.tensor(&[2]),
+            vec2: yi.tensor(&[2]),
+            out: oi.tensor(&[2, 2]),
+        };
+        // SAFETY: every view covers exactly its buffer.
+        unsafe { run_ger(&args) }.unwrap();
+        assert_eq!(oi.to_i64(), vec![7_000_000, -490_000, -300, 21]);
+        // BOOL x BOOL -> BOOL: logical and.
+        let xb = Buf::from_i64(DType::Bool, &[1, 0, 1]);
+        let yb = Buf::from_i64(DType::Bool, &[1, 1]);
+        let ob = Buf::zeros(DType::Bool, 6);
+        let args = GerArgs {
+            self_: xb.tensor(&[3]),
+            vec2: yb.tensor(&[2]),
+            out: ob.tensor(&[3, 2]),
+        };
+        // SAFETY: every view covers exactly its buffer.
+        unsafe { run_ger(&args) }.unwrap();
+        assert_eq!(ob.to_i64(), vec![1, 1, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn fixed_rank_products_refusals() {
+        let f = Buf::zeros(DType::F32, 256);
+        let h = Buf::zeros(DType::F16, 256);
+        let bf = Buf::zeros(DType::BF16, 256);
+        let i = Buf::zeros(DType::I32, 256);
+        let mm = MatmulArgs {
+            self_: f.tensor(&[2, 3]),
+            mat2: f.tensor(&[3, 4]),
+            out: f.tensor(&[2, 4]),
+            cube_math_type: 0,
+        };
+        check_mm(&mm).unwrap();
+        let bad = |chk: fn(&MatmulArgs) -> Result<(), KernelError>,
+                   base: &MatmulArgs,
+                   m: &dyn Fn(&mut MatmulArgs),
+                   needle: &str| {
+            let mut a = base.clone();
+            m(&mut a);
+            let e = chk(&a).expect_err(needle);
+            assert_eq!(e.code, 161002, "{}", e.message);
+            assert!(e.message.contains(needle), "{} lacks {needle}", e.message);
+        };
+        bad(
+            check_mm,
+            &mm,
+            &|a| a.self_ = f.tensor(&[1, 2, 3]),
+            "dim of self should be 2 for aclnnMm",
+        );
+        bad(
+            check_mm,
+            &mm,
+            &|a| a.mat2 = f.tensor(&[3]),
+            "dim of mat2 should be 2",
+        );
+        bad(
+            check_mm,
+            &mm,
+            &|a| a.cube_math_type = 5,
+            "range [0, 4] for aclnnMm",
+        );
+        bad(
+            check_mm,
+            &mm,
+            &|a| {
+                a.self_ = h.tensor(&[2, 3]);
+                a.mat2 = h.tensor(&[3, 4]);
+                a.cube_math_type = 3;
+            },
+            "cubeMathType 3 (USE_HF32) is not supported for DT_FLOAT16",
+        );
+        bad(
+            check_mm,
+            &mm,
+            &|a| {
+                a.self_ = bf.tensor(&[2, 3]);
+                a.mat2 = bf.tensor(&[3, 4]);
+                a.out = bf.tensor(&[2, 4]);
+                a.cube_math_type = 2;
+            },
+            "cubeMathType 2 (USE_FP16) is not supported for DT_BF16",
+        );
+        bad(check_mm, &mm, &|a| a.mat2 = f.tensor(&[4, 4]), "k-axis");
+        // aclnnMatmul follows the same A2/A3 rules, except for two 1-D operands.
+        let mut mt = mm.clone();
+        mt.self_ = h.tensor(&[2, 3]);
+        mt.mat2 = h.tensor(&[3, 4]);
+        mt.cube_math_type = 3;
+        assert!(check(&mt).unwrap_err().message.contains("USE_HF32"));
+        mt.self_ = h.tensor(&[3]);
+        mt.mat2 = h.tensor(&[3]);
+        mt.out = f.tensor(&[]);
+        check(&mt).unwrap();
+
+        let bmm = MatmulArgs {
+            self_: f.tensor(&[2, 2, 3]),
+            mat2: f.tensor(&[2, 3, 4]),
+            out: f.tensor(&[2, 2, 4]),
+            cube_math_type: 0,
+        };
+        check_bmm(&bmm).unwrap();
+        bad(
+            check_bmm,
+            &bmm,
+            &|a| a.self_ = f.tensor(&[2, 3]),
+            "dim of self should be 3 for aclnnBatchMatMul",
+        );
+        bad(
+            check_bmm,
+            &bmm,
+            &|a| a.cube_math_type = 4,
+            "range [0, 3] for aclnnBatchMatMul",
+        );
+        bad(
+            check_bmm,
+            &bmm,
+            &|a| {
+                a.self_ = f.tensor(&[2, 2, 3]);
+                a.mat2 = f.tensor(&[3, 3, 4]);
+                a.out = f.tensor(&[3, 2, 4]);
+            },
+            "cannot broadcast",
+        );
+        // BatchMatMul lets USE_HF32 through for FLOAT16 input.
+        let mut b16 = bmm.clone();
+        b16.self_ = h.tensor(&[2, 2, 3]);
+        b16.mat2 = h.tensor(&[2, 3, 4]);
+        b16.cube_math_type = 3;
+        check_bmm(&b16).unwrap();
+
+        let mv = MatmulArgs {
+            self_: f.tensor(&[4, 3]),
+            mat2: f.tensor(&[3]),
+            out: f.tensor(&[4]),
+            cube_math_type: 0,
+        };
+        check_mv(&mv).unwrap();
+        bad(
+            check_mv,
+            &mv,
+            &|a| a.mat2 = f.tensor(&[3, 1]),
+            "dim of vec should be 1",
+        );
+        bad(
+            check_mv,
+            &mv,
+            &|a| a.out = f.tensor(&[4, 1]),
+            "dim of out should be 1",
+        );
+        bad(check_mv, &mv, &|a| a.mat2 = h.tensor(&[3]), "one dtype");
+        bad(
+            check_mv,
+            &mv,
+            &|a| a.self_ = i.tensor(&[4, 3]),
+            "self dtype",
+        );
+        bad(
+            check_mv,
+            &mv,
+            &|a| a.cube_math_type = 4,
+            "range [0, 3] for aclnnMv",
+        );
+        bad(check_mv, &mv, &|a| a.mat2 = f.tensor(&[2]), "k-axis");
+        bad(check_mv, &mv, &|a| a.out = f.tensor(&[3]), "out shape");
+
+        let ger = GerArgs {
+            self_: f.tensor(&[2]),
+            vec2: f.tensor(&[3]),
+            out: f.tensor(&[2, 3]),
+        };
+        check_ger(&ger).unwrap();
+        let gbad = |m: &dyn Fn(&mut GerArgs), needle: &str| {
+            let mut a = ger.clone();
+            m(&mut a);
+            let e = check_ger(&a).expect_err(needle);
+            assert_eq!(e.code, 161002);
+            assert!(e.message.contains(needle), "{} lacks {needle}", e.message);
+        };
+        gbad(
+            &|a| a.self_ = f.tensor(&[2, 1]),
+            "dim of self should be 1 for aclnnGer",
+        );
+        gbad(&|a| a.out = f.tensor(&[6]), "dim of out should be 2");
+        gbad(&|a| a.out = f.tensor(&[3, 2]), "out shape should be [2, 3]");
+        gbad(
+            &|a| a.out = i.tensor(&[2, 3]),
+            "cannot be cast to out dtype DT_INT32",
+        );
     }
 }

@@ -55,12 +55,14 @@ macro_rules! phase_two {
 #[macro_use]
 mod register;
 
+pub mod attention;
 pub mod elementwise;
 pub mod executor;
 pub mod matmul;
 pub mod meta;
 pub mod moe;
 pub mod norm;
+pub mod rope;
 pub mod topk;
 pub mod unary;
 

@@ -24,6 +24,7 @@ pub use init::*;
 pub use memory::*;
 pub use stream::*;
 
+pub use crate::aclnn::attention::*;
 pub use crate::aclnn::elementwise::*;
 pub use crate::aclnn::executor::{
     aclDestroyAclOpExecutor, aclSetAclOpExecutorRepeatable, aclSetDynamicInputTensorAddr,
@@ -42,6 +43,7 @@ pub use crate::aclnn::meta::{
 };
 pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
+pub use crate::aclnn::rope::*;
 pub use crate::aclnn::topk::*;
 pub use crate::aclnn::unary::*;
 pub use crate::hccl::exports::*;

@@ -344,6 +344,167 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmb = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbGetWorkspaceSize = unsafe extern "C" fn(
+        queryRef: *mut aclTensor,
+        keyRef: *mut aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        layout: i64,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnApplyRotaryPosEmbV2GetWorkspaceSize = unsafe extern "C" fn(
+        queryRef: *mut aclTensor,
+        keyRef: *mut aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        layout: i64,
+        rotaryMode: *mut ::core::ffi::c_char,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnBatchMatMul = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnBatchMatMulGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        mat2: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnFusedInferAttentionScoreV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnFusedInferAttentionScoreV2GetWorkspaceSize = unsafe extern "C" fn(
+        query: *const aclTensor,
+        key: *const aclTensorList,
+        value: *const aclTensorList,
+        pseShiftOptional: *const aclTensor,
+        attenMaskOptional: *const aclTensor,
+        actualSeqLengthsOptional: *const aclIntArray,
+        actualSeqLengthsKvOptional: *const aclIntArray,
+        deqScale1Optional: *const aclTensor,
+        quantScale1Optional: *const aclTensor,
+        deqScale2Optional: *const aclTensor,
+        quantScale2Optional: *const aclTensor,
+        quantOffset2Optional: *const aclTensor,
+        antiquantScaleOptional: *const aclTensor,
+        antiquantOffsetOptional: *const aclTensor,
+        blockTableOptional: *const aclTensor,
+        queryPaddingSizeOptional: *const aclTensor,
+        kvPaddingSizeOptional: *const aclTensor,
+        keyAntiquantScaleOptional: *const aclTensor,
+        keyAntiquantOffsetOptional: *const aclTensor,
+        valueAntiquantScaleOptional: *const aclTensor,
+        valueAntiquantOffsetOptional: *const aclTensor,
+        keySharedPrefixOptional: *const aclTensor,
+        valueSharedPrefixOptional: *const aclTensor,
+        actualSharedPrefixLenOptional: *const aclIntArray,
+        numHeads: i64,
+        scaleValue: f64,
+        preTokens: i64,
+        nextTokens: i64,
+        inputLayout: *mut ::core::ffi::c_char,
+        numKeyValueHeads: i64,
+        sparseMode: i64,
+        innerPrecise: i64,
+        blockSize: i64,
+        antiquantMode: i64,
+        softmaxLseFlag: bool,
+        keyAntiquantMode: i64,
+        valueAntiquantMode: i64,
+        attentionOut: *const aclTensor,
+        softmaxLse: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
+    pub type aclnnFusedInferAttentionScoreV3 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnFusedInferAttentionScoreV3GetWorkspaceSize = unsafe extern "C" fn(
+        query: *const aclTensor,
+        key: *const aclTensorList,
+        value: *const aclTensorList,
+        pseShiftOptional: *const aclTensor,
+        attenMaskOptional: *const aclTensor,
+        actualSeqLengthsOptional: *const aclIntArray,
+        actualSeqLengthsKvOptional: *const aclIntArray,
+        deqScale1Optional: *const aclTensor,
+        quantScale1Optional: *const aclTensor,
+        deqScale2Optional: *const aclTensor,
+        quantScale2Optional: *const aclTensor,
+        quantOffset2Optional: *const aclTensor,
+        antiquantScaleOptional: *const aclTensor,
+        antiquantOffsetOptional: *const aclTensor,
+        blockTableOptional: *const aclTensor,
+        queryPaddingSizeOptional: *const aclTensor,
+        kvPaddingSizeOptional: *const aclTensor,
+        keyAntiquantScaleOptional: *const aclTensor,
+        keyAntiquantOffsetOptional: *const aclTensor,
+        valueAntiquantScaleOptional: *const aclTensor,
+        valueAntiquantOffsetOptional: *const aclTensor,
+        keySharedPrefixOptional: *const aclTensor,
+        valueSharedPrefixOptional: *const aclTensor,
+        actualSharedPrefixLenOptional: *const aclIntArray,
+        queryRopeOptional: *const aclTensor,
+        keyRopeOptional: *const aclTensor,
+        keyRopeAntiquantScaleOptional: *const aclTensor,
+        numHeads: i64,
+        scaleValue: f64,
+        preTokens: i64,
+        nextTokens: i64,
+        inputLayout: *mut ::core::ffi::c_char,
+        numKeyValueHeads: i64,
+        sparseMode: i64,
+        innerPrecise: i64,
+        blockSize: i64,
+        antiquantMode: i64,
+        softmaxLseFlag: bool,
+        keyAntiquantMode: i64,
+        valueAntiquantMode: i64,
+        attentionOut: *const aclTensor,
+        softmaxLse: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
+    pub type aclnnGer = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGerGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        vec2: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGroupedMatmulV3 = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -414,6 +575,20 @@ pub mod opapi {
         stream: aclrtStream,
     ) -> aclnnStatus;
     pub type aclnnMatmulGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        mat2: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnMm = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMmGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
         mat2: *const aclTensor,
         out: *mut aclTensor,
@@ -573,6 +748,20 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnMv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMvGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        vec: *const aclTensor,
+        out: *mut aclTensor,
+        cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnRmsNorm = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -588,6 +777,22 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnRotaryPositionEmbedding = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRotaryPositionEmbeddingGetWorkspaceSize = unsafe extern "C" fn(
+        x: *const aclTensor,
+        cos: *const aclTensor,
+        sin: *const aclTensor,
+        mode: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
     pub type aclnnSoftmax = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -881,38 +1086,56 @@ crate::loader::function_tables! {
         aclnnAddGetWorkspaceSize = 3,
         aclnnAdds = 4,
         aclnnAddsGetWorkspaceSize = 5,
-        aclnnGroupedMatmulV3 = 6,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 7,
-        aclnnGroupedMatmulV4 = 8,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 9,
-        aclnnInplaceAdd = 10,
-        aclnnInplaceAddGetWorkspaceSize = 11,
-        aclnnMatmul = 12,
-        aclnnMatmulGetWorkspaceSize = 13,
-        aclnnMoeComputeExpertTokens = 14,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 15,
-        aclnnMoeFinalizeRoutingV2 = 16,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 17,
-        aclnnMoeGatingTopK = 18,
-        aclnnMoeGatingTopKGetWorkspaceSize = 19,
-        aclnnMoeGatingTopKSoftmax = 20,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 21,
-        aclnnMoeGatingTopKSoftmaxV2 = 22,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 23,
-        aclnnMoeInitRoutingV2 = 24,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 25,
-        aclnnMoeInitRoutingV3 = 26,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 27,
-        aclnnMul = 28,
-        aclnnMulGetWorkspaceSize = 29,
-        aclnnRmsNorm = 30,
-        aclnnRmsNormGetWorkspaceSize = 31,
-        aclnnSoftmax = 32,
-        aclnnSoftmaxGetWorkspaceSize = 33,
-        aclnnSwiGlu = 34,
-        aclnnSwiGluGetWorkspaceSize = 35,
-        aclnnTopk = 36,
-        aclnnTopkGetWorkspaceSize = 37,
+        aclnnApplyRotaryPosEmb = 6,
+        aclnnApplyRotaryPosEmbGetWorkspaceSize = 7,
+        aclnnApplyRotaryPosEmbV2 = 8,
+        aclnnApplyRotaryPosEmbV2GetWorkspaceSize = 9,
+        aclnnBatchMatMul = 10,
+        aclnnBatchMatMulGetWorkspaceSize = 11,
+        aclnnFusedInferAttentionScoreV2 = 12,
+        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 13,
+        aclnnFusedInferAttentionScoreV3 = 14,
+        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 15,
+        aclnnGer = 16,
+        aclnnGerGetWorkspaceSize = 17,
+        aclnnGroupedMatmulV3 = 18,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 19,
+        aclnnGroupedMatmulV4 = 20,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 21,
+        aclnnInplaceAdd = 22,
+        aclnnInplaceAddGetWorkspaceSize = 23,
+        aclnnMatmul = 24,
+        aclnnMatmulGetWorkspaceSize = 25,
+        aclnnMm = 26,
+        aclnnMmGetWorkspaceSize = 27,
+        aclnnMoeComputeExpertTokens = 28,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 29,
+        aclnnMoeFinalizeRoutingV2 = 30,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 31,
+        aclnnMoeGatingTopK = 32,
+        aclnnMoeGatingTopKGetWorkspaceSize = 33,
+        aclnnMoeGatingTopKSoftmax = 34,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 35,
+        aclnnMoeGatingTopKSoftmaxV2 = 36,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 37,
+        aclnnMoeInitRoutingV2 = 38,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 39,
+        aclnnMoeInitRoutingV3 = 40,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 41,
+        aclnnMul = 42,
+        aclnnMulGetWorkspaceSize = 43,
+        aclnnMv = 44,
+        aclnnMvGetWorkspaceSize = 45,
+        aclnnRmsNorm = 46,
+        aclnnRmsNormGetWorkspaceSize = 47,
+        aclnnRotaryPositionEmbedding = 48,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 49,
+        aclnnSoftmax = 50,
+        aclnnSoftmaxGetWorkspaceSize = 51,
+        aclnnSwiGlu = 52,
+        aclnnSwiGluGetWorkspaceSize = 53,
+        aclnnTopk = 54,
+        aclnnTopkGetWorkspaceSize = 55,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1062,6 +1285,18 @@ macro_rules! for_each_function {
             opapi::aclnnAddGetWorkspaceSize,
             opapi::aclnnAdds,
             opapi::aclnnAddsGetWorkspaceSize,
+            opapi::aclnnApplyRotaryPosEmb,
+            opapi::aclnnApplyRotaryPosEmbGetWorkspaceSize,
+            opapi::aclnnApplyRotaryPosEmbV2,
+            opapi::aclnnApplyRotaryPosEmbV2GetWorkspaceSize,
+            opapi::aclnnBatchMatMul,
+            opapi::aclnnBatchMatMulGetWorkspaceSize,
+            opapi::aclnnFusedInferAttentionScoreV2,
+            opapi::aclnnFusedInferAttentionScoreV2GetWorkspaceSize,
+            opapi::aclnnFusedInferAttentionScoreV3,
+            opapi::aclnnFusedInferAttentionScoreV3GetWorkspaceSize,
+            opapi::aclnnGer,
+            opapi::aclnnGerGetWorkspaceSize,
             opapi::aclnnGroupedMatmulV3,
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
@@ -1070,6 +1305,8 @@ macro_rules! for_each_function {
             opapi::aclnnInplaceAddGetWorkspaceSize,
             opapi::aclnnMatmul,
             opapi::aclnnMatmulGetWorkspaceSize,
+            opapi::aclnnMm,
+            opapi::aclnnMmGetWorkspaceSize,
             opapi::aclnnMoeComputeExpertTokens,
             opapi::aclnnMoeComputeExpertTokensGetWorkspaceSize,
             opapi::aclnnMoeFinalizeRoutingV2,
@@ -1086,8 +1323,12 @@ macro_rules! for_each_function {
             opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
             opapi::aclnnMul,
             opapi::aclnnMulGetWorkspaceSize,
+            opapi::aclnnMv,
+            opapi::aclnnMvGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
+            opapi::aclnnRotaryPositionEmbedding,
+            opapi::aclnnRotaryPositionEmbeddingGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
             opapi::aclnnSwiGlu,
@@ -1133,10 +1374,17 @@ macro_rules! for_each_operator {
             aclnnAbs / aclnnAbsGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnAdd / aclnnAddGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnApplyRotaryPosEmb / aclnnApplyRotaryPosEmbGetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64);
+            aclnnApplyRotaryPosEmbV2 / aclnnApplyRotaryPosEmbV2GetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64, rotaryMode: *mut ::core::ffi::c_char);
+            aclnnBatchMatMul / aclnnBatchMatMulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnFusedInferAttentionScoreV2 / aclnnFusedInferAttentionScoreV2GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnFusedInferAttentionScoreV3 / aclnnFusedInferAttentionScoreV3GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, queryRopeOptional: *const $crate::aclTensor, keyRopeOptional: *const $crate::aclTensor, keyRopeAntiquantScaleOptional: *const $crate::aclTensor, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnGer / aclnnGerGetWorkspaceSize (self_: *const $crate::aclTensor, vec2: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
             aclnnMatmul / aclnnMatmulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnMm / aclnnMmGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnMoeComputeExpertTokens / aclnnMoeComputeExpertTokensGetWorkspaceSize (sortedExperts: *const $crate::aclTensor, numExperts: i64, out: *const $crate::aclTensor);
             aclnnMoeFinalizeRoutingV2 / aclnnMoeFinalizeRoutingV2GetWorkspaceSize (expandedX: *const $crate::aclTensor, expandedRowIdx: *const $crate::aclTensor, x1Optional: *const $crate::aclTensor, x2Optional: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, scalesOptional: *const $crate::aclTensor, expertIdxOptional: *const $crate::aclTensor, dropPadMode: i64, out: *const $crate::aclTensor);
             aclnnMoeGatingTopK / aclnnMoeGatingTopKGetWorkspaceSize (x: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, k: i64, kGroup: i64, groupCount: i64, groupSelectMode: i64, renorm: i64, normType: i64, outFlag: bool, routedScalingFactor: f64, eps: f64, yOut: *const $crate::aclTensor, expertIdxOut: *const $crate::aclTensor, outOut: *const $crate::aclTensor);
@@ -1145,7 +1393,9 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV2 / aclnnMoeInitRoutingV2GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, activeNumOptional: i64, expertCapacityOptional: i64, expertNumOptional: i64, dropPadModeOptional: i64, expertTokensCountOrCumsumFlagOptional: i64, expertTokensBeforeCapacityFlagOptional: bool, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOutOptional: *const $crate::aclTensor, expertTokensBeforeCapacityOutOptional: *const $crate::aclTensor);
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnMv / aclnnMvGetWorkspaceSize (self_: *const $crate::aclTensor, vec: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
+            aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
             aclnnSwiGlu / aclnnSwiGluGetWorkspaceSize (x: *const $crate::aclTensor, dim: i64, out: *const $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);

@@ -1,0 +1,23 @@
+/*
+ * ascend-sys: declaration of the aclnnApplyRotaryPosEmb operator (libopapi), two-phase
+ * form. Written for this project from CANN's public operator documentation.
+ */
+#ifndef ASCEND_SYS_ACLNNOP_ACLNN_APPLY_ROTARY_POS_EMB_H
+#define ASCEND_SYS_ACLNNOP_ACLNN_APPLY_ROTARY_POS_EMB_H
+
+#include "aclnn/acl_meta.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+aclnnStatus aclnnApplyRotaryPosEmbGetWorkspaceSize(aclTensor *queryRef, aclTensor *keyRef, const aclTensor *cos,
+                                                const aclTensor *sin, int64_t layout, uint64_t *workspaceSize,
+                                                aclOpExecutor **executor);
+aclnnStatus aclnnApplyRotaryPosEmb(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
