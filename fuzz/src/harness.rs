@@ -285,6 +285,8 @@ struct World {
     lists: Vec<*mut aclTensorList>,
     scalars: Vec<*mut aclScalar>,
     int_arrays: Vec<*mut aclIntArray>,
+    /// The strings passed as `char*`, alive until the case ends.
+    texts: Vec<std::ffi::CString>,
     memory: Vec<Memory>,
     /// A descriptor destroyed before the calls.
     destroyed: usize,
@@ -655,6 +657,7 @@ pub fn run_case(case: &Case) -> Stats {
         lists: Vec::new(),
         scalars: Vec::new(),
         int_arrays: Vec::new(),
+        texts: Vec::new(),
         memory: Vec::new(),
         destroyed: 0,
         wrong_kind: 0,
@@ -959,6 +962,30 @@ impl FromParam for *const aclIntArray {
             Some(Param::IntArray(v)) => w.int_array(v),
             _ => std::ptr::null(),
         }
+    }
+}
+
+impl FromParam for *mut std::ffi::c_char {
+    fn from_param(w: &mut World, p: Option<&Param>, _: usize) -> Self {
+        let bytes: Vec<u8> = match p {
+            Some(Param::Text(Text::Null)) => return std::ptr::null_mut(),
+            Some(Param::Text(Text::Known(i))) => {
+                TEXTS[usize::from(*i) % TEXTS.len()].as_bytes().to_vec()
+            }
+            Some(Param::Text(Text::Raw(b))) => b.iter().take_while(|&&c| c != 0).copied().collect(),
+            _ => TEXTS[0].as_bytes().to_vec(),
+        };
+        let text = std::ffi::CString::new(bytes).expect("cut at the first NUL");
+        // The CString's heap buffer does not move when the CString does.
+        let p = text.as_ptr().cast_mut();
+        w.texts.push(text);
+        p
+    }
+}
+
+impl FromParam for *const std::ffi::c_char {
+    fn from_param(w: &mut World, p: Option<&Param>, position: usize) -> Self {
+        <*mut std::ffi::c_char>::from_param(w, p, position).cast_const()
     }
 }
 

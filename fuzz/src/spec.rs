@@ -265,7 +265,36 @@ pub enum Param {
     Flag(bool),
     /// For an `aclIntArray*` (NULL for `None`).
     IntArray(Option<Vec<Int>>),
+    /// For a `char*` (a layout or mode name).
+    Text(Text),
 }
+
+/// A string parameter.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Text {
+    /// NULL.
+    Null,
+    /// One of the names operators document ([`TEXTS`], index modulo its
+    /// length).
+    Known(u8),
+    /// Any bytes (cut at the first NUL), passed NUL-terminated.
+    Raw(Vec<u8>),
+}
+
+/// The layout and mode names the operators document.
+pub const TEXTS: &[&str] = &[
+    "BSH",
+    "BNSD",
+    "BSND",
+    "BNSD_BSND",
+    "SBH",
+    "TND",
+    "NTD_TND",
+    "half",
+    "interleave",
+    "quarter",
+    "",
+];
 
 /// An operator call: any two-phase operator the headers declare
 /// (`ascend_sys::for_each_operator!`), by its index modulo their count,
