@@ -144,7 +144,22 @@ impl Coordinator {
                 timeout_ms,
                 call,
                 data,
-            } => self.contribute(r, seq, Duration::from_millis(timeout_ms), &call, data),
+            } => {
+                if timeout_ms == 0 || u128::from(timeout_ms) > super::MAX_TIMEOUT.as_millis() {
+                    let reply = Msg::Outcome {
+                        seq,
+                        result: Err((
+                            HCCL_E_PARA,
+                            format!(
+                                "rank {r}'s timeout {timeout_ms} ms for collective #{seq} is out of range (1 to {} ms)",
+                                super::MAX_TIMEOUT.as_millis()
+                            ),
+                        )),
+                    };
+                    return self.send(r, &reply);
+                }
+                self.contribute(r, seq, Duration::from_millis(timeout_ms), &call, data)
+            }
             Msg::Send {
                 to,
                 seq,

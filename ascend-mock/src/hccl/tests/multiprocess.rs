@@ -451,7 +451,13 @@ fn the_listener_drops_strangers_and_refuses_foreign_root_infos() {
     let err = crate::hccl::link::join(&forged, 2, 0, 0, Duration::from_secs(5)).unwrap_err();
     assert_eq!(err.code, HCCL_E_PARA as i32, "{}", err.message);
     assert!(
-        err.message.contains("was not made by process"),
+        err.message.contains("not one this listener serves"),
+        "{}",
+        err.message
+    );
+    // The refusal says nothing about the root process.
+    assert!(
+        !err.message.contains(&std::process::id().to_string()),
         "{}",
         err.message
     );
