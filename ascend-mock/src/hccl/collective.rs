@@ -415,11 +415,17 @@ fn exchange_once(group: &Group, rank: usize, seq: u64, call: &Call) -> MockResul
     // The link reader accepts an outcome of exactly this size for `seq`.
     let want = output_len(call, rank, n)? as u64;
     group.lock().net.expected.insert(seq, want);
-    link.send(&Msg::Contribute {
+    let contribute = Msg::Contribute {
         seq,
         timeout_ms: timeout.as_millis().max(1) as u64,
         call: CallDesc::of(call),
         data,
+    };
+    super::link::send_or_reason(group, link, &contribute).map_err(|e| {
+        hccl_err(
+            e.code as HcclResult,
+            format!("collective #{seq} ({}): {}", call.api, e.message),
+        )
     })?;
     let deadline = Instant::now() + timeout + ROOT_GRACE;
     let mut st = group.lock();

@@ -41,6 +41,10 @@ pub enum Event {
     Frame(u32, Msg),
     /// Rank `.0`'s connection closed or broke (why).
     Closed(u32, String),
+    /// A claim for a rank of the communicator arrived after it formed:
+    /// someone else holds its root info, so the communicator is failed
+    /// for every rank (why).
+    Poison(String),
 }
 
 /// How long a write to a rank may block before the rank counts as lost.
@@ -114,6 +118,7 @@ impl Coordinator {
             match rx.recv_timeout(wait) {
                 Ok(Event::Frame(r, msg)) => self.frame(r as usize, msg),
                 Ok(Event::Closed(r, why)) => self.closed(r as usize, why),
+                Ok(Event::Poison(why)) => self.poison(why),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -409,6 +414,29 @@ impl Coordinator {
                 slot.timeout.as_millis()
             );
             self.abandon(seq, HCCL_E_TIMEOUT, message);
+        }
+    }
+
+    /// Fails the communicator for every rank: each is told why (its tasks
+    /// then fail with that reason) and cut off; collectives in flight are
+    /// abandoned.
+    fn poison(&mut self, why: String) {
+        let seqs: Vec<u64> = self.slots.keys().copied().collect();
+        for seq in seqs {
+            let message = format!("collective #{seq} of communicator {}: {why}", self.name);
+            self.abandon(seq, HCCL_E_PARA, message);
+        }
+        for r in 0..self.n {
+            self.send(
+                r,
+                &Msg::Refused {
+                    code: HCCL_E_PARA,
+                    message: why.clone(),
+                },
+            );
+            if let Some(w) = self.writers[r].take() {
+                let _ = w.shutdown(Shutdown::Both);
+            }
         }
     }
 

@@ -67,7 +67,7 @@ use super::collective::contribution_len;
 use super::comm;
 use super::coordinator::{self, Event};
 use super::dtype::DataType;
-use super::root_info::{self, RootInfo, Standing, process_nonce};
+use super::root_info::{self, RootInfo, Standing, local_token, process_nonce};
 use super::wire::{self, Limits, Msg, ReadError, Source, Timing, read_hello, write_msg};
 use super::{MAX_RANKS, MAX_TIMEOUT, para};
 use crate::error::MockResult;
@@ -327,6 +327,50 @@ pub enum Rejection {
     Drop(String),
     /// Answered with this `HcclResult` and message.
     Refuse(HcclResult, String),
+    /// The right secret of a root info whose rendezvous already ended,
+    /// claiming rank `.1` (a replay, or a second claim after the
+    /// communicator formed).
+    Late(u64, u32),
+}
+
+/// Communicators spanning processes formed from root infos of this
+/// process, by serial, with their coordinator (the most recent
+/// [`root_info::MAX_RETIRED`]): a late claim for one of them fails it.
+static FORMED: Mutex<Vec<(u64, Sender<Event>)>> = Mutex::new(Vec::new());
+
+fn formed(serial: u64, tx: Sender<Event>) {
+    let mut f = FORMED.lock().unwrap_or_else(|e| e.into_inner());
+    if f.len() >= root_info::MAX_RETIRED {
+        f.remove(0);
+    }
+    f.push((serial, tx));
+}
+
+/// Answers a late claim for rank `rank` of root info `serial`: a
+/// communicator spanning processes formed from it is failed for every
+/// rank; the message says what happened.
+fn late_claim(serial: u64, rank: u32) -> String {
+    let tx = FORMED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(s, _)| *s == serial)
+        .map(|(_, tx)| tx.clone());
+    let what = format!(
+        "a second claim for rank {rank} of this rootInfo arrived after its rendezvous ended (a copied, replayed or forged root info?)"
+    );
+    match tx {
+        Some(tx)
+            if tx
+                .send(Event::Poison(format!(
+                    "{what}; the communicator is failed for every rank"
+                )))
+                .is_ok() =>
+        {
+            format!("{what}; the communicator formed from it is failed for every rank")
+        }
+        _ => format!("{what}; a root info is single-use: call HcclGetRootInfo for a new one"),
+    }
 }
 
 /// Reads and checks the first frame of a connection before `deadline`:
@@ -376,11 +420,8 @@ pub fn greet(
     let refuse = |m: String| Err(Rejection::Refuse(HCCL_E_PARA, m));
     match root_info::standing(serial, &secret) {
         Standing::Live if root_nonce == process_nonce() => {}
-        Standing::Retired => {
-            return refuse(
-                "rootInfo was already used: its rendezvous completed, failed or timed out, and a root info is single-use (call HcclGetRootInfo for a new one)"
-                    .into(),
-            );
+        Standing::Retired if root_nonce == process_nonce() => {
+            return Err(Rejection::Late(serial, rank));
         }
         _ => {
             return refuse(
@@ -487,6 +528,11 @@ fn serve(mut stream: TcpStream, peer: String, settings: Settings, permit: Pendin
         Err(Rejection::Refuse(code, message)) => {
             note(true, &peer, &message);
             return refuse(&mut stream, code, message);
+        }
+        Err(Rejection::Late(serial, rank)) => {
+            let message = late_claim(serial, rank);
+            note(true, &peer, &message);
+            return refuse(&mut stream, HCCL_E_PARA, message);
         }
     };
     JOINED.fetch_add(1, Ordering::Relaxed);
@@ -681,9 +727,10 @@ fn join(stream: &mut TcpStream, claim: &Claim, member: Member) -> Decided {
 /// Completes a rendezvous: answers every rank and, when the ranks span
 /// processes, starts the coordinator.
 fn complete(serial: u64, mut members: Vec<Member>, timeout: Duration) -> Decided {
-    let me = process_nonce();
+    let me = local_token();
     let devices: Vec<u32> = members.iter().map(|m| m.device).collect();
     if members.iter().all(|m| m.nonce == me) {
+        // Only threads of this process know the token.
         let handles = comm::create(devices, timeout);
         for (m, h) in members.iter_mut().zip(handles) {
             let _ = write_msg(
@@ -721,6 +768,7 @@ fn complete(serial: u64, mut members: Vec<Member>, timeout: Duration) -> Decided
         writers.push(s);
     }
     coordinator::spawn(name, writers, rx);
+    formed(serial, tx.clone());
     Decided::Network(tx, memory)
 }
 

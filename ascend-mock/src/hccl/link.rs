@@ -40,7 +40,7 @@ use super::comm::{self, Group, GroupState};
 use super::dtype::DataType;
 use super::hub::FRAME_DEADLINE;
 use super::p2p;
-use super::root_info::{RootInfo, process_nonce};
+use super::root_info::{RootInfo, local_token, process_nonce};
 use super::wire::{Limits, Msg, ReadError, Timing, read_frame, write_msg};
 use super::{hccl_err, para};
 use crate::error::{MockError, MockResult};
@@ -93,6 +93,31 @@ impl Link {
         })
     }
 }
+
+/// Sends `msg` over `group`'s link; when that fails, the reason the
+/// link reader found (the root's own explanation, such as a communicator
+/// failed for every rank, arrives just before the connection closes) is
+/// the error if it comes within [`REASON_WAIT`], else the write's error.
+pub fn send_or_reason(group: &Group, link: &Link, msg: &Msg) -> MockResult<()> {
+    let Err(e) = link.send(msg) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + REASON_WAIT;
+    let mut st = group.lock();
+    loop {
+        if let Some(why) = &st.net.down {
+            return Err(hccl_err(HCCL_E_TCP_TRANSFER, why.clone()));
+        }
+        let (g, expired) = group.wait_until(st, deadline);
+        st = g;
+        if expired && st.net.down.is_none() {
+            return Err(e);
+        }
+    }
+}
+
+/// How long a failed send waits for the link reader's reason.
+pub const REASON_WAIT: Duration = Duration::from_millis(500);
 
 impl Drop for Link {
     fn drop(&mut self) {
@@ -180,7 +205,7 @@ fn join_once(
         nranks,
         rank,
         device,
-        nonce: process_nonce(),
+        nonce: local_token(),
         pid: std::process::id(),
         timeout_ms: timeout.as_millis().max(1) as u64,
         memory: crate::config::config().memory_per_device,
@@ -398,6 +423,14 @@ fn apply(st: &mut GroupState, me: u32, msg: Msg) -> MockResult<()> {
         Msg::PeerLost { rank, message } => {
             let q = check_rank(rank)?;
             st.net.lost.insert(q, message);
+        }
+        Msg::Refused { message, .. } => {
+            // The root failed the whole communicator (a second claim for a
+            // rank arrived): every task fails with its reason.
+            st.net.down.get_or_insert(format!(
+                "the root process failed the communicator: {message}"
+            ));
+            return Err(para(message));
         }
         other => {
             return Err(para(format!(

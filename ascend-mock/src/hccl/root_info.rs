@@ -113,6 +113,35 @@ pub fn process_nonce() -> u64 {
     }
 }
 
+/// A random token of this process (recomputed after a `fork`) that its
+/// own ranks send as their nonce when they join through its listener. The
+/// root info carries [`process_nonce`], which anyone holding the bytes can
+/// copy; this token never leaves the process (the listener is on
+/// loopback), so a `Hello` with it comes from a thread of this process,
+/// and only such ranks get an in-process communicator.
+pub fn local_token() -> u64 {
+    static TOKEN: Mutex<Option<(u32, u64)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = TOKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, t)) = *slot
+        && p == pid
+    {
+        return t;
+    }
+    // Without /dev/urandom, fall back to a value no other process
+    // presents: the nonce with its bits flipped (never equal to any
+    // process's nonce, whose lowest bit is 1).
+    let token = random_secret()
+        .map(|s| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&s[..8]);
+            u64::from_le_bytes(a) & !1
+        })
+        .unwrap_or(!process_nonce());
+    *slot = Some((pid, token));
+    token
+}
+
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// The TCP root infos this process has issued: live ones (serial ->

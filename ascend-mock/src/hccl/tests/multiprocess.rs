@@ -40,7 +40,7 @@ fn unhex(s: &str) -> HcclRootInfo {
     info
 }
 
-fn new_root_info() -> HcclRootInfo {
+pub(super) fn new_root_info() -> HcclRootInfo {
     init();
     let mut info = HcclRootInfo::default();
     // SAFETY: info is a valid output location.
@@ -135,7 +135,13 @@ fn full_program(r: usize, n: usize, comm: HcclComm, stream: aclrtStream) {
 }
 
 /// Runs ranks `mine` here (one thread each) and `theirs[i]` in child i.
-fn run_split(n: usize, mine: &[usize], theirs: &[&[usize]], program: Program, mode: &str) {
+pub(super) fn run_split(
+    n: usize,
+    mine: &[usize],
+    theirs: &[&[usize]],
+    program: Program,
+    mode: &str,
+) {
     let info = new_root_info();
     let children: Vec<Child> = theirs
         .iter()
