@@ -51,9 +51,17 @@ pub enum Event {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts the coordinator of the communicator `name` whose rank `r` is
-/// connected through `writers[r]`, fed by the connection threads on `rx`.
-pub fn spawn(name: String, writers: Vec<TcpStream>, rx: Receiver<Event>) {
+/// connected through `writers[r]` (`local[r]`: that rank lives in this
+/// process), fed by the connection threads on `rx`.
+pub fn spawn(name: String, writers: Vec<TcpStream>, local: Vec<bool>, rx: Receiver<Event>) {
     let n = writers.len();
+    // Answer ranks of other processes first: once a rank of this process
+    // has its outcome, every other rank's is written, so this process may
+    // exit as soon as its own collectives are done.
+    let mut order: Vec<usize> = (0..n)
+        .filter(|&r| !local.get(r).copied().unwrap_or(false))
+        .collect();
+    order.extend((0..n).filter(|&r| local.get(r).copied().unwrap_or(false)));
     for w in &writers {
         let _ = w.set_write_timeout(Some(WRITE_TIMEOUT));
     }
@@ -61,6 +69,7 @@ pub fn spawn(name: String, writers: Vec<TcpStream>, rx: Receiver<Event>) {
     let coordinator = Coordinator {
         name,
         n,
+        order,
         writers: writers.into_iter().map(Some).collect(),
         slots: BTreeMap::new(),
         destroyed: vec![None; n],
@@ -96,6 +105,8 @@ struct Slot {
 struct Coordinator {
     name: String,
     n: usize,
+    /// The ranks in the order they are answered (other processes first).
+    order: Vec<usize>,
     writers: Vec<Option<TcpStream>>,
     slots: BTreeMap<u64, Slot>,
     /// Per rank: destroyed after queueing collectives up to this number.
@@ -277,7 +288,7 @@ impl Coordinator {
         let calls: Vec<Call> = slot.calls.into_iter().flatten().collect();
         let inputs: Vec<Vec<u8>> = slot.data.into_iter().flatten().collect();
         let outcome = check_calls(seq, &calls).and_then(|()| combine(seq, &calls, inputs));
-        for r in 0..self.n {
+        for r in self.order.clone() {
             match &outcome {
                 // Written straight from the shared result (no copy per rank).
                 Ok(outs) => self.send_with(
@@ -362,7 +373,10 @@ impl Coordinator {
         };
         slot.abandoned = Some((code, message.clone()));
         slot.data.iter_mut().for_each(|d| *d = None);
-        let arrived: Vec<usize> = (0..self.n)
+        let arrived: Vec<usize> = self
+            .order
+            .iter()
+            .copied()
             .filter(|&r| slot.calls[r].is_some() && !slot.answered[r])
             .collect();
         for r in arrived {

@@ -729,8 +729,8 @@ fn join(stream: &mut TcpStream, claim: &Claim, member: Member) -> Decided {
 fn complete(serial: u64, mut members: Vec<Member>, timeout: Duration) -> Decided {
     let me = local_token();
     let devices: Vec<u32> = members.iter().map(|m| m.device).collect();
+    // Only threads of this process know the token.
     if members.iter().all(|m| m.nonce == me) {
-        // Only threads of this process know the token.
         let handles = comm::create(devices, timeout);
         for (m, h) in members.iter_mut().zip(handles) {
             let _ = write_msg(
@@ -744,6 +744,7 @@ fn complete(serial: u64, mut members: Vec<Member>, timeout: Duration) -> Decided
     }
     let pids: Vec<u32> = members.iter().map(|m| m.pid).collect();
     let memory: Vec<u64> = members.iter().map(|m| m.memory).collect();
+    let local: Vec<bool> = members.iter().map(|m| m.nonce == me).collect();
     let name = format!(
         "ascend_mock_hccl_{}_{serial}_{}",
         std::process::id(),
@@ -767,7 +768,7 @@ fn complete(serial: u64, mut members: Vec<Member>, timeout: Duration) -> Decided
         }
         writers.push(s);
     }
-    coordinator::spawn(name, writers, rx);
+    coordinator::spawn(name, writers, local, rx);
     formed(serial, tx.clone());
     Decided::Network(tx, memory)
 }
