@@ -47,6 +47,12 @@ pub enum Event {
     Poison(String),
 }
 
+/// The most collectives waiting for ranks at once: a rank has at most one
+/// in flight per stream, so this is far above any legitimate use, and it
+/// bounds the inputs held for a rank that sends contributions with ever
+/// new sequence numbers.
+pub const MAX_SLOTS: usize = 1024;
+
 /// How long a write to a rank may block before the rank counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -236,6 +242,19 @@ impl Coordinator {
             }
         };
         let now = Instant::now();
+        if !self.slots.contains_key(&seq) && self.slots.len() >= MAX_SLOTS {
+            let reply = Msg::Outcome {
+                seq,
+                result: Err((
+                    HCCL_E_UNAVAIL,
+                    format!(
+                        "collective #{seq} of communicator {}: {MAX_SLOTS} collectives are already waiting for ranks",
+                        self.name
+                    ),
+                )),
+            };
+            return self.send(r, &reply);
+        }
         let slot = self.slots.entry(seq).or_insert_with(|| Slot {
             api: call.api,
             calls: vec![None; n],

@@ -259,7 +259,8 @@ fn attacked_root() {
             }
             let mut devs = [0i32];
             let mut comms = [std::ptr::null_mut()];
-            // SAFETY: refused before the arrays are read.
+            // SAFETY: both arrays are valid locals of one entry; the mock
+            // refuses an ndev above MAX_RANKS before reading either.
             let code = unsafe { HcclCommInitAll(u32::MAX, devs.as_mut_ptr(), comms.as_mut_ptr()) };
             herr(code, HCCL_E_PARA, &["ndev 4294967295 exceeds"]);
             drop_context(ctx);
@@ -590,4 +591,95 @@ fn attacked_root() {
     legitimate();
     let (_, hwm, threads) = status();
     println!("HOSTILE {case}: after the legitimate collectives VmHWM {hwm} KiB, {threads} threads");
+}
+
+/// A holder of the root info joins as both ranks and then sends
+/// contributions with ever new sequence numbers from rank 0: past
+/// `MAX_SLOTS` waiting collectives the coordinator refuses more instead
+/// of holding them; a contribution whose payload disagrees with its call
+/// is refused before it is read (the rank is cut off).
+#[test]
+fn a_joined_rank_cannot_make_the_coordinator_hoard() {
+    use crate::hccl::collective::Kind;
+    use crate::hccl::coordinator::MAX_SLOTS;
+    use crate::hccl::wire::CallDesc;
+
+    let raw = new_root_info();
+    let info = decode(&raw);
+    let mut r0 = connect(&info);
+    let mut r1 = connect(&info);
+    write_msg(&mut r0, &forged_hello(&info, 2, 0, 60_000)).unwrap();
+    write_msg(&mut r1, &forged_hello(&info, 2, 1, 60_000)).unwrap();
+    assert!(matches!(answer(&mut r0), Some(Msg::JoinedNetwork { .. })));
+    assert!(matches!(answer(&mut r1), Some(Msg::JoinedNetwork { .. })));
+    let barrier = |seq: u64| Msg::Contribute {
+        seq,
+        timeout_ms: 60_000,
+        call: CallDesc {
+            kind: Kind::Barrier,
+            dtype: HCCL_DATA_TYPE_INT8,
+            op: None,
+            root: 0,
+            count: 0,
+            v: None,
+        },
+        data: Vec::new(),
+    };
+    for seq in 1..=MAX_SLOTS as u64 + 1 {
+        write_msg(&mut r0, &barrier(seq)).unwrap();
+    }
+    match answer(&mut r0) {
+        Some(Msg::Outcome {
+            seq,
+            result: Err((code, message)),
+        }) => {
+            assert_eq!(seq, MAX_SLOTS as u64 + 1);
+            assert_eq!(code, HCCL_E_UNAVAIL, "{message}");
+            assert!(message.contains("already waiting"), "{message}");
+        }
+        other => panic!("expected a refusal of the extra collective, got {other:?}"),
+    }
+    // Rank 1 completes the first: both get it.
+    write_msg(&mut r1, &barrier(1)).unwrap();
+    for s in [&mut r0, &mut r1] {
+        assert!(matches!(
+            answer(s),
+            Some(Msg::Outcome {
+                seq: 1,
+                result: Ok(_)
+            })
+        ));
+    }
+    // A 4-element all-reduce announcing 1 GiB of payload: cut off at the
+    // header, the payload never read.
+    let lying = Msg::Contribute {
+        seq: 2,
+        timeout_ms: 60_000,
+        call: CallDesc {
+            kind: Kind::AllReduce,
+            dtype: HCCL_DATA_TYPE_FP32,
+            op: Some(HCCL_REDUCE_SUM),
+            root: 0,
+            count: 4,
+            v: None,
+        },
+        data: Vec::new(),
+    };
+    let mut frame = Vec::new();
+    write_msg(&mut frame, &lying).unwrap();
+    frame[8..16].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    r1.write_all(&frame).unwrap();
+    // Rank 0 hears that rank 1 is gone.
+    let start = Instant::now();
+    loop {
+        match answer(&mut r0) {
+            Some(Msg::PeerLost { rank: 1, message }) => {
+                assert!(message.contains("implies 16 bytes"), "{message}");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("rank 0 was cut off instead of rank 1"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
 }
