@@ -938,8 +938,8 @@ fn read_payload(
     Ok(buf)
 }
 
-/// Reads one frame with no limit but the given ones and no timeout (for
-/// tests of the encoding).
+/// Reads one frame from bytes in memory, with 1 MiB limits and no payload
+/// rule (for tests of the encoding).
 #[cfg(test)]
 pub fn read_msg(input: &mut &[u8]) -> Result<Msg, ReadError> {
     let limits = Limits {
