@@ -396,6 +396,13 @@ fn run_remote(group: &Arc<Group>, rank: usize, seq: u64, call: Call) -> MockResu
 }
 
 fn exchange(group: &Group, rank: usize, seq: u64, call: &Call) -> MockResult<()> {
+    let result = exchange_once(group, rank, seq, call);
+    // An outcome that comes after this task gave up is refused.
+    group.lock().net.expected.remove(&seq);
+    result
+}
+
+fn exchange_once(group: &Group, rank: usize, seq: u64, call: &Call) -> MockResult<()> {
     let n = group.size();
     let Some(link) = &group.link else {
         return Err(hccl_err(
@@ -405,11 +412,20 @@ fn exchange(group: &Group, rank: usize, seq: u64, call: &Call) -> MockResult<()>
     };
     let data = contribution(call, rank, n)?;
     let timeout = group.timeout();
-    link.send(&Msg::Contribute {
+    // The link reader accepts an outcome of exactly this size for `seq`.
+    let want = output_len(call, rank, n)? as u64;
+    group.lock().net.expected.insert(seq, want);
+    let contribute = Msg::Contribute {
         seq,
         timeout_ms: timeout.as_millis().max(1) as u64,
         call: CallDesc::of(call),
         data,
+    };
+    super::link::send_or_reason(group, link, &contribute).map_err(|e| {
+        hccl_err(
+            e.code as HcclResult,
+            format!("collective #{seq} ({}): {}", call.api, e.message),
+        )
     })?;
     let deadline = Instant::now() + timeout + ROOT_GRACE;
     let mut st = group.lock();
@@ -522,6 +538,88 @@ pub(crate) fn contribution(call: &Call, r: usize, n: usize) -> MockResult<Vec<u8
             }
             out
         }
+    })
+}
+
+/// The length of [`contribution`] for rank `r` of `n`, computed from the
+/// call alone with checked arithmetic (for a frame from another process:
+/// its payload must be this long). Refuses a root outside the ranks and
+/// all-to-all-v arrays without `n` entries.
+pub(crate) fn contribution_len(call: &Call, r: usize, n: usize) -> MockResult<u64> {
+    let bytes = call.dtype.bytes(call.count)? as u64;
+    let times_n = |b: u64| {
+        b.checked_mul(n as u64)
+            .ok_or_else(|| para(format!("{} bytes times {n} ranks overflows", b)))
+    };
+    let rooted = matches!(call.kind, Kind::Broadcast | Kind::Reduce | Kind::Scatter);
+    if rooted && call.root as usize >= n {
+        return Err(para(format!(
+            "root {} is out of range for {n} ranks",
+            call.root
+        )));
+    }
+    let root = call.root as usize == r;
+    Ok(match call.kind {
+        Kind::Barrier => 0,
+        Kind::AllReduce | Kind::Reduce | Kind::AllGather => bytes,
+        Kind::ReduceScatter | Kind::AlltoAll => times_n(bytes)?,
+        Kind::Broadcast if root => bytes,
+        Kind::Scatter if root => times_n(bytes)?,
+        Kind::Broadcast | Kind::Scatter => 0,
+        Kind::AlltoAllV => {
+            let v = vcounts(call)?;
+            if [&v.send_counts, &v.sdispls, &v.recv_counts, &v.rdispls]
+                .iter()
+                .any(|a| a.len() != n)
+            {
+                return Err(para(format!(
+                    "HcclAlltoAllV arrays do not have {n} entries"
+                )));
+            }
+            v.send_counts.iter().try_fold(0u64, |acc, c| {
+                call.dtype
+                    .bytes(*c)
+                    .ok()
+                    .and_then(|b| acc.checked_add(b as u64))
+                    .ok_or_else(|| para("sendCounts overflow"))
+            })?
+        }
+    })
+}
+
+/// How many bytes rank `r` of `n` receives from `call` (what [`deliver`]
+/// writes).
+pub(crate) fn output_len(call: &Call, r: usize, n: usize) -> MockResult<usize> {
+    let bytes = call.dtype.bytes(call.count)?;
+    let root = call.root as usize;
+    let times_n = || {
+        bytes
+            .checked_mul(n)
+            .ok_or_else(|| para(format!("{bytes} bytes times {n} ranks overflows")))
+    };
+    Ok(match call.kind {
+        Kind::Barrier => 0,
+        Kind::AllReduce | Kind::ReduceScatter | Kind::Scatter => bytes,
+        Kind::Reduce => {
+            if r == root {
+                bytes
+            } else {
+                0
+            }
+        }
+        Kind::Broadcast => {
+            if r == root {
+                0
+            } else {
+                bytes
+            }
+        }
+        Kind::AllGather | Kind::AlltoAll => times_n()?,
+        Kind::AlltoAllV => vcounts(call)?
+            .recv_counts
+            .iter()
+            .try_fold(0usize, |acc, c| acc.checked_add(call.dtype.bytes(*c).ok()?))
+            .ok_or_else(|| para("recvCounts overflow"))?,
     })
 }
 
@@ -671,33 +769,8 @@ pub(crate) fn combine(
 /// Writes what rank `r` of `n` receives from `call` (`out`, from
 /// [`combine`]) into its device buffers.
 pub(crate) fn deliver(call: &Call, r: usize, n: usize, out: &[u8]) -> MockResult<()> {
-    let bytes = call.dtype.bytes(call.count)?;
     let w = call.dtype.width();
-    let root = call.root as usize;
-    let want = match call.kind {
-        Kind::Barrier => 0,
-        Kind::AllReduce | Kind::ReduceScatter | Kind::Scatter => bytes,
-        Kind::Reduce => {
-            if r == root {
-                bytes
-            } else {
-                0
-            }
-        }
-        Kind::Broadcast => {
-            if r == root {
-                0
-            } else {
-                bytes
-            }
-        }
-        Kind::AllGather | Kind::AlltoAll => bytes * n,
-        Kind::AlltoAllV => vcounts(call)?
-            .recv_counts
-            .iter()
-            .try_fold(0usize, |acc, c| Some(acc + call.dtype.bytes(*c).ok()?))
-            .ok_or_else(|| para("recvCounts overflow"))?,
-    };
+    let want = output_len(call, r, n)?;
     if out.len() != want {
         return Err(hccl_err(
             HCCL_E_INTERNAL,

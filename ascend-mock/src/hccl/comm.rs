@@ -118,7 +118,7 @@ impl Group {
             devices,
             pids,
             link,
-            timeout_ms: AtomicU64::new(timeout.as_millis().max(1) as u64),
+            timeout_ms: AtomicU64::new(super::clamp_timeout(timeout).as_millis() as u64),
             state: Mutex::new(GroupState {
                 next_seq: vec![0; n],
                 slots: HashMap::new(),
@@ -148,8 +148,10 @@ impl Group {
 
     /// Changes the timeout for tasks that start waiting from now on.
     pub fn set_timeout(&self, timeout: Duration) {
-        self.timeout_ms
-            .store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+        self.timeout_ms.store(
+            super::clamp_timeout(timeout).as_millis() as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// Waits for a change of the state until `deadline`; returns the guard
@@ -343,6 +345,13 @@ pub fn join(
     if nranks == 0 {
         return Err(para("nRanks is 0"));
     }
+    if nranks > super::MAX_RANKS {
+        return Err(para(format!(
+            "nRanks {nranks} exceeds the mock's limit of {} ranks per communicator",
+            super::MAX_RANKS
+        )));
+    }
+    let timeout = super::clamp_timeout(timeout);
     if rank >= nranks {
         return Err(para(format!(
             "rank {rank} is out of range for nRanks {nranks}"

@@ -41,15 +41,33 @@ pub enum Event {
     Frame(u32, Msg),
     /// Rank `.0`'s connection closed or broke (why).
     Closed(u32, String),
+    /// A claim for a rank of the communicator arrived after it formed:
+    /// someone else holds its root info, so the communicator is failed
+    /// for every rank (why).
+    Poison(String),
 }
+
+/// The most collectives waiting for ranks at once: a rank has at most one
+/// in flight per stream, so this is far above any legitimate use, and it
+/// bounds the inputs held for a rank that sends contributions with ever
+/// new sequence numbers.
+pub const MAX_SLOTS: usize = 1024;
 
 /// How long a write to a rank may block before the rank counts as lost.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts the coordinator of the communicator `name` whose rank `r` is
-/// connected through `writers[r]`, fed by the connection threads on `rx`.
-pub fn spawn(name: String, writers: Vec<TcpStream>, rx: Receiver<Event>) {
+/// connected through `writers[r]` (`local[r]`: that rank lives in this
+/// process), fed by the connection threads on `rx`.
+pub fn spawn(name: String, writers: Vec<TcpStream>, local: Vec<bool>, rx: Receiver<Event>) {
     let n = writers.len();
+    // Answer ranks of other processes first: once a rank of this process
+    // has its outcome, every other rank's is written, so this process may
+    // exit as soon as its own collectives are done.
+    let mut order: Vec<usize> = (0..n)
+        .filter(|&r| !local.get(r).copied().unwrap_or(false))
+        .collect();
+    order.extend((0..n).filter(|&r| local.get(r).copied().unwrap_or(false)));
     for w in &writers {
         let _ = w.set_write_timeout(Some(WRITE_TIMEOUT));
     }
@@ -57,6 +75,7 @@ pub fn spawn(name: String, writers: Vec<TcpStream>, rx: Receiver<Event>) {
     let coordinator = Coordinator {
         name,
         n,
+        order,
         writers: writers.into_iter().map(Some).collect(),
         slots: BTreeMap::new(),
         destroyed: vec![None; n],
@@ -92,6 +111,8 @@ struct Slot {
 struct Coordinator {
     name: String,
     n: usize,
+    /// The ranks in the order they are answered (other processes first).
+    order: Vec<usize>,
     writers: Vec<Option<TcpStream>>,
     slots: BTreeMap<u64, Slot>,
     /// Per rank: destroyed after queueing collectives up to this number.
@@ -114,6 +135,7 @@ impl Coordinator {
             match rx.recv_timeout(wait) {
                 Ok(Event::Frame(r, msg)) => self.frame(r as usize, msg),
                 Ok(Event::Closed(r, why)) => self.closed(r as usize, why),
+                Ok(Event::Poison(why)) => self.poison(why),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -144,7 +166,22 @@ impl Coordinator {
                 timeout_ms,
                 call,
                 data,
-            } => self.contribute(r, seq, Duration::from_millis(timeout_ms), &call, data),
+            } => {
+                if timeout_ms == 0 || u128::from(timeout_ms) > super::MAX_TIMEOUT.as_millis() {
+                    let reply = Msg::Outcome {
+                        seq,
+                        result: Err((
+                            HCCL_E_PARA,
+                            format!(
+                                "rank {r}'s timeout {timeout_ms} ms for collective #{seq} is out of range (1 to {} ms)",
+                                super::MAX_TIMEOUT.as_millis()
+                            ),
+                        )),
+                    };
+                    return self.send(r, &reply);
+                }
+                self.contribute(r, seq, Duration::from_millis(timeout_ms), &call, data)
+            }
             Msg::Send {
                 to,
                 seq,
@@ -205,6 +242,19 @@ impl Coordinator {
             }
         };
         let now = Instant::now();
+        if !self.slots.contains_key(&seq) && self.slots.len() >= MAX_SLOTS {
+            let reply = Msg::Outcome {
+                seq,
+                result: Err((
+                    HCCL_E_UNAVAIL,
+                    format!(
+                        "collective #{seq} of communicator {}: {MAX_SLOTS} collectives are already waiting for ranks",
+                        self.name
+                    ),
+                )),
+            };
+            return self.send(r, &reply);
+        }
         let slot = self.slots.entry(seq).or_insert_with(|| Slot {
             api: call.api,
             calls: vec![None; n],
@@ -257,7 +307,7 @@ impl Coordinator {
         let calls: Vec<Call> = slot.calls.into_iter().flatten().collect();
         let inputs: Vec<Vec<u8>> = slot.data.into_iter().flatten().collect();
         let outcome = check_calls(seq, &calls).and_then(|()| combine(seq, &calls, inputs));
-        for r in 0..self.n {
+        for r in self.order.clone() {
             match &outcome {
                 // Written straight from the shared result (no copy per rank).
                 Ok(outs) => self.send_with(
@@ -342,7 +392,10 @@ impl Coordinator {
         };
         slot.abandoned = Some((code, message.clone()));
         slot.data.iter_mut().for_each(|d| *d = None);
-        let arrived: Vec<usize> = (0..self.n)
+        let arrived: Vec<usize> = self
+            .order
+            .iter()
+            .copied()
             .filter(|&r| slot.calls[r].is_some() && !slot.answered[r])
             .collect();
         for r in arrived {
@@ -394,6 +447,29 @@ impl Coordinator {
                 slot.timeout.as_millis()
             );
             self.abandon(seq, HCCL_E_TIMEOUT, message);
+        }
+    }
+
+    /// Fails the communicator for every rank: each is told why (its tasks
+    /// then fail with that reason) and cut off; collectives in flight are
+    /// abandoned.
+    fn poison(&mut self, why: String) {
+        let seqs: Vec<u64> = self.slots.keys().copied().collect();
+        for seq in seqs {
+            let message = format!("collective #{seq} of communicator {}: {why}", self.name);
+            self.abandon(seq, HCCL_E_PARA, message);
+        }
+        for r in 0..self.n {
+            self.send(
+                r,
+                &Msg::Refused {
+                    code: HCCL_E_PARA,
+                    message: why.clone(),
+                },
+            );
+            if let Some(w) = self.writers[r].take() {
+                let _ = w.shutdown(Shutdown::Both);
+            }
         }
     }
 

@@ -153,7 +153,7 @@ fn times_ranks(comm: &Comm, count: u64) -> MockResult<u64> {
 pub unsafe extern "C" fn HcclGetRootInfo(rootInfo: *mut HcclRootInfo) -> HcclResult {
     hccl_call("HcclGetRootInfo", || {
         let info = HcclRootInfo {
-            internal: hub::root_info().encode().map(|b| b as c_char),
+            internal: hub::root_info()?.encode().map(|b| b as c_char),
         };
         // SAFETY: the caller guarantees rootInfo is NULL or writable.
         unsafe { write_out(rootInfo, info, "rootInfo") }
@@ -226,6 +226,12 @@ pub unsafe extern "C" fn HcclCommInitAll(
     hccl_call("HcclCommInitAll", || {
         if ndev == 0 {
             return Err(para("ndev is 0"));
+        }
+        if ndev > super::MAX_RANKS {
+            return Err(para(format!(
+                "ndev {ndev} exceeds the mock's limit of {} ranks per communicator",
+                super::MAX_RANKS
+            )));
         }
         if devices.is_null() {
             return Err(ptr_err("devices is NULL"));

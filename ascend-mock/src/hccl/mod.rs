@@ -53,7 +53,8 @@
 //!
 //! The timeout is `ASCEND_MOCK_HCCL_TIMEOUT_MS` (default 30 s), or the
 //! value set with [`set_default_timeout`], read when a communicator is
-//! created; [`set_comm_timeout`] changes one communicator's.
+//! created; [`set_comm_timeout`] changes one communicator's. Timeouts are
+//! at most [`MAX_TIMEOUT`] and communicators at most [`MAX_RANKS`] ranks.
 
 pub mod collective;
 pub mod comm;
@@ -80,12 +81,31 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The environment variable holding the timeout in milliseconds.
 pub const TIMEOUT_ENV: &str = "ASCEND_MOCK_HCCL_TIMEOUT_MS";
 
+/// The most ranks a communicator may have. Every rank of a root info
+/// holds a thread and a socket in the root process while it waits, and a
+/// mock device is one process's memory: a few thousand ranks is far past
+/// any test, and the bound keeps every per-rank table small (a `nRanks`
+/// from the API or a peer is checked against it before anything is
+/// allocated for it).
+pub const MAX_RANKS: u32 = 4096;
+
+/// The longest timeout accepted (24 hours): longer ones are refused from
+/// the environment and from peers, and clamped when set through the Rust
+/// API, so deadlines never overflow and no wait outlives a CI job.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 static TIMEOUT_OVERRIDE: Mutex<Option<Duration>> = Mutex::new(None);
 
 /// Sets the timeout of communicators created from now on (`None`: back to
-/// `ASCEND_MOCK_HCCL_TIMEOUT_MS` or [`DEFAULT_TIMEOUT`]).
+/// `ASCEND_MOCK_HCCL_TIMEOUT_MS` or [`DEFAULT_TIMEOUT`]); clamped to
+/// 1 ms..=[`MAX_TIMEOUT`].
 pub fn set_default_timeout(timeout: Option<Duration>) {
-    *TIMEOUT_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+    *TIMEOUT_OVERRIDE.lock().unwrap_or_else(|e| e.into_inner()) = timeout.map(clamp_timeout);
+}
+
+/// `timeout` within 1 ms..=[`MAX_TIMEOUT`].
+pub(crate) fn clamp_timeout(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT)
 }
 
 /// The timeout a communicator created now gets; an unparsable
@@ -97,17 +117,27 @@ pub fn default_timeout() -> MockResult<Duration> {
     match std::env::var(TIMEOUT_ENV) {
         Err(_) => Ok(DEFAULT_TIMEOUT),
         Ok(v) => match v.trim().parse::<u64>() {
-            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            Ok(ms) if ms > 0 && u128::from(ms) <= MAX_TIMEOUT.as_millis() => {
+                Ok(Duration::from_millis(ms))
+            }
             _ => Err(para(format!(
-                "{TIMEOUT_ENV}={v:?} is not a positive number of milliseconds"
+                "{TIMEOUT_ENV}={v:?} is not a number of milliseconds from 1 to {}",
+                MAX_TIMEOUT.as_millis()
             ))),
         },
     }
 }
 
 /// Sets the timeout of the communicator `comm` (and of every other rank of
-/// its group).
+/// its group); `HCCL_E_PARA` outside 1 ms..=[`MAX_TIMEOUT`].
 pub fn set_comm_timeout(comm: HcclComm, timeout: Duration) -> MockResult<()> {
+    if timeout < Duration::from_millis(1) || timeout > MAX_TIMEOUT {
+        return Err(para(format!(
+            "timeout {} ms is out of range (1 to {} ms)",
+            timeout.as_millis(),
+            MAX_TIMEOUT.as_millis()
+        )));
+    }
     comm::lookup(comm)?.group.set_timeout(timeout);
     Ok(())
 }

@@ -273,13 +273,14 @@ fn run(group: &Group, rank: u32, items: &[Item]) -> MockResult<()> {
     for it in items.iter().filter(|i| i.dir == Direction::Send) {
         let data = read(it.buf, it.dtype.bytes(it.count)?);
         if let Some(link) = &group.link {
-            link.send(&Msg::Send {
+            let send = Msg::Send {
                 to: it.peer,
                 seq: it.seq,
                 dtype: it.dtype.raw(),
                 count: it.count,
                 data,
-            })?;
+            };
+            super::link::send_or_reason(group, link, &send)?;
             continue;
         }
         let msg = Message {

@@ -1500,6 +1500,7 @@ fn in_process_root_infos_join_threads_of_their_maker() {
     drop_context(ctx);
 }
 
+mod hostile;
 mod multiprocess;
 
 // ---- child process: 8 devices ------------------------------------------

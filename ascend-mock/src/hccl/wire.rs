@@ -9,16 +9,33 @@
 //! element data of `Contribute`, `Outcome`, `Send` and `Deliver`, which is
 //! the payload: it is written from where it lies and read into a buffer of
 //! its own, never copied through the header. The first message on a
-//! connection is a [`Msg::Hello`], which opens with [`MAGIC`] and
-//! [`PROTOCOL`], so that a stray connection to the root's port is
-//! recognised and dropped.
+//! connection is a [`Msg::Hello`], which opens with [`MAGIC`],
+//! [`PROTOCOL`] and the root info's secret, so that a stray connection to
+//! the root's port is recognised and dropped.
+//!
+//! Reading is bounded before anything is reserved:
+//! - the first frame of a connection ([`read_hello`]) must announce
+//!   exactly a `Hello` ([`HELLO_LEN`] header bytes, no payload); it is read
+//!   into a fixed array, so a stranger costs no allocation beyond an error
+//!   message;
+//! - every later frame ([`read_frame`]) is checked against [`Limits`] the
+//!   reader derives from its communicator (the rank count, the largest
+//!   buffer a rank can register), then its header is decoded, and the
+//!   payload's length must be the one the header implies (checked by the
+//!   reader's own rule) before any of it is read; the payload buffer then
+//!   grows as bytes arrive, never reserved up front;
+//! - [`Timing`] bounds the wait for a frame's first byte (an idle peer)
+//!   and, separately, the whole frame once it started (a peer that
+//!   trickles bytes cannot keep a read alive by sending one now and then).
 //!
 //! Invariants: decoding never panics and never trusts a length: a header
-//! longer than [`MAX_HEADER`] or a payload longer than [`MAX_FRAME`], a
-//! truncated field, trailing bytes, a payload on a message without data or
-//! an unknown tag is an `HCCL_E_TCP_TRANSFER` error naming what was wrong.
+//! or payload over the reader's limits, a truncated field, trailing bytes,
+//! a payload on a message without data or an unknown tag is an
+//! `HCCL_E_TCP_TRANSFER` error naming what was wrong.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use ascend_sys::*;
 
@@ -29,13 +46,17 @@ use crate::error::{MockError, MockResult};
 
 /// Opens every `Hello`.
 pub const MAGIC: [u8; 8] = *b"ASMKHCCL";
-/// The protocol version written and accepted.
-pub const PROTOCOL: u32 = 1;
-/// The longest payload accepted (64 GiB): larger lengths are corrupt.
-pub const MAX_FRAME: u64 = 1 << 36;
-/// The longest header accepted (64 MiB: all-to-all-v counts of millions
-/// of ranks).
-pub const MAX_HEADER: u64 = 1 << 26;
+/// The protocol version written and accepted (2: the `Hello` carries the
+/// root info's secret and the rank's memory; `Ping` keeps links alive).
+pub const PROTOCOL: u32 = 2;
+/// Bytes of a root info secret.
+pub const SECRET_LEN: usize = super::root_info::SECRET_LEN;
+/// The header length of every `Hello`: tag, magic, protocol, secret,
+/// root nonce, serial, nRanks, rank, device, nonce, pid, timeout, memory.
+pub const HELLO_LEN: usize = 1 + 8 + 4 + SECRET_LEN + 8 + 8 + 4 + 4 + 4 + 8 + 4 + 8 + 8;
+/// The longest text (a refusal or failure message) a header may carry
+/// besides its per-rank lists.
+pub const MAX_TEXT: u64 = 1 << 16;
 
 /// One rank's collective, without its buffer addresses (which mean
 /// nothing in another process).
@@ -90,6 +111,8 @@ impl CallDesc {
 pub enum Msg {
     /// Rank -> root, first on a connection: join a root info.
     Hello {
+        /// The root info's secret.
+        secret: [u8; SECRET_LEN],
         /// The nonce of the process that made the root info.
         root_nonce: u64,
         /// The root info's serial.
@@ -106,6 +129,9 @@ pub enum Msg {
         pid: u32,
         /// How long this rank waits for the others (ms).
         timeout_ms: u64,
+        /// The capacity of the rank's device (bytes): no buffer it
+        /// registers, so no part of what it sends, is larger.
+        memory: u64,
     },
     /// Root -> rank: every rank joined and all live in the root process;
     /// this is the rank's communicator handle there.
@@ -197,6 +223,9 @@ pub enum Msg {
         /// What happened.
         message: String,
     },
+    /// Rank -> root: nothing to say, still here (sent when the link has
+    /// been quiet for a while, so the root can tell a vanished peer).
+    Ping,
 }
 
 /// Builds a body.
@@ -375,6 +404,7 @@ impl Msg {
             Msg::Destroy { .. } => "Destroy",
             Msg::PeerDestroyed { .. } => "PeerDestroyed",
             Msg::PeerLost { .. } => "PeerLost",
+            Msg::Ping => "Ping",
         }
     }
 
@@ -398,8 +428,22 @@ impl Msg {
         }
     }
 
+    /// Puts `data` where this message's element data goes (nothing for
+    /// messages without data).
+    fn set_payload(&mut self, payload: Vec<u8>) {
+        match self {
+            Msg::Contribute { data, .. } | Msg::Send { data, .. } | Msg::Deliver { data, .. } => {
+                *data = payload
+            }
+            Msg::Outcome {
+                result: Ok(data), ..
+            } => *data = payload,
+            _ => {}
+        }
+    }
+
     /// Whether this kind of message carries a payload.
-    fn carries_payload(&self) -> bool {
+    pub fn carries_payload(&self) -> bool {
         matches!(
             self,
             Msg::Contribute { .. }
@@ -412,6 +456,7 @@ impl Msg {
     fn encode_into(&self, e: &mut Enc) {
         match self {
             Msg::Hello {
+                secret,
                 root_nonce,
                 serial,
                 nranks,
@@ -420,10 +465,12 @@ impl Msg {
                 nonce,
                 pid,
                 timeout_ms,
+                memory,
             } => {
                 e.u8(1);
                 e.0.extend_from_slice(&MAGIC);
                 e.u32(PROTOCOL);
+                e.0.extend_from_slice(secret);
                 e.u64(*root_nonce);
                 e.u64(*serial);
                 e.u32(*nranks);
@@ -432,6 +479,7 @@ impl Msg {
                 e.u64(*nonce);
                 e.u32(*pid);
                 e.u64(*timeout_ms);
+                e.u64(*memory);
             }
             Msg::JoinedInProcess { handle } => {
                 e.u8(2);
@@ -516,6 +564,7 @@ impl Msg {
                 e.u32(*rank);
                 e.str(message);
             }
+            Msg::Ping => e.u8(12),
         }
     }
 
@@ -535,7 +584,10 @@ impl Msg {
                         "peer speaks protocol {protocol}, this library {PROTOCOL}"
                     )));
                 }
+                let mut secret = [0u8; SECRET_LEN];
+                secret.copy_from_slice(d.take(SECRET_LEN)?);
                 Msg::Hello {
+                    secret,
                     root_nonce: d.u64()?,
                     serial: d.u64()?,
                     nranks: d.u32()?,
@@ -544,6 +596,7 @@ impl Msg {
                     nonce: d.u64()?,
                     pid: d.u32()?,
                     timeout_ms: d.u64()?,
+                    memory: d.u64()?,
                 }
             }
             2 => Msg::JoinedInProcess { handle: d.u64()? },
@@ -596,6 +649,7 @@ impl Msg {
                 rank: d.u32()?,
                 message: d.str()?,
             },
+            12 => Msg::Ping,
             t => return Err(corrupt(&format!("unknown message tag {t}"))),
         };
         if d.at != body.len() {
@@ -632,9 +686,12 @@ pub fn write_with_payload(out: &mut impl Write, msg: &Msg, payload: &[u8]) -> io
 pub enum ReadError {
     /// The peer closed the connection between frames.
     Closed,
-    /// An I/O error (timeouts included) or a connection closed mid-frame.
+    /// No byte of a next frame arrived within the idle limit.
+    Idle(Duration),
+    /// An I/O error, a connection closed mid-frame, or a frame not
+    /// complete within its deadline.
     Io(io::Error),
-    /// The frame arrived but is not a valid message.
+    /// The frame arrived (or announced itself) but is not a valid message.
     Corrupt(MockError),
 }
 
@@ -642,63 +699,258 @@ impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::Closed => write!(f, "the peer closed the connection"),
+            ReadError::Idle(t) => write!(f, "nothing arrived for {} ms", t.as_millis()),
             ReadError::Io(e) => write!(f, "{e}"),
             ReadError::Corrupt(e) => write!(f, "{}", e.message),
         }
     }
 }
 
-/// Reads one frame and decodes it.
-pub fn read_msg(input: &mut impl Read) -> Result<Msg, ReadError> {
-    let mut lens = [0u8; 16];
+/// A byte source whose reads can be given a timeout (a socket; byte
+/// slices for tests and fuzzing, which never wait).
+pub trait Source: Read {
+    /// Bounds the next reads to `timeout` (`None`: wait forever).
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Source for TcpStream {
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)
+    }
+}
+
+impl Source for &[u8] {
+    fn set_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The bounds of the frames a reader accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest header.
+    pub header: u64,
+    /// The longest payload.
+    pub payload: u64,
+}
+
+impl Limits {
+    /// Frames with headers of up to `lists` bytes of per-rank lists plus
+    /// [`MAX_TEXT`] of text and fixed fields, and payloads of up to
+    /// `payload` bytes.
+    pub fn for_ranks(nranks: u32, payload: u64) -> Limits {
+        // The longest per-rank lists: the four u64 arrays of an
+        // all-to-all-v contribution (a Destroy or JoinedNetwork has fewer).
+        Limits {
+            header: 256 + MAX_TEXT + 4 * 8 * u64::from(nranks),
+            payload,
+        }
+    }
+}
+
+/// How long a reader waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// For the first byte of the next frame (`None`: forever).
+    pub idle: Option<Duration>,
+    /// For the whole frame from its first byte (`None`: forever).
+    pub frame: Option<Duration>,
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Fills `buf` from `input`, each read bounded by what is left until
+/// `deadline`; `first` is the wait for the first byte when `buf` starts a
+/// frame. `Ok(false)`: the connection closed before the first byte.
+fn fill(
+    input: &mut impl Source,
+    buf: &mut [u8],
+    first: Option<Option<Duration>>,
+    deadline: &mut Option<Instant>,
+    frame: Option<Duration>,
+) -> Result<bool, ReadError> {
     let mut got = 0;
-    while got < lens.len() {
-        match input.read(&mut lens[got..]) {
-            Ok(0) if got == 0 => return Err(ReadError::Closed),
+    while got < buf.len() {
+        let wait = match (first, got) {
+            (Some(idle), 0) => idle,
+            _ => match *deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(ReadError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "a frame was not complete within {} ms of its first byte",
+                                frame.map_or(0, |f| f.as_millis())
+                            ),
+                        )));
+                    }
+                    Some(left)
+                }
+            },
+        };
+        input.set_timeout(wait).map_err(ReadError::Io)?;
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 && first.is_some() => return Ok(false),
             Ok(0) => {
                 return Err(ReadError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a frame header",
+                    "connection closed inside a frame",
                 )));
             }
-            Ok(k) => got += k,
+            Ok(k) => {
+                if got == 0
+                    && first.is_some()
+                    && let Some(f) = frame
+                {
+                    *deadline = Some(Instant::now() + f);
+                }
+                got += k;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if timed_out(&e) && got == 0 && first.is_some() => {
+                return Err(ReadError::Idle(first.flatten().unwrap_or_default()));
+            }
+            Err(e) if timed_out(&e) => {
+                return Err(ReadError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "a frame was not complete within {} ms of its first byte",
+                        frame.map_or(0, |f| f.as_millis())
+                    ),
+                )));
+            }
             Err(e) => return Err(ReadError::Io(e)),
         }
     }
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&lens[..8]);
-    let header_len = u64::from_le_bytes(a);
-    a.copy_from_slice(&lens[8..]);
-    let payload_len = u64::from_le_bytes(a);
-    if header_len > MAX_HEADER || payload_len > MAX_FRAME {
-        return Err(ReadError::Corrupt(corrupt(&format!(
-            "frame with a {header_len}-byte header and a {payload_len}-byte payload exceeds the limits"
-        ))));
-    }
-    let header = read_exactly(input, header_len)?;
-    let payload = read_exactly(input, payload_len)?;
-    Msg::decode(&header, payload).map_err(ReadError::Corrupt)
+    Ok(true)
 }
 
-/// Reads exactly `len` bytes into a new buffer (reserving at most 256 MiB
-/// up front, so a corrupt length costs nothing until data arrives).
-fn read_exactly(input: &mut impl Read, len: u64) -> Result<Vec<u8>, ReadError> {
-    let mut buf = Vec::with_capacity(len.min(1 << 28) as usize);
-    input
-        .take(len)
-        .read_to_end(&mut buf)
-        .map_err(ReadError::Io)?;
-    if buf.len() as u64 != len {
-        return Err(ReadError::Io(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!(
-                "connection closed inside a frame ({} of {len} bytes)",
-                buf.len()
-            ),
-        )));
+fn lengths(lens: &[u8; 16]) -> (u64, u64) {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&lens[..8]);
+    let header = u64::from_le_bytes(a);
+    a.copy_from_slice(&lens[8..]);
+    (header, u64::from_le_bytes(a))
+}
+
+/// Reads the first frame of a connection, which must be a `Hello`
+/// ([`HELLO_LEN`] header bytes, no payload), complete before `deadline`.
+/// Nothing beyond those bytes is read, and nothing is allocated but the
+/// message of an error.
+pub fn read_hello(input: &mut impl Source, deadline: Instant) -> Result<Msg, ReadError> {
+    let first = deadline.saturating_duration_since(Instant::now());
+    if first.is_zero() {
+        return Err(ReadError::Idle(first));
+    }
+    let mut deadline = Some(deadline);
+    let mut lens = [0u8; 16];
+    if !fill(input, &mut lens, Some(Some(first)), &mut deadline, None)? {
+        return Err(ReadError::Closed);
+    }
+    let (header, payload) = lengths(&lens);
+    if header != HELLO_LEN as u64 || payload != 0 {
+        return Err(ReadError::Corrupt(corrupt(&format!(
+            "the first frame announces a {header}-byte header and a {payload}-byte payload, not a {HELLO_LEN}-byte Hello"
+        ))));
+    }
+    let mut body = [0u8; HELLO_LEN];
+    fill(input, &mut body, None, &mut deadline, None)?;
+    if body[0] != 1 {
+        return Err(ReadError::Corrupt(corrupt(&format!(
+            "the first frame is message tag {}, not a Hello",
+            body[0]
+        ))));
+    }
+    Msg::decode(&body, Vec::new()).map_err(ReadError::Corrupt)
+}
+
+/// Reads one frame within `limits` and `timing` and decodes it.
+/// `payload_rule` sees the decoded header and the announced payload
+/// length before any payload byte is read and refuses lengths the header
+/// does not justify.
+pub fn read_frame(
+    input: &mut impl Source,
+    limits: &Limits,
+    timing: Timing,
+    payload_rule: impl FnOnce(&Msg, u64) -> MockResult<()>,
+) -> Result<Msg, ReadError> {
+    let mut deadline = None;
+    let mut lens = [0u8; 16];
+    if !fill(
+        input,
+        &mut lens,
+        Some(timing.idle),
+        &mut deadline,
+        timing.frame,
+    )? {
+        return Err(ReadError::Closed);
+    }
+    let (header_len, payload_len) = lengths(&lens);
+    if header_len > limits.header || payload_len > limits.payload {
+        return Err(ReadError::Corrupt(corrupt(&format!(
+            "frame with a {header_len}-byte header and a {payload_len}-byte payload exceeds this connection's limits ({} and {} bytes)",
+            limits.header, limits.payload
+        ))));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    fill(input, &mut header, None, &mut deadline, timing.frame)?;
+    let mut msg = Msg::decode(&header, Vec::new()).map_err(ReadError::Corrupt)?;
+    drop(header);
+    if payload_len > 0 && !msg.carries_payload() {
+        return Err(ReadError::Corrupt(corrupt(&format!(
+            "a {} message with a payload",
+            msg.name()
+        ))));
+    }
+    payload_rule(&msg, payload_len).map_err(ReadError::Corrupt)?;
+    if payload_len > 0 {
+        let data = read_payload(input, payload_len, &mut deadline, timing.frame)?;
+        msg.set_payload(data);
+    }
+    Ok(msg)
+}
+
+/// Reads `len` payload bytes into a buffer that grows as they arrive (at
+/// most 64 KiB ahead of them).
+fn read_payload(
+    input: &mut impl Source,
+    len: u64,
+    deadline: &mut Option<Instant>,
+    frame: Option<Duration>,
+) -> Result<Vec<u8>, ReadError> {
+    const CHUNK: u64 = 1 << 16;
+    let mut buf = Vec::new();
+    let mut got = 0u64;
+    while got < len {
+        let step = (len - got).min(CHUNK) as usize;
+        let at = buf.len();
+        buf.resize(at + step, 0);
+        fill(input, &mut buf[at..], None, deadline, frame)?;
+        got += step as u64;
     }
     Ok(buf)
+}
+
+/// Reads one frame from bytes in memory, with 1 MiB limits and no payload
+/// rule (for tests of the encoding).
+#[cfg(test)]
+pub fn read_msg(input: &mut &[u8]) -> Result<Msg, ReadError> {
+    let limits = Limits {
+        header: 1 << 20,
+        payload: 1 << 20,
+    };
+    let timing = Timing {
+        idle: None,
+        frame: None,
+    };
+    read_frame(input, &limits, timing, |_, _| Ok(()))
 }
 
 #[cfg(test)]
@@ -714,6 +966,7 @@ mod tests {
         };
         vec![
             Msg::Hello {
+                secret: [7; SECRET_LEN],
                 root_nonce: 1,
                 serial: 2,
                 nranks: 3,
@@ -722,6 +975,7 @@ mod tests {
                 nonce: u64::MAX,
                 pid: 99,
                 timeout_ms: 300,
+                memory: 1 << 30,
             },
             Msg::JoinedInProcess { handle: 0xCC << 40 },
             Msg::JoinedNetwork {
@@ -790,6 +1044,7 @@ mod tests {
                 rank: 1,
                 message: "gone".into(),
             },
+            Msg::Ping,
         ]
     }
 
@@ -832,7 +1087,7 @@ mod tests {
         e.u64(u64::MAX / 2);
         assert!(Msg::decode(&e.0, Vec::new()).is_err());
         // Frame limits and cut frames.
-        for (h, p) in [(MAX_HEADER + 1, 0), (1, MAX_FRAME + 1)] {
+        for (h, p) in [((1u64 << 20) + 1, 0u64), (1, (1 << 20) + 1)] {
             let mut huge = Vec::new();
             huge.extend_from_slice(&h.to_le_bytes());
             huge.extend_from_slice(&p.to_le_bytes());
@@ -857,6 +1112,110 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("magic")
+        );
+    }
+
+    fn frame(msg: &Msg) -> Vec<u8> {
+        let mut b = Vec::new();
+        write_msg(&mut b, msg).unwrap();
+        b
+    }
+
+    #[test]
+    fn the_first_frame_must_be_a_hello_of_the_fixed_size() {
+        let later = Instant::now() + Duration::from_secs(5);
+        let hello = samples()[0].clone();
+        let bytes = frame(&hello);
+        assert_eq!(bytes.len(), 16 + HELLO_LEN);
+        assert_eq!(read_hello(&mut bytes.as_slice(), later).unwrap(), hello);
+        // Any other announced size is refused from the 16 length bytes
+        // alone: a 1 GiB payload, a 64 MiB header, a Hello with a payload.
+        for (h, p) in [
+            (HELLO_LEN as u64, 1u64 << 30),
+            (1 << 26, 0),
+            (HELLO_LEN as u64 + 1, 0),
+            (HELLO_LEN as u64, 1),
+        ] {
+            let mut b = Vec::new();
+            b.extend_from_slice(&h.to_le_bytes());
+            b.extend_from_slice(&p.to_le_bytes());
+            let err = read_hello(&mut b.as_slice(), later).unwrap_err();
+            assert!(matches!(err, ReadError::Corrupt(_)), "{err}");
+            assert!(err.to_string().contains("not a"), "{err}");
+        }
+        // Another message of the same length, a bad magic, a cut hello.
+        let mut other = bytes.clone();
+        other[16] = 2;
+        assert!(read_hello(&mut other.as_slice(), later).is_err());
+        let mut magic = bytes.clone();
+        magic[17] = b'X';
+        let err = read_hello(&mut magic.as_slice(), later).unwrap_err();
+        assert!(err.to_string().contains("magic"), "{err}");
+        assert!(matches!(
+            read_hello(&mut &bytes[..40], later),
+            Err(ReadError::Io(_))
+        ));
+        assert!(matches!(
+            read_hello(&mut &bytes[..0], later),
+            Err(ReadError::Closed)
+        ));
+    }
+
+    #[test]
+    fn later_frames_obey_the_limits_and_the_payload_rule() {
+        let timing = Timing {
+            idle: None,
+            frame: None,
+        };
+        let send = Msg::Send {
+            to: 1,
+            seq: 1,
+            dtype: HCCL_DATA_TYPE_INT8,
+            count: 4,
+            data: vec![1, 2, 3, 4],
+        };
+        let bytes = frame(&send);
+        let limits = Limits::for_ranks(2, 4);
+        let exact = |m: &Msg, len: u64| match m {
+            Msg::Send { count, .. } if *count == len => Ok(()),
+            _ => Err(corrupt("payload does not match the count")),
+        };
+        assert_eq!(
+            read_frame(&mut bytes.as_slice(), &limits, timing, exact).unwrap(),
+            send
+        );
+        // Over the payload limit: refused before the header is read.
+        let small = Limits::for_ranks(2, 3);
+        let err = read_frame(&mut bytes.as_slice(), &small, timing, exact).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        // A payload the header does not justify: refused before it is read
+        // (the payload bytes are not even there).
+        let lying = Msg::Send {
+            to: 1,
+            seq: 1,
+            dtype: HCCL_DATA_TYPE_INT8,
+            count: 3,
+            data: vec![1, 2, 3, 4],
+        };
+        let mut cut = frame(&lying);
+        cut.truncate(cut.len() - 4);
+        let err = read_frame(&mut cut.as_slice(), &limits, timing, exact).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        // A header over the limit of a 2-rank communicator.
+        let long = Msg::Destroy {
+            last_seq: 1,
+            sent: vec![0; 10_000],
+        };
+        let err = read_frame(&mut frame(&long).as_slice(), &limits, timing, exact).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(
+            read_frame(
+                &mut frame(&Msg::Ping).as_slice(),
+                &limits,
+                timing,
+                |_, _| Ok(())
+            )
+            .is_ok()
         );
     }
 }
