@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
+use crate::gate::{self, CallSite};
 use crate::runtime::{Handle, HandleKind};
-use crate::sanitizer::{self, CallSite};
+use crate::sanitizer;
 use crate::stream::{ErrorProbe, Stream, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
@@ -106,7 +107,7 @@ impl Event {
             handle: Handle::new(HandleKind::Event),
             flags,
             device,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
             state: Mutex::new(EventState::default()),
             changed: Condvar::new(),
         })

@@ -31,11 +31,13 @@ use ascend_sys::*;
 
 use crate::aclnn::meta::Object;
 use crate::config::{self, Config};
-use crate::error::{self, MockError, MockResult};
+use crate::error::{self, MockError, MockResult, ReportClass};
 use crate::event::Event;
 use crate::fault;
+use crate::gate::{self, CallSite};
 use crate::memory::{self, MemKind};
-use crate::sanitizer::{self, CallSite, LeakPolicy, ReportClass};
+use crate::report::{self, LeakPolicy};
+use crate::sanitizer;
 use crate::stream::Stream;
 
 /// The kinds of object a handle can name; the tag sits in bits 40..48.
@@ -194,7 +196,7 @@ pub(crate) fn finalize() -> MockResult<()> {
             "AscendCL is not initialised (aclFinalize was already called or aclInit never was)",
         )
     })?;
-    let mut leaks = if sanitizer::enabled() {
+    let mut leaks = if report::enabled() {
         rt.leaked_objects(None)
     } else {
         Vec::new()
@@ -203,7 +205,7 @@ pub(crate) fn finalize() -> MockResult<()> {
     // streams stopped.
     let blocks = memory::detach_all();
     drop(guard);
-    if sanitizer::enabled() {
+    if report::enabled() {
         leaks.splice(0..0, blocks.iter().map(describe_block));
         leaks.extend(leaked_aclnn_objects(None));
     }
@@ -292,19 +294,19 @@ pub(crate) fn leaked_aclnn_objects(blocks: Option<&[memory::Allocation]>) -> Vec
 /// aclFinalize"); fails with `ACL_ERROR_RT_MEMORY_FREE` when the leak
 /// policy says so.
 pub(crate) fn leak_check(when: &str, leaks: Vec<String>) -> MockResult<()> {
-    if leaks.is_empty() || !sanitizer::enabled() {
+    if leaks.is_empty() || !report::enabled() {
         return Ok(());
     }
     let text = format!(
         "{} {when}: {} object{} still alive, released by the runtime:\n  {}",
-        sanitizer::current_call_text(),
+        gate::current_call_text(),
         leaks.len(),
         if leaks.len() == 1 { " is" } else { "s are" },
         leaks.join("\n  ")
     );
-    let report = sanitizer::report(ReportClass::Leak, &text);
+    let report = report::report(ReportClass::Leak, &text);
     error::set_message(&report.message);
-    match sanitizer::leak_policy() {
+    match report::leak_policy() {
         LeakPolicy::Report => Ok(()),
         LeakPolicy::Error => Err(MockError::new(ACL_ERROR_RT_MEMORY_FREE, report.message)),
     }
@@ -415,7 +417,7 @@ impl Runtime {
             device,
             default_stream: stream,
             explicit,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
         });
         self.contexts.insert(handle, ctx.clone());
         Ok(ctx)

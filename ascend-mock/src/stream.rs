@@ -40,8 +40,9 @@ use ascend_sys::*;
 
 use crate::error::{MockError, MockResult, TaskError};
 use crate::fault;
+use crate::gate::{self, CallSite};
 use crate::runtime::{self, Handle, HandleKind};
-use crate::sanitizer::{self, CallSite};
+use crate::sanitizer;
 
 /// A unit of stream work.
 pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
@@ -189,7 +190,7 @@ impl Stream {
             device,
             context,
             is_default,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
             shared,
             worker: Mutex::new(Some(worker)),
             worker_id,
@@ -220,7 +221,7 @@ impl Stream {
         q.tasks.push_back(Queued {
             seq,
             name,
-            call: sanitizer::current_call(),
+            call: gate::current_call(),
             task,
         });
         drop(q);
@@ -468,7 +469,7 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
 /// thread's message set. A task's `Err` is reported by the stream's next
 /// synchronisation.
 pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
-    crate::error::api_call("enqueue", || {
+    crate::gate::api_call("enqueue", || {
         enqueue_named(stream, "task", task).map(|_| ())
     })
 }
@@ -554,8 +555,8 @@ mod tests {
     fn task_errors_and_history_name_the_queueing_call() {
         let s = Stream::spawn(0, ctx(), false).unwrap();
         let mut number = 0;
-        let code = crate::error::api_call("aclQueueForTest", || {
-            number = sanitizer::current_call().unwrap().number;
+        let code = crate::gate::api_call("aclQueueForTest", || {
+            number = gate::current_call().unwrap().number;
             s.push(
                 "bad",
                 Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),

@@ -12,8 +12,9 @@ use ascend_sys::*;
 
 use super::write_out;
 use crate::config;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
 use crate::fault;
+use crate::gate::api_call;
 use crate::memory;
 use crate::runtime::{self, Handle, HandleKind, set_current_context, stop_streams};
 use crate::sanitizer;

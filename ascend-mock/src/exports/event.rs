@@ -20,8 +20,9 @@
 use ascend_sys::*;
 
 use super::write_out;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
 use crate::event::{Event, elapsed_ms, epoch};
+use crate::gate::api_call;
 use crate::runtime;
 use crate::sanitizer::race;
 use crate::stream::{Wait, timeout_from_ms};

@@ -15,7 +15,8 @@ use ascend_sys::*;
 
 use super::write_out;
 use crate::config;
-use crate::error::{self, MockError, api_call, api_call_value, count_call};
+use crate::error::{self, MockError};
+use crate::gate::{api_call, api_call_value, count_call};
 use crate::runtime;
 use crate::sanitizer;
 

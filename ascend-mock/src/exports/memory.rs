@@ -37,8 +37,9 @@ use ascend_sys::*;
 use super::write_out;
 use std::sync::Arc;
 
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
 use crate::fault;
+use crate::gate::api_call;
 use crate::memory::{self, Location, MemKind, check_range, classify};
 use crate::runtime;
 use crate::sanitizer::race::{self, Access};

@@ -6,7 +6,8 @@ use std::ffi::c_void;
 use ascend_sys::*;
 
 use super::write_out;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
+use crate::gate::api_call;
 use crate::runtime;
 use crate::sanitizer::race;
 use crate::stream::{Stream, enqueue_named, timeout_from_ms};
