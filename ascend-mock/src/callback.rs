@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
-use crate::runtime::Handle;
+use crate::handle::Handle;
 use crate::stream::Stream;
 
 unsafe extern "C" {

@@ -29,7 +29,7 @@ use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
 use crate::gate::{self, CallSite};
-use crate::runtime::{Handle, HandleKind};
+use crate::handle::{Handle, HandleKind};
 use crate::sanitizer;
 use crate::stream::{ErrorProbe, Stream, Wait};
 

@@ -79,6 +79,7 @@ pub mod event;
 mod exports;
 pub mod fault;
 pub mod gate;
+mod handle;
 pub mod hccl;
 pub mod memory;
 mod report;

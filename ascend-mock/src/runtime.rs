@@ -8,7 +8,7 @@
 //! - Handles given to C are tagged ids ([`Handle`]), never addresses, so a
 //!   stale or foreign handle is looked up and refused instead of being
 //!   dereferenced. Ids are never reused within a process.
-//! - The current context is per thread (`CURRENT_CONTEXT`, a context id); a
+//! - The current context is per thread (kept in `handle`, a context id); a
 //!   thread whose context was destroyed sees `ACL_ERROR_RT_CONTEXT_NULL`.
 //! - A device has a default context while its `aclrtSetDevice` reference
 //!   count is above zero; all threads that set the device share it.
@@ -22,9 +22,7 @@
 //!   event's own lock. Nothing blocks on a stream while holding `RUNTIME`:
 //!   streams are taken out of the tables first and then drained.
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ascend_sys::*;
@@ -35,54 +33,13 @@ use crate::error::{self, MockError, MockResult, ReportClass};
 use crate::event::Event;
 use crate::fault;
 use crate::gate::{self, CallSite};
+pub(crate) use crate::handle::set_current_context;
+use crate::handle::{self};
+pub use crate::handle::{Handle, HandleKind};
 use crate::memory::{self, MemKind};
 use crate::report::{self, LeakPolicy};
 use crate::sanitizer;
-use crate::stream::Stream;
-
-/// The kinds of object a handle can name; the tag sits in bits 40..48.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandleKind {
-    /// `aclrtContext`.
-    Context = 0xC0,
-    /// `aclrtStream`.
-    Stream = 0x50,
-    /// `aclrtEvent`.
-    Event = 0xE0,
-}
-
-/// A tagged id standing for an `aclrtContext`, `aclrtStream` or `aclrtEvent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Handle(u64);
-
-const TAG_SHIFT: u32 = 40;
-const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Handle {
-    /// A fresh handle of `kind`.
-    pub fn new(kind: HandleKind) -> Handle {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
-        Handle(((kind as u64) << TAG_SHIFT) | id)
-    }
-
-    /// The pointer handed to C.
-    pub fn as_ptr(self) -> *mut std::ffi::c_void {
-        self.0 as usize as *mut std::ffi::c_void
-    }
-
-    /// The small number shown in messages and returned by `aclrtStreamGetId`.
-    pub fn id(self) -> u64 {
-        self.0 & ID_MASK
-    }
-
-    /// Decodes a pointer from C, checking that it carries the tag of `kind`.
-    pub fn from_ptr(ptr: *const std::ffi::c_void, kind: HandleKind) -> Option<Handle> {
-        let raw = ptr as usize as u64;
-        (raw >> TAG_SHIFT == kind as u64 && raw & ID_MASK != 0).then_some(Handle(raw))
-    }
-}
+use crate::stream::{Stream, Task};
 
 /// An AscendCL context: a device and a default stream.
 pub struct Context {
@@ -126,10 +83,6 @@ pub struct Runtime {
 
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 
-thread_local! {
-    static CURRENT_CONTEXT: Cell<Option<Handle>> = const { Cell::new(None) };
-}
-
 fn lock() -> MutexGuard<'static, Option<Runtime>> {
     RUNTIME.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -137,18 +90,6 @@ fn lock() -> MutexGuard<'static, Option<Runtime>> {
 /// Whether `aclInit` has succeeded and `aclFinalize` has not been called.
 pub fn is_initialized() -> bool {
     lock().is_some()
-}
-
-/// Runs `f` with the runtime lock held, telling it whether the mock is
-/// initialised.
-pub(crate) fn with_init_lock<T>(f: impl FnOnce(bool) -> T) -> T {
-    let guard = lock();
-    f(guard.is_some())
-}
-
-/// The active configuration, if initialised.
-pub(crate) fn active_config() -> Option<Config> {
-    lock().as_ref().map(|rt| rt.config.clone())
 }
 
 /// Runs `f` on the runtime, or fails with `ACL_ERROR_UNINITIALIZE`.
@@ -173,7 +114,7 @@ pub(crate) fn initialize() -> MockResult<()> {
         ));
     }
     let cfg =
-        config::pending().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
+        config::activate().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
     memory::reset_registry(cfg.devices, cfg.memory_per_device);
     *guard = Some(Runtime {
         devices: (0..cfg.devices).map(|_| Device::default()).collect(),
@@ -196,6 +137,7 @@ pub(crate) fn finalize() -> MockResult<()> {
             "AscendCL is not initialised (aclFinalize was already called or aclInit never was)",
         )
     })?;
+    config::deactivate();
     let mut leaks = if report::enabled() {
         rt.leaked_objects(None)
     } else {
@@ -220,7 +162,7 @@ pub(crate) fn finalize() -> MockResult<()> {
     memory::free_detached(blocks);
     memory::purge_freed();
     sanitizer::race::clear();
-    CURRENT_CONTEXT.with(|c| c.set(None));
+    set_current_context(None);
     leak_check("finalized AscendCL", leaks)
 }
 
@@ -345,8 +287,7 @@ impl Runtime {
     /// The calling thread's current context (failing when its device is
     /// lost).
     pub fn current_context(&self) -> MockResult<Arc<Context>> {
-        let ctx = CURRENT_CONTEXT
-            .with(|c| c.get())
+        let ctx = handle::current_context()
             .and_then(|h| self.contexts.get(&h).cloned())
             .ok_or_else(|| {
                 MockError::new(
@@ -520,9 +461,26 @@ impl Runtime {
     }
 }
 
-/// Makes `ctx` (or nothing) the calling thread's current context.
-pub(crate) fn set_current_context(ctx: Option<Handle>) {
-    CURRENT_CONTEXT.with(|c| c.set(ctx));
+/// Queues `task` on `stream` (NULL: the current context's default stream)
+/// for operator code. Returns `ACL_SUCCESS`, or the error code with this
+/// thread's message set. A task's `Err` is reported by the stream's next
+/// synchronisation.
+pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
+    crate::gate::api_call("enqueue", || {
+        enqueue_named(stream, "task", task).map(|_| ())
+    })
+}
+
+/// Queues `task` under `name` on `stream` (NULL: the current context's
+/// default stream); returns the stream and the task's sequence number.
+pub fn enqueue_named(
+    stream: aclrtStream,
+    name: &'static str,
+    task: Task,
+) -> MockResult<(Arc<Stream>, u64)> {
+    let s = with_runtime(|rt| rt.stream(stream))?;
+    let seq = s.push(name, task)?;
+    Ok((s, seq))
 }
 
 /// Stops `streams` (draining, or dropping their queued work when `force`).

@@ -41,7 +41,7 @@ use ascend_sys::*;
 use crate::error::{MockError, MockResult, TaskError};
 use crate::fault;
 use crate::gate::{self, CallSite};
-use crate::runtime::{self, Handle, HandleKind};
+use crate::handle::{self, Handle, HandleKind};
 use crate::sanitizer;
 
 /// A unit of stream work.
@@ -175,7 +175,7 @@ impl Stream {
             .name(format!("ascend-mock-stream-{id}"))
             .spawn(move || {
                 // Host functions run with the stream's context current.
-                runtime::set_current_context(Some(context));
+                handle::set_current_context(Some(context));
                 worker_loop(&for_worker, device, id)
             })
             .map_err(|e| {
@@ -462,28 +462,6 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
         drop(q);
         shared.changed.notify_all();
     }
-}
-
-/// Queues `task` on `stream` (NULL: the current context's default stream)
-/// for operator code. Returns `ACL_SUCCESS`, or the error code with this
-/// thread's message set. A task's `Err` is reported by the stream's next
-/// synchronisation.
-pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
-    crate::gate::api_call("enqueue", || {
-        enqueue_named(stream, "task", task).map(|_| ())
-    })
-}
-
-/// Queues `task` under `name` on `stream` (NULL: the current context's
-/// default stream); returns the stream and the task's sequence number.
-pub fn enqueue_named(
-    stream: aclrtStream,
-    name: &'static str,
-    task: Task,
-) -> MockResult<(Arc<Stream>, u64)> {
-    let s = runtime::with_runtime(|rt| rt.stream(stream))?;
-    let seq = s.push(name, task)?;
-    Ok((s, seq))
 }
 
 /// Converts an AscendCL timeout in ms (-1 forever, 0 poll) to a duration.

@@ -9,8 +9,9 @@ use super::write_out;
 use crate::error::{MockError, MockResult};
 use crate::gate::api_call;
 use crate::runtime;
+use crate::runtime::enqueue_named;
 use crate::sanitizer::race;
-use crate::stream::{Stream, enqueue_named, timeout_from_ms};
+use crate::stream::{Stream, timeout_from_ms};
 
 /// Every `ACL_STREAM_*` creation flag.
 const STREAM_FLAGS: u32 = ACL_STREAM_FAST_LAUNCH
