@@ -30,7 +30,7 @@ use ascend_sys::*;
 use crate::error::{MockError, MockResult};
 use crate::gate::{self, CallSite};
 use crate::handle::{Handle, HandleKind};
-use crate::sanitizer;
+use crate::hooks;
 use crate::stream::{ErrorProbe, Stream, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
@@ -130,7 +130,7 @@ impl Event {
             ran: false,
             probe: stream.error_probe(),
         };
-        sanitizer::race::record_event(self.handle.id(), stream, || {
+        hooks::record_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtRecordEvent",
                 Box::new(move || {
@@ -144,7 +144,7 @@ impl Event {
 
     /// Queues a reset (back to "not recorded") of this event on `stream`.
     pub fn reset(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
-        sanitizer::race::forget_event(self.handle.id());
+        hooks::event_forgotten(self.handle.id());
         let ev = self.clone();
         stream.push(
             "aclrtResetEvent",
@@ -168,7 +168,7 @@ impl Event {
             return Ok(());
         }
         let ev = self.clone();
-        sanitizer::race::wait_event(self.handle.id(), stream, || {
+        hooks::wait_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtStreamWaitEvent",
                 Box::new(move || {

@@ -81,6 +81,7 @@ pub mod fault;
 pub mod gate;
 mod handle;
 pub mod hccl;
+mod hooks;
 pub mod memory;
 mod report;
 mod resolve;

@@ -36,9 +36,9 @@ use crate::gate::{self, CallSite};
 pub(crate) use crate::handle::set_current_context;
 use crate::handle::{self};
 pub use crate::handle::{Handle, HandleKind};
+use crate::hooks;
 use crate::memory::{self, MemKind};
 use crate::report::{self, LeakPolicy};
-use crate::sanitizer;
 use crate::stream::{Stream, Task};
 
 /// An AscendCL context: a device and a default stream.
@@ -161,7 +161,7 @@ pub(crate) fn finalize() -> MockResult<()> {
     drop(rt.events);
     memory::free_detached(blocks);
     memory::purge_freed();
-    sanitizer::race::clear();
+    hooks::finalized();
     set_current_context(None);
     leak_check("finalized AscendCL", leaks)
 }

@@ -42,7 +42,7 @@ use crate::error::{MockError, MockResult, TaskError};
 use crate::fault;
 use crate::gate::{self, CallSite};
 use crate::handle::{self, Handle, HandleKind};
-use crate::sanitizer;
+use crate::hooks;
 
 /// A unit of stream work.
 pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
@@ -286,18 +286,17 @@ impl Stream {
         self.take_error()
     }
 
-    /// Synchronises like [`Stream::synchronize`]; when the wait was reached
-    /// (even if a task failed), the host absorbs the stream's clock for
-    /// race detection.
+    /// Synchronises like [`Stream::synchronize`], telling the observer
+    /// (`hooks::synchronize`) whether the wait was reached (even if a task
+    /// failed): the race tracker then lets the host absorb the stream's
+    /// clock.
     pub fn synchronize_observed(&self, timeout: Option<Duration>) -> MockResult<()> {
-        let snapshot = sanitizer::race::stream_snapshot(self);
-        let r = self.synchronize(timeout);
-        let reached = !self.is_current_worker()
-            && !matches!(&r, Err(e) if e.code == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
-        if reached {
-            sanitizer::race::host_absorbs(snapshot);
-        }
-        r
+        hooks::synchronize(self.handle.id(), || {
+            let r = self.synchronize(timeout);
+            let reached = !self.is_current_worker()
+                && !matches!(&r, Err(e) if e.code == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+            (r, reached)
+        })
     }
 
     /// Whether the calling thread is this stream's worker (inside a task).
@@ -387,7 +386,7 @@ impl Stream {
             // A panic escaping the worker was already turned into a task error.
             let _ = w.join();
             // Its work ran or was dropped: nothing of it can race any more.
-            sanitizer::race::stream_gone(self.handle.id(), !force);
+            hooks::stream_gone(self.handle.id(), !force);
         }
     }
 }

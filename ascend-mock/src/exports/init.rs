@@ -45,6 +45,7 @@ pub unsafe extern "C" fn aclInit(configPath: *const c_char) -> aclError {
             }
         }
         sanitizer::reload_env().map_err(|why| MockError::new(ACL_ERROR_INVALID_PARAM, why))?;
+        sanitizer::race::install();
         runtime::initialize()
     })
 }

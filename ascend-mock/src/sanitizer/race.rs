@@ -85,6 +85,7 @@ use std::sync::{Mutex, MutexGuard};
 use ascend_sys::aclError;
 
 use crate::error::MockResult;
+use crate::hooks::{self, Observer};
 use crate::memory::{self, Allocation, MemKind};
 use crate::sanitizer::{self, CallSite, ReportClass, violation};
 use crate::stream::Stream;
@@ -281,6 +282,10 @@ struct State {
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 fn lock() -> MutexGuard<'static, Option<State>> {
+    // Whoever builds tracking state has the core report to the tracker
+    // from then on (aclInit installs it first; this covers every other
+    // order).
+    install();
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -669,10 +674,10 @@ pub(crate) fn forget_blocks(blocks: &[Allocation]) {
 
 /// Queues an event record with `push` and captures `stream`'s clock for
 /// the event.
-pub(crate) fn record_event(
+fn record_event(
     event: u64,
-    stream: &Stream,
-    push: impl FnOnce() -> MockResult<()>,
+    stream: u64,
+    push: &mut dyn FnMut() -> MockResult<()>,
 ) -> MockResult<()> {
     if !sanitizer::enabled() {
         return push();
@@ -680,18 +685,14 @@ pub(crate) fn record_event(
     let mut g = lock();
     push()?;
     let state = g.get_or_insert_with(State::default);
-    let clock = state.refresh(stream.handle.id()).clock.clone();
+    let clock = state.refresh(stream).clock.clone();
     state.events.insert(event, clock);
     Ok(())
 }
 
 /// Queues a wait for `event` on `stream` with `push` and joins the event's
 /// captured clock into the stream's.
-pub(crate) fn wait_event(
-    event: u64,
-    stream: &Stream,
-    push: impl FnOnce() -> MockResult<()>,
-) -> MockResult<()> {
+fn wait_event(event: u64, stream: u64, push: &mut dyn FnMut() -> MockResult<()>) -> MockResult<()> {
     if !sanitizer::enabled() {
         return push();
     }
@@ -699,7 +700,7 @@ pub(crate) fn wait_event(
     push()?;
     let state = g.get_or_insert_with(State::default);
     if let Some(clock) = state.events.get(&event).cloned() {
-        state.refresh(stream.handle.id()).clock.join(&clock);
+        state.refresh(stream).clock.join(&clock);
     }
     Ok(())
 }
@@ -712,7 +713,12 @@ pub(crate) fn forget_event(event: u64) {
 
 /// The clock of `stream` as of now (everything queued on it so far).
 pub(crate) fn stream_snapshot(stream: &Stream) -> Option<Snapshot> {
-    with_state(|s| Snapshot(s.refresh(stream.handle.id()).clock.clone()))
+    snapshot_of(stream.handle.id())
+}
+
+/// The clock of the stream with id `stream` as of now.
+fn snapshot_of(stream: u64) -> Option<Snapshot> {
+    with_state(|s| Snapshot(s.refresh(stream).clock.clone()))
 }
 
 /// The clock captured by the latest record of `event`.
@@ -761,6 +767,58 @@ pub(crate) fn stream_gone(id: u64, drained: bool) {
 /// Forgets everything (at `aclFinalize`).
 pub(crate) fn clear() {
     *lock() = None;
+}
+
+/// The race tracker as the device core's observer (see `crate::hooks`):
+/// the core tells it of event records and waits, event resets, host
+/// synchronisations, streams gone and finalisation.
+struct Tracker;
+
+static TRACKER: Tracker = Tracker;
+
+/// Installs the race tracker as the device core's observer (at `aclInit`,
+/// and whenever tracking state is first built).
+pub(crate) fn install() {
+    hooks::install(&TRACKER);
+}
+
+impl Observer for Tracker {
+    fn record_event(
+        &self,
+        event: u64,
+        stream: u64,
+        push: &mut dyn FnMut() -> MockResult<()>,
+    ) -> MockResult<()> {
+        record_event(event, stream, push)
+    }
+
+    fn wait_event(
+        &self,
+        event: u64,
+        stream: u64,
+        push: &mut dyn FnMut() -> MockResult<()>,
+    ) -> MockResult<()> {
+        wait_event(event, stream, push)
+    }
+
+    fn event_forgotten(&self, event: u64) {
+        forget_event(event);
+    }
+
+    fn synchronize(&self, stream: u64, sync: &mut dyn FnMut() -> bool) {
+        let snapshot = snapshot_of(stream);
+        if sync() {
+            host_absorbs(snapshot);
+        }
+    }
+
+    fn stream_gone(&self, stream: u64, drained: bool) {
+        stream_gone(stream, drained);
+    }
+
+    fn finalized(&self) {
+        clear();
+    }
 }
 
 #[cfg(test)]
