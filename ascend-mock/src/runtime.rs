@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ascend_sys::*;
 
-use crate::aclnn::meta::Object;
 use crate::config::{self, Config};
 use crate::error::{self, MockError, MockResult, ReportClass};
 use crate::event::Event;
@@ -149,7 +148,7 @@ pub(crate) fn finalize() -> MockResult<()> {
     drop(guard);
     if report::enabled() {
         leaks.splice(0..0, blocks.iter().map(describe_block));
-        leaks.extend(leaked_aclnn_objects(None));
+        leaks.extend(registered_leaks(None));
     }
     // Streams stop outside the lock: their tasks may call back into the mock.
     let streams: Vec<_> = rt.streams.into_values().collect();
@@ -185,51 +184,35 @@ fn origin_text(site: Option<CallSite>) -> String {
     site.map_or_else(|| "an internal call".to_string(), |c| c.to_string())
 }
 
-/// The live aclnn descriptors and executors, as leak-report lines: every
-/// one not owned by a list (`blocks`: `None`), or only the executors and
-/// tensors whose memory lies in `blocks` (a device being reset).
-pub(crate) fn leaked_aclnn_objects(blocks: Option<&[memory::Allocation]>) -> Vec<String> {
-    let in_blocks = |addr: usize| {
-        blocks.is_none_or(|b| b.iter().any(|a| addr >= a.base && addr < a.base + a.size))
-    };
-    let mut found: Vec<(u64, String)> = crate::aclnn::meta::with_registry(|r| {
-        r.objects
-            .iter()
-            .filter(|(_, e)| e.owner.is_none())
-            .filter_map(|(&address, e)| {
-                let kind = e.object.kind().name();
-                let detail = match &*e.object {
-                    Object::Tensor(t) => {
-                        if blocks.is_some() && (t.data == 0 || !in_blocks(t.data)) {
-                            return None;
-                        }
-                        let bytes: i64 = t.storage.iter().product::<i64>().max(0)
-                            * crate::exports::data_type_size(t.dtype) as i64;
-                        format!(" (data {:#x}, storage of {bytes} bytes)", t.data)
-                    }
-                    Object::Executor(ex) => {
-                        if blocks.is_some()
-                            && !ex.slots.iter().any(|s| in_blocks(s.arg.ptr as usize))
-                        {
-                            return None;
-                        }
-                        format!(" (of {}, device {})", ex.op, ex.device)
-                    }
-                    _ if blocks.is_some() => return None,
-                    _ => String::new(),
-                };
-                Some((
-                    e.serial,
-                    format!(
-                        "{kind} {address:#x}{detail} created by {} (object #{})",
-                        e.created_by, e.serial
-                    ),
-                ))
-            })
-            .collect()
-    });
-    found.sort_by_key(|(serial, _)| *serial);
-    found.into_iter().map(|(_, line)| line).collect()
+/// A source of leak-report lines, registered by an operator family (see
+/// [`register_leak_source`]): given `None` (`aclFinalize`) it lists every
+/// object of the family still alive; given the blocks of a device being
+/// reset, only the objects whose memory lies in them.
+pub(crate) type LeakSource = fn(Option<&[memory::Allocation]>) -> Vec<String>;
+
+/// The registered leak sources, in registration order, by name.
+static LEAK_SOURCES: Mutex<Vec<(&'static str, LeakSource)>> = Mutex::new(Vec::new());
+
+/// Registers `source` under `name` (once; a second registration under the
+/// same name is ignored), so that reset and finalize list its leaks after
+/// the runtime's own objects.
+pub(crate) fn register_leak_source(name: &'static str, source: LeakSource) {
+    let mut sources = LEAK_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
+    if !sources.iter().any(|(n, _)| *n == name) {
+        sources.push((name, source));
+    }
+}
+
+/// The leak-report lines of every registered source (see [`LeakSource`]).
+pub(crate) fn registered_leaks(blocks: Option<&[memory::Allocation]>) -> Vec<String> {
+    // Copied out: a source takes its own family's lock.
+    let sources: Vec<LeakSource> = LEAK_SOURCES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(_, s)| *s)
+        .collect();
+    sources.into_iter().flat_map(|s| s(blocks)).collect()
 }
 
 /// Emits a `leak` report listing `leaks` (if any) found `when` (e.g. "at

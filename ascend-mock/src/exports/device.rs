@@ -80,7 +80,7 @@ fn reset_device(device: i32, force: bool) -> MockResult<()> {
     };
     if checking {
         leaks.splice(0..0, blocks.iter().map(runtime::describe_block));
-        leaks.extend(runtime::leaked_aclnn_objects(Some(&blocks)));
+        leaks.extend(runtime::registered_leaks(Some(&blocks)));
     }
     stop_streams(streams, false);
     sanitizer::race::forget_blocks(&blocks);
