@@ -20,7 +20,7 @@ use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
 use crate::handle::Handle;
-use crate::stream::Stream;
+use crate::stream::{Stream, TaskKind};
 
 unsafe extern "C" {
     /// The calling thread's id; POSIX gives it no preconditions.
@@ -144,6 +144,7 @@ pub fn launch(
     let data = data as usize;
     stream.push(
         "aclrtLaunchCallback",
+        TaskKind::Host,
         Box::new(move || {
             let done = Arc::new(Done {
                 state: Mutex::new(State::Pending),

@@ -31,7 +31,7 @@ use crate::error::{MockError, MockResult};
 use crate::gate::{self, CallSite};
 use crate::handle::{Handle, HandleKind};
 use crate::hooks;
-use crate::stream::{ErrorProbe, Stream, Wait};
+use crate::stream::{ErrorProbe, Stream, TaskKind, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
 pub fn epoch() -> Instant {
@@ -133,6 +133,7 @@ impl Event {
         hooks::record_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtRecordEvent",
+                TaskKind::Host,
                 Box::new(move || {
                     guard.complete(Some(Instant::now()));
                     Ok(())
@@ -148,6 +149,7 @@ impl Event {
         let ev = self.clone();
         stream.push(
             "aclrtResetEvent",
+            TaskKind::Host,
             Box::new(move || {
                 let mut st = ev.lock();
                 st.stamp = None;
@@ -171,6 +173,7 @@ impl Event {
         hooks::wait_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtStreamWaitEvent",
+                TaskKind::Host,
                 Box::new(move || {
                     let mut st = ev.lock();
                     while st.completed < target {
@@ -312,6 +315,7 @@ mod tests {
         start.record(&s1).unwrap();
         s1.push(
             "sleep",
+            TaskKind::Host,
             Box::new(|| {
                 std::thread::sleep(Duration::from_millis(30));
                 Ok(())
@@ -344,6 +348,7 @@ mod tests {
         let g = gate.clone();
         s.push(
             "blocked",
+            TaskKind::Host,
             Box::new(move || {
                 drop(g.lock());
                 Ok(())
@@ -370,6 +375,7 @@ mod tests {
     fn failing(s: &Stream, code: aclError) {
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(move || Err(MockError::new(code, "op: did not write its output"))),
         )
         .unwrap();

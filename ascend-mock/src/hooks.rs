@@ -2,7 +2,8 @@
 //! tracker) learns what the core does, without the core naming it.
 //!
 //! The core calls the functions of this module at the points an observer
-//! needs (an event recorded or waited for on a stream, an event reset, a
+//! needs (a task that touches memory queued, a synchronous host access,
+//! a free, an event recorded or waited for on a stream, an event reset, a
 //! stream synchronised by the host, a stream gone, the runtime finalised);
 //! each forwards to the [`Observer`] installed with [`install`], or does
 //! only the core's own part when none is installed. The observer is a
@@ -10,7 +11,8 @@
 //! allocation, and hooks run only at those points, never per memory
 //! access.
 //!
-//! The "around" hooks ([`record_event`], [`wait_event`], [`synchronize`])
+//! The "around" hooks ([`queue`], [`record_event`], [`wait_event`],
+//! [`synchronize`])
 //! hand the observer the core's own step as a closure, so that the
 //! observer can order its bookkeeping with that step (the race tracker
 //! queues an event record under its lock, so that no task of the stream
@@ -26,11 +28,63 @@
 
 use std::sync::OnceLock;
 
+use ascend_sys::aclError;
+
 use crate::error::MockResult;
+
+/// What a task or host call does to a range of memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// First byte.
+    pub addr: usize,
+    /// Bytes (0: no access).
+    pub len: usize,
+    /// Whether it writes (else it reads).
+    pub write: bool,
+}
+
+impl Access {
+    /// A read of `len` bytes at `addr`.
+    pub fn read(addr: usize, len: usize) -> Access {
+        Access {
+            addr,
+            len,
+            write: false,
+        }
+    }
+
+    /// A write of `len` bytes at `addr`.
+    pub fn write(addr: usize, len: usize) -> Access {
+        Access {
+            addr,
+            len,
+            write: true,
+        }
+    }
+}
 
 /// What an observer of the device core is told. Ids are stream and event
 /// handle ids (`Handle::id`).
 pub(crate) trait Observer: Sync {
+    /// `push` queues a task on `stream` that makes `accesses`; the
+    /// observer runs it (or refuses with an error of `code`) and returns
+    /// its sequence number.
+    fn queue(
+        &self,
+        stream: u64,
+        accesses: &[Access],
+        code: aclError,
+        push: &mut dyn FnMut() -> MockResult<u64>,
+    ) -> MockResult<u64>;
+
+    /// The host is about to make `accesses` at once (a synchronous copy or
+    /// memset); an error (of `code`) refuses them.
+    fn host_access(&self, accesses: &[Access], code: aclError) -> MockResult<()>;
+
+    /// The device (`device`) or pinned host block at `ptr` is about to be
+    /// freed; an error (of `code`) refuses the free.
+    fn free(&self, ptr: usize, device: bool, code: aclError) -> MockResult<()>;
+
     /// `push` queues a record of `event` on `stream`; the observer runs it.
     fn record_event(
         &self,
@@ -78,6 +132,38 @@ fn observer() -> Option<&'static dyn Observer> {
 fn once<T>(step: impl FnOnce() -> T) -> impl FnMut() -> T {
     let mut step = Some(step);
     move || (step.take().expect("a hook runs the core's step once"))()
+}
+
+/// Queues a task that makes `accesses` on `stream` with `push`, telling
+/// the observer (which may refuse it with an error of `code`).
+pub(crate) fn queue(
+    stream: u64,
+    accesses: &[Access],
+    code: aclError,
+    push: impl FnOnce() -> MockResult<u64>,
+) -> MockResult<u64> {
+    match observer() {
+        Some(o) => o.queue(stream, accesses, code, &mut once(push)),
+        None => push(),
+    }
+}
+
+/// Tells the observer of synchronous host accesses (it may refuse them
+/// with an error of `code`).
+pub(crate) fn host_access(accesses: &[Access], code: aclError) -> MockResult<()> {
+    match observer() {
+        Some(o) => o.host_access(accesses, code),
+        None => Ok(()),
+    }
+}
+
+/// Tells the observer of a free of the block at `ptr` (it may refuse it
+/// with an error of `code`).
+pub(crate) fn free(ptr: usize, device: bool, code: aclError) -> MockResult<()> {
+    match observer() {
+        Some(o) => o.free(ptr, device, code),
+        None => Ok(()),
+    }
 }
 
 /// Queues a record of `event` on `stream` with `push`, telling the

@@ -74,6 +74,7 @@
 mod aclnn;
 pub mod callback;
 pub mod config;
+mod copy;
 mod dtype;
 pub mod error;
 pub mod event;

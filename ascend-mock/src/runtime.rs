@@ -36,9 +36,9 @@ pub(crate) use crate::handle::set_current_context;
 use crate::handle::{self};
 pub use crate::handle::{Handle, HandleKind};
 use crate::hooks;
-use crate::memory::{self, MemKind};
+use crate::memory::{self, Location, MemKind};
 use crate::report::{self, LeakPolicy};
-use crate::stream::{Stream, Task};
+use crate::stream::{Stream, Task, TaskKind};
 
 /// An AscendCL context: a device and a default stream.
 pub struct Context {
@@ -450,7 +450,7 @@ impl Runtime {
 /// synchronisation.
 pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
     crate::gate::api_call("enqueue", || {
-        enqueue_named(stream, "task", task).map(|_| ())
+        enqueue_named(stream, "task", TaskKind::Host, task).map(|_| ())
     })
 }
 
@@ -459,11 +459,38 @@ pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
 pub fn enqueue_named(
     stream: aclrtStream,
     name: &'static str,
+    kind: TaskKind,
     task: Task,
 ) -> MockResult<(Arc<Stream>, u64)> {
     let s = with_runtime(|rt| rt.stream(stream))?;
-    let seq = s.push(name, task)?;
+    let seq = s.push(name, kind, task)?;
     Ok((s, seq))
+}
+
+/// `aclrtFree` (`device`) and `aclrtFreeHost`: detaches the block at
+/// `ptr` at once (the pointer is invalid from then on and its bytes count
+/// as free) and returns it to the allocator once every stream has run the
+/// work queued before the free. The observer may refuse the free first
+/// (queued work not ordered before the host still uses the block).
+pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
+    if let Location::Device { device, .. } = memory::classify(ptr) {
+        fault::check_device(device)?;
+    }
+    // Queued work not ordered before the free still uses the block.
+    hooks::free(ptr, device, ACL_ERROR_RT_PARAM_INVALID)?;
+    // Detach under the runtime lock so that a concurrent reset or finalize
+    // cannot free the same block; note how far every stream's queue goes.
+    let (block, waits) = with_runtime(|rt| {
+        let block = memory::detach(ptr, device)?;
+        let waits = rt
+            .streams
+            .values()
+            .map(|s| (s.clone(), s.queued_point()))
+            .collect::<Vec<_>>();
+        Ok((block, waits))
+    })?;
+    memory::free_after(block, waits);
+    Ok(())
 }
 
 /// Stops `streams` (draining, or dropping their queued work when `force`).

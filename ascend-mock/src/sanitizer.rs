@@ -20,8 +20,8 @@
 //! are dropped first).
 
 pub use crate::error::ReportClass;
+pub(crate) use crate::gate::current_call_text;
 pub use crate::gate::{CallSite, calls_so_far, current_call};
-pub(crate) use crate::gate::{current_call_text, stream_scope};
 pub(crate) use crate::report::reload_env;
 pub use crate::report::{
     LeakPolicy, MAX_REPORTS, Mode, Report, enabled, leak_policy, mode, report, reports,

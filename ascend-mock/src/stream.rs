@@ -27,7 +27,8 @@
 //! - Fault injection (see `crate::fault`): with jitter on, the worker
 //!   sleeps a seeded random delay before each task; once the stream's
 //!   device is lost, its tasks are dropped unrun and fail with the
-//!   lost-device error; a task that a task rule fails is replaced, when
+//!   lost-device error; a task of device work ([`TaskKind::Device`], as
+//!   its queueing code says) that a task rule fails is replaced, when
 //!   queued, by one that returns the injected error.
 
 use std::collections::VecDeque;
@@ -47,12 +48,27 @@ use crate::hooks;
 /// A unit of stream work.
 pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
 
+/// What a queued task is, as the code that queues it says: device work
+/// (a copy, a memset, an operator's phase two, an HCCL collective or
+/// transfer) or host-side bookkeeping (an event record or wait, a host
+/// function, a report callback). Task fault injection
+/// (`fault::fail_nth_task`, `ASCEND_MOCK_FAIL_TASK`) counts and fails only
+/// device work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Work the device itself would do.
+    Device,
+    /// Work of the runtime on the host side of the stream.
+    Host,
+}
+
 /// How many finished task names a stream remembers.
 pub const HISTORY_LEN: usize = 64;
 
 struct Queued {
     seq: u64,
     name: &'static str,
+    kind: TaskKind,
     /// The API call that queued the task.
     call: Option<CallSite>,
     task: Task,
@@ -63,6 +79,8 @@ struct Queued {
 pub struct RanTask {
     /// The task's name (`aclrtMemcpyAsync`, an operator, ...).
     pub name: &'static str,
+    /// Whether it was device work.
+    pub kind: TaskKind,
     /// Its sequence number on the stream.
     pub seq: u64,
     /// The API call that queued it.
@@ -197,12 +215,17 @@ impl Stream {
         }))
     }
 
-    /// Queues `task`; returns its sequence number.
-    pub fn push(&self, name: &'static str, task: Task) -> MockResult<u64> {
-        // An injected task failure replaces the task (dropped here, outside
-        // the queue's lock): it fails when the stream reaches it, like a
-        // fault of the device.
-        let task = match fault::on_task(name) {
+    /// Queues `task` of `kind` under `name`; returns its sequence number.
+    pub fn push(&self, name: &'static str, kind: TaskKind, task: Task) -> MockResult<u64> {
+        // Device work counts for task fault injection. An injected task
+        // failure replaces the task (dropped here, outside the queue's
+        // lock): it fails when the stream reaches it, like a fault of the
+        // device.
+        let injected = match kind {
+            TaskKind::Device => fault::on_task(name),
+            TaskKind::Host => None,
+        };
+        let task = match injected {
             Some(err) => {
                 drop(task);
                 Box::new(move || Err(err)) as Task
@@ -221,6 +244,7 @@ impl Stream {
         q.tasks.push_back(Queued {
             seq,
             name,
+            kind,
             call: gate::current_call(),
             task,
         });
@@ -455,6 +479,7 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
         }
         q.history.push_back(RanTask {
             name: item.name,
+            kind: item.kind,
             seq: item.seq,
             call: item.call,
         });
@@ -492,6 +517,7 @@ mod tests {
             let log = log.clone();
             s.push(
                 "t",
+                TaskKind::Host,
                 Box::new(move || {
                     if i == 0 {
                         std::thread::sleep(Duration::from_millis(20));
@@ -513,6 +539,7 @@ mod tests {
         let s = Stream::spawn(0, ctx(), false).unwrap();
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
         )
         .unwrap();
@@ -520,8 +547,12 @@ mod tests {
         assert_eq!(err.code, ACL_ERROR_INVALID_PARAM);
         assert!(err.message.contains("op: broken"), "{}", err.message);
         s.synchronize(None).unwrap();
-        s.push("panics", Box::new(|| panic!("inside a task")))
-            .unwrap();
+        s.push(
+            "panics",
+            TaskKind::Host,
+            Box::new(|| panic!("inside a task")),
+        )
+        .unwrap();
         assert_eq!(
             s.synchronize(None).unwrap_err().code,
             ACL_ERROR_RT_INTERNAL_ERROR
@@ -536,6 +567,7 @@ mod tests {
             number = gate::current_call().unwrap().number;
             s.push(
                 "bad",
+                TaskKind::Host,
                 Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
             )
             .map(|_| ())
@@ -563,12 +595,14 @@ mod tests {
         let ran = Arc::new(AtomicU32::new(0));
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "x"))),
         )
         .unwrap();
         let r = ran.clone();
         s.push(
             "later",
+            TaskKind::Host,
             Box::new(move || {
                 r.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -586,6 +620,7 @@ mod tests {
         let g = gate.clone();
         s.push(
             "blocked",
+            TaskKind::Host,
             Box::new(move || {
                 let (m, c) = &*g;
                 let mut open = m.lock().unwrap();
@@ -600,6 +635,7 @@ mod tests {
         let r = ran.clone();
         s.push(
             "never",
+            TaskKind::Host,
             Box::new(move || {
                 r.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -621,7 +657,7 @@ mod tests {
         }
         stopper.join().unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 0);
-        assert!(s.push("late", Box::new(|| Ok(()))).is_err());
+        assert!(s.push("late", TaskKind::Host, Box::new(|| Ok(()))).is_err());
     }
 
     #[test]

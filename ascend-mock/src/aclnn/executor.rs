@@ -51,6 +51,7 @@ use crate::memory::{self, Location};
 use crate::runtime;
 use crate::sanitizer::race::{self, Access};
 use crate::sanitizer::{ReportClass, violation};
+use crate::stream::TaskKind;
 
 /// Whether a slot is an operator input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -688,6 +689,7 @@ fn queue(
             race::queue(&s, &accesses, ACLNN_ERR_PARAM_INVALID, || {
                 s.push(
                     op,
+                    TaskKind::Device,
                     Box::new(move || {
                         // SAFETY: each view lay inside a live device allocation when
                         // queued, and aclrtFree releases blocks only after prior work;

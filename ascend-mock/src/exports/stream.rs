@@ -11,7 +11,7 @@ use crate::gate::api_call;
 use crate::runtime;
 use crate::runtime::enqueue_named;
 use crate::sanitizer::race;
-use crate::stream::{Stream, timeout_from_ms};
+use crate::stream::{Stream, TaskKind, timeout_from_ms};
 
 /// Every `ACL_STREAM_*` creation flag.
 const STREAM_FLAGS: u32 = ACL_STREAM_FAST_LAUNCH
@@ -199,6 +199,7 @@ pub unsafe extern "C" fn aclrtLaunchHostFunc(
         enqueue_named(
             stream,
             "aclrtLaunchHostFunc",
+            TaskKind::Host,
             Box::new(move || {
                 // SAFETY: the caller provided a callable host function and
                 // promises `args` stays valid until the stream runs it.

@@ -37,7 +37,7 @@ use super::wire::Msg;
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::MockResult;
 use crate::sanitizer::race::{self, Access, JoinKey};
-use crate::stream::Stream;
+use crate::stream::{Stream, TaskKind};
 
 /// A deposited send.
 #[derive(Debug)]
@@ -263,7 +263,9 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
         r.map_err(|e| task_error(api, &desc, e))
     });
     race::queue_joining(stream, &accesses, HCCL_E_PARA as aclError, &joins, || {
-        stream.push(api, task).map_err(runtime_err)
+        stream
+            .push(api, TaskKind::Device, task)
+            .map_err(runtime_err)
     })?;
     Ok(())
 }

@@ -85,6 +85,7 @@ use std::sync::{Mutex, MutexGuard};
 use ascend_sys::aclError;
 
 use crate::error::MockResult;
+pub(crate) use crate::hooks::Access;
 use crate::hooks::{self, Observer};
 use crate::memory::{self, Allocation, MemKind};
 use crate::sanitizer::{self, CallSite, ReportClass, violation};
@@ -159,37 +160,6 @@ impl Clock {
     fn remove(&mut self, id: u64) {
         if let Ok(i) = self.0.binary_search_by_key(&id, |e| e.0) {
             self.0.remove(i);
-        }
-    }
-}
-
-/// What a task or host call does to a range of memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Access {
-    /// First byte.
-    pub addr: usize,
-    /// Bytes (0: no access).
-    pub len: usize,
-    /// Whether it writes (else it reads).
-    pub write: bool,
-}
-
-impl Access {
-    /// A read of `len` bytes at `addr`.
-    pub fn read(addr: usize, len: usize) -> Access {
-        Access {
-            addr,
-            len,
-            write: false,
-        }
-    }
-
-    /// A write of `len` bytes at `addr`.
-    pub fn write(addr: usize, len: usize) -> Access {
-        Access {
-            addr,
-            len,
-            write: true,
         }
     }
 }
@@ -481,10 +451,20 @@ pub(crate) fn queue_joining<T>(
     joins: &[(JoinKey, usize)],
     push: impl FnOnce() -> MockResult<T>,
 ) -> MockResult<T> {
+    queue_on(stream.handle.id(), accesses, code, joins, push)
+}
+
+/// [`queue_joining`] for the stream with id `id`.
+fn queue_on<T>(
+    id: u64,
+    accesses: &[Access],
+    code: aclError,
+    joins: &[(JoinKey, usize)],
+    push: impl FnOnce() -> MockResult<T>,
+) -> MockResult<T> {
     if !sanitizer::enabled() {
         return push();
     }
-    let id = stream.handle.id();
     let touched = tracked(accesses);
     let mut g = lock();
     let state = g.get_or_insert_with(State::default);
@@ -783,6 +763,24 @@ pub(crate) fn install() {
 }
 
 impl Observer for Tracker {
+    fn queue(
+        &self,
+        stream: u64,
+        accesses: &[Access],
+        code: aclError,
+        push: &mut dyn FnMut() -> MockResult<u64>,
+    ) -> MockResult<u64> {
+        queue_on(stream, accesses, code, &[], push)
+    }
+
+    fn host_access(&self, accesses: &[Access], code: aclError) -> MockResult<()> {
+        host(accesses, code)
+    }
+
+    fn free(&self, ptr: usize, device: bool, code: aclError) -> MockResult<()> {
+        free(ptr, device, code)
+    }
+
     fn record_event(
         &self,
         event: u64,
