@@ -226,6 +226,51 @@ impl Event {
         st.completed >= st.recorded
     }
 
+    /// Whether `done` finds the event's work complete; if so the host has
+    /// seen the work before its latest record complete (the observer is
+    /// told, see `hooks::synchronize_event`). Work that was reached (or
+    /// dropped) after a failure is the failed task's error when
+    /// `failed_is_error`, so a poll cannot spin on a record its lost stream
+    /// dropped.
+    pub(crate) fn observe(
+        &self,
+        done: impl FnOnce(&Event) -> bool,
+        failed_is_error: bool,
+    ) -> MockResult<bool> {
+        let complete = hooks::synchronize_event(self.handle.id(), || {
+            let complete = done(self);
+            (complete, complete)
+        });
+        if failed_is_error
+            && (complete || self.nothing_pending())
+            && let Some(f) = self.failure()
+        {
+            return Err(f);
+        }
+        Ok(complete)
+    }
+
+    /// Waits for the latest record (`timeout`: `None` forever), telling the
+    /// observer when it was reached; fails with the task's error when work
+    /// before the record failed, or with `ACL_ERROR_RT_EVENT_SYNC_TIMEOUT`.
+    pub(crate) fn synchronize_observed(&self, timeout: Option<Duration>) -> MockResult<()> {
+        let reached = hooks::synchronize_event(self.handle.id(), || {
+            let reached = self.synchronize(timeout) == Wait::Reached;
+            (reached, reached)
+        });
+        if reached {
+            return self.failure().map_or(Ok(()), Err);
+        }
+        Err(MockError::new(
+            ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
+            format!(
+                "event {} did not complete within {} ms",
+                self.handle.id(),
+                timeout.unwrap_or_default().as_millis()
+            ),
+        ))
+    }
+
     /// Waits for the latest record as of now; `None` waits forever.
     pub fn synchronize(&self, timeout: Option<Duration>) -> Wait {
         let deadline = timeout.map(|t| Instant::now() + t);

@@ -4,7 +4,8 @@
 //! The core calls the functions of this module at the points an observer
 //! needs (a task that touches memory queued, a synchronous host access,
 //! a free, an event recorded or waited for on a stream, an event reset, a
-//! stream synchronised by the host, a stream gone, the runtime finalised);
+//! stream or event synchronised by the host, blocks released by a device
+//! reset, a stream gone, the runtime finalised);
 //! each forwards to the [`Observer`] installed with [`install`], or does
 //! only the core's own part when none is installed. The observer is a
 //! `&'static dyn Observer` in a `OnceLock`: one atomic load per hook, no
@@ -108,6 +109,14 @@ pub(crate) trait Observer: Sync {
     /// `sync` synchronises the host with `stream` and returns whether the
     /// wait was reached (all queued work done); the observer runs it.
     fn synchronize(&self, stream: u64, sync: &mut dyn FnMut() -> bool);
+
+    /// `sync` checks or waits for the latest record of `event` and
+    /// returns whether it was reached; the observer runs it.
+    fn synchronize_event(&self, event: u64, sync: &mut dyn FnMut() -> bool);
+
+    /// The blocks starting at `bases` were released without a free (a
+    /// device reset).
+    fn blocks_released(&self, bases: &[usize]);
 
     /// `stream`'s worker stopped: its queued work ran (`drained`) or was
     /// dropped.
@@ -213,6 +222,31 @@ pub(crate) fn synchronize<T>(stream: u64, sync: impl FnOnce() -> (T, bool)) -> T
         reached
     });
     out.expect("the observer ran the synchronisation")
+}
+
+/// Checks or waits for the latest record of `event` through `sync` (which
+/// returns the result and whether the record was reached), telling the
+/// observer.
+pub(crate) fn synchronize_event<T>(event: u64, sync: impl FnOnce() -> (T, bool)) -> T {
+    let Some(o) = observer() else {
+        return sync().0;
+    };
+    let mut step = Some(sync);
+    let mut out = None;
+    o.synchronize_event(event, &mut || {
+        let (r, reached) = (step.take().expect("a hook runs the core's step once"))();
+        out = Some(r);
+        reached
+    });
+    out.expect("the observer ran the synchronisation")
+}
+
+/// Tells the observer that the blocks at `bases` were released without a
+/// free.
+pub(crate) fn blocks_released(bases: &[usize]) {
+    if let Some(o) = observer() {
+        o.blocks_released(bases);
+    }
 }
 
 /// Tells the observer that `stream`'s worker stopped.

@@ -314,6 +314,15 @@ impl Runtime {
         Ok(s)
     }
 
+    /// Destroys the event `ptr` (records and waits already queued still
+    /// complete) and tells the observer.
+    pub fn destroy_event(&mut self, ptr: aclrtEvent) -> MockResult<()> {
+        let e = self.event(ptr)?;
+        self.events.remove(&e.handle);
+        hooks::event_forgotten(e.handle.id());
+        Ok(())
+    }
+
     /// Looks up an event handle.
     pub fn event(&self, ptr: aclrtEvent) -> MockResult<Arc<Event>> {
         if ptr.is_null() {
@@ -491,6 +500,49 @@ pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
     })?;
     memory::free_after(block, waits);
     Ok(())
+}
+
+/// `aclrtResetDevice` (`force`: `aclrtResetDeviceForce`): drops one
+/// reference on `device` (every reference when `force`); the last one
+/// releases the device's contexts, streams (after their queued work),
+/// events and memory, and reports what the caller left alive (the
+/// runtime's objects, the blocks, and the registered leak sources').
+pub(crate) fn reset_device(device: i32, force: bool) -> MockResult<()> {
+    let checking = report::enabled();
+    let released = with_runtime(|rt| {
+        let d = rt.check_device_id(device.into())?;
+        let dev = &mut rt.devices[d as usize];
+        if dev.refcount == 0 {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!(
+                    "device {d} is not set (aclrtSetDevice was not called, or every call was already matched by a reset)"
+                ),
+            ));
+        }
+        dev.refcount -= 1;
+        if dev.refcount > 0 && !force {
+            return Ok(None);
+        }
+        let leaks = if checking {
+            rt.leaked_objects(Some(d))
+        } else {
+            Vec::new()
+        };
+        let streams = rt.remove_device_objects(d);
+        Ok(Some((d, streams, memory::detach_device(d), leaks)))
+    })?;
+    let Some((d, streams, blocks, mut leaks)) = released else {
+        return Ok(());
+    };
+    if checking {
+        leaks.splice(0..0, blocks.iter().map(describe_block));
+        leaks.extend(registered_leaks(Some(&blocks)));
+    }
+    stop_streams(streams, false);
+    hooks::blocks_released(&blocks.iter().map(|b| b.base).collect::<Vec<_>>());
+    memory::release_detached(blocks);
+    leak_check(&format!("released device {d}"), leaks)
 }
 
 /// Stops `streams` (draining, or dropping their queued work when `force`).

@@ -323,6 +323,16 @@ impl Stream {
         })
     }
 
+    /// Whether every queued task has finished ([`Stream::is_idle`]),
+    /// telling the observer (`hooks::synchronize`) when so: the host has
+    /// then seen that work complete.
+    pub fn query_observed(&self) -> bool {
+        hooks::synchronize(self.handle.id(), || {
+            let idle = self.is_idle();
+            (idle, idle)
+        })
+    }
+
     /// Whether the calling thread is this stream's worker (inside a task).
     pub fn is_current_worker(&self) -> bool {
         std::thread::current().id() == self.worker_id

@@ -10,7 +10,6 @@ use crate::error::{MockError, MockResult};
 use crate::gate::api_call;
 use crate::runtime;
 use crate::runtime::enqueue_named;
-use crate::sanitizer::race;
 use crate::stream::{Stream, TaskKind, timeout_from_ms};
 
 /// Every `ACL_STREAM_*` creation flag.
@@ -133,9 +132,7 @@ pub unsafe extern "C" fn aclrtStreamQuery(
 ) -> aclError {
     api_call("aclrtStreamQuery", || {
         let s = runtime::with_runtime(|rt| rt.stream(stream))?;
-        let snapshot = race::stream_snapshot(&s);
-        let v = if s.is_idle() {
-            race::host_absorbs(snapshot);
+        let v = if s.query_observed() {
             ACL_STREAM_STATUS_COMPLETE
         } else {
             ACL_STREAM_STATUS_NOT_READY

@@ -643,11 +643,11 @@ pub(crate) fn free(ptr: usize, device: bool, code: aclError) -> MockResult<()> {
 
 /// Forgets the accesses of allocations released without a free (device
 /// reset, finalize).
-pub(crate) fn forget_blocks(blocks: &[Allocation]) {
+fn forget_blocks(bases: &[usize]) {
     let mut g = lock();
     if let Some(state) = g.as_mut() {
-        for b in blocks {
-            state.blocks.remove(&b.base);
+        for b in bases {
+            state.blocks.remove(b);
         }
     }
 }
@@ -691,12 +691,8 @@ pub(crate) fn forget_event(event: u64) {
     with_state(|s| s.events.remove(&event));
 }
 
-/// The clock of `stream` as of now (everything queued on it so far).
-pub(crate) fn stream_snapshot(stream: &Stream) -> Option<Snapshot> {
-    snapshot_of(stream.handle.id())
-}
-
-/// The clock of the stream with id `stream` as of now.
+/// The clock of the stream with id `stream` as of now (everything queued
+/// on it so far).
 fn snapshot_of(stream: u64) -> Option<Snapshot> {
     with_state(|s| Snapshot(s.refresh(stream).clock.clone()))
 }
@@ -808,6 +804,17 @@ impl Observer for Tracker {
         if sync() {
             host_absorbs(snapshot);
         }
+    }
+
+    fn synchronize_event(&self, event: u64, sync: &mut dyn FnMut() -> bool) {
+        let snapshot = event_snapshot(event);
+        if sync() {
+            host_absorbs(snapshot);
+        }
+    }
+
+    fn blocks_released(&self, bases: &[usize]) {
+        forget_blocks(bases);
     }
 
     fn stream_gone(&self, stream: u64, drained: bool) {
