@@ -10,6 +10,8 @@
 //! at most once, on its thread; a blocking report (`ACL_CALLBACK_BLOCK`)
 //! holds its stream until the callback has run or its subscription was
 //! removed, so unsubscribing never leaves a stream waiting forever.
+//!
+//! Layer: device core, above `stream` and `handle`.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;

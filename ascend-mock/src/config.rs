@@ -11,6 +11,8 @@
 //! are also read at `aclInit`: `ASCEND_MOCK_SANITIZER` and
 //! `ASCEND_MOCK_LEAKS` (see `crate::sanitizer`), `ASCEND_MOCK_FAIL`,
 //! `ASCEND_MOCK_DEVICE_LOST` and `ASCEND_MOCK_JITTER` (see `crate::fault`).
+//!
+//! Layer: gate layer: it names no other module of the crate.
 
 use std::sync::Mutex;
 

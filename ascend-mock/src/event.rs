@@ -21,6 +21,9 @@
 //! unrun (forced stream destruction) still raises `completed` but leaves no
 //! timestamp, so no waiter blocks forever; `failure` belongs to the record
 //! numbered `completed` and is cleared by a reset.
+//!
+//! Layer: device core, above `stream`; records, waits, resets and host
+//! synchronisations reach the observer through `hooks`.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};

@@ -33,7 +33,7 @@
 //!   the stream and the task's sequence number.
 //!
 //! Counting: every exported call passes through [`on_call`] (from the
-//! shared wrappers in `error`), which counts it per API and in total.
+//! call gate, `gate`), which counts it per API and in total.
 //! Counts start at process start and restart at [`clear`]. Calls without
 //! an error channel (`aclGetRecentErrMsg`, `aclDataTypeSize`, ...) are
 //! counted too but never fail. [`trace_calls`] also records every call in
@@ -44,6 +44,8 @@
 //!
 //! Invariants: a rule fires at most once (on exactly the N-th count); a
 //! lost device stays lost until [`clear`].
+//!
+//! Layer: gate layer, above `error` only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -36,6 +36,10 @@
 //! `aclrtMalloc` charges `round_up(size, 32) + 32` bytes (CANN's rule);
 //! `aclrtMallocAlign32` charges `round_up(size, 32)`. The whole charged
 //! block is addressable, so range checks use it.
+//!
+//! Layer: device core (above `stream`, whose queue positions a deferred
+//! free waits for); it files its reports in `report` and names neither the
+//! sanitizer nor the exports.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::{BTreeMap, VecDeque};

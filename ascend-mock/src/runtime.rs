@@ -21,6 +21,11 @@
 //! - Lock order: `RUNTIME`, then the memory registry, then a stream's or an
 //!   event's own lock. Nothing blocks on a stream while holding `RUNTIME`:
 //!   streams are taken out of the tables first and then drained.
+//!
+//! Layer: the top of the device core: it names `stream`, `event`, `memory`
+//! and the hooks, never the sanitizer, an operator family or the exports
+//! (families register their leak sources, the race tracker observes through
+//! `hooks`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

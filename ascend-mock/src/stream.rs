@@ -1,7 +1,7 @@
 //! Streams: an in-order task queue run by one worker thread per stream.
 //!
 //! Every asynchronous operation (copy, memset, event record and wait, host
-//! function, operator) is a [`Task`] queued with [`enqueue`] or
+//! function, operator) is a [`Task`] queued with `runtime::enqueue` or
 //! [`Stream::push`]. Tasks get consecutive sequence numbers starting at 1;
 //! `completed` is the sequence number of the last finished task, so a
 //! synchronisation waits for `completed >= submitted-at-call-time`.
@@ -30,6 +30,9 @@
 //!   lost-device error; a task of device work ([`TaskKind::Device`], as
 //!   its queueing code says) that a task rule fails is replaced, when
 //!   queued, by one that returns the injected error.
+//!
+//! Layer: device core, above `handle` and `hooks` only; it tells the
+//! observer of host synchronisations and of its end through `hooks`.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
