@@ -256,6 +256,12 @@ impl Stream {
         Ok(seq)
     }
 
+    /// Queues `task` under `name` as device work ([`TaskKind::Device`]);
+    /// returns its sequence number.
+    pub fn push_device(&self, name: &'static str, task: Task) -> MockResult<u64> {
+        self.push(name, TaskKind::Device, task)
+    }
+
     /// Waits until the task with sequence number `seq` (and so everything
     /// before it) has finished, or until `timeout` passes.
     pub fn wait_for(&self, seq: u64, timeout: Option<Duration>) -> Wait {

@@ -32,7 +32,7 @@ use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::{MockError, MockResult};
 use crate::runtime::Handle;
 use crate::sanitizer::race::{self, Access, JoinKey};
-use crate::stream::{Stream, TaskKind};
+use crate::stream::Stream;
 
 /// Which collective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,9 +190,7 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
             run_remote(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e))
         });
         race::queue(stream, &accesses, HCCL_E_PARA as aclError, || {
-            stream
-                .push(api, TaskKind::Device, task)
-                .map_err(runtime_err)
+            stream.push_device(api, task).map_err(runtime_err)
         })?;
         st.next_seq[rank] = seq;
         return Ok(());
@@ -220,11 +218,7 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
         &accesses,
         HCCL_E_PARA as aclError,
         &[(key, n)],
-        || {
-            stream
-                .push(api, TaskKind::Device, task)
-                .map_err(runtime_err)
-        },
+        || stream.push_device(api, task).map_err(runtime_err),
     )?;
     let slot = st.slots.entry(seq).or_insert_with(|| Slot::new(n));
     slot.streams[rank] = Some(stream.handle);

@@ -37,7 +37,7 @@ use super::wire::Msg;
 use super::{hccl_err, para, runtime_err, task_error};
 use crate::error::MockResult;
 use crate::sanitizer::race::{self, Access, JoinKey};
-use crate::stream::{Stream, TaskKind};
+use crate::stream::Stream;
 
 /// A deposited send.
 #[derive(Debug)]
@@ -263,9 +263,7 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
         r.map_err(|e| task_error(api, &desc, e))
     });
     race::queue_joining(stream, &accesses, HCCL_E_PARA as aclError, &joins, || {
-        stream
-            .push(api, TaskKind::Device, task)
-            .map_err(runtime_err)
+        stream.push_device(api, task).map_err(runtime_err)
     })?;
     Ok(())
 }
