@@ -10,6 +10,8 @@
 //! at most once, on its thread; a blocking report (`ACL_CALLBACK_BLOCK`)
 //! holds its stream until the callback has run or its subscription was
 //! removed, so unsubscribing never leaves a stream waiting forever.
+//!
+//! Layer: device core, above `stream` and `handle`.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
-use crate::runtime::Handle;
-use crate::stream::Stream;
+use crate::handle::Handle;
+use crate::stream::{Stream, TaskKind};
 
 unsafe extern "C" {
     /// The calling thread's id; POSIX gives it no preconditions.
@@ -144,6 +146,7 @@ pub fn launch(
     let data = data as usize;
     stream.push(
         "aclrtLaunchCallback",
+        TaskKind::Host,
         Box::new(move || {
             let done = Arc::new(Done {
                 state: Mutex::new(State::Pending),

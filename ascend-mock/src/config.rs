@@ -11,10 +11,10 @@
 //! are also read at `aclInit`: `ASCEND_MOCK_SANITIZER` and
 //! `ASCEND_MOCK_LEAKS` (see `crate::sanitizer`), `ASCEND_MOCK_FAIL`,
 //! `ASCEND_MOCK_DEVICE_LOST` and `ASCEND_MOCK_JITTER` (see `crate::fault`).
+//!
+//! Layer: gate layer: it names no other module of the crate.
 
 use std::sync::Mutex;
-
-use crate::runtime;
 
 /// Upper bound on the number of mock devices.
 pub const MAX_DEVICES: u32 = 64;
@@ -65,7 +65,22 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// The configuration set by [`configure`], used at the next `aclInit`.
-static PENDING: Mutex<Option<Config>> = Mutex::new(None);
+/// The configuration for the next `aclInit` (`pending`, when set by
+/// [`configure`]) and the one fixed by the current `aclInit` (`active`,
+/// from `aclInit` to `aclFinalize`).
+struct State {
+    pending: Option<Config>,
+    active: Option<Config>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    pending: None,
+    active: None,
+});
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Config {
     /// Checks the ranges of every field.
@@ -150,30 +165,47 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// initialised.
 pub fn configure(cfg: Config) -> Result<(), ConfigError> {
     cfg.validate()?;
-    // Hold the runtime lock so that aclInit cannot start in between.
-    runtime::with_init_lock(|initialized| {
-        if initialized {
-            return Err(ConfigError::AlreadyInitialized);
-        }
-        *PENDING.lock().unwrap_or_else(|e| e.into_inner()) = Some(cfg);
-        Ok(())
-    })
+    // The check and the store share the lock that aclInit's activation
+    // takes, so aclInit cannot start in between.
+    let mut s = state();
+    if s.active.is_some() {
+        return Err(ConfigError::AlreadyInitialized);
+    }
+    s.pending = Some(cfg);
+    Ok(())
 }
 
 /// The configuration for the next `aclInit`: the configured one, else the
-/// environment's (falling back to the defaults when it is invalid).
-pub(crate) fn pending() -> Result<Config, ConfigError> {
-    match PENDING.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+/// environment's.
+fn pending_of(s: &State) -> Result<Config, ConfigError> {
+    match s.pending.clone() {
         Some(cfg) => Ok(cfg),
         None => Config::from_env(),
     }
+}
+
+/// `aclInit`: fixes the configuration for the next `aclFinalize` (the
+/// pending one, see [`configure`]) and returns it.
+pub(crate) fn activate() -> Result<Config, ConfigError> {
+    let mut s = state();
+    let cfg = pending_of(&s)?;
+    s.active = Some(cfg.clone());
+    Ok(cfg)
+}
+
+/// `aclFinalize`: no configuration is active any more.
+pub(crate) fn deactivate() {
+    state().active = None;
 }
 
 /// The configuration in effect: the active one while initialised, else the
 /// one the next `aclInit` would use (defaults when the environment is
 /// invalid).
 pub fn config() -> Config {
-    runtime::active_config().unwrap_or_else(|| pending().unwrap_or_default())
+    let s = state();
+    s.active
+        .clone()
+        .unwrap_or_else(|| pending_of(&s).unwrap_or_default())
 }
 
 #[cfg(test)]

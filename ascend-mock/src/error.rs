@@ -1,35 +1,29 @@
 //! Errors of the mock and the per-thread error state behind
-//! `aclGetRecentErrMsg`, `aclrtPeekAtLastError` and `aclrtGetLastError`.
+//! `aclGetRecentErrMsg`, `aclrtPeekAtLastError` and `aclrtGetLastError`:
+//! the bottom layer of the mock, naming no other module of the crate.
 //!
-//! Every exported C function runs its body through [`api_call`] (aclnn
-//! functions through `aclnn_call`; both use [`guarded_call`]): the call is
-//! numbered for sanitizer reports and counted for fault injection, the body
-//! returns `Result<(), MockError>`, and the wrapper turns an `Err` into the
-//! numeric code, stores the message (prefixed with the API name, unless it
-//! is a sanitizer report) in this thread's slot, remembers the code for
-//! `aclrtPeekAtLastError`, optionally logs it (`ASCEND_MOCK_LOG=1`), and
-//! catches panics so that none crosses the C boundary (a caught panic
-//! becomes `ACL_ERROR_INTERNAL_ERROR`).
+//! [`MockError`] is the one error type of the crate (a code and a reason);
+//! [`ReportClass`] names the classes of sanitizer report, whose messages
+//! are stored as they are (they already name the call). The call gate
+//! (`gate`) turns a failed call into its code and stores the message here
+//! with [`record_failure`].
 //!
 //! Invariants: the message slot holds at most one message per thread (the
 //! most recent failure); `aclGetRecentErrMsg` moves it into a second slot
 //! whose pointer stays valid until the next `aclGetRecentErrMsg` call on the
-//! same thread.
+//! same thread; this module depends on no other module of the crate.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
-use ascend_sys::{ACL_ERROR_INTERNAL_ERROR, ACL_SUCCESS, aclError};
-
-use crate::fault;
-use crate::sanitizer::{self, ReportClass};
+use ascend_sys::{ACL_SUCCESS, aclError};
 
 /// A failed call: the AscendCL code and a human-readable reason.
 ///
-/// The reason does not name the API; [`api_call`] prefixes it.
+/// The reason does not name the API; the call gate
+/// ([`crate::gate::api_call`]) prefixes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MockError {
     /// The `aclError` returned to the caller.
@@ -72,7 +66,8 @@ thread_local! {
     static LAST_ERROR: Cell<aclError> = const { Cell::new(ACL_SUCCESS) };
 }
 
-fn log_enabled() -> bool {
+/// Whether `ASCEND_MOCK_LOG` asks for a line per call.
+pub(crate) fn log_enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED
         .get_or_init(|| std::env::var("ASCEND_MOCK_LOG").is_ok_and(|v| !v.is_empty() && v != "0"))
@@ -103,83 +98,6 @@ pub fn record_failure(api: &str, err: &MockError) {
     LAST_ERROR.with(|c| c.set(err.code));
 }
 
-/// Runs the body of the exported function `name`, converting its result to
-/// an `aclError` and recording failures (see the module documentation).
-pub fn api_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> aclError {
-    guarded_call(name, ACL_ERROR_INTERNAL_ERROR, body)
-}
-
-/// Numbers and counts a call of an exported function that has no error
-/// channel and so does not run through [`guarded_call`]
-/// (`aclGetRecentErrMsg`, `aclDataTypeSize`, `HcclGetErrorString`, ...):
-/// such calls are never failed by injection.
-pub fn count_call(api: &'static str) {
-    // Only the number and the count matter; the call scope ends at once.
-    let _ = sanitizer::enter_call(api);
-    fault::count_only(api);
-}
-
-/// The wrapper shared by every family of exported functions (runtime,
-/// aclnn, HCCL): numbers the call for sanitizer reports, counts it for
-/// fault injection (an injected failure skips `body`), runs `body` with
-/// panics caught (a panic returns `panic_code`), and records a failure's
-/// message and code. Success is 0 in every family.
-pub fn guarded_call(
-    name: &'static str,
-    panic_code: i32,
-    body: impl FnOnce() -> MockResult<()>,
-) -> i32 {
-    let (_site, _scope) = sanitizer::enter_call(name);
-    let outcome = match fault::on_call(name) {
-        Err(injected) => Ok(Err(injected)),
-        Ok(()) => catch_unwind(AssertUnwindSafe(body)),
-    };
-    match outcome {
-        Ok(Ok(())) => {
-            if log_enabled() {
-                eprintln!("[ascend-mock] {name}: ok");
-            }
-            ACL_SUCCESS
-        }
-        Ok(Err(err)) => {
-            record_failure(name, &err);
-            err.code
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            let err = MockError::new(
-                panic_code,
-                format!("internal error in the mock device: {what}"),
-            );
-            record_failure(name, &err);
-            err.code
-        }
-    }
-}
-
-/// Like [`api_call`] for functions that return a value instead of an
-/// `aclError` (e.g. `aclrtGetSocName`): on failure the message is recorded
-/// and `fallback` is returned.
-pub fn api_call_value<T>(
-    name: &'static str,
-    fallback: T,
-    body: impl FnOnce() -> MockResult<T>,
-) -> T {
-    let mut out = None;
-    let code = api_call(name, || {
-        out = Some(body()?);
-        Ok(())
-    });
-    match out {
-        Some(v) if code == ACL_SUCCESS => v,
-        _ => fallback,
-    }
-}
-
 /// Moves this thread's pending message into the fetched slot and returns a
 /// pointer to it, or null when there is none. The pointer stays valid until
 /// the next call of this function on the same thread.
@@ -203,51 +121,63 @@ pub fn last_error(clear: bool) -> aclError {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ascend_sys::ACL_ERROR_INVALID_PARAM;
+/// What kind of contract violation a report describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportClass {
+    /// A pointer into a block that was already freed.
+    UseAfterFree,
+    /// A block freed twice.
+    DoubleFree,
+    /// A free of a pointer that is not the start of a live allocation.
+    InvalidFree,
+    /// An access past the end (or before the start) of an allocation.
+    OutOfBounds,
+    /// Host memory where device memory belongs, or the reverse, or memory
+    /// of another device without peer access.
+    WrongMemoryKind,
+    /// Unordered accesses from two streams.
+    Race,
+    /// Objects still alive at `aclrtResetDevice` or `aclFinalize`.
+    Leak,
+}
 
-    fn take() -> Option<String> {
-        let p = fetch_recent_message();
-        if p.is_null() {
-            None
-        } else {
-            // SAFETY: a non-null pointer from fetch_recent_message points to the
-            // NUL-terminated string kept in this thread's slot until the next fetch.
-            Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+impl ReportClass {
+    /// Every class.
+    pub const ALL: [ReportClass; 7] = [
+        ReportClass::UseAfterFree,
+        ReportClass::DoubleFree,
+        ReportClass::InvalidFree,
+        ReportClass::OutOfBounds,
+        ReportClass::WrongMemoryKind,
+        ReportClass::Race,
+        ReportClass::Leak,
+    ];
+
+    /// The words every report of this class starts with.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportClass::UseAfterFree => "use-after-free",
+            ReportClass::DoubleFree => "double free",
+            ReportClass::InvalidFree => "invalid free",
+            ReportClass::OutOfBounds => "out of bounds",
+            ReportClass::WrongMemoryKind => "wrong memory kind",
+            ReportClass::Race => "race",
+            ReportClass::Leak => "leak",
         }
     }
 
-    #[test]
-    fn api_call_records_message_and_code() {
-        let code = api_call("aclTest", || {
-            Err(MockError::new(ACL_ERROR_INVALID_PARAM, "bad thing"))
-        });
-        assert_eq!(code, ACL_ERROR_INVALID_PARAM);
-        assert_eq!(last_error(false), ACL_ERROR_INVALID_PARAM);
-        assert_eq!(last_error(true), ACL_ERROR_INVALID_PARAM);
-        assert_eq!(last_error(false), ACL_SUCCESS);
-        assert_eq!(take().as_deref(), Some("aclTest: bad thing"));
-        assert_eq!(take(), None);
+    /// The class whose label starts `message` (followed by `": "`).
+    pub fn of_message(message: &str) -> Option<ReportClass> {
+        ReportClass::ALL.into_iter().find(|c| {
+            message
+                .strip_prefix(c.label())
+                .is_some_and(|rest| rest.starts_with(": "))
+        })
     }
+}
 
-    #[test]
-    fn panics_become_internal_errors() {
-        let code = api_call("aclPanics", || panic!("boom"));
-        assert_eq!(code, ACL_ERROR_INTERNAL_ERROR);
-        let msg = take().unwrap();
-        assert!(msg.starts_with("aclPanics: internal error"), "{msg}");
-        assert!(msg.contains("boom"), "{msg}");
-    }
-
-    #[test]
-    fn value_calls_fall_back() {
-        let v = api_call_value("aclValue", 7u32, || {
-            Err(MockError::new(ACL_ERROR_INVALID_PARAM, "no"))
-        });
-        assert_eq!(v, 7);
-        assert_eq!(api_call_value("aclValue", 7u32, || Ok(3)), 3);
-        let _ = take();
+impl fmt::Display for ReportClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }

@@ -21,6 +21,9 @@
 //! unrun (forced stream destruction) still raises `completed` but leaves no
 //! timestamp, so no waiter blocks forever; `failure` belongs to the record
 //! numbered `completed` and is cleared by a reset.
+//!
+//! Layer: device core, above `stream`; records, waits, resets and host
+//! synchronisations reach the observer through `hooks`.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -28,9 +31,10 @@ use std::time::{Duration, Instant};
 use ascend_sys::*;
 
 use crate::error::{MockError, MockResult};
-use crate::runtime::{Handle, HandleKind};
-use crate::sanitizer::{self, CallSite};
-use crate::stream::{ErrorProbe, Stream, Wait};
+use crate::gate::{self, CallSite};
+use crate::handle::{Handle, HandleKind};
+use crate::hooks;
+use crate::stream::{ErrorProbe, Stream, TaskKind, Wait};
 
 /// The instant timestamps count from ("device boot" of the mock).
 pub fn epoch() -> Instant {
@@ -106,7 +110,7 @@ impl Event {
             handle: Handle::new(HandleKind::Event),
             flags,
             device,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
             state: Mutex::new(EventState::default()),
             changed: Condvar::new(),
         })
@@ -129,9 +133,10 @@ impl Event {
             ran: false,
             probe: stream.error_probe(),
         };
-        sanitizer::race::record_event(self.handle.id(), stream, || {
+        hooks::record_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtRecordEvent",
+                TaskKind::Host,
                 Box::new(move || {
                     guard.complete(Some(Instant::now()));
                     Ok(())
@@ -143,10 +148,11 @@ impl Event {
 
     /// Queues a reset (back to "not recorded") of this event on `stream`.
     pub fn reset(self: &Arc<Event>, stream: &Stream) -> MockResult<()> {
-        sanitizer::race::forget_event(self.handle.id());
+        hooks::event_forgotten(self.handle.id());
         let ev = self.clone();
         stream.push(
             "aclrtResetEvent",
+            TaskKind::Host,
             Box::new(move || {
                 let mut st = ev.lock();
                 st.stamp = None;
@@ -167,9 +173,10 @@ impl Event {
             return Ok(());
         }
         let ev = self.clone();
-        sanitizer::race::wait_event(self.handle.id(), stream, || {
+        hooks::wait_event(self.handle.id(), stream.handle.id(), || {
             stream.push(
                 "aclrtStreamWaitEvent",
+                TaskKind::Host,
                 Box::new(move || {
                     let mut st = ev.lock();
                     while st.completed < target {
@@ -220,6 +227,51 @@ impl Event {
     pub fn nothing_pending(&self) -> bool {
         let st = self.lock();
         st.completed >= st.recorded
+    }
+
+    /// Whether `done` finds the event's work complete; if so the host has
+    /// seen the work before its latest record complete (the observer is
+    /// told, see `hooks::synchronize_event`). Work that was reached (or
+    /// dropped) after a failure is the failed task's error when
+    /// `failed_is_error`, so a poll cannot spin on a record its lost stream
+    /// dropped.
+    pub(crate) fn observe(
+        &self,
+        done: impl FnOnce(&Event) -> bool,
+        failed_is_error: bool,
+    ) -> MockResult<bool> {
+        let complete = hooks::synchronize_event(self.handle.id(), || {
+            let complete = done(self);
+            (complete, complete)
+        });
+        if failed_is_error
+            && (complete || self.nothing_pending())
+            && let Some(f) = self.failure()
+        {
+            return Err(f);
+        }
+        Ok(complete)
+    }
+
+    /// Waits for the latest record (`timeout`: `None` forever), telling the
+    /// observer when it was reached; fails with the task's error when work
+    /// before the record failed, or with `ACL_ERROR_RT_EVENT_SYNC_TIMEOUT`.
+    pub(crate) fn synchronize_observed(&self, timeout: Option<Duration>) -> MockResult<()> {
+        let reached = hooks::synchronize_event(self.handle.id(), || {
+            let reached = self.synchronize(timeout) == Wait::Reached;
+            (reached, reached)
+        });
+        if reached {
+            return self.failure().map_or(Ok(()), Err);
+        }
+        Err(MockError::new(
+            ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
+            format!(
+                "event {} did not complete within {} ms",
+                self.handle.id(),
+                timeout.unwrap_or_default().as_millis()
+            ),
+        ))
     }
 
     /// Waits for the latest record as of now; `None` waits forever.
@@ -311,6 +363,7 @@ mod tests {
         start.record(&s1).unwrap();
         s1.push(
             "sleep",
+            TaskKind::Host,
             Box::new(|| {
                 std::thread::sleep(Duration::from_millis(30));
                 Ok(())
@@ -343,6 +396,7 @@ mod tests {
         let g = gate.clone();
         s.push(
             "blocked",
+            TaskKind::Host,
             Box::new(move || {
                 drop(g.lock());
                 Ok(())
@@ -369,6 +423,7 @@ mod tests {
     fn failing(s: &Stream, code: aclError) {
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(move || Err(MockError::new(code, "op: did not write its output"))),
         )
         .unwrap();

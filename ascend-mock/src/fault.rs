@@ -13,11 +13,12 @@
 //!   reaches it, without running: the queueing call succeeds, and the
 //!   failure surfaces the way a device fault does, at the next
 //!   synchronisation of the stream or wait on a later event. Only device
-//!   work counts as a task here: asynchronous copies and memsets
+//!   work counts as a task here, as the code that queues a task says
+//!   (`stream::TaskKind`): asynchronous copies and memsets
 //!   (`aclrtMemcpyAsync`, `aclrtMemcpy2dAsync`, `aclrtMemsetAsync`),
 //!   operators (phase two, counted under the operator's name, `aclnnAdd`)
-//!   and HCCL collectives and transfers; event records and waits and host
-//!   functions are not.
+//!   and HCCL collectives and transfers; event records and waits, host
+//!   functions and report callbacks are not.
 //! - Device loss: [`lose_device`] (or `ASCEND_MOCK_DEVICE_LOST=DEV:N`):
 //!   from the N-th call on, every call that acts on device `DEV` (through
 //!   its id, a context, stream or event of it, or its memory), and every
@@ -32,7 +33,7 @@
 //!   the stream and the task's sequence number.
 //!
 //! Counting: every exported call passes through [`on_call`] (from the
-//! shared wrappers in `error`), which counts it per API and in total.
+//! call gate, `gate`), which counts it per API and in total.
 //! Counts start at process start and restart at [`clear`]. Calls without
 //! an error channel (`aclGetRecentErrMsg`, `aclDataTypeSize`, ...) are
 //! counted too but never fail. [`trace_calls`] also records every call in
@@ -43,6 +44,8 @@
 //!
 //! Invariants: a rule fires at most once (on exactly the N-th count); a
 //! lost device stays lost until [`clear`].
+//!
+//! Layer: gate layer, above `error` only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -189,23 +192,11 @@ pub fn task_count(api: &str) -> u64 {
     })
 }
 
-/// Whether a task queued under `name` is device work that task rules
-/// count.
-fn is_device_work(name: &str) -> bool {
-    name.starts_with("aclnn")
-        || name.starts_with("Hccl")
-        || matches!(
-            name,
-            "aclrtMemcpyAsync" | "aclrtMemcpy2dAsync" | "aclrtMemsetAsync"
-        )
-}
-
-/// Counts a task queued under `name` and returns the injected failure it
-/// must report instead of running, when a task rule says so.
+/// Counts a task of device work queued under `name` (the stream calls
+/// this only for tasks their queueing code marked as device work) and
+/// returns the injected failure it must report instead of running, when a
+/// task rule says so.
 pub(crate) fn on_task(name: &'static str) -> Option<MockError> {
-    if !is_device_work(name) {
-        return None;
-    }
     with_state(|s| {
         s.task_total += 1;
         let n = {

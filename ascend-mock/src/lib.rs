@@ -15,42 +15,78 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: [`Config`], [`configure`], [`config()`], the
-//!   `ASCEND_MOCK_*` environment variables.
-//! - [`error`]: [`MockError`], the per-thread message of
-//!   `aclGetRecentErrMsg`, and `api_call`, the wrapper every exported
-//!   function runs through (message, last-error code, log, panic catch).
-//! - [`runtime`]: initialisation, devices (reference counted by
-//!   `aclrtSetDevice`/`aclrtResetDevice`), contexts, the per-thread current
-//!   context, and the handle tables.
-//! - [`stream`]: streams, each an in-order queue run by its own worker
-//!   thread; `enqueue` is the entry point for operator code.
-//! - [`event`]: event records, cross-stream waits and timing.
-//! - [`callback`]: report-thread callbacks (`aclrtSubscribeReport`,
-//!   `aclrtLaunchCallback`, `aclrtProcessReport`).
-//! - [`memory`]: the registry of live device and pinned host allocations,
-//!   capacity accounting, pointer classification and range checks.
-//! - [`sanitizer`]: call numbering and the sanitizer's reports
-//!   (`use-after-free`, `double free`, `invalid free`, `out of bounds`,
-//!   `wrong memory kind`, `race`, `leak`), its mode and the Rust API to
-//!   read them (`ASCEND_MOCK_SANITIZER`, `ASCEND_MOCK_LEAKS`);
-//!   [`sanitizer::race`] decides happens-before between streams and the
-//!   host with vector clocks.
-//! - [`fault`]: fault injection (failing the N-th call of an API, losing a
-//!   device, jitter before stream tasks; `ASCEND_MOCK_FAIL`,
-//!   `ASCEND_MOCK_DEVICE_LOST`, `ASCEND_MOCK_JITTER`).
-//! - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and executors,
-//!   `libopapi`'s two-phase operators running `ascend-kernels` on the
-//!   streams), with the registry of live descriptors.
-//! - [`hccl`]: HCCL (`libhccl`) for ranks in this process or in several
-//!   processes of this machine (over loopback TCP): communicators,
-//!   collectives and point-to-point transfers on the ranks' streams, with
-//!   a rendezvous per collective and a timeout for ranks that never join.
-//! - `exports`: the `extern "C"` functions, one file per topic.
-//! - `resolve`: the symbol table ([`resolve`], [`exported_symbols`],
-//!   [`not_implemented`]), generated from the declarations of `ascend-sys`.
+//! The modules form layers; a lower layer never names a higher one, and no
+//! two files import each other in a circle (`scripts/check-mock-layers`
+//! checks both).
+//!
+//! 1. Leaf:
+//!    - [`error`]: [`MockError`] (the crate's one error type), the
+//!      per-thread message of `aclGetRecentErrMsg` and the last-error code,
+//!      and [`sanitizer::ReportClass`]; it names no other module.
+//!    - `dtype`: element sizes of the AscendCL data types.
+//! 2. Gate:
+//!    - [`config`](mod@config): [`Config`], [`configure`], [`config()`], the
+//!      `ASCEND_MOCK_*` environment variables, and the configuration in
+//!      effect between `aclInit` and `aclFinalize`.
+//!    - [`fault`]: fault injection (failing the N-th call of an API or the
+//!      N-th task of device work, losing a device, jitter before stream
+//!      tasks; `ASCEND_MOCK_FAIL`, `ASCEND_MOCK_FAIL_TASK`,
+//!      `ASCEND_MOCK_DEVICE_LOST`, `ASCEND_MOCK_JITTER`).
+//!    - [`gate`]: the call gate every exported function runs through
+//!      (`api_call`, `guarded_call`): call numbering, fault injection,
+//!      panic catch, message, last-error code and log.
+//!    - `report`: the sanitizer's mode, its kept reports and leak policy
+//!      (`ASCEND_MOCK_SANITIZER`, `ASCEND_MOCK_LEAKS`); every check files
+//!      its reports there. Public as [`sanitizer`]'s re-exports.
+//! 3. Device core (names neither the sanitizer nor the exports):
+//!    - `handle`: tagged handles and the per-thread current context.
+//!    - `hooks`: the observer interface through which the core tells the
+//!      sanitizer what it does (queued accesses, host accesses, frees,
+//!      event records and waits, host synchronisations, streams gone,
+//!      finalize); the race tracker installs itself at `aclInit`.
+//!    - [`stream`]: streams, each an in-order queue run by its own worker
+//!      thread; every task says whether it is device work
+//!      ([`stream::TaskKind`]).
+//!    - [`event`]: event records, cross-stream waits and timing.
+//!    - [`memory`]: the registry of live device and pinned host
+//!      allocations, capacity accounting, pointer classification, range
+//!      checks and the freed-block history.
+//!    - `copy`: copy planning (validating copies and memsets against the
+//!      registry) and running them at once or on a stream.
+//!    - [`runtime`]: initialisation, devices (reference counted by
+//!      `aclrtSetDevice`/`aclrtResetDevice`), contexts, the handle tables,
+//!      frees, reset and finalize with their leak reports, and the leak
+//!      sources operator families register; [`runtime::enqueue`] is the
+//!      entry point for operator code.
+//!    - [`callback`]: report-thread callbacks (`aclrtSubscribeReport`,
+//!      `aclrtLaunchCallback`, `aclrtProcessReport`).
+//! 4. Families (above the core, below the exports):
+//!    - [`sanitizer`]: the public face of the reports (`use-after-free`,
+//!      `double free`, `invalid free`, `out of bounds`,
+//!      `wrong memory kind`, `race`, `leak`) and [`sanitizer::race`], which
+//!      decides happens-before between streams and the host with vector
+//!      clocks, attached to the core through `hooks`.
+//!    - `aclnn`: the aclnn layer (`libnnopbase`'s descriptors and
+//!      executors, `libopapi`'s two-phase operators running
+//!      `ascend-kernels` on the streams), with the registry of live
+//!      descriptors (a leak source of the runtime).
+//!    - [`hccl`]: HCCL (`libhccl`) for ranks in this process or in several
+//!      processes of this machine (over loopback TCP): communicators,
+//!      collectives and point-to-point transfers on the ranks' streams,
+//!      with a rendezvous per collective and a timeout for ranks that
+//!      never join.
+//! 5. Exports:
+//!    - `exports`: the `extern "C"` functions, one file per topic; each
+//!      parses its arguments, calls the core and returns.
+//!    - `resolve`: the symbol table ([`resolve()`], [`exported_symbols`],
+//!      [`not_implemented`]), generated from the declarations of
+//!      `ascend-sys`.
 //!
 //! # Invariants
+//! - Layering: a module names only modules of its own layer or below (see
+//!   Layout); the device core reaches the sanitizer only through the
+//!   observer it installed in `hooks`, and nothing calls back up into a
+//!   higher layer except through such an installed hook or registration.
 //! - No panic crosses the C boundary: every exported function catches
 //!   panics and reports `ACL_ERROR_INTERNAL_ERROR`.
 //! - Every failure returns CANN's code for the case and leaves a message
@@ -75,12 +111,18 @@
 mod aclnn;
 pub mod callback;
 pub mod config;
+mod copy;
+mod dtype;
 pub mod error;
 pub mod event;
 mod exports;
 pub mod fault;
+pub mod gate;
+mod handle;
 pub mod hccl;
+mod hooks;
 pub mod memory;
+mod report;
 mod resolve;
 pub mod runtime;
 pub mod sanitizer;

@@ -36,6 +36,10 @@
 //! `aclrtMalloc` charges `round_up(size, 32) + 32` bytes (CANN's rule);
 //! `aclrtMallocAlign32` charges `round_up(size, 32)`. The whole charged
 //! block is addressable, so range checks use it.
+//!
+//! Layer: device core (above `stream`, whose queue positions a deferred
+//! free waits for); it files its reports in `report` and names neither the
+//! sanitizer nor the exports.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::{BTreeMap, VecDeque};
@@ -45,8 +49,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 
 use ascend_sys::*;
 
+use crate::error::ReportClass;
 use crate::error::{MockError, MockResult};
-use crate::sanitizer::{self, CallSite, ReportClass, violation};
+use crate::gate::{self, CallSite};
+use crate::report::{self, violation};
 use crate::stream::Stream;
 
 /// Start alignment of every block.
@@ -321,7 +327,7 @@ fn quarantine() -> MutexGuard<'static, Quarantine> {
 /// history as freed by the current call (so a later use is reported with
 /// it), else they go back to the allocator at once.
 pub(crate) fn release_detached(blocks: Vec<Allocation>) {
-    if !sanitizer::enabled() {
+    if !report::enabled() {
         free_detached(blocks);
         return;
     }
@@ -339,7 +345,7 @@ fn remember_freed(a: &Allocation) {
         size: a.size,
         kind: a.kind,
         allocated_by: a.origin,
-        freed_by: sanitizer::current_call(),
+        freed_by: gate::current_call(),
     };
     quarantine().blocks.insert(a.base, (record, None));
 }
@@ -425,7 +431,7 @@ pub fn check_not_freed(ptr: usize, len: usize, role: &str) -> MockResult<()> {
             ACL_ERROR_RT_PARAM_INVALID,
             &format!(
                 "{} {} {ptr:#x} ({len} bytes, the {role}) of {}",
-                sanitizer::current_call_text(),
+                gate::current_call_text(),
                 verb(role),
                 f.describe()
             ),
@@ -513,7 +519,7 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             requested: size,
             kind,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
             raw,
         },
     );
@@ -533,7 +539,7 @@ pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
     if ptr == 0 {
         return Err(MockError::new(ACL_ERROR_INVALID_PARAM, "pointer is NULL"));
     }
-    let site = sanitizer::current_call_text();
+    let site = gate::current_call_text();
     let mut reg = write();
     let Some(a) = reg.allocs.get(&ptr) else {
         let inside = reg
@@ -562,7 +568,7 @@ pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
     {
         *u -= a.size as u64;
     }
-    if sanitizer::enabled() {
+    if report::enabled() {
         remember_freed(&a);
     }
     Ok(a)
@@ -664,7 +670,7 @@ pub fn check_range(loc: &Location, ptr: usize, len: usize, role: &str) -> MockRe
             format!("; allocated by {}", origin_text(a.origin))
         })
     };
-    let site = sanitizer::current_call_text();
+    let site = gate::current_call_text();
     let Some(offset) = offset else {
         return Err(violation(
             ReportClass::OutOfBounds,

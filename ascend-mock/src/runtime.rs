@@ -8,7 +8,7 @@
 //! - Handles given to C are tagged ids ([`Handle`]), never addresses, so a
 //!   stale or foreign handle is looked up and refused instead of being
 //!   dereferenced. Ids are never reused within a process.
-//! - The current context is per thread (`CURRENT_CONTEXT`, a context id); a
+//! - The current context is per thread (kept in `handle`, a context id); a
 //!   thread whose context was destroyed sees `ACL_ERROR_RT_CONTEXT_NULL`.
 //! - A device has a default context while its `aclrtSetDevice` reference
 //!   count is above zero; all threads that set the device share it.
@@ -21,66 +21,29 @@
 //! - Lock order: `RUNTIME`, then the memory registry, then a stream's or an
 //!   event's own lock. Nothing blocks on a stream while holding `RUNTIME`:
 //!   streams are taken out of the tables first and then drained.
+//!
+//! Layer: the top of the device core: it names `stream`, `event`, `memory`
+//! and the hooks, never the sanitizer, an operator family or the exports
+//! (families register their leak sources, the race tracker observes through
+//! `hooks`).
 
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ascend_sys::*;
 
-use crate::aclnn::meta::Object;
 use crate::config::{self, Config};
-use crate::error::{self, MockError, MockResult};
+use crate::error::{self, MockError, MockResult, ReportClass};
 use crate::event::Event;
 use crate::fault;
-use crate::memory::{self, MemKind};
-use crate::sanitizer::{self, CallSite, LeakPolicy, ReportClass};
-use crate::stream::Stream;
-
-/// The kinds of object a handle can name; the tag sits in bits 40..48.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandleKind {
-    /// `aclrtContext`.
-    Context = 0xC0,
-    /// `aclrtStream`.
-    Stream = 0x50,
-    /// `aclrtEvent`.
-    Event = 0xE0,
-}
-
-/// A tagged id standing for an `aclrtContext`, `aclrtStream` or `aclrtEvent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Handle(u64);
-
-const TAG_SHIFT: u32 = 40;
-const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl Handle {
-    /// A fresh handle of `kind`.
-    pub fn new(kind: HandleKind) -> Handle {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
-        Handle(((kind as u64) << TAG_SHIFT) | id)
-    }
-
-    /// The pointer handed to C.
-    pub fn as_ptr(self) -> *mut std::ffi::c_void {
-        self.0 as usize as *mut std::ffi::c_void
-    }
-
-    /// The small number shown in messages and returned by `aclrtStreamGetId`.
-    pub fn id(self) -> u64 {
-        self.0 & ID_MASK
-    }
-
-    /// Decodes a pointer from C, checking that it carries the tag of `kind`.
-    pub fn from_ptr(ptr: *const std::ffi::c_void, kind: HandleKind) -> Option<Handle> {
-        let raw = ptr as usize as u64;
-        (raw >> TAG_SHIFT == kind as u64 && raw & ID_MASK != 0).then_some(Handle(raw))
-    }
-}
+use crate::gate::{self, CallSite};
+pub(crate) use crate::handle::set_current_context;
+use crate::handle::{self};
+pub use crate::handle::{Handle, HandleKind};
+use crate::hooks;
+use crate::memory::{self, Location, MemKind};
+use crate::report::{self, LeakPolicy};
+use crate::stream::{Stream, Task, TaskKind};
 
 /// An AscendCL context: a device and a default stream.
 pub struct Context {
@@ -124,10 +87,6 @@ pub struct Runtime {
 
 static RUNTIME: Mutex<Option<Runtime>> = Mutex::new(None);
 
-thread_local! {
-    static CURRENT_CONTEXT: Cell<Option<Handle>> = const { Cell::new(None) };
-}
-
 fn lock() -> MutexGuard<'static, Option<Runtime>> {
     RUNTIME.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -135,18 +94,6 @@ fn lock() -> MutexGuard<'static, Option<Runtime>> {
 /// Whether `aclInit` has succeeded and `aclFinalize` has not been called.
 pub fn is_initialized() -> bool {
     lock().is_some()
-}
-
-/// Runs `f` with the runtime lock held, telling it whether the mock is
-/// initialised.
-pub(crate) fn with_init_lock<T>(f: impl FnOnce(bool) -> T) -> T {
-    let guard = lock();
-    f(guard.is_some())
-}
-
-/// The active configuration, if initialised.
-pub(crate) fn active_config() -> Option<Config> {
-    lock().as_ref().map(|rt| rt.config.clone())
 }
 
 /// Runs `f` on the runtime, or fails with `ACL_ERROR_UNINITIALIZE`.
@@ -171,7 +118,7 @@ pub(crate) fn initialize() -> MockResult<()> {
         ));
     }
     let cfg =
-        config::pending().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
+        config::activate().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
     memory::reset_registry(cfg.devices, cfg.memory_per_device);
     *guard = Some(Runtime {
         devices: (0..cfg.devices).map(|_| Device::default()).collect(),
@@ -194,7 +141,8 @@ pub(crate) fn finalize() -> MockResult<()> {
             "AscendCL is not initialised (aclFinalize was already called or aclInit never was)",
         )
     })?;
-    let mut leaks = if sanitizer::enabled() {
+    config::deactivate();
+    let mut leaks = if report::enabled() {
         rt.leaked_objects(None)
     } else {
         Vec::new()
@@ -203,9 +151,9 @@ pub(crate) fn finalize() -> MockResult<()> {
     // streams stopped.
     let blocks = memory::detach_all();
     drop(guard);
-    if sanitizer::enabled() {
+    if report::enabled() {
         leaks.splice(0..0, blocks.iter().map(describe_block));
-        leaks.extend(leaked_aclnn_objects(None));
+        leaks.extend(registered_leaks(None));
     }
     // Streams stop outside the lock: their tasks may call back into the mock.
     let streams: Vec<_> = rt.streams.into_values().collect();
@@ -217,8 +165,8 @@ pub(crate) fn finalize() -> MockResult<()> {
     drop(rt.events);
     memory::free_detached(blocks);
     memory::purge_freed();
-    sanitizer::race::clear();
-    CURRENT_CONTEXT.with(|c| c.set(None));
+    hooks::finalized();
+    set_current_context(None);
     leak_check("finalized AscendCL", leaks)
 }
 
@@ -241,70 +189,54 @@ fn origin_text(site: Option<CallSite>) -> String {
     site.map_or_else(|| "an internal call".to_string(), |c| c.to_string())
 }
 
-/// The live aclnn descriptors and executors, as leak-report lines: every
-/// one not owned by a list (`blocks`: `None`), or only the executors and
-/// tensors whose memory lies in `blocks` (a device being reset).
-pub(crate) fn leaked_aclnn_objects(blocks: Option<&[memory::Allocation]>) -> Vec<String> {
-    let in_blocks = |addr: usize| {
-        blocks.is_none_or(|b| b.iter().any(|a| addr >= a.base && addr < a.base + a.size))
-    };
-    let mut found: Vec<(u64, String)> = crate::aclnn::meta::with_registry(|r| {
-        r.objects
-            .iter()
-            .filter(|(_, e)| e.owner.is_none())
-            .filter_map(|(&address, e)| {
-                let kind = e.object.kind().name();
-                let detail = match &*e.object {
-                    Object::Tensor(t) => {
-                        if blocks.is_some() && (t.data == 0 || !in_blocks(t.data)) {
-                            return None;
-                        }
-                        let bytes: i64 = t.storage.iter().product::<i64>().max(0)
-                            * crate::exports::data_type_size(t.dtype) as i64;
-                        format!(" (data {:#x}, storage of {bytes} bytes)", t.data)
-                    }
-                    Object::Executor(ex) => {
-                        if blocks.is_some()
-                            && !ex.slots.iter().any(|s| in_blocks(s.arg.ptr as usize))
-                        {
-                            return None;
-                        }
-                        format!(" (of {}, device {})", ex.op, ex.device)
-                    }
-                    _ if blocks.is_some() => return None,
-                    _ => String::new(),
-                };
-                Some((
-                    e.serial,
-                    format!(
-                        "{kind} {address:#x}{detail} created by {} (object #{})",
-                        e.created_by, e.serial
-                    ),
-                ))
-            })
-            .collect()
-    });
-    found.sort_by_key(|(serial, _)| *serial);
-    found.into_iter().map(|(_, line)| line).collect()
+/// A source of leak-report lines, registered by an operator family (see
+/// [`register_leak_source`]): given `None` (`aclFinalize`) it lists every
+/// object of the family still alive; given the blocks of a device being
+/// reset, only the objects whose memory lies in them.
+pub(crate) type LeakSource = fn(Option<&[memory::Allocation]>) -> Vec<String>;
+
+/// The registered leak sources, in registration order, by name.
+static LEAK_SOURCES: Mutex<Vec<(&'static str, LeakSource)>> = Mutex::new(Vec::new());
+
+/// Registers `source` under `name` (once; a second registration under the
+/// same name is ignored), so that reset and finalize list its leaks after
+/// the runtime's own objects.
+pub(crate) fn register_leak_source(name: &'static str, source: LeakSource) {
+    let mut sources = LEAK_SOURCES.lock().unwrap_or_else(|e| e.into_inner());
+    if !sources.iter().any(|(n, _)| *n == name) {
+        sources.push((name, source));
+    }
+}
+
+/// The leak-report lines of every registered source (see [`LeakSource`]).
+pub(crate) fn registered_leaks(blocks: Option<&[memory::Allocation]>) -> Vec<String> {
+    // Copied out: a source takes its own family's lock.
+    let sources: Vec<LeakSource> = LEAK_SOURCES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(_, s)| *s)
+        .collect();
+    sources.into_iter().flat_map(|s| s(blocks)).collect()
 }
 
 /// Emits a `leak` report listing `leaks` (if any) found `when` (e.g. "at
 /// aclFinalize"); fails with `ACL_ERROR_RT_MEMORY_FREE` when the leak
 /// policy says so.
 pub(crate) fn leak_check(when: &str, leaks: Vec<String>) -> MockResult<()> {
-    if leaks.is_empty() || !sanitizer::enabled() {
+    if leaks.is_empty() || !report::enabled() {
         return Ok(());
     }
     let text = format!(
         "{} {when}: {} object{} still alive, released by the runtime:\n  {}",
-        sanitizer::current_call_text(),
+        gate::current_call_text(),
         leaks.len(),
         if leaks.len() == 1 { " is" } else { "s are" },
         leaks.join("\n  ")
     );
-    let report = sanitizer::report(ReportClass::Leak, &text);
+    let report = report::report(ReportClass::Leak, &text);
     error::set_message(&report.message);
-    match sanitizer::leak_policy() {
+    match report::leak_policy() {
         LeakPolicy::Report => Ok(()),
         LeakPolicy::Error => Err(MockError::new(ACL_ERROR_RT_MEMORY_FREE, report.message)),
     }
@@ -343,8 +275,7 @@ impl Runtime {
     /// The calling thread's current context (failing when its device is
     /// lost).
     pub fn current_context(&self) -> MockResult<Arc<Context>> {
-        let ctx = CURRENT_CONTEXT
-            .with(|c| c.get())
+        let ctx = handle::current_context()
             .and_then(|h| self.contexts.get(&h).cloned())
             .ok_or_else(|| {
                 MockError::new(
@@ -388,6 +319,15 @@ impl Runtime {
         Ok(s)
     }
 
+    /// Destroys the event `ptr` (records and waits already queued still
+    /// complete) and tells the observer.
+    pub fn destroy_event(&mut self, ptr: aclrtEvent) -> MockResult<()> {
+        let e = self.event(ptr)?;
+        self.events.remove(&e.handle);
+        hooks::event_forgotten(e.handle.id());
+        Ok(())
+    }
+
     /// Looks up an event handle.
     pub fn event(&self, ptr: aclrtEvent) -> MockResult<Arc<Event>> {
         if ptr.is_null() {
@@ -415,7 +355,7 @@ impl Runtime {
             device,
             default_stream: stream,
             explicit,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
         });
         self.contexts.insert(handle, ctx.clone());
         Ok(ctx)
@@ -518,9 +458,96 @@ impl Runtime {
     }
 }
 
-/// Makes `ctx` (or nothing) the calling thread's current context.
-pub(crate) fn set_current_context(ctx: Option<Handle>) {
-    CURRENT_CONTEXT.with(|c| c.set(ctx));
+/// Queues `task` on `stream` (NULL: the current context's default stream)
+/// for operator code. Returns `ACL_SUCCESS`, or the error code with this
+/// thread's message set. A task's `Err` is reported by the stream's next
+/// synchronisation.
+pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
+    crate::gate::api_call("enqueue", || {
+        enqueue_named(stream, "task", TaskKind::Host, task).map(|_| ())
+    })
+}
+
+/// Queues `task` under `name` on `stream` (NULL: the current context's
+/// default stream); returns the stream and the task's sequence number.
+pub fn enqueue_named(
+    stream: aclrtStream,
+    name: &'static str,
+    kind: TaskKind,
+    task: Task,
+) -> MockResult<(Arc<Stream>, u64)> {
+    let s = with_runtime(|rt| rt.stream(stream))?;
+    let seq = s.push(name, kind, task)?;
+    Ok((s, seq))
+}
+
+/// `aclrtFree` (`device`) and `aclrtFreeHost`: detaches the block at
+/// `ptr` at once (the pointer is invalid from then on and its bytes count
+/// as free) and returns it to the allocator once every stream has run the
+/// work queued before the free. The observer may refuse the free first
+/// (queued work not ordered before the host still uses the block).
+pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
+    if let Location::Device { device, .. } = memory::classify(ptr) {
+        fault::check_device(device)?;
+    }
+    // Queued work not ordered before the free still uses the block.
+    hooks::free(ptr, device, ACL_ERROR_RT_PARAM_INVALID)?;
+    // Detach under the runtime lock so that a concurrent reset or finalize
+    // cannot free the same block; note how far every stream's queue goes.
+    let (block, waits) = with_runtime(|rt| {
+        let block = memory::detach(ptr, device)?;
+        let waits = rt
+            .streams
+            .values()
+            .map(|s| (s.clone(), s.queued_point()))
+            .collect::<Vec<_>>();
+        Ok((block, waits))
+    })?;
+    memory::free_after(block, waits);
+    Ok(())
+}
+
+/// `aclrtResetDevice` (`force`: `aclrtResetDeviceForce`): drops one
+/// reference on `device` (every reference when `force`); the last one
+/// releases the device's contexts, streams (after their queued work),
+/// events and memory, and reports what the caller left alive (the
+/// runtime's objects, the blocks, and the registered leak sources').
+pub(crate) fn reset_device(device: i32, force: bool) -> MockResult<()> {
+    let checking = report::enabled();
+    let released = with_runtime(|rt| {
+        let d = rt.check_device_id(device.into())?;
+        let dev = &mut rt.devices[d as usize];
+        if dev.refcount == 0 {
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!(
+                    "device {d} is not set (aclrtSetDevice was not called, or every call was already matched by a reset)"
+                ),
+            ));
+        }
+        dev.refcount -= 1;
+        if dev.refcount > 0 && !force {
+            return Ok(None);
+        }
+        let leaks = if checking {
+            rt.leaked_objects(Some(d))
+        } else {
+            Vec::new()
+        };
+        let streams = rt.remove_device_objects(d);
+        Ok(Some((d, streams, memory::detach_device(d), leaks)))
+    })?;
+    let Some((d, streams, blocks, mut leaks)) = released else {
+        return Ok(());
+    };
+    if checking {
+        leaks.splice(0..0, blocks.iter().map(describe_block));
+        leaks.extend(registered_leaks(Some(&blocks)));
+    }
+    stop_streams(streams, false);
+    hooks::blocks_released(&blocks.iter().map(|b| b.base).collect::<Vec<_>>());
+    memory::release_detached(blocks);
+    leak_check(&format!("released device {d}"), leaks)
 }
 
 /// Stops `streams` (draining, or dropping their queued work when `force`).

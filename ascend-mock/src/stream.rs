@@ -1,7 +1,7 @@
 //! Streams: an in-order task queue run by one worker thread per stream.
 //!
 //! Every asynchronous operation (copy, memset, event record and wait, host
-//! function, operator) is a [`Task`] queued with [`enqueue`] or
+//! function, operator) is a [`Task`] queued with `runtime::enqueue` or
 //! [`Stream::push`]. Tasks get consecutive sequence numbers starting at 1;
 //! `completed` is the sequence number of the last finished task, so a
 //! synchronisation waits for `completed >= submitted-at-call-time`.
@@ -27,8 +27,12 @@
 //! - Fault injection (see `crate::fault`): with jitter on, the worker
 //!   sleeps a seeded random delay before each task; once the stream's
 //!   device is lost, its tasks are dropped unrun and fail with the
-//!   lost-device error; a task that a task rule fails is replaced, when
+//!   lost-device error; a task of device work ([`TaskKind::Device`], as
+//!   its queueing code says) that a task rule fails is replaced, when
 //!   queued, by one that returns the injected error.
+//!
+//! Layer: device core, above `handle` and `hooks` only; it tells the
+//! observer of host synchronisations and of its end through `hooks`.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -40,11 +44,26 @@ use ascend_sys::*;
 
 use crate::error::{MockError, MockResult, TaskError};
 use crate::fault;
-use crate::runtime::{self, Handle, HandleKind};
-use crate::sanitizer::{self, CallSite};
+use crate::gate::{self, CallSite};
+use crate::handle::{self, Handle, HandleKind};
+use crate::hooks;
 
 /// A unit of stream work.
 pub type Task = Box<dyn FnOnce() -> Result<(), TaskError> + Send>;
+
+/// What a queued task is, as the code that queues it says: device work
+/// (a copy, a memset, an operator's phase two, an HCCL collective or
+/// transfer) or host-side bookkeeping (an event record or wait, a host
+/// function, a report callback). Task fault injection
+/// (`fault::fail_nth_task`, `ASCEND_MOCK_FAIL_TASK`) counts and fails only
+/// device work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Work the device itself would do.
+    Device,
+    /// Work of the runtime on the host side of the stream.
+    Host,
+}
 
 /// How many finished task names a stream remembers.
 pub const HISTORY_LEN: usize = 64;
@@ -52,6 +71,7 @@ pub const HISTORY_LEN: usize = 64;
 struct Queued {
     seq: u64,
     name: &'static str,
+    kind: TaskKind,
     /// The API call that queued the task.
     call: Option<CallSite>,
     task: Task,
@@ -62,6 +82,8 @@ struct Queued {
 pub struct RanTask {
     /// The task's name (`aclrtMemcpyAsync`, an operator, ...).
     pub name: &'static str,
+    /// Whether it was device work.
+    pub kind: TaskKind,
     /// Its sequence number on the stream.
     pub seq: u64,
     /// The API call that queued it.
@@ -174,7 +196,7 @@ impl Stream {
             .name(format!("ascend-mock-stream-{id}"))
             .spawn(move || {
                 // Host functions run with the stream's context current.
-                runtime::set_current_context(Some(context));
+                handle::set_current_context(Some(context));
                 worker_loop(&for_worker, device, id)
             })
             .map_err(|e| {
@@ -189,19 +211,24 @@ impl Stream {
             device,
             context,
             is_default,
-            origin: sanitizer::current_call(),
+            origin: gate::current_call(),
             shared,
             worker: Mutex::new(Some(worker)),
             worker_id,
         }))
     }
 
-    /// Queues `task`; returns its sequence number.
-    pub fn push(&self, name: &'static str, task: Task) -> MockResult<u64> {
-        // An injected task failure replaces the task (dropped here, outside
-        // the queue's lock): it fails when the stream reaches it, like a
-        // fault of the device.
-        let task = match fault::on_task(name) {
+    /// Queues `task` of `kind` under `name`; returns its sequence number.
+    pub fn push(&self, name: &'static str, kind: TaskKind, task: Task) -> MockResult<u64> {
+        // Device work counts for task fault injection. An injected task
+        // failure replaces the task (dropped here, outside the queue's
+        // lock): it fails when the stream reaches it, like a fault of the
+        // device.
+        let injected = match kind {
+            TaskKind::Device => fault::on_task(name),
+            TaskKind::Host => None,
+        };
+        let task = match injected {
             Some(err) => {
                 drop(task);
                 Box::new(move || Err(err)) as Task
@@ -220,12 +247,19 @@ impl Stream {
         q.tasks.push_back(Queued {
             seq,
             name,
-            call: sanitizer::current_call(),
+            kind,
+            call: gate::current_call(),
             task,
         });
         drop(q);
         self.shared.changed.notify_all();
         Ok(seq)
+    }
+
+    /// Queues `task` under `name` as device work ([`TaskKind::Device`]);
+    /// returns its sequence number.
+    pub fn push_device(&self, name: &'static str, task: Task) -> MockResult<u64> {
+        self.push(name, TaskKind::Device, task)
     }
 
     /// Waits until the task with sequence number `seq` (and so everything
@@ -285,18 +319,27 @@ impl Stream {
         self.take_error()
     }
 
-    /// Synchronises like [`Stream::synchronize`]; when the wait was reached
-    /// (even if a task failed), the host absorbs the stream's clock for
-    /// race detection.
+    /// Synchronises like [`Stream::synchronize`], telling the observer
+    /// (`hooks::synchronize`) whether the wait was reached (even if a task
+    /// failed): the race tracker then lets the host absorb the stream's
+    /// clock.
     pub fn synchronize_observed(&self, timeout: Option<Duration>) -> MockResult<()> {
-        let snapshot = sanitizer::race::stream_snapshot(self);
-        let r = self.synchronize(timeout);
-        let reached = !self.is_current_worker()
-            && !matches!(&r, Err(e) if e.code == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
-        if reached {
-            sanitizer::race::host_absorbs(snapshot);
-        }
-        r
+        hooks::synchronize(self.handle.id(), || {
+            let r = self.synchronize(timeout);
+            let reached = !self.is_current_worker()
+                && !matches!(&r, Err(e) if e.code == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+            (r, reached)
+        })
+    }
+
+    /// Whether every queued task has finished ([`Stream::is_idle`]),
+    /// telling the observer (`hooks::synchronize`) when so: the host has
+    /// then seen that work complete.
+    pub fn query_observed(&self) -> bool {
+        hooks::synchronize(self.handle.id(), || {
+            let idle = self.is_idle();
+            (idle, idle)
+        })
     }
 
     /// Whether the calling thread is this stream's worker (inside a task).
@@ -386,7 +429,7 @@ impl Stream {
             // A panic escaping the worker was already turned into a task error.
             let _ = w.join();
             // Its work ran or was dropped: nothing of it can race any more.
-            sanitizer::race::stream_gone(self.handle.id(), !force);
+            hooks::stream_gone(self.handle.id(), !force);
         }
     }
 }
@@ -455,34 +498,13 @@ fn worker_loop(shared: &Shared, device: u32, stream_id: u64) {
         }
         q.history.push_back(RanTask {
             name: item.name,
+            kind: item.kind,
             seq: item.seq,
             call: item.call,
         });
         drop(q);
         shared.changed.notify_all();
     }
-}
-
-/// Queues `task` on `stream` (NULL: the current context's default stream)
-/// for operator code. Returns `ACL_SUCCESS`, or the error code with this
-/// thread's message set. A task's `Err` is reported by the stream's next
-/// synchronisation.
-pub fn enqueue(stream: aclrtStream, task: Task) -> aclError {
-    crate::error::api_call("enqueue", || {
-        enqueue_named(stream, "task", task).map(|_| ())
-    })
-}
-
-/// Queues `task` under `name` on `stream` (NULL: the current context's
-/// default stream); returns the stream and the task's sequence number.
-pub fn enqueue_named(
-    stream: aclrtStream,
-    name: &'static str,
-    task: Task,
-) -> MockResult<(Arc<Stream>, u64)> {
-    let s = runtime::with_runtime(|rt| rt.stream(stream))?;
-    let seq = s.push(name, task)?;
-    Ok((s, seq))
 }
 
 /// Converts an AscendCL timeout in ms (-1 forever, 0 poll) to a duration.
@@ -514,6 +536,7 @@ mod tests {
             let log = log.clone();
             s.push(
                 "t",
+                TaskKind::Host,
                 Box::new(move || {
                     if i == 0 {
                         std::thread::sleep(Duration::from_millis(20));
@@ -535,6 +558,7 @@ mod tests {
         let s = Stream::spawn(0, ctx(), false).unwrap();
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
         )
         .unwrap();
@@ -542,8 +566,12 @@ mod tests {
         assert_eq!(err.code, ACL_ERROR_INVALID_PARAM);
         assert!(err.message.contains("op: broken"), "{}", err.message);
         s.synchronize(None).unwrap();
-        s.push("panics", Box::new(|| panic!("inside a task")))
-            .unwrap();
+        s.push(
+            "panics",
+            TaskKind::Host,
+            Box::new(|| panic!("inside a task")),
+        )
+        .unwrap();
         assert_eq!(
             s.synchronize(None).unwrap_err().code,
             ACL_ERROR_RT_INTERNAL_ERROR
@@ -554,10 +582,11 @@ mod tests {
     fn task_errors_and_history_name_the_queueing_call() {
         let s = Stream::spawn(0, ctx(), false).unwrap();
         let mut number = 0;
-        let code = crate::error::api_call("aclQueueForTest", || {
-            number = sanitizer::current_call().unwrap().number;
+        let code = crate::gate::api_call("aclQueueForTest", || {
+            number = gate::current_call().unwrap().number;
             s.push(
                 "bad",
+                TaskKind::Host,
                 Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "op: broken"))),
             )
             .map(|_| ())
@@ -585,12 +614,14 @@ mod tests {
         let ran = Arc::new(AtomicU32::new(0));
         s.push(
             "bad",
+            TaskKind::Host,
             Box::new(|| Err(MockError::new(ACL_ERROR_INVALID_PARAM, "x"))),
         )
         .unwrap();
         let r = ran.clone();
         s.push(
             "later",
+            TaskKind::Host,
             Box::new(move || {
                 r.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -608,6 +639,7 @@ mod tests {
         let g = gate.clone();
         s.push(
             "blocked",
+            TaskKind::Host,
             Box::new(move || {
                 let (m, c) = &*g;
                 let mut open = m.lock().unwrap();
@@ -622,6 +654,7 @@ mod tests {
         let r = ran.clone();
         s.push(
             "never",
+            TaskKind::Host,
             Box::new(move || {
                 r.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -643,7 +676,7 @@ mod tests {
         }
         stopper.join().unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 0);
-        assert!(s.push("late", Box::new(|| Ok(()))).is_err());
+        assert!(s.push("late", TaskKind::Host, Box::new(|| Ok(()))).is_err());
     }
 
     #[test]

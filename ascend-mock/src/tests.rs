@@ -533,7 +533,7 @@ fn sync_with_timeout_reports_timeouts() {
 fn task_errors_surface_at_the_next_sync() {
     let ctx = own_context(0);
     let s = new_stream();
-    let code = crate::stream::enqueue(
+    let code = crate::runtime::enqueue(
         s,
         Box::new(|| {
             Err(crate::MockError::new(
@@ -555,7 +555,7 @@ fn task_errors_surface_at_the_next_sync() {
     );
     sync(s);
     // NULL resolves to the current context's default stream.
-    ok(crate::stream::enqueue(
+    ok(crate::runtime::enqueue(
         std::ptr::null_mut(),
         Box::new(|| Ok(())),
     ));
@@ -1186,7 +1186,7 @@ fn events_after_a_failed_task_report_it_through_the_c_api() {
     // SAFETY (whole block): live handles; status locations are valid.
     unsafe {
         ok(aclrtRecordEvent(before, s1));
-        ok(crate::stream::enqueue(
+        ok(crate::runtime::enqueue(
             s1,
             Box::new(|| {
                 Err(crate::error::MockError::new(

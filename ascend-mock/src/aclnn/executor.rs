@@ -29,8 +29,9 @@
 //!   closure, so descriptors and the executor may go away once phase two
 //!   returned.
 //!
-//! Race detection (`sanitizer::race`): phase two hands the hull of every
-//! tensor view to the race detector before queueing: inputs are read,
+//! Race detection (`sanitizer::race`, reached through the core's
+//! `hooks::queue`): phase two queues its task as device work and hands the
+//! hull of every tensor view to the race detector as it queues: inputs are read,
 //! outputs and in-place inputs (bound with [`Binder::inout`]) written, a
 //! non-empty workspace written.
 //!
@@ -46,11 +47,14 @@ use ascend_sys::*;
 
 use super::meta::{DATA_ALIGN, Kind, Object, Registry, TensorDesc, kernel_dtype, with_registry};
 use super::{aclnn_call, invalid, kernel_err, null_err, runtime_err};
+use crate::error::ReportClass;
 use crate::error::{MockError, MockResult};
+use crate::gate::current_call_text;
+use crate::hooks::{self, Access};
 use crate::memory::{self, Location};
+use crate::report::violation;
 use crate::runtime;
-use crate::sanitizer::race::{self, Access};
-use crate::sanitizer::{ReportClass, violation};
+use crate::stream::TaskKind;
 
 /// Whether a slot is an operator input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,7 +272,7 @@ pub fn check_placement(op: &str, param: &str, arg: &TensorArg, device: u32) -> M
                 ACLNN_ERR_PARAM_INVALID,
                 &format!(
                     "{}: {op} {param} data address {ptr:#x} is {}, not device memory of device {device}",
-                    crate::sanitizer::current_call_text(),
+                    current_call_text(),
                     other.describe()
                 ),
             ));
@@ -283,7 +287,7 @@ pub fn check_placement(op: &str, param: &str, arg: &TensorArg, device: u32) -> M
             ACLNN_ERR_PARAM_INVALID,
             &format!(
                 "{}: {op} {param} (shape {:?}, strides {:?}, offset {}, {}) at {ptr:#x} spans bytes [{:#x}, {:#x}) ({} bytes), outside its allocation {base:#x} of {size} bytes",
-                crate::sanitizer::current_call_text(),
+                current_call_text(),
                 arg.shape,
                 arg.strides,
                 arg.offset,
@@ -675,9 +679,10 @@ fn queue(
             if !workspace.is_null() && workspace_size > 0 {
                 accesses.push(Access::write(workspace as usize, workspace_size as usize));
             }
-            race::queue(&s, &accesses, ACLNN_ERR_PARAM_INVALID, || {
+            hooks::queue(s.handle.id(), &accesses, ACLNN_ERR_PARAM_INVALID, || {
                 s.push(
                     op,
+                    TaskKind::Device,
                     Box::new(move || {
                         // SAFETY: each view lay inside a live device allocation when
                         // queued, and aclrtFree releases blocks only after prior work;

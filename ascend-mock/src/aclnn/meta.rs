@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, Once};
 
 use ascend_kernels::{DType, Scalar};
 use ascend_sys::*;
@@ -33,6 +33,8 @@ use ascend_sys::*;
 use super::executor::Executor;
 use super::{aclnn_call, aclnn_call_value, invalid, null_err};
 use crate::error::{MockError, MockResult};
+use crate::memory::Allocation;
+use crate::runtime;
 
 /// The most dimensions a tensor descriptor may have.
 pub const MAX_DIMS: usize = 25;
@@ -177,8 +179,59 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 static SERIAL: AtomicU64 = AtomicU64::new(1);
 static ACLNN_INITIALIZED: AtomicBool = AtomicBool::new(false);
 
+/// The live aclnn descriptors and executors, as leak-report lines: every
+/// one not owned by a list (`blocks`: `None`), or only the executors and
+/// tensors whose memory lies in `blocks` (a device being reset).
+fn leaked_objects(blocks: Option<&[Allocation]>) -> Vec<String> {
+    let in_blocks = |addr: usize| {
+        blocks.is_none_or(|b| b.iter().any(|a| addr >= a.base && addr < a.base + a.size))
+    };
+    let mut found: Vec<(u64, String)> = with_registry(|r| {
+        r.objects
+            .iter()
+            .filter(|(_, e)| e.owner.is_none())
+            .filter_map(|(&address, e)| {
+                let kind = e.object.kind().name();
+                let detail = match &*e.object {
+                    Object::Tensor(t) => {
+                        if blocks.is_some() && (t.data == 0 || !in_blocks(t.data)) {
+                            return None;
+                        }
+                        let bytes: i64 = t.storage.iter().product::<i64>().max(0)
+                            * crate::dtype::data_type_size(t.dtype) as i64;
+                        format!(" (data {:#x}, storage of {bytes} bytes)", t.data)
+                    }
+                    Object::Executor(ex) => {
+                        if blocks.is_some()
+                            && !ex.slots.iter().any(|s| in_blocks(s.arg.ptr as usize))
+                        {
+                            return None;
+                        }
+                        format!(" (of {}, device {})", ex.op, ex.device)
+                    }
+                    _ if blocks.is_some() => return None,
+                    _ => String::new(),
+                };
+                Some((
+                    e.serial,
+                    format!(
+                        "{kind} {address:#x}{detail} created by {} (object #{})",
+                        e.created_by, e.serial
+                    ),
+                ))
+            })
+            .collect()
+    });
+    found.sort_by_key(|(serial, _)| *serial);
+    found.into_iter().map(|(_, line)| line).collect()
+}
+
 /// Runs `f` with the registry locked.
 pub fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
+    // The first use registers the live objects as a leak source of the
+    // runtime (reported at reset and finalize).
+    static LEAK_SOURCE: Once = Once::new();
+    LEAK_SOURCE.call_once(|| runtime::register_leak_source("aclnn", leaked_objects));
     let mut guard: MutexGuard<'_, Option<Registry>> =
         REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     f(guard.get_or_insert_with(Registry::default))

@@ -78,7 +78,7 @@ use crate::error::{MockError, MockResult};
 /// `ACLNN_SUCCESS`, an `Err` its code with the message recorded, a panic
 /// `ACLNN_ERR_INNER`.
 pub fn aclnn_call(name: &'static str, body: impl FnOnce() -> MockResult<()>) -> aclnnStatus {
-    crate::error::guarded_call(name, ACLNN_ERR_INNER, body)
+    crate::gate::guarded_call(name, ACLNN_ERR_INNER, body)
 }
 
 /// Like [`aclnn_call`] for functions returning a value (the `aclCreate*`

@@ -7,7 +7,8 @@ use std::ffi::c_void;
 use ascend_sys::*;
 
 use crate::callback;
-use crate::error::{MockError, api_call};
+use crate::error::MockError;
+use crate::gate::api_call;
 use crate::runtime;
 
 /// Binds the callbacks of `stream` to the thread `threadId` (a `pthread_t`).

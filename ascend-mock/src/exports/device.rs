@@ -12,11 +12,10 @@ use ascend_sys::*;
 
 use super::write_out;
 use crate::config;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
 use crate::fault;
-use crate::memory;
+use crate::gate::api_call;
 use crate::runtime::{self, Handle, HandleKind, set_current_context, stop_streams};
-use crate::sanitizer;
 use crate::stream::{Stream, timeout_from_ms};
 
 /// Number of mock devices (works before `aclInit` too).
@@ -49,55 +48,21 @@ pub unsafe extern "C" fn aclrtSetDevice(deviceId: i32) -> aclError {
     })
 }
 
-fn reset_device(device: i32, force: bool) -> MockResult<()> {
-    let checking = sanitizer::enabled();
-    let released = runtime::with_runtime(|rt| {
-        let d = rt.check_device_id(device.into())?;
-        let dev = &mut rt.devices[d as usize];
-        if dev.refcount == 0 {
-            return Err(MockError::new(
-                ACL_ERROR_INVALID_PARAM,
-                format!(
-                    "device {d} is not set (aclrtSetDevice was not called, or every call was already matched by a reset)"
-                ),
-            ));
-        }
-        dev.refcount -= 1;
-        if dev.refcount > 0 && !force {
-            return Ok(None);
-        }
-        let leaks = if checking {
-            rt.leaked_objects(Some(d))
-        } else {
-            Vec::new()
-        };
-        let streams = rt.remove_device_objects(d);
-        Ok(Some((d, streams, memory::detach_device(d), leaks)))
-    })?;
-    let Some((d, streams, blocks, mut leaks)) = released else {
-        return Ok(());
-    };
-    if checking {
-        leaks.splice(0..0, blocks.iter().map(runtime::describe_block));
-        leaks.extend(runtime::leaked_aclnn_objects(Some(&blocks)));
-    }
-    stop_streams(streams, false);
-    sanitizer::race::forget_blocks(&blocks);
-    memory::release_detached(blocks);
-    runtime::leak_check(&format!("released device {d}"), leaks)
-}
-
 /// Drops one reference on `deviceId`; the last one frees the device's
 /// contexts, streams (after their queued work), events and memory.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtResetDevice(deviceId: i32) -> aclError {
-    api_call("aclrtResetDevice", || reset_device(deviceId, false))
+    api_call("aclrtResetDevice", || {
+        runtime::reset_device(deviceId, false)
+    })
 }
 
 /// Frees the device's resources regardless of its reference count.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtResetDeviceForce(deviceId: i32) -> aclError {
-    api_call("aclrtResetDeviceForce", || reset_device(deviceId, true))
+    api_call("aclrtResetDeviceForce", || {
+        runtime::reset_device(deviceId, true)
+    })
 }
 
 /// The device of this thread's current context.

@@ -20,11 +20,11 @@
 use ascend_sys::*;
 
 use super::write_out;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
 use crate::event::{Event, elapsed_ms, epoch};
+use crate::gate::api_call;
 use crate::runtime;
-use crate::sanitizer::race;
-use crate::stream::{Wait, timeout_from_ms};
+use crate::stream::timeout_from_ms;
 
 /// Every `ACL_EVENT_*` creation flag.
 const EVENT_FLAGS: u32 = ACL_EVENT_SYNC
@@ -79,12 +79,7 @@ pub unsafe extern "C" fn aclrtCreateEventExWithFlag(event: *mut aclrtEvent, flag
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtDestroyEvent(event: aclrtEvent) -> aclError {
     api_call("aclrtDestroyEvent", || {
-        runtime::with_runtime(|rt| {
-            let e = rt.event(event)?;
-            rt.events.remove(&e.handle);
-            race::forget_event(e.handle.id());
-            Ok(())
-        })
+        runtime::with_runtime(|rt| rt.destroy_event(event))
     })
 }
 
@@ -110,30 +105,6 @@ fn lookup(event: aclrtEvent) -> MockResult<std::sync::Arc<Event>> {
     runtime::with_runtime(|rt| rt.event(event))
 }
 
-/// Whether `done` finds the event's work complete; if so the host has
-/// seen the work before its latest record complete (race detection). Work
-/// that was reached (or dropped) after a failure is the failed task's
-/// error when `failed_is_error`, so a poll cannot spin on a record its lost
-/// stream dropped.
-fn observe(
-    e: &Event,
-    done: impl FnOnce(&Event) -> bool,
-    failed_is_error: bool,
-) -> MockResult<bool> {
-    let snapshot = race::event_snapshot(e.handle.id());
-    let complete = done(e);
-    if complete {
-        race::host_absorbs(snapshot);
-    }
-    if failed_is_error
-        && (complete || e.nothing_pending())
-        && let Some(f) = e.failure()
-    {
-        return Err(f);
-    }
-    Ok(complete)
-}
-
 /// Deprecated status query: complete once the latest record ran.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclrtQueryEvent(
@@ -141,7 +112,7 @@ pub unsafe extern "C" fn aclrtQueryEvent(
     status: *mut aclrtEventStatus,
 ) -> aclError {
     api_call("aclrtQueryEvent", || {
-        let v = if observe(&*lookup(event)?, Event::is_complete, true)? {
+        let v = if lookup(event)?.observe(Event::is_complete, true)? {
             ACL_EVENT_STATUS_COMPLETE
         } else {
             ACL_EVENT_STATUS_NOT_READY
@@ -158,7 +129,7 @@ pub unsafe extern "C" fn aclrtQueryEventStatus(
     status: *mut aclrtEventRecordedStatus,
 ) -> aclError {
     api_call("aclrtQueryEventStatus", || {
-        let v = if observe(&*lookup(event)?, Event::is_complete, true)? {
+        let v = if lookup(event)?.observe(Event::is_complete, true)? {
             ACL_EVENT_RECORDED_STATUS_COMPLETE
         } else {
             ACL_EVENT_RECORDED_STATUS_NOT_READY
@@ -176,7 +147,7 @@ pub unsafe extern "C" fn aclrtQueryEventWaitStatus(
     status: *mut aclrtEventWaitStatus,
 ) -> aclError {
     api_call("aclrtQueryEventWaitStatus", || {
-        let v = if observe(&*lookup(event)?, Event::nothing_pending, false)? {
+        let v = if lookup(event)?.observe(Event::nothing_pending, false)? {
             ACL_EVENT_WAIT_STATUS_COMPLETE
         } else {
             ACL_EVENT_WAIT_STATUS_NOT_READY
@@ -188,22 +159,7 @@ pub unsafe extern "C" fn aclrtQueryEventWaitStatus(
 
 fn synchronize(event: aclrtEvent, timeout: i32) -> MockResult<()> {
     let timeout = timeout_from_ms(timeout)?;
-    let e = lookup(event)?;
-    let snapshot = race::event_snapshot(e.handle.id());
-    match e.synchronize(timeout) {
-        Wait::Reached => {
-            race::host_absorbs(snapshot);
-            e.failure().map_or(Ok(()), Err)
-        }
-        Wait::TimedOut => Err(MockError::new(
-            ACL_ERROR_RT_EVENT_SYNC_TIMEOUT,
-            format!(
-                "event {} did not complete within {} ms",
-                e.handle.id(),
-                timeout.unwrap_or_default().as_millis()
-            ),
-        )),
-    }
+    lookup(event)?.synchronize_observed(timeout)
 }
 
 /// Waits for the event's latest record; fails with the task's error when

@@ -15,7 +15,8 @@ use ascend_sys::*;
 
 use super::write_out;
 use crate::config;
-use crate::error::{self, MockError, api_call, api_call_value, count_call};
+use crate::error::{self, MockError};
+use crate::gate::{api_call, api_call_value, count_call};
 use crate::runtime;
 use crate::sanitizer;
 
@@ -44,6 +45,7 @@ pub unsafe extern "C" fn aclInit(configPath: *const c_char) -> aclError {
             }
         }
         sanitizer::reload_env().map_err(|why| MockError::new(ACL_ERROR_INVALID_PARAM, why))?;
+        sanitizer::race::install();
         runtime::initialize()
     })
 }
@@ -141,18 +143,7 @@ pub unsafe extern "C" fn aclDataTypeSize(dataType: aclDataType) -> usize {
     data_type_size(dataType)
 }
 
-/// The size table behind `aclDataTypeSize`.
-pub fn data_type_size(dt: aclDataType) -> usize {
-    match dt {
-        ACL_INT8 | ACL_UINT8 | ACL_BOOL | ACL_HIFLOAT8 | ACL_FLOAT8_E5M2 | ACL_FLOAT8_E4M3FN
-        | ACL_FLOAT8_E8M0 => 1,
-        ACL_FLOAT16 | ACL_INT16 | ACL_UINT16 | ACL_BF16 => 2,
-        ACL_FLOAT | ACL_INT32 | ACL_UINT32 | ACL_COMPLEX32 => 4,
-        ACL_INT64 | ACL_UINT64 | ACL_DOUBLE | ACL_COMPLEX64 => 8,
-        ACL_COMPLEX128 => 16,
-        _ => 0,
-    }
-}
+pub use crate::dtype::data_type_size;
 
 /// IEEE half to single precision.
 #[unsafe(no_mangle)]

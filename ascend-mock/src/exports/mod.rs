@@ -1,6 +1,6 @@
 //! The exported AscendCL C functions, one submodule per topic. Each
 //! function is a thin shell: it runs its body through
-//! [`api_call`](crate::error::api_call) and keeps the logic in the runtime
+//! [`api_call`](crate::gate::api_call) and keeps the logic in the runtime
 //! modules (`runtime`, `stream`, `event`, `memory`).
 //!
 //! Every function is re-exported here so that the symbol table in

@@ -6,10 +6,11 @@ use std::ffi::c_void;
 use ascend_sys::*;
 
 use super::write_out;
-use crate::error::{MockError, MockResult, api_call};
+use crate::error::{MockError, MockResult};
+use crate::gate::api_call;
 use crate::runtime;
-use crate::sanitizer::race;
-use crate::stream::{Stream, enqueue_named, timeout_from_ms};
+use crate::runtime::enqueue_named;
+use crate::stream::{Stream, TaskKind, timeout_from_ms};
 
 /// Every `ACL_STREAM_*` creation flag.
 const STREAM_FLAGS: u32 = ACL_STREAM_FAST_LAUNCH
@@ -131,9 +132,7 @@ pub unsafe extern "C" fn aclrtStreamQuery(
 ) -> aclError {
     api_call("aclrtStreamQuery", || {
         let s = runtime::with_runtime(|rt| rt.stream(stream))?;
-        let snapshot = race::stream_snapshot(&s);
-        let v = if s.is_idle() {
-            race::host_absorbs(snapshot);
+        let v = if s.query_observed() {
             ACL_STREAM_STATUS_COMPLETE
         } else {
             ACL_STREAM_STATUS_NOT_READY
@@ -197,6 +196,7 @@ pub unsafe extern "C" fn aclrtLaunchHostFunc(
         enqueue_named(
             stream,
             "aclrtLaunchHostFunc",
+            TaskKind::Host,
             Box::new(move || {
                 // SAFETY: the caller provided a callable host function and
                 // promises `args` stays valid until the stream runs it.

@@ -190,7 +190,7 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
             run_remote(&g, rank, seq, call).map_err(|e| task_error(api, &desc, e))
         });
         race::queue(stream, &accesses, HCCL_E_PARA as aclError, || {
-            stream.push(api, task).map_err(runtime_err)
+            stream.push_device(api, task).map_err(runtime_err)
         })?;
         st.next_seq[rank] = seq;
         return Ok(());
@@ -218,7 +218,7 @@ pub fn enqueue(comm: &Comm, stream: &Arc<Stream>, call: Call) -> MockResult<()> 
         &accesses,
         HCCL_E_PARA as aclError,
         &[(key, n)],
-        || stream.push(api, task).map_err(runtime_err),
+        || stream.push_device(api, task).map_err(runtime_err),
     )?;
     let slot = st.slots.entry(seq).or_insert_with(|| Slot::new(n));
     slot.streams[rank] = Some(stream.handle);

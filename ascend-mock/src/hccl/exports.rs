@@ -380,7 +380,7 @@ pub fn error_string(code: HcclResult) -> &'static CStr {
 /// No pointer argument.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn HcclGetErrorString(code: HcclResult) -> *const c_char {
-    crate::error::count_call("HcclGetErrorString");
+    crate::gate::count_call("HcclGetErrorString");
     error_string(code).as_ptr()
 }
 

@@ -72,7 +72,8 @@ use std::time::Duration;
 
 use ascend_sys::*;
 
-use crate::error::{MockError, MockResult, guarded_call};
+use crate::error::{MockError, MockResult};
+use crate::gate::guarded_call;
 
 /// The timeout used when neither the environment nor
 /// [`set_default_timeout`] says otherwise.

@@ -263,7 +263,7 @@ fn push(api: &'static str, comm: &Comm, stream: &Stream, items: Vec<Item>) -> Mo
         r.map_err(|e| task_error(api, &desc, e))
     });
     race::queue_joining(stream, &accesses, HCCL_E_PARA as aclError, &joins, || {
-        stream.push(api, task).map_err(runtime_err)
+        stream.push_device(api, task).map_err(runtime_err)
     })?;
     Ok(())
 }

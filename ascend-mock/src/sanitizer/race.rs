@@ -85,6 +85,8 @@ use std::sync::{Mutex, MutexGuard};
 use ascend_sys::aclError;
 
 use crate::error::MockResult;
+pub(crate) use crate::hooks::Access;
+use crate::hooks::{self, Observer};
 use crate::memory::{self, Allocation, MemKind};
 use crate::sanitizer::{self, CallSite, ReportClass, violation};
 use crate::stream::Stream;
@@ -158,37 +160,6 @@ impl Clock {
     fn remove(&mut self, id: u64) {
         if let Ok(i) = self.0.binary_search_by_key(&id, |e| e.0) {
             self.0.remove(i);
-        }
-    }
-}
-
-/// What a task or host call does to a range of memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Access {
-    /// First byte.
-    pub addr: usize,
-    /// Bytes (0: no access).
-    pub len: usize,
-    /// Whether it writes (else it reads).
-    pub write: bool,
-}
-
-impl Access {
-    /// A read of `len` bytes at `addr`.
-    pub fn read(addr: usize, len: usize) -> Access {
-        Access {
-            addr,
-            len,
-            write: false,
-        }
-    }
-
-    /// A write of `len` bytes at `addr`.
-    pub fn write(addr: usize, len: usize) -> Access {
-        Access {
-            addr,
-            len,
-            write: true,
         }
     }
 }
@@ -281,6 +252,10 @@ struct State {
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 fn lock() -> MutexGuard<'static, Option<State>> {
+    // Whoever builds tracking state has the core report to the tracker
+    // from then on (aclInit installs it first; this covers every other
+    // order).
+    install();
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -476,10 +451,20 @@ pub(crate) fn queue_joining<T>(
     joins: &[(JoinKey, usize)],
     push: impl FnOnce() -> MockResult<T>,
 ) -> MockResult<T> {
+    queue_on(stream.handle.id(), accesses, code, joins, push)
+}
+
+/// [`queue_joining`] for the stream with id `id`.
+fn queue_on<T>(
+    id: u64,
+    accesses: &[Access],
+    code: aclError,
+    joins: &[(JoinKey, usize)],
+    push: impl FnOnce() -> MockResult<T>,
+) -> MockResult<T> {
     if !sanitizer::enabled() {
         return push();
     }
-    let id = stream.handle.id();
     let touched = tracked(accesses);
     let mut g = lock();
     let state = g.get_or_insert_with(State::default);
@@ -658,21 +643,21 @@ pub(crate) fn free(ptr: usize, device: bool, code: aclError) -> MockResult<()> {
 
 /// Forgets the accesses of allocations released without a free (device
 /// reset, finalize).
-pub(crate) fn forget_blocks(blocks: &[Allocation]) {
+fn forget_blocks(bases: &[usize]) {
     let mut g = lock();
     if let Some(state) = g.as_mut() {
-        for b in blocks {
-            state.blocks.remove(&b.base);
+        for b in bases {
+            state.blocks.remove(b);
         }
     }
 }
 
 /// Queues an event record with `push` and captures `stream`'s clock for
 /// the event.
-pub(crate) fn record_event(
+fn record_event(
     event: u64,
-    stream: &Stream,
-    push: impl FnOnce() -> MockResult<()>,
+    stream: u64,
+    push: &mut dyn FnMut() -> MockResult<()>,
 ) -> MockResult<()> {
     if !sanitizer::enabled() {
         return push();
@@ -680,18 +665,14 @@ pub(crate) fn record_event(
     let mut g = lock();
     push()?;
     let state = g.get_or_insert_with(State::default);
-    let clock = state.refresh(stream.handle.id()).clock.clone();
+    let clock = state.refresh(stream).clock.clone();
     state.events.insert(event, clock);
     Ok(())
 }
 
 /// Queues a wait for `event` on `stream` with `push` and joins the event's
 /// captured clock into the stream's.
-pub(crate) fn wait_event(
-    event: u64,
-    stream: &Stream,
-    push: impl FnOnce() -> MockResult<()>,
-) -> MockResult<()> {
+fn wait_event(event: u64, stream: u64, push: &mut dyn FnMut() -> MockResult<()>) -> MockResult<()> {
     if !sanitizer::enabled() {
         return push();
     }
@@ -699,7 +680,7 @@ pub(crate) fn wait_event(
     push()?;
     let state = g.get_or_insert_with(State::default);
     if let Some(clock) = state.events.get(&event).cloned() {
-        state.refresh(stream.handle.id()).clock.join(&clock);
+        state.refresh(stream).clock.join(&clock);
     }
     Ok(())
 }
@@ -710,9 +691,10 @@ pub(crate) fn forget_event(event: u64) {
     with_state(|s| s.events.remove(&event));
 }
 
-/// The clock of `stream` as of now (everything queued on it so far).
-pub(crate) fn stream_snapshot(stream: &Stream) -> Option<Snapshot> {
-    with_state(|s| Snapshot(s.refresh(stream.handle.id()).clock.clone()))
+/// The clock of the stream with id `stream` as of now (everything queued
+/// on it so far).
+fn snapshot_of(stream: u64) -> Option<Snapshot> {
+    with_state(|s| Snapshot(s.refresh(stream).clock.clone()))
 }
 
 /// The clock captured by the latest record of `event`.
@@ -761,6 +743,87 @@ pub(crate) fn stream_gone(id: u64, drained: bool) {
 /// Forgets everything (at `aclFinalize`).
 pub(crate) fn clear() {
     *lock() = None;
+}
+
+/// The race tracker as the device core's observer (see `crate::hooks`):
+/// the core tells it of event records and waits, event resets, host
+/// synchronisations, streams gone and finalisation.
+struct Tracker;
+
+static TRACKER: Tracker = Tracker;
+
+/// Installs the race tracker as the device core's observer (at `aclInit`,
+/// and whenever tracking state is first built).
+pub(crate) fn install() {
+    hooks::install(&TRACKER);
+}
+
+impl Observer for Tracker {
+    fn queue(
+        &self,
+        stream: u64,
+        accesses: &[Access],
+        code: aclError,
+        push: &mut dyn FnMut() -> MockResult<u64>,
+    ) -> MockResult<u64> {
+        queue_on(stream, accesses, code, &[], push)
+    }
+
+    fn host_access(&self, accesses: &[Access], code: aclError) -> MockResult<()> {
+        host(accesses, code)
+    }
+
+    fn free(&self, ptr: usize, device: bool, code: aclError) -> MockResult<()> {
+        free(ptr, device, code)
+    }
+
+    fn record_event(
+        &self,
+        event: u64,
+        stream: u64,
+        push: &mut dyn FnMut() -> MockResult<()>,
+    ) -> MockResult<()> {
+        record_event(event, stream, push)
+    }
+
+    fn wait_event(
+        &self,
+        event: u64,
+        stream: u64,
+        push: &mut dyn FnMut() -> MockResult<()>,
+    ) -> MockResult<()> {
+        wait_event(event, stream, push)
+    }
+
+    fn event_forgotten(&self, event: u64) {
+        forget_event(event);
+    }
+
+    fn synchronize(&self, stream: u64, sync: &mut dyn FnMut() -> bool) {
+        let snapshot = snapshot_of(stream);
+        if sync() {
+            host_absorbs(snapshot);
+        }
+    }
+
+    fn synchronize_event(&self, event: u64, sync: &mut dyn FnMut() -> bool) {
+        let snapshot = event_snapshot(event);
+        if sync() {
+            host_absorbs(snapshot);
+        }
+    }
+
+    fn blocks_released(&self, bases: &[usize]) {
+        forget_blocks(bases);
+    }
+
+    fn stream_gone(&self, stream: u64, drained: bool) {
+        stream_gone(stream, drained);
+    }
+
+    fn finalized(&self) {
+        clear();
+    }
 }
 
 #[cfg(test)]
