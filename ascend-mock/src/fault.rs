@@ -32,7 +32,7 @@
 //!   pseudo-random time in `0..=MAX_US` microseconds drawn from the seed,
 //!   the stream and the task's sequence number.
 //!
-//! Counting: every exported call passes through [`on_call`] (from the
+//! Counting: every exported call passes through `on_call` (from the
 //! call gate, `gate`), which counts it per API and in total.
 //! Counts start at process start and restart at [`clear`]. Calls without
 //! an error channel (`aclGetRecentErrMsg`, `aclDataTypeSize`, ...) are

@@ -4,7 +4,7 @@
 //! Invariants:
 //! - `RUNTIME` is `Some` exactly between a successful `aclInit` and the
 //!   matching `aclFinalize`; every call that needs the runtime goes through
-//!   [`with_runtime`], which reports `ACL_ERROR_UNINITIALIZE` otherwise.
+//!   `with_runtime`, which reports `ACL_ERROR_UNINITIALIZE` otherwise.
 //! - Handles given to C are tagged ids ([`Handle`]), never addresses, so a
 //!   stale or foreign handle is looked up and refused instead of being
 //!   dereferenced. Ids are never reused within a process.

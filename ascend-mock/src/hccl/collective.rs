@@ -15,7 +15,7 @@
 //!
 //! Invariants: a slot moves Waiting -> Running -> Done, or Waiting ->
 //! Abandoned, never back; data moves only in Running, while every rank's
-//! task is inside [`run`], so every buffer is still valid (see the module
+//! task is inside `run`, so every buffer is still valid (see the module
 //! documentation of `hccl`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

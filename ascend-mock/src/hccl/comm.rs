@@ -204,7 +204,7 @@ impl Comm {
         self.group.devices[self.rank as usize]
     }
 
-    /// "rank r of <name>", for messages.
+    /// "rank r of `<name>`", for messages.
     pub fn describe(&self) -> String {
         let pid = self.group.pids[self.rank as usize];
         let process = if self.group.link.is_some() {
