@@ -3,8 +3,10 @@
 //! [`api_call`](crate::gate::api_call) and keeps the logic in the runtime
 //! modules (`runtime`, `stream`, `event`, `memory`).
 //!
-//! Every function is re-exported here so that the symbol table in
-//! `resolve.rs` can name it as `exports::<name>`.
+//! Every module holding exported functions is glob re-exported here, so
+//! that the symbol table in `resolve.rs` (generated from the headers) can
+//! name each function as `exports::<name>`; a family adds its one
+//! `pub use` line, and no list of function names is kept by hand.
 //!
 //! Pointer arguments follow the AscendCL contract: an output pointer is
 //! either NULL (refused with `ACL_ERROR_INVALID_PARAM`) or valid for a
@@ -26,21 +28,9 @@ pub use stream::*;
 
 pub use crate::aclnn::attention::*;
 pub use crate::aclnn::elementwise::*;
-pub use crate::aclnn::executor::{
-    aclDestroyAclOpExecutor, aclSetAclOpExecutorRepeatable, aclSetDynamicInputTensorAddr,
-    aclSetDynamicOutputTensorAddr, aclSetInputTensorAddr, aclSetOutputTensorAddr, aclSetTensorAddr,
-};
+pub use crate::aclnn::executor::*;
 pub use crate::aclnn::matmul::*;
-pub use crate::aclnn::meta::{
-    aclCreateBoolArray, aclCreateFloatArray, aclCreateIntArray, aclCreateScalar,
-    aclCreateScalarList, aclCreateTensor, aclCreateTensorList, aclDestroyBoolArray,
-    aclDestroyFloatArray, aclDestroyIntArray, aclDestroyScalar, aclDestroyScalarList,
-    aclDestroyTensor, aclDestroyTensorList, aclGetBoolArraySize, aclGetDataType,
-    aclGetFloatArraySize, aclGetFormat, aclGetIntArraySize, aclGetRawTensorAddr,
-    aclGetScalarListSize, aclGetStorageShape, aclGetTensorListSize, aclGetViewOffset,
-    aclGetViewShape, aclGetViewStrides, aclInitTensor, aclSetRawTensorAddr, aclnnFinalize,
-    aclnnInit,
-};
+pub use crate::aclnn::meta::*;
 pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
 pub use crate::aclnn::rope::*;
