@@ -15,9 +15,16 @@
 //! each index inside `shape`, lies inside one live allocation of at least
 //! that many elements of `dtype`, and no other thread writes it meanwhile.
 
+use ascend_sys::dtype::ElementType;
+use ascend_sys::{
+    ACL_BF16, ACL_BOOL, ACL_DOUBLE, ACL_FLOAT, ACL_FLOAT16, ACL_INT8, ACL_INT16, ACL_INT32,
+    ACL_INT64, ACL_UINT8, aclDataType,
+};
 use half::{bf16, f16};
 
-/// Element types the kernels understand (a subset of `aclDataType`).
+/// Element types the kernels understand (a subset of `aclDataType`). Their
+/// sizes, kinds and CANN names come from the one table of element types,
+/// `ascend_sys::dtype`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
@@ -32,36 +39,76 @@ pub enum DType {
     Bool,
 }
 
+/// The table's entry of each [`DType`], in declaration order (looked up
+/// once, at compile time).
+const ENTRIES: [&ElementType; 10] = {
+    let all = DType::ALL;
+    let mut out = [&ascend_sys::dtype::ELEMENT_TYPES[0]; 10];
+    let mut i = 0;
+    while i < all.len() {
+        out[i] = match ascend_sys::dtype::by_acl(all[i].acl()) {
+            Some(e) => e,
+            None => panic!("every kernel dtype is in ascend_sys::dtype"),
+        };
+        i += 1;
+    }
+    out
+};
+
 impl DType {
+    /// Every kernel dtype, in declaration order.
+    pub const ALL: [DType; 10] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::F64,
+        DType::I8,
+        DType::U8,
+        DType::I16,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+    ];
+
+    /// Its `aclDataType`.
+    pub const fn acl(self) -> aclDataType {
+        match self {
+            DType::F32 => ACL_FLOAT,
+            DType::F16 => ACL_FLOAT16,
+            DType::BF16 => ACL_BF16,
+            DType::F64 => ACL_DOUBLE,
+            DType::I8 => ACL_INT8,
+            DType::U8 => ACL_UINT8,
+            DType::I16 => ACL_INT16,
+            DType::I32 => ACL_INT32,
+            DType::I64 => ACL_INT64,
+            DType::Bool => ACL_BOOL,
+        }
+    }
+
+    /// The kernel dtype of an `aclDataType`, if the kernels know it.
+    pub fn from_acl(dt: aclDataType) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.acl() == dt)
+    }
+
+    /// The table's entry.
+    fn entry(self) -> &'static ElementType {
+        ENTRIES[self as usize]
+    }
+
     /// Size of one element in bytes.
     pub fn size(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 | DType::I16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
-        }
+        self.entry().size()
     }
 
     /// Whether this is a floating-point type.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
+        self.entry().is_float()
     }
 
     /// The CANN name, for error messages (`DT_FLOAT16`, ...).
     pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "DT_FLOAT",
-            DType::F16 => "DT_FLOAT16",
-            DType::BF16 => "DT_BF16",
-            DType::F64 => "DT_DOUBLE",
-            DType::I8 => "DT_INT8",
-            DType::U8 => "DT_UINT8",
-            DType::I16 => "DT_INT16",
-            DType::I32 => "DT_INT32",
-            DType::I64 => "DT_INT64",
-            DType::Bool => "DT_BOOL",
-        }
+        self.entry().name
     }
 }
 

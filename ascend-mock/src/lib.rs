@@ -23,7 +23,6 @@
 //!    - [`error`]: [`MockError`] (the crate's one error type), the
 //!      per-thread message of `aclGetRecentErrMsg` and the last-error code,
 //!      and [`sanitizer::ReportClass`]; it names no other module.
-//!    - `dtype`: element sizes of the AscendCL data types.
 //! 2. Gate:
 //!    - [`config`](mod@config): [`Config`], [`configure`], [`config()`], the
 //!      `ASCEND_MOCK_*` environment variables, and the configuration in
@@ -112,7 +111,6 @@ mod aclnn;
 pub mod callback;
 pub mod config;
 mod copy;
-mod dtype;
 pub mod error;
 pub mod event;
 mod exports;

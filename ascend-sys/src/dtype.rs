@@ -111,25 +111,48 @@ element_types! {
     ACL_FLOAT4_E1M2 "DT_FLOAT4_E1M2" 4 Float;
 }
 
-/// The element type of an `aclDataType` value, if it is one.
-pub fn by_acl(dt: aclDataType) -> Option<&'static ElementType> {
-    ELEMENT_TYPES.iter().find(|t| t.acl == dt)
+/// The element type of an `aclDataType` value, if it is one. A `const fn`,
+/// so that crates can build their own constant lookups from the table.
+pub const fn by_acl(dt: aclDataType) -> Option<&'static ElementType> {
+    let mut i = 0;
+    while i < ELEMENT_TYPES.len() {
+        if ELEMENT_TYPES[i].acl == dt {
+            return Some(&ELEMENT_TYPES[i]);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The element type of an `HcclDataType` value, if AscendCL has it too.
-pub fn by_hccl(dt: HcclDataType) -> Option<&'static ElementType> {
-    ELEMENT_TYPES.iter().find(|t| t.hccl == Some(dt))
+pub const fn by_hccl(dt: HcclDataType) -> Option<&'static ElementType> {
+    let mut i = 0;
+    while i < ELEMENT_TYPES.len() {
+        if let Some(h) = ELEMENT_TYPES[i].hccl {
+            if h == dt {
+                return Some(&ELEMENT_TYPES[i]);
+            }
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `aclDataTypeSize`: bytes per element, 0 for undefined, string and
 /// sub-byte types.
-pub fn size_of(dt: aclDataType) -> usize {
-    by_acl(dt).map_or(0, ElementType::size)
+pub const fn size_of(dt: aclDataType) -> usize {
+    match by_acl(dt) {
+        Some(t) => t.size(),
+        None => 0,
+    }
 }
 
 /// CANN's name of an `aclDataType` (`DT_FLOAT`), or `DT_UNDEFINED`.
-pub fn name_of(dt: aclDataType) -> &'static str {
-    by_acl(dt).map_or("DT_UNDEFINED", |t| t.name)
+pub const fn name_of(dt: aclDataType) -> &'static str {
+    match by_acl(dt) {
+        Some(t) => t.name,
+        None => "DT_UNDEFINED",
+    }
 }
 
 #[cfg(test)]

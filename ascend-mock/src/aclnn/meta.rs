@@ -198,7 +198,7 @@ fn leaked_objects(blocks: Option<&[Allocation]>) -> Vec<String> {
                             return None;
                         }
                         let bytes: i64 = t.storage.iter().product::<i64>().max(0)
-                            * crate::dtype::data_type_size(t.dtype) as i64;
+                            * ascend_sys::dtype::size_of(t.dtype) as i64;
                         format!(" (data {:#x}, storage of {bytes} bytes)", t.data)
                     }
                     Object::Executor(ex) => {
@@ -345,57 +345,15 @@ pub fn aclnn_initialized() -> bool {
     ACLNN_INITIALIZED.load(Ordering::SeqCst)
 }
 
-/// The kernels' element type for an `aclDataType`, or `None` when the
-/// kernels do not support it.
+/// The kernels' dtype for an `aclDataType` the kernels compute on.
 pub fn kernel_dtype(dtype: aclDataType) -> Option<DType> {
-    Some(match dtype {
-        ACL_FLOAT => DType::F32,
-        ACL_FLOAT16 => DType::F16,
-        ACL_BF16 => DType::BF16,
-        ACL_DOUBLE => DType::F64,
-        ACL_INT8 => DType::I8,
-        ACL_UINT8 => DType::U8,
-        ACL_INT16 => DType::I16,
-        ACL_INT32 => DType::I32,
-        ACL_INT64 => DType::I64,
-        ACL_BOOL => DType::Bool,
-        _ => return None,
-    })
+    DType::from_acl(dtype)
 }
 
 /// Whether `dtype` is one of the `aclDataType` values (other than
-/// `ACL_DT_UNDEFINED`).
+/// `ACL_DT_UNDEFINED`): an entry of `ascend_sys::dtype`'s table.
 pub fn known_dtype(dtype: aclDataType) -> bool {
-    matches!(
-        dtype,
-        ACL_FLOAT
-            | ACL_FLOAT16
-            | ACL_INT8
-            | ACL_INT32
-            | ACL_UINT8
-            | ACL_INT16
-            | ACL_UINT16
-            | ACL_UINT32
-            | ACL_INT64
-            | ACL_UINT64
-            | ACL_DOUBLE
-            | ACL_BOOL
-            | ACL_STRING
-            | ACL_COMPLEX64
-            | ACL_COMPLEX128
-            | ACL_BF16
-            | ACL_INT4
-            | ACL_UINT1
-            | ACL_COMPLEX32
-            | ACL_HIFLOAT8
-            | ACL_FLOAT8_E5M2
-            | ACL_FLOAT8_E4M3FN
-            | ACL_FLOAT8_E8M0
-            | ACL_FLOAT6_E3M2
-            | ACL_FLOAT6_E2M3
-            | ACL_FLOAT4_E2M1
-            | ACL_FLOAT4_E1M2
-    )
+    ascend_sys::dtype::by_acl(dtype).is_some()
 }
 
 /// Copies `n` values from the C array `ptr` (`what` names it), refusing a

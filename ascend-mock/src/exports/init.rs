@@ -140,10 +140,8 @@ pub unsafe extern "C" fn aclsysGetVersionNum(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aclDataTypeSize(dataType: aclDataType) -> usize {
     count_call("aclDataTypeSize");
-    data_type_size(dataType)
+    ascend_sys::dtype::size_of(dataType)
 }
-
-pub use crate::dtype::data_type_size;
 
 /// IEEE half to single precision.
 #[unsafe(no_mangle)]

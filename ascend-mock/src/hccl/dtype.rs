@@ -94,11 +94,10 @@ impl DataType {
     /// Bytes per element.
     pub fn width(self) -> usize {
         match self {
-            DataType::I8 | DataType::U8 | DataType::Byte8(_) => 1,
-            DataType::I16 | DataType::U16 | DataType::F16 | DataType::Bf16 => 2,
-            DataType::I32 | DataType::U32 | DataType::F32 => 4,
-            DataType::I64 | DataType::U64 | DataType::F64 => 8,
+            // The one HCCL type AscendCL has no element type for.
             DataType::I128 => 16,
+            other => ascend_sys::dtype::by_hccl(other.raw())
+                .map_or(0, ascend_sys::dtype::ElementType::size),
         }
     }
 

@@ -55,17 +55,17 @@ impl DType {
     }
 
     /// The matching `HcclDataType` (HCCL numbers its types differently from
-    /// `aclDataType`: FP16 is 3 there, BFP16 11). Every type here has one.
+    /// `aclDataType`: FP16 is 3 there, BFP16 11), from the one table of
+    /// element types. Every type here has one.
     pub fn hccl(self) -> ascend_sys::HcclDataType {
-        match self {
-            DType::F32 => ascend_sys::HCCL_DATA_TYPE_FP32,
-            DType::F16 => ascend_sys::HCCL_DATA_TYPE_FP16,
-            DType::BF16 => ascend_sys::HCCL_DATA_TYPE_BFP16,
-            DType::I8 => ascend_sys::HCCL_DATA_TYPE_INT8,
-            DType::I32 => ascend_sys::HCCL_DATA_TYPE_INT32,
-            DType::I64 => ascend_sys::HCCL_DATA_TYPE_INT64,
-            DType::U8 => ascend_sys::HCCL_DATA_TYPE_UINT8,
-        }
+        self.entry()
+            .hccl
+            .expect("every DType has an HCCL type in ascend_sys::dtype")
+    }
+
+    /// The entry of `ascend_sys::dtype`'s table.
+    fn entry(self) -> &'static ascend_sys::dtype::ElementType {
+        ascend_sys::dtype::by_acl(self.acl()).expect("every DType is in ascend_sys::dtype")
     }
 
     /// The type for an `aclDataType`, if it is one we support.
@@ -75,12 +75,7 @@ impl DType {
 
     /// Bytes per element.
     pub fn size(self) -> usize {
-        match self {
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 => 2,
-            DType::I8 | DType::U8 => 1,
-            DType::I64 => 8,
-        }
+        self.entry().size()
     }
 
     /// The Rust name of the type.
