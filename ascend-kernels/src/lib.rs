@@ -28,6 +28,7 @@ pub mod gemm;
 pub mod grouped_matmul;
 pub mod matmul;
 pub mod moe;
+pub mod par;
 pub mod rms_norm;
 pub mod scalar;
 pub mod softmax;

@@ -344,6 +344,110 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnClamp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMin: *const aclScalar,
+        clipValueMax: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnClampMax = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampMaxGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMax: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnClampMin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampMinGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMin: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnCos = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnCosGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnElu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        alpha: *const aclScalar,
+        scale: *const aclScalar,
+        inputScale: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnExp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnExpGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnGelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGeluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnGeluV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGeluV2GetWorkspaceSize = unsafe extern "C" fn(
+        x: *const aclTensor,
+        approximate: i64,
+        y: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGroupedMatmulV3 = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -394,6 +498,30 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnHardsigmoid = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnHardsigmoidGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnHardswish = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnHardswishGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceAdd = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -404,6 +532,127 @@ pub mod opapi {
         selfRef: *const aclTensor,
         other: *const aclTensor,
         alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceClampMax = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceClampMaxGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        clipValueMax: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCos = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCosGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceElu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceEluGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        alpha: *const aclScalar,
+        scale: *const aclScalar,
+        inputScale: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceExp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceExpGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLeakyRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLeakyReluGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        negativeSlope: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSinGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceThreshold = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceThresholdGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        threshold: *const aclScalar,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLeakyRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLeakyReluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        negativeSlope: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLog = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLogGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLogicalNot = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLogicalNotGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -573,6 +822,18 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnReluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnRmsNorm = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -585,6 +846,54 @@ pub mod opapi {
         epsilon: f64,
         yOut: *const aclTensor,
         rstdOut: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSigmoid = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSigmoidGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSign = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSignGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        result: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSilu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSiluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSinGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -601,6 +910,32 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnSoftplus = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSoftplusGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        beta: *const aclScalar,
+        threshold: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSqrt = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSqrtGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnSwiGlu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -611,6 +946,32 @@ pub mod opapi {
         x: *const aclTensor,
         dim: i64,
         out: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTanh = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTanhGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnThreshold = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnThresholdGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        threshold: *const aclScalar,
+        value: *const aclScalar,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -881,38 +1242,96 @@ crate::loader::function_tables! {
         aclnnAddGetWorkspaceSize = 3,
         aclnnAdds = 4,
         aclnnAddsGetWorkspaceSize = 5,
-        aclnnGroupedMatmulV3 = 6,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 7,
-        aclnnGroupedMatmulV4 = 8,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 9,
-        aclnnInplaceAdd = 10,
-        aclnnInplaceAddGetWorkspaceSize = 11,
-        aclnnMatmul = 12,
-        aclnnMatmulGetWorkspaceSize = 13,
-        aclnnMoeComputeExpertTokens = 14,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 15,
-        aclnnMoeFinalizeRoutingV2 = 16,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 17,
-        aclnnMoeGatingTopK = 18,
-        aclnnMoeGatingTopKGetWorkspaceSize = 19,
-        aclnnMoeGatingTopKSoftmax = 20,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 21,
-        aclnnMoeGatingTopKSoftmaxV2 = 22,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 23,
-        aclnnMoeInitRoutingV2 = 24,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 25,
-        aclnnMoeInitRoutingV3 = 26,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 27,
-        aclnnMul = 28,
-        aclnnMulGetWorkspaceSize = 29,
-        aclnnRmsNorm = 30,
-        aclnnRmsNormGetWorkspaceSize = 31,
-        aclnnSoftmax = 32,
-        aclnnSoftmaxGetWorkspaceSize = 33,
-        aclnnSwiGlu = 34,
-        aclnnSwiGluGetWorkspaceSize = 35,
-        aclnnTopk = 36,
-        aclnnTopkGetWorkspaceSize = 37,
+        aclnnClamp = 6,
+        aclnnClampGetWorkspaceSize = 7,
+        aclnnClampMax = 8,
+        aclnnClampMaxGetWorkspaceSize = 9,
+        aclnnClampMin = 10,
+        aclnnClampMinGetWorkspaceSize = 11,
+        aclnnCos = 12,
+        aclnnCosGetWorkspaceSize = 13,
+        aclnnElu = 14,
+        aclnnEluGetWorkspaceSize = 15,
+        aclnnExp = 16,
+        aclnnExpGetWorkspaceSize = 17,
+        aclnnGelu = 18,
+        aclnnGeluGetWorkspaceSize = 19,
+        aclnnGeluV2 = 20,
+        aclnnGeluV2GetWorkspaceSize = 21,
+        aclnnGroupedMatmulV3 = 22,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 23,
+        aclnnGroupedMatmulV4 = 24,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 25,
+        aclnnHardsigmoid = 26,
+        aclnnHardsigmoidGetWorkspaceSize = 27,
+        aclnnHardswish = 28,
+        aclnnHardswishGetWorkspaceSize = 29,
+        aclnnInplaceAdd = 30,
+        aclnnInplaceAddGetWorkspaceSize = 31,
+        aclnnInplaceClampMax = 32,
+        aclnnInplaceClampMaxGetWorkspaceSize = 33,
+        aclnnInplaceCos = 34,
+        aclnnInplaceCosGetWorkspaceSize = 35,
+        aclnnInplaceElu = 36,
+        aclnnInplaceEluGetWorkspaceSize = 37,
+        aclnnInplaceExp = 38,
+        aclnnInplaceExpGetWorkspaceSize = 39,
+        aclnnInplaceLeakyRelu = 40,
+        aclnnInplaceLeakyReluGetWorkspaceSize = 41,
+        aclnnInplaceSin = 42,
+        aclnnInplaceSinGetWorkspaceSize = 43,
+        aclnnInplaceThreshold = 44,
+        aclnnInplaceThresholdGetWorkspaceSize = 45,
+        aclnnLeakyRelu = 46,
+        aclnnLeakyReluGetWorkspaceSize = 47,
+        aclnnLog = 48,
+        aclnnLogGetWorkspaceSize = 49,
+        aclnnLogicalNot = 50,
+        aclnnLogicalNotGetWorkspaceSize = 51,
+        aclnnMatmul = 52,
+        aclnnMatmulGetWorkspaceSize = 53,
+        aclnnMoeComputeExpertTokens = 54,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 55,
+        aclnnMoeFinalizeRoutingV2 = 56,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 57,
+        aclnnMoeGatingTopK = 58,
+        aclnnMoeGatingTopKGetWorkspaceSize = 59,
+        aclnnMoeGatingTopKSoftmax = 60,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 61,
+        aclnnMoeGatingTopKSoftmaxV2 = 62,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 63,
+        aclnnMoeInitRoutingV2 = 64,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 65,
+        aclnnMoeInitRoutingV3 = 66,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 67,
+        aclnnMul = 68,
+        aclnnMulGetWorkspaceSize = 69,
+        aclnnRelu = 70,
+        aclnnReluGetWorkspaceSize = 71,
+        aclnnRmsNorm = 72,
+        aclnnRmsNormGetWorkspaceSize = 73,
+        aclnnSigmoid = 74,
+        aclnnSigmoidGetWorkspaceSize = 75,
+        aclnnSign = 76,
+        aclnnSignGetWorkspaceSize = 77,
+        aclnnSilu = 78,
+        aclnnSiluGetWorkspaceSize = 79,
+        aclnnSin = 80,
+        aclnnSinGetWorkspaceSize = 81,
+        aclnnSoftmax = 82,
+        aclnnSoftmaxGetWorkspaceSize = 83,
+        aclnnSoftplus = 84,
+        aclnnSoftplusGetWorkspaceSize = 85,
+        aclnnSqrt = 86,
+        aclnnSqrtGetWorkspaceSize = 87,
+        aclnnSwiGlu = 88,
+        aclnnSwiGluGetWorkspaceSize = 89,
+        aclnnTanh = 90,
+        aclnnTanhGetWorkspaceSize = 91,
+        aclnnThreshold = 92,
+        aclnnThresholdGetWorkspaceSize = 93,
+        aclnnTopk = 94,
+        aclnnTopkGetWorkspaceSize = 95,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1062,12 +1481,52 @@ macro_rules! for_each_function {
             opapi::aclnnAddGetWorkspaceSize,
             opapi::aclnnAdds,
             opapi::aclnnAddsGetWorkspaceSize,
+            opapi::aclnnClamp,
+            opapi::aclnnClampGetWorkspaceSize,
+            opapi::aclnnClampMax,
+            opapi::aclnnClampMaxGetWorkspaceSize,
+            opapi::aclnnClampMin,
+            opapi::aclnnClampMinGetWorkspaceSize,
+            opapi::aclnnCos,
+            opapi::aclnnCosGetWorkspaceSize,
+            opapi::aclnnElu,
+            opapi::aclnnEluGetWorkspaceSize,
+            opapi::aclnnExp,
+            opapi::aclnnExpGetWorkspaceSize,
+            opapi::aclnnGelu,
+            opapi::aclnnGeluGetWorkspaceSize,
+            opapi::aclnnGeluV2,
+            opapi::aclnnGeluV2GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV3,
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
             opapi::aclnnGroupedMatmulV4GetWorkspaceSize,
+            opapi::aclnnHardsigmoid,
+            opapi::aclnnHardsigmoidGetWorkspaceSize,
+            opapi::aclnnHardswish,
+            opapi::aclnnHardswishGetWorkspaceSize,
             opapi::aclnnInplaceAdd,
             opapi::aclnnInplaceAddGetWorkspaceSize,
+            opapi::aclnnInplaceClampMax,
+            opapi::aclnnInplaceClampMaxGetWorkspaceSize,
+            opapi::aclnnInplaceCos,
+            opapi::aclnnInplaceCosGetWorkspaceSize,
+            opapi::aclnnInplaceElu,
+            opapi::aclnnInplaceEluGetWorkspaceSize,
+            opapi::aclnnInplaceExp,
+            opapi::aclnnInplaceExpGetWorkspaceSize,
+            opapi::aclnnInplaceLeakyRelu,
+            opapi::aclnnInplaceLeakyReluGetWorkspaceSize,
+            opapi::aclnnInplaceSin,
+            opapi::aclnnInplaceSinGetWorkspaceSize,
+            opapi::aclnnInplaceThreshold,
+            opapi::aclnnInplaceThresholdGetWorkspaceSize,
+            opapi::aclnnLeakyRelu,
+            opapi::aclnnLeakyReluGetWorkspaceSize,
+            opapi::aclnnLog,
+            opapi::aclnnLogGetWorkspaceSize,
+            opapi::aclnnLogicalNot,
+            opapi::aclnnLogicalNotGetWorkspaceSize,
             opapi::aclnnMatmul,
             opapi::aclnnMatmulGetWorkspaceSize,
             opapi::aclnnMoeComputeExpertTokens,
@@ -1086,12 +1545,30 @@ macro_rules! for_each_function {
             opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
             opapi::aclnnMul,
             opapi::aclnnMulGetWorkspaceSize,
+            opapi::aclnnRelu,
+            opapi::aclnnReluGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
+            opapi::aclnnSigmoid,
+            opapi::aclnnSigmoidGetWorkspaceSize,
+            opapi::aclnnSign,
+            opapi::aclnnSignGetWorkspaceSize,
+            opapi::aclnnSilu,
+            opapi::aclnnSiluGetWorkspaceSize,
+            opapi::aclnnSin,
+            opapi::aclnnSinGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
+            opapi::aclnnSoftplus,
+            opapi::aclnnSoftplusGetWorkspaceSize,
+            opapi::aclnnSqrt,
+            opapi::aclnnSqrtGetWorkspaceSize,
             opapi::aclnnSwiGlu,
             opapi::aclnnSwiGluGetWorkspaceSize,
+            opapi::aclnnTanh,
+            opapi::aclnnTanhGetWorkspaceSize,
+            opapi::aclnnThreshold,
+            opapi::aclnnThresholdGetWorkspaceSize,
             opapi::aclnnTopk,
             opapi::aclnnTopkGetWorkspaceSize,
             hccl::HcclAllGather,
@@ -1133,9 +1610,29 @@ macro_rules! for_each_operator {
             aclnnAbs / aclnnAbsGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnAdd / aclnnAddGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnClamp / aclnnClampGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnClampMax / aclnnClampMaxGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnClampMin / aclnnClampMinGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnCos / aclnnCosGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnElu / aclnnEluGetWorkspaceSize (self_: *const $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnExp / aclnnExpGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnGelu / aclnnGeluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnGeluV2 / aclnnGeluV2GetWorkspaceSize (x: *const $crate::aclTensor, approximate: i64, y: *mut $crate::aclTensor);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
+            aclnnHardsigmoid / aclnnHardsigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnHardswish / aclnnHardswishGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
+            aclnnInplaceClampMax / aclnnInplaceClampMaxGetWorkspaceSize (selfRef: *mut $crate::aclTensor, clipValueMax: *const $crate::aclScalar);
+            aclnnInplaceCos / aclnnInplaceCosGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceElu / aclnnInplaceEluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar);
+            aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceLeakyRelu / aclnnInplaceLeakyReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, negativeSlope: *const $crate::aclScalar);
+            aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceThreshold / aclnnInplaceThresholdGetWorkspaceSize (selfRef: *mut $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar);
+            aclnnLeakyRelu / aclnnLeakyReluGetWorkspaceSize (self_: *const $crate::aclTensor, negativeSlope: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnLog / aclnnLogGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnLogicalNot / aclnnLogicalNotGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnMatmul / aclnnMatmulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnMoeComputeExpertTokens / aclnnMoeComputeExpertTokensGetWorkspaceSize (sortedExperts: *const $crate::aclTensor, numExperts: i64, out: *const $crate::aclTensor);
             aclnnMoeFinalizeRoutingV2 / aclnnMoeFinalizeRoutingV2GetWorkspaceSize (expandedX: *const $crate::aclTensor, expandedRowIdx: *const $crate::aclTensor, x1Optional: *const $crate::aclTensor, x2Optional: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, scalesOptional: *const $crate::aclTensor, expertIdxOptional: *const $crate::aclTensor, dropPadMode: i64, out: *const $crate::aclTensor);
@@ -1145,9 +1642,18 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV2 / aclnnMoeInitRoutingV2GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, activeNumOptional: i64, expertCapacityOptional: i64, expertNumOptional: i64, dropPadModeOptional: i64, expertTokensCountOrCumsumFlagOptional: i64, expertTokensBeforeCapacityFlagOptional: bool, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOutOptional: *const $crate::aclTensor, expertTokensBeforeCapacityOutOptional: *const $crate::aclTensor);
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnRelu / aclnnReluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
+            aclnnSigmoid / aclnnSigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSign / aclnnSignGetWorkspaceSize (self_: *const $crate::aclTensor, result: *mut $crate::aclTensor);
+            aclnnSilu / aclnnSiluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSin / aclnnSinGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
+            aclnnSoftplus / aclnnSoftplusGetWorkspaceSize (self_: *const $crate::aclTensor, beta: *const $crate::aclScalar, threshold: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnSqrt / aclnnSqrtGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSwiGlu / aclnnSwiGluGetWorkspaceSize (x: *const $crate::aclTensor, dim: i64, out: *const $crate::aclTensor);
+            aclnnTanh / aclnnTanhGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnThreshold / aclnnThresholdGetWorkspaceSize (self_: *const $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);
         }
     };

@@ -1,0 +1,23 @@
+/*
+ * ascend-sys: declaration of the aclnnClamp operator (libopapi), two-phase
+ * form. Written for this project from CANN's public operator documentation.
+ */
+#ifndef ASCEND_SYS_ACLNNOP_ACLNN_CLAMP_H
+#define ASCEND_SYS_ACLNNOP_ACLNN_CLAMP_H
+
+#include "aclnn/acl_meta.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+aclnnStatus aclnnClampGetWorkspaceSize(const aclTensor *self, const aclScalar *clipValueMin,
+                                       const aclScalar *clipValueMax, aclTensor *out,
+                                       uint64_t *workspaceSize, aclOpExecutor **executor);
+aclnnStatus aclnnClamp(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
