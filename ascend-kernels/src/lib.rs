@@ -22,6 +22,7 @@
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
 //! helpers, [`scalar`] the value of an `aclScalar`.
 
+pub mod binary;
 pub mod broadcast;
 pub mod elementwise;
 pub mod gemm;

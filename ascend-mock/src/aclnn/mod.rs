@@ -55,6 +55,7 @@ macro_rules! phase_two {
 #[macro_use]
 mod register;
 
+pub mod binary;
 pub mod elementwise;
 pub mod executor;
 pub mod matmul;

@@ -24,6 +24,7 @@ pub use init::*;
 pub use memory::*;
 pub use stream::*;
 
+pub use crate::aclnn::binary::*;
 pub use crate::aclnn::elementwise::*;
 pub use crate::aclnn::executor::{
     aclDestroyAclOpExecutor, aclSetAclOpExecutorRepeatable, aclSetDynamicInputTensorAddr,

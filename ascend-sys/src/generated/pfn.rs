@@ -330,6 +330,21 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnAddcdiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnAddcdivGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        tensor1: *const aclTensor,
+        tensor2: *const aclTensor,
+        value: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnAdds = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -396,6 +411,32 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnDiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnDivGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnDivs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnDivsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnElu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -407,6 +448,19 @@ pub mod opapi {
         alpha: *const aclScalar,
         scale: *const aclScalar,
         inputScale: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnEqTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEqTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -498,6 +552,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnGtScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGtScalarGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnHardsigmoid = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -535,6 +602,33 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnInplaceAddcdiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAddcdivGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        tensor1: *const aclTensor,
+        tensor2: *const aclTensor,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAdds = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAddsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceClampMax = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -555,6 +649,30 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnInplaceCosGetWorkspaceSize = unsafe extern "C" fn(
         selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -595,6 +713,56 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnInplaceMaskedFillScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMaskedFillScalarGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        mask: *const aclTensor,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
+    pub type aclnnInplaceMul = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMulGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMuls = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMulsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplacePowTensorTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplacePowTensorTensorGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        exponent: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceSin = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -603,6 +771,32 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnInplaceSinGetWorkspaceSize = unsafe extern "C" fn(
         selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSub = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -822,6 +1016,58 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnMuls = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMulsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowScalarTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowScalarTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclScalar,
+        exponent: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorScalarGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        exponent: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        exponent: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnRelu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -932,6 +1178,34 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnSqrtGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSub = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSubGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
+        alpha: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSubs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSubsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1240,98 +1514,140 @@ crate::loader::function_tables! {
         aclnnAbsGetWorkspaceSize = 1,
         aclnnAdd = 2,
         aclnnAddGetWorkspaceSize = 3,
-        aclnnAdds = 4,
-        aclnnAddsGetWorkspaceSize = 5,
-        aclnnClamp = 6,
-        aclnnClampGetWorkspaceSize = 7,
-        aclnnClampMax = 8,
-        aclnnClampMaxGetWorkspaceSize = 9,
-        aclnnClampMin = 10,
-        aclnnClampMinGetWorkspaceSize = 11,
-        aclnnCos = 12,
-        aclnnCosGetWorkspaceSize = 13,
-        aclnnElu = 14,
-        aclnnEluGetWorkspaceSize = 15,
-        aclnnExp = 16,
-        aclnnExpGetWorkspaceSize = 17,
-        aclnnGelu = 18,
-        aclnnGeluGetWorkspaceSize = 19,
-        aclnnGeluV2 = 20,
-        aclnnGeluV2GetWorkspaceSize = 21,
-        aclnnGroupedMatmulV3 = 22,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 23,
-        aclnnGroupedMatmulV4 = 24,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 25,
-        aclnnHardsigmoid = 26,
-        aclnnHardsigmoidGetWorkspaceSize = 27,
-        aclnnHardswish = 28,
-        aclnnHardswishGetWorkspaceSize = 29,
-        aclnnInplaceAdd = 30,
-        aclnnInplaceAddGetWorkspaceSize = 31,
-        aclnnInplaceClampMax = 32,
-        aclnnInplaceClampMaxGetWorkspaceSize = 33,
-        aclnnInplaceCos = 34,
-        aclnnInplaceCosGetWorkspaceSize = 35,
-        aclnnInplaceElu = 36,
-        aclnnInplaceEluGetWorkspaceSize = 37,
-        aclnnInplaceExp = 38,
-        aclnnInplaceExpGetWorkspaceSize = 39,
-        aclnnInplaceLeakyRelu = 40,
-        aclnnInplaceLeakyReluGetWorkspaceSize = 41,
-        aclnnInplaceSin = 42,
-        aclnnInplaceSinGetWorkspaceSize = 43,
-        aclnnInplaceThreshold = 44,
-        aclnnInplaceThresholdGetWorkspaceSize = 45,
-        aclnnLeakyRelu = 46,
-        aclnnLeakyReluGetWorkspaceSize = 47,
-        aclnnLog = 48,
-        aclnnLogGetWorkspaceSize = 49,
-        aclnnLogicalNot = 50,
-        aclnnLogicalNotGetWorkspaceSize = 51,
-        aclnnMatmul = 52,
-        aclnnMatmulGetWorkspaceSize = 53,
-        aclnnMoeComputeExpertTokens = 54,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 55,
-        aclnnMoeFinalizeRoutingV2 = 56,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 57,
-        aclnnMoeGatingTopK = 58,
-        aclnnMoeGatingTopKGetWorkspaceSize = 59,
-        aclnnMoeGatingTopKSoftmax = 60,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 61,
-        aclnnMoeGatingTopKSoftmaxV2 = 62,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 63,
-        aclnnMoeInitRoutingV2 = 64,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 65,
-        aclnnMoeInitRoutingV3 = 66,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 67,
-        aclnnMul = 68,
-        aclnnMulGetWorkspaceSize = 69,
-        aclnnRelu = 70,
-        aclnnReluGetWorkspaceSize = 71,
-        aclnnRmsNorm = 72,
-        aclnnRmsNormGetWorkspaceSize = 73,
-        aclnnSigmoid = 74,
-        aclnnSigmoidGetWorkspaceSize = 75,
-        aclnnSign = 76,
-        aclnnSignGetWorkspaceSize = 77,
-        aclnnSilu = 78,
-        aclnnSiluGetWorkspaceSize = 79,
-        aclnnSin = 80,
-        aclnnSinGetWorkspaceSize = 81,
-        aclnnSoftmax = 82,
-        aclnnSoftmaxGetWorkspaceSize = 83,
-        aclnnSoftplus = 84,
-        aclnnSoftplusGetWorkspaceSize = 85,
-        aclnnSqrt = 86,
-        aclnnSqrtGetWorkspaceSize = 87,
-        aclnnSwiGlu = 88,
-        aclnnSwiGluGetWorkspaceSize = 89,
-        aclnnTanh = 90,
-        aclnnTanhGetWorkspaceSize = 91,
-        aclnnThreshold = 92,
-        aclnnThresholdGetWorkspaceSize = 93,
-        aclnnTopk = 94,
-        aclnnTopkGetWorkspaceSize = 95,
+        aclnnAddcdiv = 4,
+        aclnnAddcdivGetWorkspaceSize = 5,
+        aclnnAdds = 6,
+        aclnnAddsGetWorkspaceSize = 7,
+        aclnnClamp = 8,
+        aclnnClampGetWorkspaceSize = 9,
+        aclnnClampMax = 10,
+        aclnnClampMaxGetWorkspaceSize = 11,
+        aclnnClampMin = 12,
+        aclnnClampMinGetWorkspaceSize = 13,
+        aclnnCos = 14,
+        aclnnCosGetWorkspaceSize = 15,
+        aclnnDiv = 16,
+        aclnnDivGetWorkspaceSize = 17,
+        aclnnDivs = 18,
+        aclnnDivsGetWorkspaceSize = 19,
+        aclnnElu = 20,
+        aclnnEluGetWorkspaceSize = 21,
+        aclnnEqTensor = 22,
+        aclnnEqTensorGetWorkspaceSize = 23,
+        aclnnExp = 24,
+        aclnnExpGetWorkspaceSize = 25,
+        aclnnGelu = 26,
+        aclnnGeluGetWorkspaceSize = 27,
+        aclnnGeluV2 = 28,
+        aclnnGeluV2GetWorkspaceSize = 29,
+        aclnnGroupedMatmulV3 = 30,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 31,
+        aclnnGroupedMatmulV4 = 32,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 33,
+        aclnnGtScalar = 34,
+        aclnnGtScalarGetWorkspaceSize = 35,
+        aclnnHardsigmoid = 36,
+        aclnnHardsigmoidGetWorkspaceSize = 37,
+        aclnnHardswish = 38,
+        aclnnHardswishGetWorkspaceSize = 39,
+        aclnnInplaceAdd = 40,
+        aclnnInplaceAddGetWorkspaceSize = 41,
+        aclnnInplaceAddcdiv = 42,
+        aclnnInplaceAddcdivGetWorkspaceSize = 43,
+        aclnnInplaceAdds = 44,
+        aclnnInplaceAddsGetWorkspaceSize = 45,
+        aclnnInplaceClampMax = 46,
+        aclnnInplaceClampMaxGetWorkspaceSize = 47,
+        aclnnInplaceCos = 48,
+        aclnnInplaceCosGetWorkspaceSize = 49,
+        aclnnInplaceDiv = 50,
+        aclnnInplaceDivGetWorkspaceSize = 51,
+        aclnnInplaceDivs = 52,
+        aclnnInplaceDivsGetWorkspaceSize = 53,
+        aclnnInplaceElu = 54,
+        aclnnInplaceEluGetWorkspaceSize = 55,
+        aclnnInplaceExp = 56,
+        aclnnInplaceExpGetWorkspaceSize = 57,
+        aclnnInplaceLeakyRelu = 58,
+        aclnnInplaceLeakyReluGetWorkspaceSize = 59,
+        aclnnInplaceMaskedFillScalar = 60,
+        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 61,
+        aclnnInplaceMul = 62,
+        aclnnInplaceMulGetWorkspaceSize = 63,
+        aclnnInplaceMuls = 64,
+        aclnnInplaceMulsGetWorkspaceSize = 65,
+        aclnnInplacePowTensorTensor = 66,
+        aclnnInplacePowTensorTensorGetWorkspaceSize = 67,
+        aclnnInplaceSin = 68,
+        aclnnInplaceSinGetWorkspaceSize = 69,
+        aclnnInplaceSub = 70,
+        aclnnInplaceSubGetWorkspaceSize = 71,
+        aclnnInplaceSubs = 72,
+        aclnnInplaceSubsGetWorkspaceSize = 73,
+        aclnnInplaceThreshold = 74,
+        aclnnInplaceThresholdGetWorkspaceSize = 75,
+        aclnnLeakyRelu = 76,
+        aclnnLeakyReluGetWorkspaceSize = 77,
+        aclnnLog = 78,
+        aclnnLogGetWorkspaceSize = 79,
+        aclnnLogicalNot = 80,
+        aclnnLogicalNotGetWorkspaceSize = 81,
+        aclnnMatmul = 82,
+        aclnnMatmulGetWorkspaceSize = 83,
+        aclnnMoeComputeExpertTokens = 84,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 85,
+        aclnnMoeFinalizeRoutingV2 = 86,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 87,
+        aclnnMoeGatingTopK = 88,
+        aclnnMoeGatingTopKGetWorkspaceSize = 89,
+        aclnnMoeGatingTopKSoftmax = 90,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 91,
+        aclnnMoeGatingTopKSoftmaxV2 = 92,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 93,
+        aclnnMoeInitRoutingV2 = 94,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 95,
+        aclnnMoeInitRoutingV3 = 96,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 97,
+        aclnnMul = 98,
+        aclnnMulGetWorkspaceSize = 99,
+        aclnnMuls = 100,
+        aclnnMulsGetWorkspaceSize = 101,
+        aclnnPowScalarTensor = 102,
+        aclnnPowScalarTensorGetWorkspaceSize = 103,
+        aclnnPowTensorScalar = 104,
+        aclnnPowTensorScalarGetWorkspaceSize = 105,
+        aclnnPowTensorTensor = 106,
+        aclnnPowTensorTensorGetWorkspaceSize = 107,
+        aclnnRelu = 108,
+        aclnnReluGetWorkspaceSize = 109,
+        aclnnRmsNorm = 110,
+        aclnnRmsNormGetWorkspaceSize = 111,
+        aclnnSigmoid = 112,
+        aclnnSigmoidGetWorkspaceSize = 113,
+        aclnnSign = 114,
+        aclnnSignGetWorkspaceSize = 115,
+        aclnnSilu = 116,
+        aclnnSiluGetWorkspaceSize = 117,
+        aclnnSin = 118,
+        aclnnSinGetWorkspaceSize = 119,
+        aclnnSoftmax = 120,
+        aclnnSoftmaxGetWorkspaceSize = 121,
+        aclnnSoftplus = 122,
+        aclnnSoftplusGetWorkspaceSize = 123,
+        aclnnSqrt = 124,
+        aclnnSqrtGetWorkspaceSize = 125,
+        aclnnSub = 126,
+        aclnnSubGetWorkspaceSize = 127,
+        aclnnSubs = 128,
+        aclnnSubsGetWorkspaceSize = 129,
+        aclnnSwiGlu = 130,
+        aclnnSwiGluGetWorkspaceSize = 131,
+        aclnnTanh = 132,
+        aclnnTanhGetWorkspaceSize = 133,
+        aclnnThreshold = 134,
+        aclnnThresholdGetWorkspaceSize = 135,
+        aclnnTopk = 136,
+        aclnnTopkGetWorkspaceSize = 137,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1479,6 +1795,8 @@ macro_rules! for_each_function {
             opapi::aclnnAbsGetWorkspaceSize,
             opapi::aclnnAdd,
             opapi::aclnnAddGetWorkspaceSize,
+            opapi::aclnnAddcdiv,
+            opapi::aclnnAddcdivGetWorkspaceSize,
             opapi::aclnnAdds,
             opapi::aclnnAddsGetWorkspaceSize,
             opapi::aclnnClamp,
@@ -1489,8 +1807,14 @@ macro_rules! for_each_function {
             opapi::aclnnClampMinGetWorkspaceSize,
             opapi::aclnnCos,
             opapi::aclnnCosGetWorkspaceSize,
+            opapi::aclnnDiv,
+            opapi::aclnnDivGetWorkspaceSize,
+            opapi::aclnnDivs,
+            opapi::aclnnDivsGetWorkspaceSize,
             opapi::aclnnElu,
             opapi::aclnnEluGetWorkspaceSize,
+            opapi::aclnnEqTensor,
+            opapi::aclnnEqTensorGetWorkspaceSize,
             opapi::aclnnExp,
             opapi::aclnnExpGetWorkspaceSize,
             opapi::aclnnGelu,
@@ -1501,24 +1825,46 @@ macro_rules! for_each_function {
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
             opapi::aclnnGroupedMatmulV4GetWorkspaceSize,
+            opapi::aclnnGtScalar,
+            opapi::aclnnGtScalarGetWorkspaceSize,
             opapi::aclnnHardsigmoid,
             opapi::aclnnHardsigmoidGetWorkspaceSize,
             opapi::aclnnHardswish,
             opapi::aclnnHardswishGetWorkspaceSize,
             opapi::aclnnInplaceAdd,
             opapi::aclnnInplaceAddGetWorkspaceSize,
+            opapi::aclnnInplaceAddcdiv,
+            opapi::aclnnInplaceAddcdivGetWorkspaceSize,
+            opapi::aclnnInplaceAdds,
+            opapi::aclnnInplaceAddsGetWorkspaceSize,
             opapi::aclnnInplaceClampMax,
             opapi::aclnnInplaceClampMaxGetWorkspaceSize,
             opapi::aclnnInplaceCos,
             opapi::aclnnInplaceCosGetWorkspaceSize,
+            opapi::aclnnInplaceDiv,
+            opapi::aclnnInplaceDivGetWorkspaceSize,
+            opapi::aclnnInplaceDivs,
+            opapi::aclnnInplaceDivsGetWorkspaceSize,
             opapi::aclnnInplaceElu,
             opapi::aclnnInplaceEluGetWorkspaceSize,
             opapi::aclnnInplaceExp,
             opapi::aclnnInplaceExpGetWorkspaceSize,
             opapi::aclnnInplaceLeakyRelu,
             opapi::aclnnInplaceLeakyReluGetWorkspaceSize,
+            opapi::aclnnInplaceMaskedFillScalar,
+            opapi::aclnnInplaceMaskedFillScalarGetWorkspaceSize,
+            opapi::aclnnInplaceMul,
+            opapi::aclnnInplaceMulGetWorkspaceSize,
+            opapi::aclnnInplaceMuls,
+            opapi::aclnnInplaceMulsGetWorkspaceSize,
+            opapi::aclnnInplacePowTensorTensor,
+            opapi::aclnnInplacePowTensorTensorGetWorkspaceSize,
             opapi::aclnnInplaceSin,
             opapi::aclnnInplaceSinGetWorkspaceSize,
+            opapi::aclnnInplaceSub,
+            opapi::aclnnInplaceSubGetWorkspaceSize,
+            opapi::aclnnInplaceSubs,
+            opapi::aclnnInplaceSubsGetWorkspaceSize,
             opapi::aclnnInplaceThreshold,
             opapi::aclnnInplaceThresholdGetWorkspaceSize,
             opapi::aclnnLeakyRelu,
@@ -1545,6 +1891,14 @@ macro_rules! for_each_function {
             opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
             opapi::aclnnMul,
             opapi::aclnnMulGetWorkspaceSize,
+            opapi::aclnnMuls,
+            opapi::aclnnMulsGetWorkspaceSize,
+            opapi::aclnnPowScalarTensor,
+            opapi::aclnnPowScalarTensorGetWorkspaceSize,
+            opapi::aclnnPowTensorScalar,
+            opapi::aclnnPowTensorScalarGetWorkspaceSize,
+            opapi::aclnnPowTensorTensor,
+            opapi::aclnnPowTensorTensorGetWorkspaceSize,
             opapi::aclnnRelu,
             opapi::aclnnReluGetWorkspaceSize,
             opapi::aclnnRmsNorm,
@@ -1563,6 +1917,10 @@ macro_rules! for_each_function {
             opapi::aclnnSoftplusGetWorkspaceSize,
             opapi::aclnnSqrt,
             opapi::aclnnSqrtGetWorkspaceSize,
+            opapi::aclnnSub,
+            opapi::aclnnSubGetWorkspaceSize,
+            opapi::aclnnSubs,
+            opapi::aclnnSubsGetWorkspaceSize,
             opapi::aclnnSwiGlu,
             opapi::aclnnSwiGluGetWorkspaceSize,
             opapi::aclnnTanh,
@@ -1609,26 +1967,41 @@ macro_rules! for_each_operator {
         $m! {
             aclnnAbs / aclnnAbsGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnAdd / aclnnAddGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnAddcdiv / aclnnAddcdivGetWorkspaceSize (self_: *const $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClamp / aclnnClampGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMax / aclnnClampMaxGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMin / aclnnClampMinGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnCos / aclnnCosGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnDiv / aclnnDivGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnDivs / aclnnDivsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnElu / aclnnEluGetWorkspaceSize (self_: *const $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnEqTensor / aclnnEqTensorGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnExp / aclnnExpGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGelu / aclnnGeluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGeluV2 / aclnnGeluV2GetWorkspaceSize (x: *const $crate::aclTensor, approximate: i64, y: *mut $crate::aclTensor);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
+            aclnnGtScalar / aclnnGtScalarGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnHardsigmoid / aclnnHardsigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnHardswish / aclnnHardswishGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
+            aclnnInplaceAddcdiv / aclnnInplaceAddcdivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceAdds / aclnnInplaceAddsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
             aclnnInplaceClampMax / aclnnInplaceClampMaxGetWorkspaceSize (selfRef: *mut $crate::aclTensor, clipValueMax: *const $crate::aclScalar);
             aclnnInplaceCos / aclnnInplaceCosGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceDiv / aclnnInplaceDivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor);
+            aclnnInplaceDivs / aclnnInplaceDivsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar);
             aclnnInplaceElu / aclnnInplaceEluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar);
             aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceLeakyRelu / aclnnInplaceLeakyReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, negativeSlope: *const $crate::aclScalar);
+            aclnnInplaceMaskedFillScalar / aclnnInplaceMaskedFillScalarGetWorkspaceSize (selfRef: *mut $crate::aclTensor, mask: *const $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceMul / aclnnInplaceMulGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor);
+            aclnnInplaceMuls / aclnnInplaceMulsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar);
+            aclnnInplacePowTensorTensor / aclnnInplacePowTensorTensorGetWorkspaceSize (selfRef: *mut $crate::aclTensor, exponent: *const $crate::aclTensor);
             aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceSub / aclnnInplaceSubGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
+            aclnnInplaceSubs / aclnnInplaceSubsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
             aclnnInplaceThreshold / aclnnInplaceThresholdGetWorkspaceSize (selfRef: *mut $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar);
             aclnnLeakyRelu / aclnnLeakyReluGetWorkspaceSize (self_: *const $crate::aclTensor, negativeSlope: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnLog / aclnnLogGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -1642,6 +2015,10 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV2 / aclnnMoeInitRoutingV2GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, activeNumOptional: i64, expertCapacityOptional: i64, expertNumOptional: i64, dropPadModeOptional: i64, expertTokensCountOrCumsumFlagOptional: i64, expertTokensBeforeCapacityFlagOptional: bool, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOutOptional: *const $crate::aclTensor, expertTokensBeforeCapacityOutOptional: *const $crate::aclTensor);
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnMuls / aclnnMulsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnPowScalarTensor / aclnnPowScalarTensorGetWorkspaceSize (self_: *const $crate::aclScalar, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnPowTensorScalar / aclnnPowTensorScalarGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnPowTensorTensor / aclnnPowTensorTensorGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRelu / aclnnReluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
             aclnnSigmoid / aclnnSigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -1651,6 +2028,8 @@ macro_rules! for_each_operator {
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
             aclnnSoftplus / aclnnSoftplusGetWorkspaceSize (self_: *const $crate::aclTensor, beta: *const $crate::aclScalar, threshold: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnSqrt / aclnnSqrtGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSub / aclnnSubGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnSubs / aclnnSubsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnSwiGlu / aclnnSwiGluGetWorkspaceSize (x: *const $crate::aclTensor, dim: i64, out: *const $crate::aclTensor);
             aclnnTanh / aclnnTanhGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnThreshold / aclnnThresholdGetWorkspaceSize (self_: *const $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
