@@ -24,6 +24,7 @@
 
 pub mod binary;
 pub mod broadcast;
+pub mod conversion;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;

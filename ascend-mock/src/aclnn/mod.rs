@@ -56,6 +56,7 @@ macro_rules! phase_two {
 mod register;
 
 pub mod binary;
+pub mod conversion;
 pub mod elementwise;
 pub mod executor;
 pub mod matmul;

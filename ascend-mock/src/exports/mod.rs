@@ -25,6 +25,7 @@ pub use memory::*;
 pub use stream::*;
 
 pub use crate::aclnn::binary::*;
+pub use crate::aclnn::conversion::*;
 pub use crate::aclnn::elementwise::*;
 pub use crate::aclnn::executor::{
     aclDestroyAclOpExecutor, aclSetAclOpExecutorRepeatable, aclSetDynamicInputTensorAddr,
