@@ -1004,6 +1004,42 @@ mod tests {
     }
 
     #[test]
+    fn large_tensors_take_the_parallel_path() {
+        let n = crate::par::PAR_MIN * 2 + 3;
+        let a: Vec<f32> = (0..n).map(|i| (i % 101) as f32 - 50.0).collect();
+        let b: Vec<f32> = (0..7).map(|i| i as f32 + 1.0).collect();
+        let (ab, bb) = (Buf::from_f32(DType::F32, &a), Buf::from_f32(DType::F32, &b));
+        let out = Buf::zeros(DType::F32, n);
+        let rows = (n / 7) as i64;
+        let m = rows as usize * 7;
+        let args = DivArgs {
+            self_: ab.tensor(&[rows, 7]),
+            other: bb.tensor(&[7]),
+            out: out.tensor(&[rows, 7]),
+        };
+        // SAFETY: views inside their buffers.
+        unsafe { div::run(&args) }.unwrap();
+        let got = out.to_f32();
+        assert!((0..m).all(|i| got[i] == a[i] / b[i % 7]));
+        let i = Buf::from_i64(DType::I32, &(0..n as i64).collect::<Vec<_>>());
+        let o = Buf::zeros(DType::I32, n);
+        let args = SubsArgs {
+            self_: i.tensor(&[n as i64]),
+            other: Scalar::I32(3),
+            alpha: Scalar::I32(2),
+            out: o.tensor(&[n as i64]),
+        };
+        // SAFETY: views cover their buffers.
+        unsafe { subs::run(&args) }.unwrap();
+        assert!(
+            o.to_i64()
+                .iter()
+                .enumerate()
+                .all(|(k, &v)| v == k as i64 - 6)
+        );
+    }
+
+    #[test]
     fn refusals() {
         let f = Buf::zeros(DType::F32, 16);
         let b = Buf::zeros(DType::Bool, 16);

@@ -26,6 +26,7 @@
 //! the output is written, so `out` may alias `self` or `other`.
 
 use crate::broadcast::{broadcast_shapes, check_view, expand, fmt_shape, read_f64, write_f64};
+use crate::par::zip_map;
 use crate::scalar::Scalar;
 use crate::tensor::{DType, KernelError, TensorArg};
 
@@ -338,7 +339,7 @@ pub(crate) unsafe fn binary(
             }
             Rhs::Scalar(s) => vec![s.as_f64(); n],
         };
-        let res: Vec<f64> = av.iter().zip(&bv).map(|(&x, &y)| op.f64(x, y)).collect();
+        let res: Vec<f64> = zip_map(&av, &bv, |x, y| op.f64(x, y));
         // SAFETY: `out` is writable by the invariant; inputs are read.
         unsafe { write_f64(out, &res) };
     } else if promoted.is_float() {
@@ -362,7 +363,7 @@ pub(crate) unsafe fn binary(
                 ]
             }
         };
-        let mut res: Vec<f32> = av.iter().zip(&bv).map(|(&x, &y)| op.f32(x, y)).collect();
+        let mut res: Vec<f32> = zip_map(&av, &bv, |x, y| op.f32(x, y));
         if out.dtype != promoted && !op.is_compare() {
             for v in &mut res {
                 *v = round_to(promoted, *v);
@@ -382,15 +383,9 @@ pub(crate) unsafe fn binary(
             Rhs::Scalar(s) => vec![s.as_i64(); n],
         };
         let res: Vec<i64> = if promoted == DType::Bool {
-            av.iter()
-                .zip(&bv)
-                .map(|(&x, &y)| op.bool(x != 0, y != 0))
-                .collect()
+            zip_map(&av, &bv, |x, y| op.bool(x != 0, y != 0))
         } else {
-            av.iter()
-                .zip(&bv)
-                .map(|(&x, &y)| op.int(promoted, x, y))
-                .collect()
+            zip_map(&av, &bv, |x, y| op.int(promoted, x, y))
         };
         // SAFETY: `out` is writable by the invariant; inputs are read.
         unsafe { out.write_i64(&res) };

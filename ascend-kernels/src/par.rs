@@ -77,6 +77,24 @@ pub fn map_vec<T: Copy + Send + Sync>(v: &mut [T], f: impl Fn(T) -> T + Sync + S
     }
 }
 
+/// `f(a[i], b[i])` for every `i`, in parallel when the slices are large.
+pub fn zip_map<T: Copy + Sync, U: Send>(
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> U + Sync + Send,
+) -> Vec<U> {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() < PAR_MIN || rayon::current_num_threads() < 2 {
+        a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+    } else {
+        a.par_iter()
+            .with_min_len(CHUNK)
+            .zip(b.par_iter())
+            .map(|(&x, &y)| f(x, y))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +115,9 @@ mod tests {
         let mut v: Vec<i64> = (0..n as i64).collect();
         map_vec(&mut v, |x| -x);
         assert!(v.iter().enumerate().all(|(i, &x)| x == -(i as i64)));
+        let w: Vec<i64> = (0..n as i64).collect();
+        let z = zip_map(&v, &w, |x, y| x * 3 + y);
+        assert_eq!(z.len(), n);
+        assert!(z.iter().enumerate().all(|(i, &x)| x == -2 * i as i64));
     }
 }
