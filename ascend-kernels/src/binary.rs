@@ -1004,6 +1004,72 @@ mod tests {
     }
 
     #[test]
+    fn double_and_rank_zero_operands() {
+        let a = Buf::zeros(DType::F64, 3);
+        let b = Buf::zeros(DType::F64, 1);
+        // SAFETY: the views cover their buffers.
+        unsafe {
+            write_f64(&a.tensor(&[3]), &[0.1, -2.0, 1e300]);
+            write_f64(&b.tensor(&[]), &[3.0]);
+        }
+        let out = Buf::zeros(DType::F64, 3);
+        let run = |f: &dyn Fn() -> Result<(), KernelError>| {
+            f().unwrap();
+            // SAFETY: three f64 elements.
+            unsafe { read_f64(&out.tensor(&[3])) }
+        };
+        // SAFETY (each closure): the views cover their buffers.
+        let got = run(&|| unsafe {
+            sub::run(&SubArgs {
+                self_: a.tensor(&[3]),
+                other: b.tensor(&[]),
+                alpha: Scalar::F64(0.5),
+                out: out.tensor(&[3]),
+            })
+        });
+        assert_eq!(got, [0.1 - 1.5, -3.5, 1e300 - 1.5]);
+        let got = run(&|| unsafe {
+            div::run(&DivArgs {
+                self_: a.tensor(&[3]),
+                other: b.tensor(&[]),
+                out: out.tensor(&[3]),
+            })
+        });
+        assert_eq!(got, [0.1 / 3.0, -2.0 / 3.0, 1e300 / 3.0]);
+        let got = run(&|| unsafe {
+            pow_tensor_tensor::run(&PowTensorTensorArgs {
+                self_: a.tensor(&[3]),
+                exponent: b.tensor(&[]),
+                out: out.tensor(&[3]),
+            })
+        });
+        assert_eq!(got[..2], [0.1f64.powf(3.0), -8.0]);
+        assert_eq!(got[2], f64::INFINITY);
+        // Rank 0 with rank 0 gives rank 0; an INT16 scalar tensor.
+        let x = Buf::from_i64(DType::I16, &[-7]);
+        let y = Buf::from_i64(DType::I16, &[3]);
+        let o = Buf::zeros(DType::I16, 1);
+        let args = SubArgs {
+            self_: x.tensor(&[]),
+            other: y.tensor(&[]),
+            alpha: Scalar::I64(-1),
+            out: o.tensor(&[]),
+        };
+        // SAFETY: one element each.
+        unsafe { sub::run(&args) }.unwrap();
+        assert_eq!(o.to_i64(), [-4]);
+        let f = Buf::zeros(DType::F32, 1);
+        let args = DivArgs {
+            self_: x.tensor(&[]),
+            other: y.tensor(&[]),
+            out: f.tensor(&[]),
+        };
+        // SAFETY: one element each.
+        unsafe { div::run(&args) }.unwrap();
+        assert_eq!(f.to_f32(), [-7.0 / 3.0]);
+    }
+
+    #[test]
     fn large_tensors_take_the_parallel_path() {
         let n = crate::par::PAR_MIN * 2 + 3;
         let a: Vec<f32> = (0..n).map(|i| (i % 101) as f32 - 50.0).collect();

@@ -10,7 +10,10 @@
 //!
 //! | module | operators |
 //! |---|---|
-//! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul |
+//! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul (and the core of [`binary`]) |
+//! | [`binary`] | Sub, Div, Muls, their scalar and in-place forms, GtScalar, EqTensor, the Pow family, Addcdiv, InplaceMaskedFillScalar |
+//! | [`unary`] | the table of unary operators (Abs, Exp, Log, ..., activations with scalar parameters, Clamp, in-place forms) |
+//! | [`conversion`] | aclnnCast, aclnnInplaceCopy, aclnnInplaceFillScalar, aclnnInplaceZero, aclnnArange |
 //! | [`matmul`] | aclnnMatmul |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
@@ -20,7 +23,8 @@
 //! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
-//! helpers, [`scalar`] the value of an `aclScalar`.
+//! helpers, [`scalar`] the value of an `aclScalar`, [`par`] the parallel
+//! elementwise loops.
 
 pub mod binary;
 pub mod broadcast;

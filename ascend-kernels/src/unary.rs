@@ -1,5 +1,5 @@
 //! Elementwise unary operators over one shared kernel: each operator is an
-//! entry of the [`unary_ops!`] table (its name, the dtypes `self` may
+//! entry of the `unary_ops!` table (its name, the dtypes `self` may
 //! have, the rule for `out`'s dtype, the scalar parameters it takes, and
 //! the function for float and integer elements).
 //!
