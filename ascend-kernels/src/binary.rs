@@ -402,8 +402,9 @@ pub mod addcdiv {
 
 /// aclnnInplaceMaskedFillScalar: `selfRef[i] = value` where `mask[i]` (a
 /// BOOL tensor broadcast to `selfRef`'s shape) is true. The value is
-/// converted to `selfRef`'s dtype as a cast (a float into an integer
-/// truncates toward zero; into BOOL, non-zero is true).
+/// converted to `selfRef`'s dtype as aclnnCast converts (a float into an
+/// integer truncates toward zero and saturates; into BOOL, non-zero is
+/// true).
 pub mod inplace_masked_fill_scalar {
     use super::*;
 
@@ -446,6 +447,22 @@ pub mod inplace_masked_fill_scalar {
         Ok(())
     }
 
+    /// `value` as an element of the integer or bool dtype `d`, converted
+    /// like a cast: non-zero is true; a float truncates toward zero and
+    /// saturates (NaN is 0); an integer wraps to the width.
+    fn fill_value(value: Scalar, d: DType) -> i64 {
+        let v = value.as_f64();
+        match d {
+            DType::Bool => i64::from(v != 0.0),
+            _ if !value.dtype().is_float() => value.as_i64(),
+            DType::I8 => i64::from(v as i8),
+            DType::U8 => i64::from(v as u8),
+            DType::I16 => i64::from(v as i16),
+            DType::I32 => i64::from(v as i32),
+            _ => v as i64,
+        }
+    }
+
     /// Phase-two computation.
     ///
     /// # Safety
@@ -469,11 +486,7 @@ pub mod inplace_masked_fill_scalar {
                 write_f64(t, &v);
             } else {
                 let mut v = t.read_i64();
-                let fill = if t.dtype == DType::Bool {
-                    i64::from(args.value.as_f64() != 0.0)
-                } else {
-                    args.value.as_i64()
-                };
+                let fill = fill_value(args.value, t.dtype);
                 v.iter_mut()
                     .zip(&mask)
                     .filter(|(_, m)| **m)
@@ -971,6 +984,16 @@ mod tests {
                 .collect();
             assert_eq!(s.to_f64(), want, "{dt:?}");
         }
+        // A float value into INT8 saturates, like a cast.
+        let s8 = Buf::from_i64(DType::I8, &[1, 2, 3]);
+        let args = MaskedFillScalarArgs {
+            self_ref: s8.tensor(&[3]),
+            mask: mask.tensor(&[3]),
+            value: Scalar::F64(300.5),
+        };
+        // SAFETY: views cover their buffers.
+        unsafe { inplace_masked_fill_scalar::run(&args) }.unwrap();
+        assert_eq!(s8.to_i64(), [127, 2, 127]);
         let b = Buf::from_i64(DType::Bool, &[0, 0, 0]);
         let args = MaskedFillScalarArgs {
             self_ref: b.tensor(&[3]),
