@@ -1122,6 +1122,48 @@ mod tests {
     }
 
     #[test]
+    fn float_operators_on_every_integer_dtype_they_list() {
+        for (op, reference) in [
+            (EXP, f64::exp as fn(f64) -> f64),
+            (LOG, f64::ln),
+            (SQRT, f64::sqrt),
+            (SIN, f64::sin),
+            (COS, f64::cos),
+        ] {
+            for &d in op.dtypes.iter().filter(|d| !d.is_float()) {
+                let vals: Vec<i64> = if d == DType::Bool {
+                    vec![0, 1, 1]
+                } else {
+                    vec![1, 4, 9]
+                };
+                let x = Buf::from_i64(d, &vals);
+                for od in [DType::F32, DType::F16, DType::F64] {
+                    let o = Buf::zeros(od, 3);
+                    // SAFETY: three elements each.
+                    unsafe { op.run(&x.tensor(&[3]), &o.tensor(&[3]), &none()) }
+                        .unwrap_or_else(|e| panic!("{} {d:?} -> {od:?}: {e}", op.name));
+                    // SAFETY: three elements of `od`.
+                    let got = unsafe { read_f64(&o.flat()) };
+                    for (k, &g) in got.iter().enumerate() {
+                        let w = reference(vals[k] as f64);
+                        assert!(
+                            g == w || (g - w).abs() <= tolerance(od) * (1.0 + w.abs()),
+                            "{} {d:?} -> {od:?}: got {g}, want {w}",
+                            op.name
+                        );
+                    }
+                }
+                // An integer out is refused: the result is a float.
+                let io = Buf::zeros(d, 3);
+                let e = op
+                    .check(&x.tensor(&[3]), &io.tensor(&[3]), &none())
+                    .unwrap_err();
+                assert!(e.message.contains("floating type"), "{}", e.message);
+            }
+        }
+    }
+
+    #[test]
     fn float_operators_take_integer_and_bool_inputs_into_float_outputs() {
         let x = Buf::from_i64(DType::I64, &[0, 1, 2, -1]);
         for (od, op, reference) in [
