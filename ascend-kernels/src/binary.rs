@@ -642,6 +642,7 @@ mod tests {
                     |x| x - 0.5,
                 ),
                 (
+                    // SAFETY: the views lie inside their buffers.
                     Box::new(move || unsafe {
                         divs::run(&DivsArgs {
                             self_: v2.clone(),
@@ -652,6 +653,7 @@ mod tests {
                     |x| x / 4.0,
                 ),
                 (
+                    // SAFETY: the views lie inside their buffers.
                     Box::new(move || unsafe {
                         muls::run(&MulsArgs {
                             self_: v3.clone(),
@@ -662,6 +664,7 @@ mod tests {
                     |x| -3.0 * x,
                 ),
                 (
+                    // SAFETY: the views lie inside their buffers.
                     Box::new(move || unsafe {
                         pow_tensor_scalar::run(&PowTensorScalarArgs {
                             self_: v4.clone(),
@@ -672,6 +675,7 @@ mod tests {
                     |x| x * x,
                 ),
                 (
+                    // SAFETY: the views lie inside their buffers.
                     Box::new(move || unsafe {
                         pow_scalar_tensor::run(&PowScalarTensorArgs {
                             self_: Scalar::F32(2.0),
@@ -1051,6 +1055,7 @@ mod tests {
             })
         });
         assert_eq!(got, [0.1 - 1.5, -3.5, 1e300 - 1.5]);
+        // SAFETY: the views lie inside their buffers.
         let got = run(&|| unsafe {
             div::run(&DivArgs {
                 self_: a.tensor(&[3]),
@@ -1059,6 +1064,7 @@ mod tests {
             })
         });
         assert_eq!(got, [0.1 / 3.0, -2.0 / 3.0, 1e300 / 3.0]);
+        // SAFETY: the views lie inside their buffers.
         let got = run(&|| unsafe {
             pow_tensor_tensor::run(&PowTensorTensorArgs {
                 self_: a.tensor(&[3]),

@@ -230,6 +230,7 @@ mod tests {
         close(&f32s(&dev, o, 6), &want(|x, y| x - 2.0 * y), 1e-6);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnDivGetWorkspaceSize(at, bt, ot, w, e) },
             aclnnDiv,
         );
@@ -237,6 +238,7 @@ mod tests {
         close(&f32s(&dev, o, 6), &want(|x, y| x / y), 1e-6);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnPowTensorTensorGetWorkspaceSize(bt, at, ot, w, e) },
             aclnnPowTensorTensor,
         );
@@ -248,6 +250,7 @@ mod tests {
         let ct = tensor(&[3], ACL_FLOAT, c);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnEqTensorGetWorkspaceSize(at, ct, bot, w, e) },
             aclnnEqTensor,
         );
@@ -257,6 +260,7 @@ mod tests {
         let value = scalar(0.5f64, ACL_DOUBLE);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnAddcdivGetWorkspaceSize(bt, at, bt, value, ot, w, e) },
             aclnnAddcdiv,
         );
@@ -310,16 +314,19 @@ mod tests {
                     |x| x - 0.5,
                 ),
                 (
+                    // SAFETY: live descriptors (or NULL) and output locations.
                     Box::new(move |w, e| unsafe { aclnnDivsGetWorkspaceSize(xt, two, ot, w, e) }),
                     aclnnDivs,
                     |x| x / 2.0,
                 ),
                 (
+                    // SAFETY: live descriptors (or NULL) and output locations.
                     Box::new(move |w, e| unsafe { aclnnMulsGetWorkspaceSize(xt, s1, ot, w, e) }),
                     aclnnMuls,
                     |x| x * 0.5,
                 ),
                 (
+                    // SAFETY: live descriptors (or NULL) and output locations.
                     Box::new(move |w, e| unsafe {
                         aclnnPowTensorScalarGetWorkspaceSize(xt, two, ot, w, e)
                     }),
@@ -327,6 +334,7 @@ mod tests {
                     |x| x * x,
                 ),
                 (
+                    // SAFETY: live descriptors (or NULL) and output locations.
                     Box::new(move |w, e| unsafe {
                         aclnnPowScalarTensorGetWorkspaceSize(two, xt, ot, w, e)
                     }),
@@ -382,42 +390,49 @@ mod tests {
         cur.iter_mut().enumerate().for_each(|(i, v)| *v -= r[i % 3]);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceMulGetWorkspaceSize(t, rt, w, e) },
             aclnnInplaceMul,
         );
         cur.iter_mut().enumerate().for_each(|(i, v)| *v *= r[i % 3]);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceAddsGetWorkspaceSize(t, half, one, w, e) },
             aclnnInplaceAdds,
         );
         cur.iter_mut().for_each(|v| *v += 0.5);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceSubsGetWorkspaceSize(t, one, half, w, e) },
             aclnnInplaceSubs,
         );
         cur.iter_mut().for_each(|v| *v -= 0.5);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceMulsGetWorkspaceSize(t, half, w, e) },
             aclnnInplaceMuls,
         );
         cur.iter_mut().for_each(|v| *v *= 0.5);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceDivGetWorkspaceSize(t, rt, w, e) },
             aclnnInplaceDiv,
         );
         cur.iter_mut().enumerate().for_each(|(i, v)| *v /= r[i % 3]);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceDivsGetWorkspaceSize(t, half, w, e) },
             aclnnInplaceDivs,
         );
         cur.iter_mut().for_each(|v| *v /= 0.5);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplacePowTensorTensorGetWorkspaceSize(t, rt, w, e) },
             aclnnInplacePowTensorTensor,
         );
@@ -426,6 +441,7 @@ mod tests {
             .for_each(|(i, v)| *v = v.powf(r[i % 3]));
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceAddcdivGetWorkspaceSize(t, rt, rt, half, w, e) },
             aclnnInplaceAddcdiv,
         );
@@ -435,6 +451,7 @@ mod tests {
         let fill = scalar(-9i32, ACL_INT32);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnInplaceMaskedFillScalarGetWorkspaceSize(t, mt, fill, w, e) },
             aclnnInplaceMaskedFillScalar,
         );
@@ -453,6 +470,7 @@ mod tests {
         let ione = scalar(1i8, ACL_INT8);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnSubGetWorkspaceSize(at, bt, ione, oit, w, e) },
             aclnnSub,
         );
@@ -460,6 +478,7 @@ mod tests {
         assert_eq!(dev.read::<i32>(oi, 3), [i32::MAX, 5, -9]);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnDivGetWorkspaceSize(at, bt, oft, w, e) },
             aclnnDiv,
         );
@@ -468,6 +487,7 @@ mod tests {
         let three = scalar(3i64, ACL_INT64);
         run_op(
             &dev,
+            // SAFETY: live descriptors (or NULL) and output locations.
             |w, e| unsafe { aclnnMulsGetWorkspaceSize(bt, three, oit, w, e) },
             aclnnMuls,
         );
@@ -496,6 +516,7 @@ mod tests {
         let i = tensor(&[2, 3], ACL_INT32, p);
         let bl = tensor(&[2, 3], ACL_BOOL, p);
         let one = scalar(1.0f32, ACL_FLOAT);
+        // SAFETY: live descriptors (or NULL) and output locations.
         unsafe {
             let code = aclnnSubGetWorkspaceSize(a, b, one, a, &mut ws, &mut ex);
             nn_err(

@@ -91,6 +91,7 @@ mod tests {
         let th = tensor(&[2, 3], ACL_FLOAT16, oh);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnCastGetWorkspaceSize(xt, ACL_FLOAT16, th, w, e) },
             aclnnCast,
         );
@@ -98,6 +99,7 @@ mod tests {
         let tb = tensor(&[2, 3], ACL_BF16, ob);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnCastGetWorkspaceSize(xt, ACL_BF16, tb, w, e) },
             aclnnCast,
         );
@@ -107,6 +109,7 @@ mod tests {
         let tbool = tensor(&[3, 2], ACL_BOOL, obool);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnCastGetWorkspaceSize(tv, ACL_BOOL, tbool, w, e) },
             aclnnCast,
         );
@@ -117,6 +120,7 @@ mod tests {
         let t2 = tensor(&[3], ACL_INT8, o2);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnCastGetWorkspaceSize(ti, ACL_INT8, t2, w, e) },
             aclnnCast,
         );
@@ -126,6 +130,7 @@ mod tests {
         let tf = tensor(&[2], ACL_FLOAT, of);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnCastGetWorkspaceSize(tl, ACL_FLOAT, tf, w, e) },
             aclnnCast,
         );
@@ -164,12 +169,14 @@ mod tests {
         let seven = scalar(7i32, ACL_INT32);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnInplaceFillScalarGetWorkspaceSize(col, seven, w, e) },
             aclnnInplaceFillScalar,
         );
         let row = strided(&[3], None, 0, ACL_FLOAT, &[6], dst);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnInplaceZeroGetWorkspaceSize(row, w, e) },
             aclnnInplaceZero,
         );
@@ -185,6 +192,7 @@ mod tests {
         let ti = tensor(&[3], ACL_INT32, oi);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnArangeGetWorkspaceSize(s, e_, st1, ti, w, e) },
             aclnnArange,
         );
@@ -197,6 +205,7 @@ mod tests {
         let tf = tensor(&[4], ACL_FLOAT, of);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnArangeGetWorkspaceSize(fs, fe, fst, tf, w, e) },
             aclnnArange,
         );
@@ -204,6 +213,7 @@ mod tests {
         let z = tensor(&[0, 3], ACL_FLOAT, dst);
         run_op(
             &dev,
+            // SAFETY: live descriptors and output locations.
             |w, e| unsafe { aclnnInplaceCopyGetWorkspaceSize(z, st, w, e) },
             aclnnInplaceCopy,
         );

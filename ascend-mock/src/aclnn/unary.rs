@@ -464,6 +464,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnLeakyReluGetWorkspaceSize(x, slope, o, w, e) },
             aclnnLeakyRelu,
         );
@@ -477,6 +478,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnSoftplusGetWorkspaceSize(x, beta, thr, o, w, e) },
             aclnnSoftplus,
         );
@@ -496,6 +498,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnClampGetWorkspaceSize(x, lo, hi, o, w, e) },
             aclnnClamp,
         );
@@ -503,6 +506,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnClampGetWorkspaceSize(x, null(), hi, o, w, e) },
             aclnnClamp,
         );
@@ -510,6 +514,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnClampGetWorkspaceSize(x, lo, null(), o, w, e) },
             aclnnClamp,
         );
@@ -517,6 +522,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnClampMinGetWorkspaceSize(x, lo, o, w, e) },
             aclnnClampMin,
         );
@@ -524,6 +530,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnClampMaxGetWorkspaceSize(x, hi, o, w, e) },
             aclnnClampMax,
         );
@@ -533,6 +540,7 @@ mod tests {
         let got = run_f32(
             &mut dev,
             &x,
+            // SAFETY: live descriptors and output locations.
             |x, o, w, e| unsafe { aclnnThresholdGetWorkspaceSize(x, t, val, o, w, e) },
             aclnnThreshold,
         );
@@ -542,6 +550,7 @@ mod tests {
             let got = run_f32(
                 &mut dev,
                 &x,
+                // SAFETY: live descriptors and output locations.
                 |x, o, w, e| unsafe { aclnnGeluV2GetWorkspaceSize(x, mode, o, w, e) },
                 aclnnGeluV2,
             );
@@ -578,16 +587,19 @@ mod tests {
                 f64::exp,
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(|t, w, e| unsafe { aclnnInplaceSinGetWorkspaceSize(t, w, e) }),
                 aclnnInplaceSin,
                 f64::sin,
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(|t, w, e| unsafe { aclnnInplaceCosGetWorkspaceSize(t, w, e) }),
                 aclnnInplaceCos,
                 f64::cos,
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(move |t, w, e| unsafe {
                     aclnnInplaceEluGetWorkspaceSize(t, alpha, one, one, w, e)
                 }),
@@ -595,6 +607,7 @@ mod tests {
                 |v| if v > 0.0 { v } else { 0.5 * (v.exp() - 1.0) },
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(move |t, w, e| unsafe {
                     aclnnInplaceLeakyReluGetWorkspaceSize(t, alpha, w, e)
                 }),
@@ -602,6 +615,7 @@ mod tests {
                 |v| if v < 0.0 { 0.5 * v } else { v },
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(move |t, w, e| unsafe {
                     aclnnInplaceThresholdGetWorkspaceSize(t, thr, val, w, e)
                 }),
@@ -609,6 +623,7 @@ mod tests {
                 |v| if v > 0.0 { v } else { 7.0 },
             ),
             (
+                // SAFETY: live descriptors and output locations.
                 Box::new(move |t, w, e| unsafe {
                     aclnnInplaceClampMaxGetWorkspaceSize(t, hi, w, e)
                 }),
