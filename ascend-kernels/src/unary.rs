@@ -816,6 +816,16 @@ pub const INPLACE_LEAKY_RELU: Unary = inplace(LEAKY_RELU, "aclnnInplaceLeakyRelu
 pub const INPLACE_THRESHOLD: Unary = inplace(THRESHOLD, "aclnnInplaceThreshold");
 /// `aclnnInplaceClampMax`.
 pub const INPLACE_CLAMP_MAX: Unary = inplace(CLAMP_MAX, "aclnnInplaceClampMax");
+/// `aclnnInplaceLog`.
+pub const INPLACE_LOG: Unary = inplace(LOG, "aclnnInplaceLog");
+/// `aclnnInplaceSqrt`.
+pub const INPLACE_SQRT: Unary = inplace(SQRT, "aclnnInplaceSqrt");
+/// `aclnnInplaceRelu`.
+pub const INPLACE_RELU: Unary = inplace(RELU, "aclnnInplaceRelu");
+/// `aclnnInplaceSigmoid`.
+pub const INPLACE_SIGMOID: Unary = inplace(SIGMOID, "aclnnInplaceSigmoid");
+/// `aclnnInplaceTanh`.
+pub const INPLACE_TANH: Unary = inplace(TANH, "aclnnInplaceTanh");
 
 /// The kernel entry points of one operator of the table, as the mock's
 /// registrations take them (`check`, `run`), over its argument struct.
@@ -875,6 +885,11 @@ entry_points! {
     logical_not => LOGICAL_NOT, UnaryArgs;
     threshold => THRESHOLD, UnaryScalar2Args;
     inplace_threshold => INPLACE_THRESHOLD, UnaryScalar2Args;
+    inplace_log => INPLACE_LOG, UnaryArgs;
+    inplace_sqrt => INPLACE_SQRT, UnaryArgs;
+    inplace_relu => INPLACE_RELU, UnaryArgs;
+    inplace_sigmoid => INPLACE_SIGMOID, UnaryArgs;
+    inplace_tanh => INPLACE_TANH, UnaryArgs;
 }
 
 #[cfg(test)]

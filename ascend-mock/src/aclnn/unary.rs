@@ -12,9 +12,9 @@ use ascend_kernels::TensorArg;
 use ascend_kernels::unary::{
     ClampArgs, UnaryArgs, UnaryModeArgs, UnaryScalar2Args, UnaryScalar3Args, UnaryScalarArgs, abs,
     clamp, clamp_max, clamp_min, cos, elu, exp, gelu, gelu_v2, hardsigmoid, hardswish,
-    inplace_clamp_max, inplace_cos, inplace_elu, inplace_exp, inplace_leaky_relu, inplace_sin,
-    inplace_threshold, leaky_relu, log, logical_not, relu, sigmoid, sign, silu, sin, softplus,
-    sqrt, tanh, threshold,
+    inplace_clamp_max, inplace_cos, inplace_elu, inplace_exp, inplace_leaky_relu, inplace_log,
+    inplace_relu, inplace_sigmoid, inplace_sin, inplace_sqrt, inplace_tanh, inplace_threshold,
+    leaky_relu, log, logical_not, relu, sigmoid, sign, silu, sin, softplus, sqrt, tanh, threshold,
 };
 use ascend_sys::*;
 
@@ -99,6 +99,11 @@ inplace_unary! {
     aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize => inplace_exp, "`selfRef = e^selfRef`.";
     aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize => inplace_sin, "`selfRef = sin(selfRef)`.";
     aclnnInplaceCos / aclnnInplaceCosGetWorkspaceSize => inplace_cos, "`selfRef = cos(selfRef)`.";
+    aclnnInplaceLog / aclnnInplaceLogGetWorkspaceSize => inplace_log, "`selfRef = ln(selfRef)`.";
+    aclnnInplaceSqrt / aclnnInplaceSqrtGetWorkspaceSize => inplace_sqrt, "`selfRef = sqrt(selfRef)`.";
+    aclnnInplaceRelu / aclnnInplaceReluGetWorkspaceSize => inplace_relu, "`selfRef = max(selfRef, 0)`.";
+    aclnnInplaceSigmoid / aclnnInplaceSigmoidGetWorkspaceSize => inplace_sigmoid, "the logistic function in place.";
+    aclnnInplaceTanh / aclnnInplaceTanhGetWorkspaceSize => inplace_tanh, "`selfRef = tanh(selfRef)`.";
 }
 
 operator! {
@@ -644,6 +649,79 @@ mod tests {
             }
         }
         destroy_scalars(&[alpha, one, thr, val, hi]);
+    }
+
+    #[test]
+    fn plain_in_place_forms_on_a_transposed_self_ref() {
+        type InplacePhase1 =
+            unsafe extern "C" fn(*mut aclTensor, *mut u64, *mut *mut aclOpExecutor) -> aclnnStatus;
+        /// Phase one, phase two, the formula, whether inputs must be positive.
+        type PlainInplaceCase = (InplacePhase1, Phase2, fn(f64) -> f64, bool);
+        let cases: [PlainInplaceCase; 5] = [
+            (
+                aclnnInplaceLogGetWorkspaceSize,
+                aclnnInplaceLog,
+                f64::ln,
+                true,
+            ),
+            (
+                aclnnInplaceSqrtGetWorkspaceSize,
+                aclnnInplaceSqrt,
+                f64::sqrt,
+                true,
+            ),
+            (
+                aclnnInplaceReluGetWorkspaceSize,
+                aclnnInplaceRelu,
+                |x| x.max(0.0),
+                false,
+            ),
+            (
+                aclnnInplaceSigmoidGetWorkspaceSize,
+                aclnnInplaceSigmoid,
+                |x| 1.0 / (1.0 + (-x).exp()),
+                false,
+            ),
+            (
+                aclnnInplaceTanhGetWorkspaceSize,
+                aclnnInplaceTanh,
+                f64::tanh,
+                false,
+            ),
+        ];
+        let mut dev = Dev::new();
+        for (phase1, phase2, formula, positive) in cases {
+            for (dtype, tol) in FLOAT_TYPES {
+                let (xp, exact) = store(&mut dev, dtype, &inputs(15, positive));
+                let t = strided(&[5, 3], Some(&[1, 5]), 0, dtype, &[15], xp);
+                // SAFETY: a live descriptor and output locations.
+                run_op(&dev, |w, e| unsafe { phase1(t, w, e) }, phase2);
+                destroy_tensors(&[t]);
+                dev.sync();
+                let want: Vec<f64> = exact.iter().map(|&v| formula(v)).collect();
+                close(&load(&dev, dtype, xp, 15), &want, tol);
+            }
+        }
+        // An integer selfRef: Relu keeps it, Log refuses it (a float result).
+        let xi = dev.buf(&[-3i32, 4]);
+        let ti = tensor(&[2], ACL_INT32, xi);
+        // SAFETY: a live descriptor and output locations.
+        run_op(
+            &dev,
+            |w, e| unsafe { aclnnInplaceReluGetWorkspaceSize(ti, w, e) },
+            aclnnInplaceRelu,
+        );
+        dev.sync();
+        assert_eq!(dev.read::<i32>(xi, 2), [0, 4]);
+        let (mut ws, mut ex) = (0u64, std::ptr::null_mut());
+        // SAFETY: a live descriptor and output locations.
+        let code = unsafe { aclnnInplaceLogGetWorkspaceSize(ti, &mut ws, &mut ex) };
+        nn_err(
+            code,
+            ACLNN_ERR_PARAM_INVALID,
+            &["aclnnInplaceLog", "selfRef"],
+        );
+        destroy_tensors(&[ti]);
     }
 
     #[test]

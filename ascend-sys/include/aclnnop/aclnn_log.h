@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnLog operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnLog and aclnnInplaceLog operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_LOG_H
@@ -14,6 +14,10 @@ extern "C" {
 aclnnStatus aclnnLogGetWorkspaceSize(const aclTensor *self, aclTensor *out, uint64_t *workspaceSize,
                                      aclOpExecutor **executor);
 aclnnStatus aclnnLog(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+aclnnStatus aclnnInplaceLogGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
+                                            aclOpExecutor **executor);
+aclnnStatus aclnnInplaceLog(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                            aclrtStream stream);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnRelu operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnRelu and aclnnInplaceRelu operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_RELU_H
@@ -14,6 +14,10 @@ extern "C" {
 aclnnStatus aclnnReluGetWorkspaceSize(const aclTensor *self, aclTensor *out, uint64_t *workspaceSize,
                                       aclOpExecutor **executor);
 aclnnStatus aclnnRelu(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+aclnnStatus aclnnInplaceReluGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
+                                             aclOpExecutor **executor);
+aclnnStatus aclnnInplaceRelu(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                             aclrtStream stream);
 
 #ifdef __cplusplus
 }

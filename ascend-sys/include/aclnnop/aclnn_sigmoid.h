@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnSigmoid operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnSigmoid and aclnnInplaceSigmoid operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_SIGMOID_H
@@ -15,6 +15,10 @@ aclnnStatus aclnnSigmoidGetWorkspaceSize(const aclTensor *self, aclTensor *out, 
                                          aclOpExecutor **executor);
 aclnnStatus aclnnSigmoid(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
                          aclrtStream stream);
+aclnnStatus aclnnInplaceSigmoidGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
+                                                aclOpExecutor **executor);
+aclnnStatus aclnnInplaceSigmoid(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                aclrtStream stream);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnSqrt operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnSqrt and aclnnInplaceSqrt operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_SQRT_H
@@ -14,6 +14,10 @@ extern "C" {
 aclnnStatus aclnnSqrtGetWorkspaceSize(const aclTensor *self, aclTensor *out, uint64_t *workspaceSize,
                                       aclOpExecutor **executor);
 aclnnStatus aclnnSqrt(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+aclnnStatus aclnnInplaceSqrtGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
+                                             aclOpExecutor **executor);
+aclnnStatus aclnnInplaceSqrt(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                             aclrtStream stream);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnTanh operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnTanh and aclnnInplaceTanh operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_TANH_H
@@ -14,6 +14,10 @@ extern "C" {
 aclnnStatus aclnnTanhGetWorkspaceSize(const aclTensor *self, aclTensor *out, uint64_t *workspaceSize,
                                       aclOpExecutor **executor);
 aclnnStatus aclnnTanh(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+aclnnStatus aclnnInplaceTanhGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
+                                             aclOpExecutor **executor);
+aclnnStatus aclnnInplaceTanh(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                             aclrtStream stream);
 
 #ifdef __cplusplus
 }
