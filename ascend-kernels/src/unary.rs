@@ -6,10 +6,12 @@
 //! Semantics shared by every entry (CANN's aclnn unary operators): `out`
 //! has `self`'s shape; ranks 0 to 8; non-contiguous views are accepted
 //! (every element is read before any is written, so `out` may alias
-//! `self`, which is how the in-place forms run). Floats compute in f32
-//! for FLOAT, FLOAT16 and BF16 (rounded once to `out`'s dtype on store)
-//! and in f64 for DOUBLE; integer and bool elements compute in i64 and are
-//! truncated to `out`'s width (wrapping, as the device's integer units do).
+//! `self`, which is how the in-place forms run). Float functions are
+//! written in f64: FLOAT, FLOAT16 and BF16 elements are widened, computed
+//! in f64, rounded to f32 and (FLOAT16, BF16) once more to `out`'s dtype
+//! on store; DOUBLE elements compute in f64; integer and bool elements
+//! compute in i64 and are truncated to `out`'s width (wrapping, as the
+//! device's integer units do).
 //! An entry without an integer function is a float operator: integer and
 //! bool inputs are converted to the float dtype of `out` first (which its
 //! [`OutDtype::FloatCastable`] rule makes a float), as CANN's Exp, Log,
@@ -243,7 +245,8 @@ pub struct Unary {
     pub out: OutDtype,
     /// The scalar parameters.
     pub params: ParamRule,
-    /// The function on FLOAT, FLOAT16 and BF16 elements (computed in f32).
+    /// The function on FLOAT, FLOAT16 and BF16 elements (their value as f32;
+    /// the table's entries compute it in f64 and round to f32).
     pub f32: F32Fn,
     /// The function on DOUBLE elements.
     pub f64: F64Fn,
