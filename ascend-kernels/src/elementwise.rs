@@ -26,6 +26,7 @@
 //! the output is written, so `out` may alias `self` or `other`.
 
 use crate::broadcast::{broadcast_shapes, check_view, expand, fmt_shape, read_f64, write_f64};
+use crate::par::zip_map;
 use crate::scalar::Scalar;
 use crate::tensor::{DType, KernelError, TensorArg};
 
@@ -108,12 +109,16 @@ pub fn can_cast(from: DType, to: DType) -> bool {
     !(from != DType::Bool && to == DType::Bool)
 }
 
-fn check_supported(t: &TensorArg, name: &str) -> Result<(), KernelError> {
+pub(crate) fn check_supported(t: &TensorArg, name: &str) -> Result<(), KernelError> {
     check_view(t, name, MAX_RANK)?;
     crate::broadcast::check_dtype(t, name, &SUPPORTED)
 }
 
-fn check_cast(promoted: DType, target: &TensorArg, name: &str) -> Result<(), KernelError> {
+pub(crate) fn check_cast(
+    promoted: DType,
+    target: &TensorArg,
+    name: &str,
+) -> Result<(), KernelError> {
     if can_cast(promoted, target.dtype) {
         return Ok(());
     }
@@ -124,7 +129,7 @@ fn check_cast(promoted: DType, target: &TensorArg, name: &str) -> Result<(), Ker
     )))
 }
 
-fn check_alpha(alpha: &Scalar, promoted: DType) -> Result<(), KernelError> {
+pub(crate) fn check_alpha(alpha: &Scalar, promoted: DType) -> Result<(), KernelError> {
     if promoted == DType::Bool && alpha.dtype() != DType::Bool {
         return Err(KernelError::invalid(format!(
             "alpha must be a bool when the result dtype is DT_BOOL, but got {}.",
@@ -141,7 +146,12 @@ fn check_alpha(alpha: &Scalar, promoted: DType) -> Result<(), KernelError> {
     Ok(())
 }
 
-fn broadcast_to(a: &TensorArg, b: &TensorArg, an: &str, bn: &str) -> Result<Vec<i64>, KernelError> {
+pub(crate) fn broadcast_to(
+    a: &TensorArg,
+    b: &TensorArg,
+    an: &str,
+    bn: &str,
+) -> Result<Vec<i64>, KernelError> {
     broadcast_shapes(&a.shape, &b.shape).ok_or_else(|| {
         KernelError::invalid(format!(
             "The shape of {an} {} and {bn} {} can't broadcast.",
@@ -151,7 +161,11 @@ fn broadcast_to(a: &TensorArg, b: &TensorArg, an: &str, bn: &str) -> Result<Vec<
     })
 }
 
-fn check_out_shape(out: &TensorArg, want: &[i64], name: &str) -> Result<(), KernelError> {
+pub(crate) fn check_out_shape(
+    out: &TensorArg,
+    want: &[i64],
+    name: &str,
+) -> Result<(), KernelError> {
     if out.shape != want {
         return Err(KernelError::invalid(format!(
             "The shape of {name} should be {} (the broadcast shape), but got {}.",
@@ -163,16 +177,119 @@ fn check_out_shape(out: &TensorArg, want: &[i64], name: &str) -> Result<(), Kern
 }
 
 /// The second operand of the shared core.
-enum Rhs<'a> {
+pub(crate) enum Rhs<'a> {
     Tensor(&'a TensorArg),
     Scalar(Scalar),
 }
 
 /// What to compute.
 #[derive(Clone, Copy)]
-enum Op {
+pub(crate) enum Op {
+    /// `lhs + alpha * rhs`.
     Add(Scalar),
+    /// `lhs - alpha * rhs`.
+    Sub(Scalar),
+    /// `lhs * rhs`.
     Mul,
+    /// `lhs / rhs` (only computed in a float dtype: true division).
+    Div,
+    /// `lhs ^ rhs`.
+    Pow,
+    /// `rhs ^ lhs` (a scalar base, the tensor the exponent).
+    PowRev,
+    /// `lhs > rhs`, 1 or 0.
+    Gt,
+    /// `lhs == rhs`, 1 or 0.
+    Eq,
+}
+
+impl Op {
+    /// Whether the result is a truth value (0 or 1) rather than a number of
+    /// the computation dtype.
+    fn is_compare(self) -> bool {
+        matches!(self, Op::Gt | Op::Eq)
+    }
+
+    fn f64(self, x: f64, y: f64) -> f64 {
+        match self {
+            Op::Add(al) => x + al.as_f64() * y,
+            Op::Sub(al) => x - al.as_f64() * y,
+            Op::Mul => x * y,
+            Op::Div => x / y,
+            Op::Pow => x.powf(y),
+            Op::PowRev => y.powf(x),
+            Op::Gt => f64::from(u8::from(x > y)),
+            Op::Eq => f64::from(u8::from(x == y)),
+        }
+    }
+
+    fn f32(self, x: f32, y: f32) -> f32 {
+        match self {
+            Op::Add(al) => x + al.as_f64() as f32 * y,
+            Op::Sub(al) => x - al.as_f64() as f32 * y,
+            Op::Mul => x * y,
+            Op::Div => x / y,
+            Op::Pow => x.powf(y),
+            Op::PowRev => y.powf(x),
+            Op::Gt => f32::from(u8::from(x > y)),
+            Op::Eq => f32::from(u8::from(x == y)),
+        }
+    }
+
+    /// Integer arithmetic, wrapped to `d`'s width (Div never runs here).
+    fn int(self, d: DType, x: i64, y: i64) -> i64 {
+        match self {
+            Op::Add(al) => wrap_to(d, x.wrapping_add(al.as_i64().wrapping_mul(y))),
+            Op::Sub(al) => wrap_to(d, x.wrapping_sub(al.as_i64().wrapping_mul(y))),
+            Op::Mul => wrap_to(d, x.wrapping_mul(y)),
+            Op::Div => unreachable!("division computes in a float dtype"),
+            Op::Pow => wrap_to(d, int_pow(x, y)),
+            Op::PowRev => wrap_to(d, int_pow(y, x)),
+            Op::Gt => i64::from(x > y),
+            Op::Eq => i64::from(x == y),
+        }
+    }
+
+    /// Bool arithmetic (Add: or; Mul: and; comparisons of 0/1).
+    fn bool(self, x: bool, y: bool) -> i64 {
+        i64::from(match self {
+            Op::Add(al) => x || (al.as_i64() != 0 && y),
+            Op::Mul => x && y,
+            Op::Gt => x & !y,
+            Op::Eq => x == y,
+            Op::Sub(_) | Op::Div | Op::Pow | Op::PowRev => {
+                unreachable!("refused for bool results in phase one")
+            }
+        })
+    }
+}
+
+/// `base ^ exp` in wrapping integer arithmetic; a negative exponent gives
+/// the truncated quotient `1 / base^|exp|` (1 for base 1, ±1 for base -1,
+/// 0 otherwise; 0 ^ negative is taken as 0).
+fn int_pow(base: i64, exp: i64) -> i64 {
+    if exp < 0 {
+        return match base {
+            1 => 1,
+            -1 => {
+                if exp % 2 == 0 {
+                    1
+                } else {
+                    -1
+                }
+            }
+            _ => 0,
+        };
+    }
+    let (mut result, mut b, mut e) = (1i64, base, exp as u64);
+    while e > 0 {
+        if e & 1 == 1 {
+            result = result.wrapping_mul(b);
+        }
+        b = b.wrapping_mul(b);
+        e >>= 1;
+    }
+    result
 }
 
 fn round_to(d: DType, v: f32) -> f32 {
@@ -196,10 +313,18 @@ fn wrap_to(d: DType, v: i64) -> i64 {
 }
 
 /// `out = lhs op rhs` computed in `promoted`, after every input is read.
+/// A scalar `rhs` of a comparison is first rounded to `promoted` (torch
+/// compares in the common dtype).
 ///
 /// # Safety
 /// tensor.rs's invariant for every view; shapes already checked.
-unsafe fn binary(lhs: &TensorArg, rhs: Rhs<'_>, out: &TensorArg, promoted: DType, op: Op) {
+pub(crate) unsafe fn binary(
+    lhs: &TensorArg,
+    rhs: Rhs<'_>,
+    out: &TensorArg,
+    promoted: DType,
+    op: Op,
+) {
     let shape = out.shape.clone();
     let a = expand(lhs, &shape);
     let n = out.numel();
@@ -214,13 +339,7 @@ unsafe fn binary(lhs: &TensorArg, rhs: Rhs<'_>, out: &TensorArg, promoted: DType
             }
             Rhs::Scalar(s) => vec![s.as_f64(); n],
         };
-        let res: Vec<f64> = match op {
-            Op::Add(alpha) => {
-                let al = alpha.as_f64();
-                av.iter().zip(&bv).map(|(x, y)| x + al * y).collect()
-            }
-            Op::Mul => av.iter().zip(&bv).map(|(x, y)| x * y).collect(),
-        };
+        let res: Vec<f64> = zip_map(&av, &bv, |x, y| op.f64(x, y));
         // SAFETY: `out` is writable by the invariant; inputs are read.
         unsafe { write_f64(out, &res) };
     } else if promoted.is_float() {
@@ -232,16 +351,20 @@ unsafe fn binary(lhs: &TensorArg, rhs: Rhs<'_>, out: &TensorArg, promoted: DType
                 // SAFETY: as above.
                 unsafe { b.read_f32() }
             }
-            Rhs::Scalar(s) => vec![s.as_f64() as f32; n],
-        };
-        let mut res: Vec<f32> = match op {
-            Op::Add(alpha) => {
-                let al = alpha.as_f64() as f32;
-                av.iter().zip(&bv).map(|(x, y)| x + al * y).collect()
+            Rhs::Scalar(s) => {
+                let v = s.as_f64() as f32;
+                vec![
+                    if op.is_compare() {
+                        round_to(promoted, v)
+                    } else {
+                        v
+                    };
+                    n
+                ]
             }
-            Op::Mul => av.iter().zip(&bv).map(|(x, y)| x * y).collect(),
         };
-        if out.dtype != promoted {
+        let mut res: Vec<f32> = zip_map(&av, &bv, |x, y| op.f32(x, y));
+        if out.dtype != promoted && !op.is_compare() {
             for v in &mut res {
                 *v = round_to(promoted, *v);
             }
@@ -260,29 +383,9 @@ unsafe fn binary(lhs: &TensorArg, rhs: Rhs<'_>, out: &TensorArg, promoted: DType
             Rhs::Scalar(s) => vec![s.as_i64(); n],
         };
         let res: Vec<i64> = if promoted == DType::Bool {
-            let (x, y) = (av.iter().map(|&v| v != 0), bv.iter().map(|&v| v != 0));
-            match op {
-                Op::Add(alpha) => {
-                    let al = alpha.as_i64() != 0;
-                    x.zip(y).map(|(x, y)| i64::from(x || (al && y))).collect()
-                }
-                Op::Mul => x.zip(y).map(|(x, y)| i64::from(x && y)).collect(),
-            }
+            zip_map(&av, &bv, |x, y| op.bool(x != 0, y != 0))
         } else {
-            match op {
-                Op::Add(alpha) => {
-                    let al = alpha.as_i64();
-                    av.iter()
-                        .zip(&bv)
-                        .map(|(&x, &y)| wrap_to(promoted, x.wrapping_add(al.wrapping_mul(y))))
-                        .collect()
-                }
-                Op::Mul => av
-                    .iter()
-                    .zip(&bv)
-                    .map(|(&x, &y)| wrap_to(promoted, x.wrapping_mul(y)))
-                    .collect(),
-            }
+            zip_map(&av, &bv, |x, y| op.int(promoted, x, y))
         };
         // SAFETY: `out` is writable by the invariant; inputs are read.
         unsafe { out.write_i64(&res) };

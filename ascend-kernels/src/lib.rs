@@ -11,7 +11,10 @@
 //! | module | operators |
 //! |---|---|
 //! | [`attention`] | aclnnFusedInferAttentionScoreV2, aclnnFusedInferAttentionScoreV3 |
-//! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul |
+//! | [`elementwise`] | aclnnAdd, aclnnAdds, aclnnInplaceAdd, aclnnMul (and the core of [`binary`]) |
+//! | [`binary`] | Sub, Div, Muls, their scalar and in-place forms, GtScalar, EqTensor, the Pow family, Addcdiv, InplaceMaskedFillScalar |
+//! | [`unary`] | the table of unary operators (Abs, Exp, Log, ..., activations with scalar parameters, Clamp, in-place forms) |
+//! | [`conversion`] | aclnnCast, aclnnInplaceCopy, aclnnInplaceFillScalar, aclnnInplaceZero, aclnnArange |
 //! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
@@ -22,15 +25,19 @@
 //! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
-//! helpers, [`scalar`] the value of an `aclScalar`.
+//! helpers, [`scalar`] the value of an `aclScalar`, [`par`] the parallel
+//! elementwise loops.
 
 pub mod attention;
+pub mod binary;
 pub mod broadcast;
+pub mod conversion;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;
 pub mod matmul;
 pub mod moe;
+pub mod par;
 pub mod rms_norm;
 pub mod rope;
 pub mod scalar;

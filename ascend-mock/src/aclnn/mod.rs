@@ -56,6 +56,8 @@ macro_rules! phase_two {
 mod register;
 
 pub mod attention;
+pub mod binary;
+pub mod conversion;
 pub mod elementwise;
 pub mod executor;
 pub mod matmul;

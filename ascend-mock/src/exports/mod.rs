@@ -27,6 +27,8 @@ pub use memory::*;
 pub use stream::*;
 
 pub use crate::aclnn::attention::*;
+pub use crate::aclnn::binary::*;
+pub use crate::aclnn::conversion::*;
 pub use crate::aclnn::elementwise::*;
 pub use crate::aclnn::executor::*;
 pub use crate::aclnn::matmul::*;

@@ -1,5 +1,5 @@
 /*
- * ascend-sys: declaration of the aclnnAdd operator (libopapi), two-phase
+ * ascend-sys: declaration of the aclnnAdd, aclnnInplaceAdd, aclnnAdds and aclnnInplaceAdds operators (libopapi), two-phase
  * form. Written for this project from CANN's public operator documentation.
  */
 #ifndef ASCEND_SYS_ACLNNOP_ACLNN_ADD_H
@@ -22,6 +22,11 @@ aclnnStatus aclnnInplaceAdd(void *workspace, uint64_t workspaceSize, aclOpExecut
 aclnnStatus aclnnAddsGetWorkspaceSize(const aclTensor *self, const aclScalar *other, const aclScalar *alpha,
                                       aclTensor *out, uint64_t *workspaceSize, aclOpExecutor **executor);
 aclnnStatus aclnnAdds(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+aclnnStatus aclnnInplaceAddsGetWorkspaceSize(aclTensor *selfRef, const aclScalar *other,
+                                             const aclScalar *alpha, uint64_t *workspaceSize,
+                                             aclOpExecutor **executor);
+aclnnStatus aclnnInplaceAdds(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                             aclrtStream stream);
 
 #ifdef __cplusplus
 }

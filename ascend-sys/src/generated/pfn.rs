@@ -330,6 +330,21 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnAddcdiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnAddcdivGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        tensor1: *const aclTensor,
+        tensor2: *const aclTensor,
+        value: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnAdds = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -375,6 +390,20 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnArange = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnArangeGetWorkspaceSize = unsafe extern "C" fn(
+        start: *const aclScalar,
+        end: *const aclScalar,
+        step: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnBatchMatMul = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -386,6 +415,137 @@ pub mod opapi {
         mat2: *const aclTensor,
         out: *mut aclTensor,
         cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnCast = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnCastGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dtype: aclDataType,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnClamp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMin: *const aclScalar,
+        clipValueMax: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnClampMax = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampMaxGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMax: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnClampMin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnClampMinGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        clipValueMin: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnCos = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnCosGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnDiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnDivGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnDivs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnDivsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnElu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        alpha: *const aclScalar,
+        scale: *const aclScalar,
+        inputScale: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnEqTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEqTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnExp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnExpGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -492,6 +652,31 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnGelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGeluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnGeluV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGeluV2GetWorkspaceSize = unsafe extern "C" fn(
+        x: *const aclTensor,
+        approximate: i64,
+        y: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGer = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -555,6 +740,43 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnGtScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGtScalarGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnHardsigmoid = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnHardsigmoidGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnHardswish = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnHardswishGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceAdd = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -565,6 +787,344 @@ pub mod opapi {
         selfRef: *const aclTensor,
         other: *const aclTensor,
         alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAddcdiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAddcdivGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        tensor1: *const aclTensor,
+        tensor2: *const aclTensor,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAdds = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceAddsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceClampMax = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceClampMaxGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        clipValueMax: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCopy = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCopyGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        src: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCos = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceCosGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDiv = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceDivsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceElu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceEluGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        alpha: *const aclScalar,
+        scale: *const aclScalar,
+        inputScale: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceExp = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceExpGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceFillScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceFillScalarGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLeakyRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLeakyReluGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        negativeSlope: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLog = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceLogGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMaskedFillScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMaskedFillScalarGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        mask: *const aclTensor,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
+    pub type aclnnInplaceMul = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMulGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMuls = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceMulsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplacePowTensorTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplacePowTensorTensorGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        exponent: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceReluGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSigmoid = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSigmoidGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSinGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSqrt = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSqrtGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSub = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclTensor,
+        alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceSubsGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceTanh = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceTanhGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceThreshold = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceThresholdGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        threshold: *const aclScalar,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceZero = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceZeroGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLeakyRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLeakyReluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        negativeSlope: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLog = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLogGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnLogicalNot = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnLogicalNotGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -748,6 +1308,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnMuls = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnMulsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnMv = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -759,6 +1332,57 @@ pub mod opapi {
         vec: *const aclTensor,
         out: *mut aclTensor,
         cubeMathType: i8,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowScalarTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowScalarTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclScalar,
+        exponent: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorScalar = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorScalarGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        exponent: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPowTensorTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        exponent: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnRelu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnReluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -793,6 +1417,54 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnSigmoid = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSigmoidGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSign = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSignGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        result: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSilu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSiluGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSin = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSinGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnSoftmax = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -802,6 +1474,60 @@ pub mod opapi {
     pub type aclnnSoftmaxGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
         dim: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSoftplus = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSoftplusGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        beta: *const aclScalar,
+        threshold: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSqrt = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSqrtGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSub = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSubGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclTensor,
+        alpha: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSubs = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSubsGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        other: *const aclScalar,
+        alpha: *const aclScalar,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -816,6 +1542,32 @@ pub mod opapi {
         x: *const aclTensor,
         dim: i64,
         out: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTanh = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTanhGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnThreshold = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnThresholdGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        threshold: *const aclScalar,
+        value: *const aclScalar,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -1084,58 +1836,178 @@ crate::loader::function_tables! {
         aclnnAbsGetWorkspaceSize = 1,
         aclnnAdd = 2,
         aclnnAddGetWorkspaceSize = 3,
-        aclnnAdds = 4,
-        aclnnAddsGetWorkspaceSize = 5,
-        aclnnApplyRotaryPosEmb = 6,
-        aclnnApplyRotaryPosEmbGetWorkspaceSize = 7,
-        aclnnApplyRotaryPosEmbV2 = 8,
-        aclnnApplyRotaryPosEmbV2GetWorkspaceSize = 9,
-        aclnnBatchMatMul = 10,
-        aclnnBatchMatMulGetWorkspaceSize = 11,
-        aclnnFusedInferAttentionScoreV2 = 12,
-        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 13,
-        aclnnFusedInferAttentionScoreV3 = 14,
-        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 15,
-        aclnnGer = 16,
-        aclnnGerGetWorkspaceSize = 17,
-        aclnnGroupedMatmulV3 = 18,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 19,
-        aclnnGroupedMatmulV4 = 20,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 21,
-        aclnnInplaceAdd = 22,
-        aclnnInplaceAddGetWorkspaceSize = 23,
-        aclnnMatmul = 24,
-        aclnnMatmulGetWorkspaceSize = 25,
-        aclnnMm = 26,
-        aclnnMmGetWorkspaceSize = 27,
-        aclnnMoeComputeExpertTokens = 28,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 29,
-        aclnnMoeFinalizeRoutingV2 = 30,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 31,
-        aclnnMoeGatingTopK = 32,
-        aclnnMoeGatingTopKGetWorkspaceSize = 33,
-        aclnnMoeGatingTopKSoftmax = 34,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 35,
-        aclnnMoeGatingTopKSoftmaxV2 = 36,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 37,
-        aclnnMoeInitRoutingV2 = 38,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 39,
-        aclnnMoeInitRoutingV3 = 40,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 41,
-        aclnnMul = 42,
-        aclnnMulGetWorkspaceSize = 43,
-        aclnnMv = 44,
-        aclnnMvGetWorkspaceSize = 45,
-        aclnnRmsNorm = 46,
-        aclnnRmsNormGetWorkspaceSize = 47,
-        aclnnRotaryPositionEmbedding = 48,
-        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 49,
-        aclnnSoftmax = 50,
-        aclnnSoftmaxGetWorkspaceSize = 51,
-        aclnnSwiGlu = 52,
-        aclnnSwiGluGetWorkspaceSize = 53,
-        aclnnTopk = 54,
-        aclnnTopkGetWorkspaceSize = 55,
+        aclnnAddcdiv = 4,
+        aclnnAddcdivGetWorkspaceSize = 5,
+        aclnnAdds = 6,
+        aclnnAddsGetWorkspaceSize = 7,
+        aclnnApplyRotaryPosEmb = 8,
+        aclnnApplyRotaryPosEmbGetWorkspaceSize = 9,
+        aclnnApplyRotaryPosEmbV2 = 10,
+        aclnnApplyRotaryPosEmbV2GetWorkspaceSize = 11,
+        aclnnArange = 12,
+        aclnnArangeGetWorkspaceSize = 13,
+        aclnnBatchMatMul = 14,
+        aclnnBatchMatMulGetWorkspaceSize = 15,
+        aclnnCast = 16,
+        aclnnCastGetWorkspaceSize = 17,
+        aclnnClamp = 18,
+        aclnnClampGetWorkspaceSize = 19,
+        aclnnClampMax = 20,
+        aclnnClampMaxGetWorkspaceSize = 21,
+        aclnnClampMin = 22,
+        aclnnClampMinGetWorkspaceSize = 23,
+        aclnnCos = 24,
+        aclnnCosGetWorkspaceSize = 25,
+        aclnnDiv = 26,
+        aclnnDivGetWorkspaceSize = 27,
+        aclnnDivs = 28,
+        aclnnDivsGetWorkspaceSize = 29,
+        aclnnElu = 30,
+        aclnnEluGetWorkspaceSize = 31,
+        aclnnEqTensor = 32,
+        aclnnEqTensorGetWorkspaceSize = 33,
+        aclnnExp = 34,
+        aclnnExpGetWorkspaceSize = 35,
+        aclnnFusedInferAttentionScoreV2 = 36,
+        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 37,
+        aclnnFusedInferAttentionScoreV3 = 38,
+        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 39,
+        aclnnGelu = 40,
+        aclnnGeluGetWorkspaceSize = 41,
+        aclnnGeluV2 = 42,
+        aclnnGeluV2GetWorkspaceSize = 43,
+        aclnnGer = 44,
+        aclnnGerGetWorkspaceSize = 45,
+        aclnnGroupedMatmulV3 = 46,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 47,
+        aclnnGroupedMatmulV4 = 48,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 49,
+        aclnnGtScalar = 50,
+        aclnnGtScalarGetWorkspaceSize = 51,
+        aclnnHardsigmoid = 52,
+        aclnnHardsigmoidGetWorkspaceSize = 53,
+        aclnnHardswish = 54,
+        aclnnHardswishGetWorkspaceSize = 55,
+        aclnnInplaceAdd = 56,
+        aclnnInplaceAddGetWorkspaceSize = 57,
+        aclnnInplaceAddcdiv = 58,
+        aclnnInplaceAddcdivGetWorkspaceSize = 59,
+        aclnnInplaceAdds = 60,
+        aclnnInplaceAddsGetWorkspaceSize = 61,
+        aclnnInplaceClampMax = 62,
+        aclnnInplaceClampMaxGetWorkspaceSize = 63,
+        aclnnInplaceCopy = 64,
+        aclnnInplaceCopyGetWorkspaceSize = 65,
+        aclnnInplaceCos = 66,
+        aclnnInplaceCosGetWorkspaceSize = 67,
+        aclnnInplaceDiv = 68,
+        aclnnInplaceDivGetWorkspaceSize = 69,
+        aclnnInplaceDivs = 70,
+        aclnnInplaceDivsGetWorkspaceSize = 71,
+        aclnnInplaceElu = 72,
+        aclnnInplaceEluGetWorkspaceSize = 73,
+        aclnnInplaceExp = 74,
+        aclnnInplaceExpGetWorkspaceSize = 75,
+        aclnnInplaceFillScalar = 76,
+        aclnnInplaceFillScalarGetWorkspaceSize = 77,
+        aclnnInplaceLeakyRelu = 78,
+        aclnnInplaceLeakyReluGetWorkspaceSize = 79,
+        aclnnInplaceLog = 80,
+        aclnnInplaceLogGetWorkspaceSize = 81,
+        aclnnInplaceMaskedFillScalar = 82,
+        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 83,
+        aclnnInplaceMul = 84,
+        aclnnInplaceMulGetWorkspaceSize = 85,
+        aclnnInplaceMuls = 86,
+        aclnnInplaceMulsGetWorkspaceSize = 87,
+        aclnnInplacePowTensorTensor = 88,
+        aclnnInplacePowTensorTensorGetWorkspaceSize = 89,
+        aclnnInplaceRelu = 90,
+        aclnnInplaceReluGetWorkspaceSize = 91,
+        aclnnInplaceSigmoid = 92,
+        aclnnInplaceSigmoidGetWorkspaceSize = 93,
+        aclnnInplaceSin = 94,
+        aclnnInplaceSinGetWorkspaceSize = 95,
+        aclnnInplaceSqrt = 96,
+        aclnnInplaceSqrtGetWorkspaceSize = 97,
+        aclnnInplaceSub = 98,
+        aclnnInplaceSubGetWorkspaceSize = 99,
+        aclnnInplaceSubs = 100,
+        aclnnInplaceSubsGetWorkspaceSize = 101,
+        aclnnInplaceTanh = 102,
+        aclnnInplaceTanhGetWorkspaceSize = 103,
+        aclnnInplaceThreshold = 104,
+        aclnnInplaceThresholdGetWorkspaceSize = 105,
+        aclnnInplaceZero = 106,
+        aclnnInplaceZeroGetWorkspaceSize = 107,
+        aclnnLeakyRelu = 108,
+        aclnnLeakyReluGetWorkspaceSize = 109,
+        aclnnLog = 110,
+        aclnnLogGetWorkspaceSize = 111,
+        aclnnLogicalNot = 112,
+        aclnnLogicalNotGetWorkspaceSize = 113,
+        aclnnMatmul = 114,
+        aclnnMatmulGetWorkspaceSize = 115,
+        aclnnMm = 116,
+        aclnnMmGetWorkspaceSize = 117,
+        aclnnMoeComputeExpertTokens = 118,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 119,
+        aclnnMoeFinalizeRoutingV2 = 120,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 121,
+        aclnnMoeGatingTopK = 122,
+        aclnnMoeGatingTopKGetWorkspaceSize = 123,
+        aclnnMoeGatingTopKSoftmax = 124,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 125,
+        aclnnMoeGatingTopKSoftmaxV2 = 126,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 127,
+        aclnnMoeInitRoutingV2 = 128,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 129,
+        aclnnMoeInitRoutingV3 = 130,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 131,
+        aclnnMul = 132,
+        aclnnMulGetWorkspaceSize = 133,
+        aclnnMuls = 134,
+        aclnnMulsGetWorkspaceSize = 135,
+        aclnnMv = 136,
+        aclnnMvGetWorkspaceSize = 137,
+        aclnnPowScalarTensor = 138,
+        aclnnPowScalarTensorGetWorkspaceSize = 139,
+        aclnnPowTensorScalar = 140,
+        aclnnPowTensorScalarGetWorkspaceSize = 141,
+        aclnnPowTensorTensor = 142,
+        aclnnPowTensorTensorGetWorkspaceSize = 143,
+        aclnnRelu = 144,
+        aclnnReluGetWorkspaceSize = 145,
+        aclnnRmsNorm = 146,
+        aclnnRmsNormGetWorkspaceSize = 147,
+        aclnnRotaryPositionEmbedding = 148,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 149,
+        aclnnSigmoid = 150,
+        aclnnSigmoidGetWorkspaceSize = 151,
+        aclnnSign = 152,
+        aclnnSignGetWorkspaceSize = 153,
+        aclnnSilu = 154,
+        aclnnSiluGetWorkspaceSize = 155,
+        aclnnSin = 156,
+        aclnnSinGetWorkspaceSize = 157,
+        aclnnSoftmax = 158,
+        aclnnSoftmaxGetWorkspaceSize = 159,
+        aclnnSoftplus = 160,
+        aclnnSoftplusGetWorkspaceSize = 161,
+        aclnnSqrt = 162,
+        aclnnSqrtGetWorkspaceSize = 163,
+        aclnnSub = 164,
+        aclnnSubGetWorkspaceSize = 165,
+        aclnnSubs = 166,
+        aclnnSubsGetWorkspaceSize = 167,
+        aclnnSwiGlu = 168,
+        aclnnSwiGluGetWorkspaceSize = 169,
+        aclnnTanh = 170,
+        aclnnTanhGetWorkspaceSize = 171,
+        aclnnThreshold = 172,
+        aclnnThresholdGetWorkspaceSize = 173,
+        aclnnTopk = 174,
+        aclnnTopkGetWorkspaceSize = 175,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -1283,26 +2155,116 @@ macro_rules! for_each_function {
             opapi::aclnnAbsGetWorkspaceSize,
             opapi::aclnnAdd,
             opapi::aclnnAddGetWorkspaceSize,
+            opapi::aclnnAddcdiv,
+            opapi::aclnnAddcdivGetWorkspaceSize,
             opapi::aclnnAdds,
             opapi::aclnnAddsGetWorkspaceSize,
             opapi::aclnnApplyRotaryPosEmb,
             opapi::aclnnApplyRotaryPosEmbGetWorkspaceSize,
             opapi::aclnnApplyRotaryPosEmbV2,
             opapi::aclnnApplyRotaryPosEmbV2GetWorkspaceSize,
+            opapi::aclnnArange,
+            opapi::aclnnArangeGetWorkspaceSize,
             opapi::aclnnBatchMatMul,
             opapi::aclnnBatchMatMulGetWorkspaceSize,
+            opapi::aclnnCast,
+            opapi::aclnnCastGetWorkspaceSize,
+            opapi::aclnnClamp,
+            opapi::aclnnClampGetWorkspaceSize,
+            opapi::aclnnClampMax,
+            opapi::aclnnClampMaxGetWorkspaceSize,
+            opapi::aclnnClampMin,
+            opapi::aclnnClampMinGetWorkspaceSize,
+            opapi::aclnnCos,
+            opapi::aclnnCosGetWorkspaceSize,
+            opapi::aclnnDiv,
+            opapi::aclnnDivGetWorkspaceSize,
+            opapi::aclnnDivs,
+            opapi::aclnnDivsGetWorkspaceSize,
+            opapi::aclnnElu,
+            opapi::aclnnEluGetWorkspaceSize,
+            opapi::aclnnEqTensor,
+            opapi::aclnnEqTensorGetWorkspaceSize,
+            opapi::aclnnExp,
+            opapi::aclnnExpGetWorkspaceSize,
             opapi::aclnnFusedInferAttentionScoreV2,
             opapi::aclnnFusedInferAttentionScoreV2GetWorkspaceSize,
             opapi::aclnnFusedInferAttentionScoreV3,
             opapi::aclnnFusedInferAttentionScoreV3GetWorkspaceSize,
+            opapi::aclnnGelu,
+            opapi::aclnnGeluGetWorkspaceSize,
+            opapi::aclnnGeluV2,
+            opapi::aclnnGeluV2GetWorkspaceSize,
             opapi::aclnnGer,
             opapi::aclnnGerGetWorkspaceSize,
             opapi::aclnnGroupedMatmulV3,
             opapi::aclnnGroupedMatmulV3GetWorkspaceSize,
             opapi::aclnnGroupedMatmulV4,
             opapi::aclnnGroupedMatmulV4GetWorkspaceSize,
+            opapi::aclnnGtScalar,
+            opapi::aclnnGtScalarGetWorkspaceSize,
+            opapi::aclnnHardsigmoid,
+            opapi::aclnnHardsigmoidGetWorkspaceSize,
+            opapi::aclnnHardswish,
+            opapi::aclnnHardswishGetWorkspaceSize,
             opapi::aclnnInplaceAdd,
             opapi::aclnnInplaceAddGetWorkspaceSize,
+            opapi::aclnnInplaceAddcdiv,
+            opapi::aclnnInplaceAddcdivGetWorkspaceSize,
+            opapi::aclnnInplaceAdds,
+            opapi::aclnnInplaceAddsGetWorkspaceSize,
+            opapi::aclnnInplaceClampMax,
+            opapi::aclnnInplaceClampMaxGetWorkspaceSize,
+            opapi::aclnnInplaceCopy,
+            opapi::aclnnInplaceCopyGetWorkspaceSize,
+            opapi::aclnnInplaceCos,
+            opapi::aclnnInplaceCosGetWorkspaceSize,
+            opapi::aclnnInplaceDiv,
+            opapi::aclnnInplaceDivGetWorkspaceSize,
+            opapi::aclnnInplaceDivs,
+            opapi::aclnnInplaceDivsGetWorkspaceSize,
+            opapi::aclnnInplaceElu,
+            opapi::aclnnInplaceEluGetWorkspaceSize,
+            opapi::aclnnInplaceExp,
+            opapi::aclnnInplaceExpGetWorkspaceSize,
+            opapi::aclnnInplaceFillScalar,
+            opapi::aclnnInplaceFillScalarGetWorkspaceSize,
+            opapi::aclnnInplaceLeakyRelu,
+            opapi::aclnnInplaceLeakyReluGetWorkspaceSize,
+            opapi::aclnnInplaceLog,
+            opapi::aclnnInplaceLogGetWorkspaceSize,
+            opapi::aclnnInplaceMaskedFillScalar,
+            opapi::aclnnInplaceMaskedFillScalarGetWorkspaceSize,
+            opapi::aclnnInplaceMul,
+            opapi::aclnnInplaceMulGetWorkspaceSize,
+            opapi::aclnnInplaceMuls,
+            opapi::aclnnInplaceMulsGetWorkspaceSize,
+            opapi::aclnnInplacePowTensorTensor,
+            opapi::aclnnInplacePowTensorTensorGetWorkspaceSize,
+            opapi::aclnnInplaceRelu,
+            opapi::aclnnInplaceReluGetWorkspaceSize,
+            opapi::aclnnInplaceSigmoid,
+            opapi::aclnnInplaceSigmoidGetWorkspaceSize,
+            opapi::aclnnInplaceSin,
+            opapi::aclnnInplaceSinGetWorkspaceSize,
+            opapi::aclnnInplaceSqrt,
+            opapi::aclnnInplaceSqrtGetWorkspaceSize,
+            opapi::aclnnInplaceSub,
+            opapi::aclnnInplaceSubGetWorkspaceSize,
+            opapi::aclnnInplaceSubs,
+            opapi::aclnnInplaceSubsGetWorkspaceSize,
+            opapi::aclnnInplaceTanh,
+            opapi::aclnnInplaceTanhGetWorkspaceSize,
+            opapi::aclnnInplaceThreshold,
+            opapi::aclnnInplaceThresholdGetWorkspaceSize,
+            opapi::aclnnInplaceZero,
+            opapi::aclnnInplaceZeroGetWorkspaceSize,
+            opapi::aclnnLeakyRelu,
+            opapi::aclnnLeakyReluGetWorkspaceSize,
+            opapi::aclnnLog,
+            opapi::aclnnLogGetWorkspaceSize,
+            opapi::aclnnLogicalNot,
+            opapi::aclnnLogicalNotGetWorkspaceSize,
             opapi::aclnnMatmul,
             opapi::aclnnMatmulGetWorkspaceSize,
             opapi::aclnnMm,
@@ -1323,16 +2285,46 @@ macro_rules! for_each_function {
             opapi::aclnnMoeInitRoutingV3GetWorkspaceSize,
             opapi::aclnnMul,
             opapi::aclnnMulGetWorkspaceSize,
+            opapi::aclnnMuls,
+            opapi::aclnnMulsGetWorkspaceSize,
             opapi::aclnnMv,
             opapi::aclnnMvGetWorkspaceSize,
+            opapi::aclnnPowScalarTensor,
+            opapi::aclnnPowScalarTensorGetWorkspaceSize,
+            opapi::aclnnPowTensorScalar,
+            opapi::aclnnPowTensorScalarGetWorkspaceSize,
+            opapi::aclnnPowTensorTensor,
+            opapi::aclnnPowTensorTensorGetWorkspaceSize,
+            opapi::aclnnRelu,
+            opapi::aclnnReluGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
             opapi::aclnnRotaryPositionEmbedding,
             opapi::aclnnRotaryPositionEmbeddingGetWorkspaceSize,
+            opapi::aclnnSigmoid,
+            opapi::aclnnSigmoidGetWorkspaceSize,
+            opapi::aclnnSign,
+            opapi::aclnnSignGetWorkspaceSize,
+            opapi::aclnnSilu,
+            opapi::aclnnSiluGetWorkspaceSize,
+            opapi::aclnnSin,
+            opapi::aclnnSinGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
+            opapi::aclnnSoftplus,
+            opapi::aclnnSoftplusGetWorkspaceSize,
+            opapi::aclnnSqrt,
+            opapi::aclnnSqrtGetWorkspaceSize,
+            opapi::aclnnSub,
+            opapi::aclnnSubGetWorkspaceSize,
+            opapi::aclnnSubs,
+            opapi::aclnnSubsGetWorkspaceSize,
             opapi::aclnnSwiGlu,
             opapi::aclnnSwiGluGetWorkspaceSize,
+            opapi::aclnnTanh,
+            opapi::aclnnTanhGetWorkspaceSize,
+            opapi::aclnnThreshold,
+            opapi::aclnnThresholdGetWorkspaceSize,
             opapi::aclnnTopk,
             opapi::aclnnTopkGetWorkspaceSize,
             hccl::HcclAllGather,
@@ -1373,16 +2365,61 @@ macro_rules! for_each_operator {
         $m! {
             aclnnAbs / aclnnAbsGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnAdd / aclnnAddGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnAddcdiv / aclnnAddcdivGetWorkspaceSize (self_: *const $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnAdds / aclnnAddsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnApplyRotaryPosEmb / aclnnApplyRotaryPosEmbGetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64);
             aclnnApplyRotaryPosEmbV2 / aclnnApplyRotaryPosEmbV2GetWorkspaceSize (queryRef: *mut $crate::aclTensor, keyRef: *mut $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, layout: i64, rotaryMode: *mut ::core::ffi::c_char);
+            aclnnArange / aclnnArangeGetWorkspaceSize (start: *const $crate::aclScalar, end: *const $crate::aclScalar, step: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnBatchMatMul / aclnnBatchMatMulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnCast / aclnnCastGetWorkspaceSize (self_: *const $crate::aclTensor, dtype: $crate::aclDataType, out: *mut $crate::aclTensor);
+            aclnnClamp / aclnnClampGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnClampMax / aclnnClampMaxGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnClampMin / aclnnClampMinGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnCos / aclnnCosGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnDiv / aclnnDivGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnDivs / aclnnDivsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnElu / aclnnEluGetWorkspaceSize (self_: *const $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnEqTensor / aclnnEqTensorGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnExp / aclnnExpGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnFusedInferAttentionScoreV2 / aclnnFusedInferAttentionScoreV2GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
             aclnnFusedInferAttentionScoreV3 / aclnnFusedInferAttentionScoreV3GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, queryRopeOptional: *const $crate::aclTensor, keyRopeOptional: *const $crate::aclTensor, keyRopeAntiquantScaleOptional: *const $crate::aclTensor, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnGelu / aclnnGeluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnGeluV2 / aclnnGeluV2GetWorkspaceSize (x: *const $crate::aclTensor, approximate: i64, y: *mut $crate::aclTensor);
             aclnnGer / aclnnGerGetWorkspaceSize (self_: *const $crate::aclTensor, vec2: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGroupedMatmulV3 / aclnnGroupedMatmulV3GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, splitItem: i64, groupType: i64, y: *const $crate::aclTensorList);
             aclnnGroupedMatmulV4 / aclnnGroupedMatmulV4GetWorkspaceSize (x: *const $crate::aclTensorList, weight: *const $crate::aclTensorList, biasOptional: *const $crate::aclTensorList, scaleOptional: *const $crate::aclTensorList, offsetOptional: *const $crate::aclTensorList, antiquantScaleOptional: *const $crate::aclTensorList, antiquantOffsetOptional: *const $crate::aclTensorList, perTokenScaleOptional: *const $crate::aclTensorList, groupListOptional: *const $crate::aclTensor, activationInputOptional: *const $crate::aclTensorList, activationQuantScaleOptional: *const $crate::aclTensorList, activationQuantOffsetOptional: *const $crate::aclTensorList, splitItem: i64, groupType: i64, groupListType: i64, actType: i64, out: *mut $crate::aclTensorList, activationFeatureOutOptional: *mut $crate::aclTensorList, dynQuantScaleOutOptional: *mut $crate::aclTensorList);
+            aclnnGtScalar / aclnnGtScalarGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnHardsigmoid / aclnnHardsigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnHardswish / aclnnHardswishGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
+            aclnnInplaceAddcdiv / aclnnInplaceAddcdivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceAdds / aclnnInplaceAddsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
+            aclnnInplaceClampMax / aclnnInplaceClampMaxGetWorkspaceSize (selfRef: *mut $crate::aclTensor, clipValueMax: *const $crate::aclScalar);
+            aclnnInplaceCopy / aclnnInplaceCopyGetWorkspaceSize (selfRef: *mut $crate::aclTensor, src: *const $crate::aclTensor);
+            aclnnInplaceCos / aclnnInplaceCosGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceDiv / aclnnInplaceDivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor);
+            aclnnInplaceDivs / aclnnInplaceDivsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar);
+            aclnnInplaceElu / aclnnInplaceEluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar);
+            aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceFillScalar / aclnnInplaceFillScalarGetWorkspaceSize (selfRef: *mut $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceLeakyRelu / aclnnInplaceLeakyReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, negativeSlope: *const $crate::aclScalar);
+            aclnnInplaceLog / aclnnInplaceLogGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceMaskedFillScalar / aclnnInplaceMaskedFillScalarGetWorkspaceSize (selfRef: *mut $crate::aclTensor, mask: *const $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceMul / aclnnInplaceMulGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor);
+            aclnnInplaceMuls / aclnnInplaceMulsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar);
+            aclnnInplacePowTensorTensor / aclnnInplacePowTensorTensorGetWorkspaceSize (selfRef: *mut $crate::aclTensor, exponent: *const $crate::aclTensor);
+            aclnnInplaceRelu / aclnnInplaceReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceSigmoid / aclnnInplaceSigmoidGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceSqrt / aclnnInplaceSqrtGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceSub / aclnnInplaceSubGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
+            aclnnInplaceSubs / aclnnInplaceSubsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
+            aclnnInplaceTanh / aclnnInplaceTanhGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceThreshold / aclnnInplaceThresholdGetWorkspaceSize (selfRef: *mut $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar);
+            aclnnInplaceZero / aclnnInplaceZeroGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnLeakyRelu / aclnnLeakyReluGetWorkspaceSize (self_: *const $crate::aclTensor, negativeSlope: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnLog / aclnnLogGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnLogicalNot / aclnnLogicalNotGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnMatmul / aclnnMatmulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnMm / aclnnMmGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnMoeComputeExpertTokens / aclnnMoeComputeExpertTokensGetWorkspaceSize (sortedExperts: *const $crate::aclTensor, numExperts: i64, out: *const $crate::aclTensor);
@@ -1393,11 +2430,26 @@ macro_rules! for_each_operator {
             aclnnMoeInitRoutingV2 / aclnnMoeInitRoutingV2GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, activeNumOptional: i64, expertCapacityOptional: i64, expertNumOptional: i64, dropPadModeOptional: i64, expertTokensCountOrCumsumFlagOptional: i64, expertTokensBeforeCapacityFlagOptional: bool, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOutOptional: *const $crate::aclTensor, expertTokensBeforeCapacityOutOptional: *const $crate::aclTensor);
             aclnnMoeInitRoutingV3 / aclnnMoeInitRoutingV3GetWorkspaceSize (x: *const $crate::aclTensor, expertIdx: *const $crate::aclTensor, scaleOptional: *const $crate::aclTensor, offsetOptional: *const $crate::aclTensor, activeNum: i64, expertCapacity: i64, expertNum: i64, dropPadMode: i64, expertTokensNumType: i64, expertTokensNumFlag: bool, quantMode: i64, activeExpertRangeOptional: *const $crate::aclIntArray, rowIdxType: i64, expandedXOut: *const $crate::aclTensor, expandedRowIdxOut: *const $crate::aclTensor, expertTokensCountOrCumsumOut: *const $crate::aclTensor, expandedScaleOut: *const $crate::aclTensor);
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnMuls / aclnnMulsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnMv / aclnnMvGetWorkspaceSize (self_: *const $crate::aclTensor, vec: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnPowScalarTensor / aclnnPowScalarTensorGetWorkspaceSize (self_: *const $crate::aclScalar, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnPowTensorScalar / aclnnPowTensorScalarGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnPowTensorTensor / aclnnPowTensorTensorGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnRelu / aclnnReluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
             aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
+            aclnnSigmoid / aclnnSigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSign / aclnnSignGetWorkspaceSize (self_: *const $crate::aclTensor, result: *mut $crate::aclTensor);
+            aclnnSilu / aclnnSiluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSin / aclnnSinGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
+            aclnnSoftplus / aclnnSoftplusGetWorkspaceSize (self_: *const $crate::aclTensor, beta: *const $crate::aclScalar, threshold: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnSqrt / aclnnSqrtGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSub / aclnnSubGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnSubs / aclnnSubsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnSwiGlu / aclnnSwiGluGetWorkspaceSize (x: *const $crate::aclTensor, dim: i64, out: *const $crate::aclTensor);
+            aclnnTanh / aclnnTanhGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnThreshold / aclnnThresholdGetWorkspaceSize (self_: *const $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);
         }
     };
