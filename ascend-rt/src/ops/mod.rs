@@ -52,4 +52,4 @@ pub use moe::{
     moe_finalize_routing, moe_gating_top_k, moe_gating_top_k_softmax, moe_init_routing,
 };
 pub use norm::{rms_norm, rms_norm_into, softmax, softmax_into, swiglu, swiglu_into};
-pub use unary::{abs, abs_into};
+pub use unary::*;
