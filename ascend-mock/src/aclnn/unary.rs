@@ -9,13 +9,7 @@
 
 use ascend_kernels::Scalar;
 use ascend_kernels::TensorArg;
-use ascend_kernels::unary::{
-    ClampArgs, UnaryArgs, UnaryModeArgs, UnaryScalar2Args, UnaryScalar3Args, UnaryScalarArgs, abs,
-    clamp, clamp_max, clamp_min, cos, elu, exp, gelu, gelu_v2, hardsigmoid, hardswish,
-    inplace_clamp_max, inplace_cos, inplace_elu, inplace_exp, inplace_leaky_relu, inplace_log,
-    inplace_relu, inplace_sigmoid, inplace_sin, inplace_sqrt, inplace_tanh, inplace_threshold,
-    leaky_relu, log, logical_not, relu, sigmoid, sign, silu, sin, softplus, sqrt, tanh, threshold,
-};
+use ascend_kernels::unary::*;
 use ascend_sys::*;
 
 use super::executor::Binder;
