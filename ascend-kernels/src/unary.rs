@@ -660,6 +660,12 @@ unary_ops! {
         params ParamRule::None,
         float |x, v| x.abs(), int [|i, v| i.wrapping_abs()];
 
+    /// `aclnnNeg`: `out = -self` (integers wrap: -(-128) is -128 in INT8).
+    /// `out` takes any dtype `self` casts to.
+    NEG = "aclnnNeg", dtypes &[F32, F16, BF16, F64, I8, I32, I64], out Castable,
+        params ParamRule::None,
+        float |x, v| -x, int [|i, v| i.wrapping_neg()];
+
     /// `aclnnExp`: `out = e^self`. INT64 and BOOL inputs need a float `out`.
     EXP = "aclnnExp", dtypes &[F32, F16, BF16, F64, I64, Bool], out FloatCastable,
         params ParamRule::None,
@@ -805,6 +811,8 @@ pub const SIGN: Unary = Unary {
     int: Some(sign_int),
 };
 
+/// `aclnnInplaceNeg`.
+pub const INPLACE_NEG: Unary = inplace(NEG, "aclnnInplaceNeg");
 /// `aclnnInplaceExp`.
 pub const INPLACE_EXP: Unary = inplace(EXP, "aclnnInplaceExp");
 /// `aclnnInplaceSin`.
@@ -859,6 +867,8 @@ macro_rules! entry_points {
 
 entry_points! {
     abs => ABS, UnaryArgs;
+    neg => NEG, UnaryArgs;
+    inplace_neg => INPLACE_NEG, UnaryArgs;
     exp => EXP, UnaryArgs;
     inplace_exp => INPLACE_EXP, UnaryArgs;
     log => LOG, UnaryArgs;
@@ -1083,6 +1093,7 @@ mod tests {
         let i = |v: i64| Some(Scalar::I64(v));
         let cases: Vec<IntCase> = vec![
             (ABS, none(), |x| x.abs()),
+            (NEG, none(), |x| -x),
             (RELU, none(), |x| x.max(0)),
             (SIGN, none(), i64::signum),
             (CLAMP, scalars(&[i(-3), i(5)]), |x| x.clamp(-3, 5)),

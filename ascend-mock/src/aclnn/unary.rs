@@ -74,6 +74,7 @@ macro_rules! inplace_unary {
 
 plain_unary! {
     aclnnAbs / aclnnAbsGetWorkspaceSize => abs, "`out = |self|`.";
+    aclnnNeg / aclnnNegGetWorkspaceSize => neg, "`out = -self`.";
     aclnnExp / aclnnExpGetWorkspaceSize => exp, "`out = e^self`.";
     aclnnLog / aclnnLogGetWorkspaceSize => log, "`out = ln(self)`.";
     aclnnSqrt / aclnnSqrtGetWorkspaceSize => sqrt, "`out = sqrt(self)`.";
@@ -90,6 +91,7 @@ plain_unary! {
 }
 
 inplace_unary! {
+    aclnnInplaceNeg / aclnnInplaceNegGetWorkspaceSize => inplace_neg, "`selfRef = -selfRef`.";
     aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize => inplace_exp, "`selfRef = e^selfRef`.";
     aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize => inplace_sin, "`selfRef = sin(selfRef)`.";
     aclnnInplaceCos / aclnnInplaceCosGetWorkspaceSize => inplace_cos, "`selfRef = cos(selfRef)`.";
@@ -244,6 +246,7 @@ mod tests {
 
     const CASES: &[Case] = &[
         (aclnnAbsGetWorkspaceSize, aclnnAbs, f64::abs, false),
+        (aclnnNegGetWorkspaceSize, aclnnNeg, |x| -x, false),
         (aclnnExpGetWorkspaceSize, aclnnExp, f64::exp, false),
         (aclnnLogGetWorkspaceSize, aclnnLog, f64::ln, true),
         (aclnnSqrtGetWorkspaceSize, aclnnSqrt, f64::sqrt, true),
@@ -584,6 +587,12 @@ mod tests {
                 Box::new(|t, w, e| unsafe { aclnnInplaceExpGetWorkspaceSize(t, w, e) }),
                 aclnnInplaceExp,
                 f64::exp,
+            ),
+            (
+                // SAFETY: live descriptors and output locations.
+                Box::new(|t, w, e| unsafe { aclnnInplaceNegGetWorkspaceSize(t, w, e) }),
+                aclnnInplaceNeg,
+                |x| -x,
             ),
             (
                 // SAFETY: live descriptors and output locations.

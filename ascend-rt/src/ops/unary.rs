@@ -99,6 +99,8 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `|x|` (integers wrap: `|i8::MIN|` is `i8::MIN`).
     abs, abs_into => aclnnAbsGetWorkspaceSize, aclnnAbs, [F32, F16, BF16, I8, I32, I64, U8];
+    /// `-x` (integers wrap: `-i8::MIN` is `i8::MIN`).
+    neg, neg_into => aclnnNegGetWorkspaceSize, aclnnNeg, [F32, F16, BF16, I8, I32, I64];
 }
 
 #[cfg(all(test, feature = "mock"))]
@@ -125,13 +127,22 @@ mod tests {
     }
 
     fn cases() -> Vec<Case> {
-        vec![Case {
-            f32: |s, x| abs(s, x),
-            f16: |s, x| abs(s, x),
-            bf16: |s, x| abs(s, x),
-            i32: Some(|s, x| abs(s, x)),
-            formula: f64::abs,
-        }]
+        vec![
+            Case {
+                f32: |s, x| abs(s, x),
+                f16: |s, x| abs(s, x),
+                bf16: |s, x| abs(s, x),
+                i32: Some(|s, x| abs(s, x)),
+                formula: f64::abs,
+            },
+            Case {
+                f32: |s, x| neg(s, x),
+                f16: |s, x| neg(s, x),
+                bf16: |s, x| neg(s, x),
+                i32: Some(|s, x| neg(s, x)),
+                formula: |x| -x,
+            },
+        ]
     }
 
     #[test]
