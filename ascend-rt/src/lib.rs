@@ -161,6 +161,11 @@
 //! - Events waited on stay alive until the waiting stream has passed the
 //!   wait (the stream keeps them), and a recorded event is synchronized
 //!   before it is destroyed.
+//! - A host function ([`Stream::launch_host_fn`]) is kept in a process-wide
+//!   table and the runtime gets only its id. The runtime may skip it (a
+//!   stream that stops on failure, a lost device); it is then dropped with
+//!   its stream once that stream's work has ended, so its captures are
+//!   neither leaked nor reachable through a dangling pointer.
 //! - Tracking can be turned off per buffer with the `unsafe`
 //!   [`DeviceBuffer::set_tracking`] / [`PinnedBuffer::set_tracking`], for
 //!   callers who order their work themselves.
@@ -185,8 +190,12 @@
 //! stream or a prepared executor) waits for the whole device instead and
 //! releases anyway, reporting the first error; only when that fails too (a
 //! lost device) is the object leaked, since freeing memory that queued work
-//! may still use would be unsound. `tests/fault_sweep.rs` fails every call
-//! of a MoE pass in turn to hold this.
+//! may still use would be unsound. The device-wide wait reports every
+//! stream's stored failure once, so another stream's `synchronize` may then
+//! return `Ok`; its failed output still cannot be read (events recorded
+//! after the failure keep reporting it, and the failure epoch refuses the
+//! read). `tests/fault_sweep.rs` fails every call of a MoE pass in turn to
+//! hold this.
 
 pub mod aclnn;
 pub mod backend;
