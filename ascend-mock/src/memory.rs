@@ -6,7 +6,9 @@
 //! fresh lazily-mapped pages, so a big untouched allocation costs no RAM
 //! (asking for 64-byte alignment directly would make the allocator zero
 //! the block by hand and commit every page). The block is over-allocated
-//! by [`ALIGN`] bytes and its start rounded up to 64. The registry maps each block's start
+//! by its alignment and its start rounded up to it ([`DEVICE_ALIGN`] for
+//! device blocks, [`ALIGN`] for pinned ones and for device blocks of a
+//! strict run, see [`strict`]). The registry maps each block's start
 //! address to an [`Allocation`], which lets any pointer be classified
 //! ([`classify`]) as device memory of device N, pinned host memory, or
 //! other (pageable) host memory.
@@ -55,8 +57,38 @@ use crate::gate::{self, CallSite};
 use crate::report::{self, violation};
 use crate::stream::Stream;
 
-/// Start alignment of every block.
+/// Start alignment of pinned host blocks, and CANN's documented minimum
+/// for device blocks (the device alignment of strict runs).
 pub const ALIGN: usize = 64;
+
+/// Default start alignment of device blocks: programs assume more than
+/// CANN's documented 64 bytes (llama.cpp's CANN backend asks for 128,
+/// torch_npu rounds to 512), so the mock does not hand out less.
+pub const DEVICE_ALIGN: usize = 512;
+
+/// Whether `ASCEND_MOCK_STRICT` asks for CANN's documented minimum only:
+/// device blocks aligned to [`ALIGN`] rather than [`DEVICE_ALIGN`], and
+/// `aclrtFreeHost(NULL)` refused. Read at `aclInit`.
+static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads `ASCEND_MOCK_STRICT` (set, non-empty and not `0`: strict).
+pub(crate) fn reload_strict() {
+    let on = std::env::var("ASCEND_MOCK_STRICT").is_ok_and(|v| !v.is_empty() && v != "0");
+    STRICT.store(on, Ordering::Relaxed);
+}
+
+/// Whether the current run is strict (see `ASCEND_MOCK_STRICT`).
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
+}
+
+/// The start alignment of a new block of `kind`.
+pub fn block_align(kind: MemKind) -> usize {
+    match kind {
+        MemKind::Device(_) if !strict() => DEVICE_ALIGN,
+        _ => ALIGN,
+    }
+}
 
 /// Where an allocation lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +114,10 @@ pub struct Allocation {
     pub serial: u64,
     /// The call that made it.
     pub origin: Option<CallSite>,
-    /// The pointer the allocator returned (`base` rounds it up to 64).
+    /// The pointer the allocator returned (`base` rounds it up to `align`).
     raw: usize,
+    /// The start alignment the block was made with (over-allocated by it).
+    align: usize,
 }
 
 impl Allocation {
@@ -209,9 +243,10 @@ fn write() -> RwLockWriteGuard<'static, Registry> {
 /// so that zeroed allocations come from `calloc`.
 const RAW_ALIGN: usize = 16;
 
-/// The allocator layout of a block of `size` addressable bytes.
-fn layout(size: usize) -> Option<Layout> {
-    Layout::from_size_align(size.checked_add(ALIGN)?, RAW_ALIGN).ok()
+/// The allocator layout of a block of `size` addressable bytes whose start
+/// is rounded up to `align`.
+fn layout(size: usize, align: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(align)?, RAW_ALIGN).ok()
 }
 
 /// Sets up the accounting of `devices` devices of `capacity` bytes
@@ -223,7 +258,9 @@ pub(crate) fn reset_registry(devices: u32, capacity: u64) {
 }
 
 fn free_block(a: &Allocation) {
-    let Some(l) = layout(a.size) else { return };
+    let Some(l) = layout(a.size, a.align) else {
+        return;
+    };
     // SAFETY: `a` was taken out of the registry, which held it since
     // `allocate` obtained `a.raw` with exactly this layout; each block leaves
     // the registry once, so it is deallocated once.
@@ -486,13 +523,14 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             ));
         }
     }
-    let Some(l) = layout(block) else {
+    let align = block_align(kind);
+    let Some(l) = layout(block, align) else {
         return Err(MockError::new(
             ACL_ERROR_RT_MEMORY_ALLOCATION,
             format!("size {size} exceeds the address space"),
         ));
     };
-    // SAFETY: the layout has a non-zero size (block + 64) and a valid
+    // SAFETY: the layout has a non-zero size (block + align) and a valid
     // power-of-two alignment.
     let raw = unsafe { alloc_zeroed(l) };
     if raw.is_null() {
@@ -505,9 +543,9 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
         ));
     }
     let raw = raw as usize;
-    // raw is 16-aligned, so base <= raw + 48; the allocation has block + 64
-    // bytes, so [base, base + block) lies inside it.
-    let base = (raw + ALIGN - 1) & !(ALIGN - 1);
+    // align is a power of two, so base < raw + align; the allocation has
+    // block + align bytes, so [base, base + block) lies inside it.
+    let base = (raw + align - 1) & !(align - 1);
     if let MemKind::Device(d) = kind {
         reg.used[d as usize] += block as u64;
     }
@@ -521,6 +559,7 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             origin: gate::current_call(),
             raw,
+            align,
         },
     );
     Ok(base)

@@ -120,6 +120,7 @@ pub(crate) fn initialize() -> MockResult<()> {
     let cfg =
         config::activate().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
     memory::reset_registry(cfg.devices, cfg.memory_per_device);
+    memory::reload_strict();
     *guard = Some(Runtime {
         devices: (0..cfg.devices).map(|_| Device::default()).collect(),
         config: cfg,
@@ -487,6 +488,19 @@ pub fn enqueue_named(
 /// work queued before the free. The observer may refuse the free first
 /// (queued work not ordered before the host still uses the block).
 pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
+    if ptr == 0 {
+        // CANN documents that aclrtFree refuses NULL; it is silent about
+        // aclrtFreeHost, which the mock treats like free(NULL) unless the
+        // run is strict (docs/mock.md, "NULL frees").
+        if device || memory::strict() {
+            let name = if device { "devPtr" } else { "hostPtr" };
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!("{name} is NULL"),
+            ));
+        }
+        return Ok(());
+    }
     if let Location::Device { device, .. } = memory::classify(ptr) {
         fault::check_device(device)?;
     }

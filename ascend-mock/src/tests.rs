@@ -96,6 +96,7 @@ fn run_child(mode: &str, env: &[(&str, &str)]) {
         "ASCEND_MOCK_DEVICES",
         "ASCEND_MOCK_MEMORY",
         "ASCEND_MOCK_SOC",
+        "ASCEND_MOCK_STRICT",
     ] {
         if !env.iter().any(|(n, _)| *n == k) {
             cmd.env_remove(k);
@@ -109,6 +110,95 @@ fn run_child(mode: &str, env: &[(&str, &str)]) {
         text.contains("1 passed"),
         "child {mode} ran nothing:\n{text}"
     );
+}
+
+#[test]
+fn strict_runs_follow_the_documented_minimum() {
+    run_child("strict", &[("ASCEND_MOCK_STRICT", "1")]);
+}
+
+#[test]
+fn device_blocks_are_512_aligned_and_bounded_by_their_size() {
+    init();
+    let ctx = own_context(0);
+    let s = new_stream();
+    for size in [1usize, 33, 100, 511, 4096] {
+        let p = dev_alloc(size);
+        assert_eq!(p as usize % crate::memory::DEVICE_ALIGN, 0, "size {size}");
+        let charged = crate::memory::charged_size(size, false).unwrap();
+        let host = vec![0u8; charged + 1];
+        // SAFETY: host has charged + 1 bytes; p is a live device block.
+        unsafe {
+            ok(aclrtMemcpy(
+                p,
+                charged,
+                host.as_ptr().cast(),
+                charged,
+                ACL_MEMCPY_HOST_TO_DEVICE,
+            ));
+            // The alignment padding is not addressable: one byte more is
+            // out of bounds.
+            assert_eq!(
+                aclrtMemcpy(
+                    p,
+                    charged + 1,
+                    host.as_ptr().cast(),
+                    charged + 1,
+                    ACL_MEMCPY_HOST_TO_DEVICE,
+                ),
+                ACL_ERROR_RT_PARAM_INVALID
+            );
+            let msg = take_message().unwrap();
+            assert!(msg.starts_with("out of bounds"), "{msg}");
+            ok(aclrtFree(p));
+        }
+    }
+    // SAFETY: s and ctx were created above.
+    unsafe { ok(aclrtDestroyStream(s)) };
+    drop_context(ctx);
+}
+
+#[test]
+fn null_frees() {
+    init();
+    // SAFETY: NULL is the argument under test.
+    unsafe {
+        // CANN documents that aclrtFree refuses NULL.
+        assert_eq!(aclrtFree(std::ptr::null_mut()), ACL_ERROR_INVALID_PARAM);
+        assert_eq!(take_message().as_deref(), Some("aclrtFree: devPtr is NULL"));
+        // Silent for aclrtFreeHost: like free(NULL) unless strict.
+        ok(aclrtFreeHost(std::ptr::null_mut()));
+        assert_eq!(take_message(), None);
+    }
+}
+
+#[test]
+fn a_read_clears_the_message_and_every_failure_sets_its_own() {
+    init();
+    // SAFETY: NULL config path; NULL outputs are refused, not written.
+    unsafe {
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        let first = take_message().unwrap();
+        assert!(first.contains("already called"), "{first}");
+        // Read once: cleared.
+        assert_eq!(take_message(), None);
+        // Unread, then overwritten by the next failure's own text.
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        assert_eq!(
+            aclrtGetDeviceCount(std::ptr::null_mut()),
+            ACL_ERROR_INVALID_PARAM
+        );
+        let msg = take_message().unwrap();
+        assert!(msg.contains("aclrtGetDeviceCount"), "{msg}");
+        assert!(!msg.contains("already called"), "{msg}");
+        // A success in between sets nothing and keeps the pending message
+        // (CANN: messages of failed calls, until read).
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        let mut n = 0;
+        ok(aclrtGetDeviceCount(&mut n));
+        assert!(take_message().unwrap().contains("already called"));
+        assert_eq!(take_message(), None);
+    }
 }
 
 #[test]
@@ -251,6 +341,28 @@ fn child_process() {
                     "{msg}"
                 );
                 assert!(!crate::is_initialized());
+            }
+            "strict" => {
+                init();
+                ok(aclrtSetDevice(0));
+                // Strict runs: CANN's documented minimum alignment only, and
+                // aclrtFreeHost(NULL) refused like aclrtFree(NULL).
+                let mut seen_unaligned = false;
+                let blocks: Vec<_> = (0..16).map(|_| dev_alloc(100)).collect();
+                for &p in &blocks {
+                    assert_eq!(p as usize % crate::memory::ALIGN, 0);
+                    seen_unaligned |= p as usize % crate::memory::DEVICE_ALIGN != 0;
+                }
+                assert!(seen_unaligned, "strict blocks are only 64-aligned");
+                for p in blocks {
+                    ok(aclrtFree(p));
+                }
+                assert_eq!(aclrtFreeHost(std::ptr::null_mut()), ACL_ERROR_INVALID_PARAM);
+                assert_eq!(
+                    take_message().as_deref(),
+                    Some("aclrtFreeHost: hostPtr is NULL")
+                );
+                ok(aclFinalize());
             }
             "free-deferred" => {
                 init();
