@@ -162,6 +162,10 @@ pub(crate) fn finalize() -> MockResult<()> {
         s.shutdown(false);
     }
     drop(streams);
+    let virtual_leaks = memory::release_virtual(None);
+    if report::enabled() {
+        leaks.extend(virtual_leaks);
+    }
     drop(rt.contexts);
     drop(rt.events);
     memory::free_detached(blocks);
@@ -521,6 +525,25 @@ pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
     Ok(())
 }
 
+/// `aclrtUnmapMem`: waits until every stream ran the work queued before
+/// the call (CANN's unmap does not wait; the mock must not move the bytes
+/// under a running task), then unmaps.
+pub(crate) fn unmap(ptr: usize) -> MockResult<()> {
+    let waits = with_runtime(|rt| {
+        Ok(rt
+            .streams
+            .values()
+            .map(|s| (s.clone(), s.queued_point()))
+            .collect::<Vec<_>>())
+    })?;
+    for (s, seq) in waits {
+        if !s.is_current_worker() {
+            s.wait_for(seq, None);
+        }
+    }
+    memory::unmap(ptr)
+}
+
 /// `aclrtResetDevice` (`force`: `aclrtResetDeviceForce`): drops one
 /// reference on `device` (every reference when `force`); the last one
 /// releases the device's contexts, streams (after their queued work),
@@ -559,6 +582,10 @@ pub(crate) fn reset_device(device: i32, force: bool) -> MockResult<()> {
         leaks.extend(registered_leaks(Some(&blocks)));
     }
     stop_streams(streams, false);
+    let virtual_leaks = memory::release_virtual(Some(d));
+    if checking {
+        leaks.extend(virtual_leaks);
+    }
     hooks::blocks_released(&blocks.iter().map(|b| b.base).collect::<Vec<_>>());
     memory::release_detached(blocks);
     leak_check(&format!("released device {d}"), leaks)
