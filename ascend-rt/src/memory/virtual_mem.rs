@@ -8,9 +8,9 @@
 //!   maps it holds an `Arc` to it, so it is never freed while mapped.
 //! - A [`VirtualRange`] owns one live reservation of `size` bytes; its
 //!   `mappings` are exactly the live mappings in it (offset, memory), which
-//!   never overlap and lie inside the range. Dropping it unmaps them (after
-//!   the device work queued before, which the runtime waits for) and
-//!   releases the reservation.
+//!   never overlap and lie inside the range. Unmapping (and dropping,
+//!   which unmaps every mapping and releases the reservation) first waits
+//!   for all work queued on the device.
 
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -203,7 +203,9 @@ impl VirtualRange {
     }
 
     /// Unmaps the mapping at `offset` and returns its memory (which keeps
-    /// its contents). Work queued before is waited for by the runtime.
+    /// its contents). Waits for all work on the device first
+    /// (`aclrtSynchronizeDevice`), since the range is not tracked per
+    /// stream and CANN's unmap does not wait.
     pub fn unmap(&mut self, offset: usize) -> Result<Arc<PhysicalMem>> {
         let Some(i) = self.mappings.iter().position(|(o, _)| *o == offset) else {
             return Err(Error::invalid(
@@ -211,9 +213,9 @@ impl VirtualRange {
                 format!("nothing is mapped at offset {offset}"),
             ));
         };
-        self.ctx.bind_to_thread()?;
+        self.ctx.synchronize()?;
         // SAFETY: a live mapping starts there (the list is exact); the
-        // runtime waits for queued work before unmapping.
+        // device finished every queued task, so no work uses it.
         unsafe { result::acl::memory::unmap_mem(self.base.cast::<u8>().add(offset).cast()) }?;
         Ok(self.mappings.swap_remove(i).1)
     }
@@ -221,10 +223,21 @@ impl VirtualRange {
 
 impl Drop for VirtualRange {
     fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
+        if self.mappings.is_empty() {
+            let _ = self.ctx.bind_to_thread();
+        } else if self.ctx.synchronize().is_err() {
+            // Queued work may still use a mapping (see `unmap`): leave the
+            // range and its memory mapped (the runtime reports and releases
+            // them at reset or finalize) rather than pull memory from under
+            // it.
+            for (_, mem) in std::mem::take(&mut self.mappings) {
+                std::mem::forget(mem);
+            }
+            return;
+        }
         for (o, _) in std::mem::take(&mut self.mappings) {
-            // SAFETY: each listed mapping is live; the runtime waits for the
-            // work queued before.
+            // SAFETY: each listed mapping is live and the device finished
+            // every queued task (the synchronisation above succeeded).
             let _ = unsafe { result::acl::memory::unmap_mem(self.base.cast::<u8>().add(o).cast()) };
         }
         // SAFETY: the reservation is live, owned by this value, and has no
