@@ -86,7 +86,11 @@ pub fn set_message(message: &str) {
 /// [`ReportClass::of_message`]) is stored as it is, since it already
 /// names the call; other messages are prefixed with `api`.
 pub fn record_failure(api: &str, err: &MockError) {
-    let line = if ReportClass::of_message(&err.message).is_some() {
+    let line = if err.message.is_empty() {
+        // Every failure carries its own text, so that no older message is
+        // mistaken for this one.
+        format!("{api}: failed with error {}", err.code)
+    } else if ReportClass::of_message(&err.message).is_some() {
         err.message.clone()
     } else {
         format!("{api}: {}", err.message)

@@ -6,7 +6,9 @@
 //! fresh lazily-mapped pages, so a big untouched allocation costs no RAM
 //! (asking for 64-byte alignment directly would make the allocator zero
 //! the block by hand and commit every page). The block is over-allocated
-//! by [`ALIGN`] bytes and its start rounded up to 64. The registry maps each block's start
+//! by its alignment and its start rounded up to it ([`DEVICE_ALIGN`] for
+//! device blocks, [`ALIGN`] for pinned ones and for device blocks of a
+//! strict run, see [`strict`]). The registry maps each block's start
 //! address to an [`Allocation`], which lets any pointer be classified
 //! ([`classify`]) as device memory of device N, pinned host memory, or
 //! other (pageable) host memory.
@@ -55,8 +57,38 @@ use crate::gate::{self, CallSite};
 use crate::report::{self, violation};
 use crate::stream::Stream;
 
-/// Start alignment of every block.
+/// Start alignment of pinned host blocks, and CANN's documented minimum
+/// for device blocks (the device alignment of strict runs).
 pub const ALIGN: usize = 64;
+
+/// Default start alignment of device blocks: programs assume more than
+/// CANN's documented 64 bytes (llama.cpp's CANN backend asks for 128,
+/// torch_npu rounds to 512), so the mock does not hand out less.
+pub const DEVICE_ALIGN: usize = 512;
+
+/// Whether `ASCEND_MOCK_STRICT` asks for CANN's documented minimum only:
+/// device blocks aligned to [`ALIGN`] rather than [`DEVICE_ALIGN`], and
+/// `aclrtFreeHost(NULL)` refused. Read at `aclInit`.
+static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads `ASCEND_MOCK_STRICT` (set, non-empty and not `0`: strict).
+pub(crate) fn reload_strict() {
+    let on = std::env::var("ASCEND_MOCK_STRICT").is_ok_and(|v| !v.is_empty() && v != "0");
+    STRICT.store(on, Ordering::Relaxed);
+}
+
+/// Whether the current run is strict (see `ASCEND_MOCK_STRICT`).
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
+}
+
+/// The start alignment of a new block of `kind`.
+pub fn block_align(kind: MemKind) -> usize {
+    match kind {
+        MemKind::Device(_) if !strict() => DEVICE_ALIGN,
+        _ => ALIGN,
+    }
+}
 
 /// Where an allocation lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +114,13 @@ pub struct Allocation {
     pub serial: u64,
     /// The call that made it.
     pub origin: Option<CallSite>,
-    /// The pointer the allocator returned (`base` rounds it up to 64).
+    /// The pointer the allocator returned (`base` rounds it up to `align`).
     raw: usize,
+    /// The start alignment the block was made with (over-allocated by it).
+    align: usize,
+    /// For a mapping of physical memory into a reserved range: the handle
+    /// (the bytes belong to the reservation, never to the allocator).
+    pub mapped: Option<usize>,
 }
 
 impl Allocation {
@@ -125,11 +162,26 @@ pub struct FreedBlock {
     pub allocated_by: Option<CallSite>,
     /// The call that freed it.
     pub freed_by: Option<CallSite>,
+    /// An unmapped part of a reserved virtual range (`allocated_by`: the
+    /// reservation; `freed_by`: the last unmap there, if any).
+    pub unmapped: bool,
 }
 
 impl FreedBlock {
     /// "a block of N bytes at 0x... freed by X; allocated by Y".
     pub fn describe(&self) -> String {
+        if self.unmapped {
+            let last = match self.freed_by {
+                Some(c) => format!("; last unmapped by {c}"),
+                None => "; never mapped".to_string(),
+            };
+            return format!(
+                "an unmapped part of {} bytes at {:#x} of a virtual range reserved by {}{last}",
+                self.size,
+                self.base,
+                origin_text(self.allocated_by)
+            );
+        }
         let kind = match self.kind {
             MemKind::Device(d) => format!("device memory of device {d}"),
             MemKind::PinnedHost => "pinned host memory".to_string(),
@@ -187,12 +239,18 @@ struct Registry {
     allocs: BTreeMap<usize, Allocation>,
     used: Vec<u64>,
     capacity: u64,
+    /// Live reserved virtual ranges by start address.
+    reservations: BTreeMap<usize, Reservation>,
+    /// Live physical memory handles by handle value.
+    physical: BTreeMap<usize, Physical>,
 }
 
 static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
     allocs: BTreeMap::new(),
     used: Vec::new(),
     capacity: 0,
+    reservations: BTreeMap::new(),
+    physical: BTreeMap::new(),
 });
 
 static SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -209,9 +267,10 @@ fn write() -> RwLockWriteGuard<'static, Registry> {
 /// so that zeroed allocations come from `calloc`.
 const RAW_ALIGN: usize = 16;
 
-/// The allocator layout of a block of `size` addressable bytes.
-fn layout(size: usize) -> Option<Layout> {
-    Layout::from_size_align(size.checked_add(ALIGN)?, RAW_ALIGN).ok()
+/// The allocator layout of a block of `size` addressable bytes whose start
+/// is rounded up to `align`.
+fn layout(size: usize, align: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(align)?, RAW_ALIGN).ok()
 }
 
 /// Sets up the accounting of `devices` devices of `capacity` bytes
@@ -223,7 +282,13 @@ pub(crate) fn reset_registry(devices: u32, capacity: u64) {
 }
 
 fn free_block(a: &Allocation) {
-    let Some(l) = layout(a.size) else { return };
+    if a.mapped.is_some() {
+        // The bytes of a mapping belong to its reservation.
+        return;
+    }
+    let Some(l) = layout(a.size, a.align) else {
+        return;
+    };
     // SAFETY: `a` was taken out of the registry, which held it since
     // `allocate` obtained `a.raw` with exactly this layout; each block leaves
     // the registry once, so it is deallocated once.
@@ -236,7 +301,10 @@ fn free_block(a: &Allocation) {
 pub(crate) fn detach_all() -> Vec<Allocation> {
     let mut reg = write();
     reg.used.iter_mut().for_each(|u| *u = 0);
-    std::mem::take(&mut reg.allocs).into_values().collect()
+    std::mem::take(&mut reg.allocs)
+        .into_values()
+        .filter(|a| a.mapped.is_none())
+        .collect()
 }
 
 /// Takes every allocation of `device` out of the registry (see
@@ -252,7 +320,10 @@ pub(crate) fn detach_device(device: u32) -> Vec<Allocation> {
     if let Some(u) = reg.used.get_mut(device as usize) {
         *u = 0;
     }
-    keys.iter().filter_map(|k| reg.allocs.remove(k)).collect()
+    keys.iter()
+        .filter_map(|k| reg.allocs.remove(k))
+        .filter(|a| a.mapped.is_none())
+        .collect()
 }
 
 /// A detached block and the stream positions it must wait for.
@@ -346,6 +417,7 @@ fn remember_freed(a: &Allocation) {
         kind: a.kind,
         allocated_by: a.origin,
         freed_by: gate::current_call(),
+        unmapped: false,
     };
     quarantine().blocks.insert(a.base, (record, None));
 }
@@ -401,6 +473,9 @@ pub(crate) fn purge_freed() {
 
 /// The freed block containing `ptr`, while the mock still holds it.
 pub fn freed_block(ptr: usize) -> Option<FreedBlock> {
+    if let Some(f) = unmapped_part(ptr) {
+        return Some(f);
+    }
     let q = quarantine();
     q.blocks
         .range(..=ptr)
@@ -486,13 +561,14 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             ));
         }
     }
-    let Some(l) = layout(block) else {
+    let align = block_align(kind);
+    let Some(l) = layout(block, align) else {
         return Err(MockError::new(
             ACL_ERROR_RT_MEMORY_ALLOCATION,
             format!("size {size} exceeds the address space"),
         ));
     };
-    // SAFETY: the layout has a non-zero size (block + 64) and a valid
+    // SAFETY: the layout has a non-zero size (block + align) and a valid
     // power-of-two alignment.
     let raw = unsafe { alloc_zeroed(l) };
     if raw.is_null() {
@@ -505,9 +581,9 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
         ));
     }
     let raw = raw as usize;
-    // raw is 16-aligned, so base <= raw + 48; the allocation has block + 64
-    // bytes, so [base, base + block) lies inside it.
-    let base = (raw + ALIGN - 1) & !(ALIGN - 1);
+    // align is a power of two, so base < raw + align; the allocation has
+    // block + align bytes, so [base, base + block) lies inside it.
+    let base = (raw + align - 1) & !(align - 1);
     if let MemKind::Device(d) = kind {
         reg.used[d as usize] += block as u64;
     }
@@ -521,6 +597,8 @@ pub(crate) fn allocate(size: usize, kind: MemKind, align32: bool) -> MockResult<
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             origin: gate::current_call(),
             raw,
+            align,
+            mapped: None,
         },
     );
     Ok(base)
@@ -551,6 +629,16 @@ pub(crate) fn detach(ptr: usize, want_device: bool) -> MockResult<Allocation> {
         drop(reg);
         return Err(bad_free(&site, ptr, what, inside));
     };
+    if a.mapped.is_some() {
+        return Err(violation(
+            ReportClass::InvalidFree,
+            ACL_ERROR_INVALID_PARAM,
+            &format!(
+                "{site} of {ptr:#x}: it is {}, mapped into a reserved range; unmap it with aclrtUnmapMem",
+                a.describe()
+            ),
+        ));
+    }
     let is_device = matches!(a.kind, MemKind::Device(_));
     if is_device != want_device {
         return Err(violation(
@@ -683,6 +771,7 @@ pub fn check_range(loc: &Location, ptr: usize, len: usize, role: &str) -> MockRe
             ),
         ));
     };
+    let size = mapped_extent(base, size);
     if len > size - offset {
         return Err(violation(
             ReportClass::OutOfBounds,
@@ -721,6 +810,437 @@ pub fn mem_info(device: u32) -> (u64, u64) {
 /// Number of live allocations of `kind`.
 pub fn live_allocations(kind: MemKind) -> usize {
     read().allocs.values().filter(|a| a.kind == kind).count()
+}
+
+// ---- Virtual memory: reserved ranges and physical memory handles --------
+//
+// A reserved range is real host address space: `aclrtReserveMemAddress`
+// takes `size` (rounded up to the granularity) zeroed bytes from the
+// allocator, lazily committed like every block, starting on a granularity
+// boundary. A physical handle is capacity charged to its device plus, while
+// it is not mapped, the bytes it holds (`saved`, none until its first
+// unmap: zeros). Mapping copies the handle's bytes into the range and
+// registers the mapped part as a device allocation (so copies, memsets and
+// operators accept it like `aclrtMalloc` memory); unmapping copies them
+// back and removes the registration, so an access through an unmapped
+// part classifies as host memory and the history ([`freed_block`]) reports
+// it as a `use-after-free` of an unmapped part. A handle is mapped at most
+// once at a time.
+
+/// The allocation granularity of physical memory (CANN: 2 MiB).
+pub const VMM_GRANULARITY: usize = 2 << 20;
+
+/// The granularity of the 1 GiB huge-page attributes (`*_HUGE1G`).
+pub const VMM_GRANULARITY_1G: usize = 1 << 30;
+
+/// A reserved virtual range.
+#[derive(Debug)]
+struct Reservation {
+    base: usize,
+    size: usize,
+    raw: usize,
+    origin: Option<CallSite>,
+    /// The last unmap at each mapping start, for reports.
+    unmapped_by: BTreeMap<usize, CallSite>,
+}
+
+/// A physical memory handle.
+#[derive(Debug)]
+struct Physical {
+    device: u32,
+    size: usize,
+    /// The bytes while unmapped (`None`: all zero).
+    saved: Option<Box<[u8]>>,
+    /// Where it is mapped.
+    mapped_at: Option<usize>,
+    origin: Option<CallSite>,
+}
+
+fn vmm_err(message: impl Into<String>) -> MockError {
+    MockError::new(ACL_ERROR_INVALID_PARAM, message)
+}
+
+/// The granularity of physical memory with attribute `attr`.
+pub fn vmm_granularity(attr: aclrtMemAttr) -> usize {
+    match attr {
+        ACL_HBM_MEM_HUGE1G | ACL_HBM_MEM_P2P_HUGE1G | ACL_MEM_HUGE1G | ACL_MEM_P2P_HUGE1G => {
+            VMM_GRANULARITY_1G
+        }
+        _ => VMM_GRANULARITY,
+    }
+}
+
+fn reservation_layout(size: usize) -> Option<Layout> {
+    Layout::from_size_align(size.checked_add(VMM_GRANULARITY)?, RAW_ALIGN).ok()
+}
+
+/// Reserves `size` bytes of address space (rounded up to the
+/// granularity); returns its start.
+pub(crate) fn reserve(size: usize) -> MockResult<usize> {
+    if size == 0 {
+        return Err(vmm_err("size is 0; the size must be greater than 0"));
+    }
+    let rounded = size
+        .checked_add(VMM_GRANULARITY - 1)
+        .map(|s| s & !(VMM_GRANULARITY - 1))
+        .ok_or_else(|| vmm_err(format!("size {size} is too large")))?;
+    let l = reservation_layout(rounded).ok_or_else(|| {
+        MockError::new(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!("size {size} exceeds the address space"),
+        )
+    })?;
+    // SAFETY: the layout has a non-zero size and a valid alignment.
+    let raw = unsafe { alloc_zeroed(l) };
+    if raw.is_null() {
+        return Err(MockError::new(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!("the host could not reserve {rounded} bytes of address space"),
+        ));
+    }
+    let raw = raw as usize;
+    // raw + GRANULARITY bytes of slack: [base, base + rounded) is inside.
+    let base = (raw + VMM_GRANULARITY - 1) & !(VMM_GRANULARITY - 1);
+    write().reservations.insert(
+        base,
+        Reservation {
+            base,
+            size: rounded,
+            raw,
+            origin: gate::current_call(),
+            unmapped_by: BTreeMap::new(),
+        },
+    );
+    Ok(base)
+}
+
+fn free_reservation(r: &Reservation) {
+    if let Some(l) = reservation_layout(r.size) {
+        // SAFETY: `r` left the registry, which held it since `reserve`
+        // obtained `r.raw` with exactly this layout; it leaves once.
+        unsafe { dealloc(r.raw as *mut u8, l) };
+    }
+}
+
+/// Releases the reservation starting at `ptr`; it must have no mapping.
+pub(crate) fn release_reservation(ptr: usize) -> MockResult<()> {
+    if ptr == 0 {
+        return Err(vmm_err("virPtr is NULL"));
+    }
+    let mut reg = write();
+    let Some(r) = reg.reservations.get(&ptr) else {
+        return Err(vmm_err(format!(
+            "{ptr:#x} is not the start of a reserved range (unknown or already released)"
+        )));
+    };
+    let end = r.base + r.size;
+    if let Some((m, _)) = reg
+        .allocs
+        .range(r.base..end)
+        .find(|(_, a)| a.mapped.is_some())
+    {
+        return Err(vmm_err(format!(
+            "the range at {ptr:#x} still has memory mapped at {m:#x}; call aclrtUnmapMem first"
+        )));
+    }
+    let r = reg.reservations.remove(&ptr).expect("checked above");
+    drop(reg);
+    free_reservation(&r);
+    Ok(())
+}
+
+/// Allocates `size` bytes of physical memory on `device` (charged to it);
+/// `size` must be a multiple of `granularity`. Returns the handle.
+pub(crate) fn malloc_physical(size: usize, device: u32, granularity: usize) -> MockResult<usize> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    if size == 0 || size % granularity != 0 {
+        return Err(vmm_err(format!(
+            "size {size} is not a non-zero multiple of the granularity {granularity}"
+        )));
+    }
+    let mut reg = write();
+    let capacity = reg.capacity;
+    let used = reg.used.get_mut(device as usize).ok_or_else(|| {
+        MockError::new(
+            ACL_ERROR_RT_INVALID_DEVICEID,
+            format!("device {device} does not exist"),
+        )
+    })?;
+    if size as u64 > capacity - *used {
+        return Err(MockError::new(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            format!(
+                "out of device memory on device {device}: requested {size} bytes, but only {} of {capacity} bytes are free",
+                capacity - *used
+            ),
+        ));
+    }
+    *used += size as u64;
+    // A value no allocation can have: odd, in the low half of a tagged range.
+    let handle = 0xACC0_0000_0001_usize + (NEXT.fetch_add(1, Ordering::Relaxed) as usize) * 2;
+    reg.physical.insert(
+        handle,
+        Physical {
+            device,
+            size,
+            saved: None,
+            mapped_at: None,
+            origin: gate::current_call(),
+        },
+    );
+    Ok(handle)
+}
+
+/// Frees the physical memory `handle`; it must not be mapped.
+pub(crate) fn free_physical(handle: usize) -> MockResult<()> {
+    let mut reg = write();
+    let Some(p) = reg.physical.get(&handle) else {
+        return Err(vmm_err(format!(
+            "handle {handle:#x} is not a live physical memory handle (unknown or already freed)"
+        )));
+    };
+    if let Some(at) = p.mapped_at {
+        return Err(vmm_err(format!(
+            "handle {handle:#x} is still mapped at {at:#x}; call aclrtUnmapMem first"
+        )));
+    }
+    let p = reg.physical.remove(&handle).expect("checked above");
+    if let Some(u) = reg.used.get_mut(p.device as usize) {
+        *u = u.saturating_sub(p.size as u64);
+    }
+    Ok(())
+}
+
+/// Maps `handle` (of exactly `size` bytes) at `ptr`, inside a reserved range.
+pub(crate) fn map(ptr: usize, size: usize, handle: usize) -> MockResult<()> {
+    let mut reg = write();
+    let Some(p) = reg.physical.get(&handle) else {
+        return Err(vmm_err(format!(
+            "handle {handle:#x} is not a live physical memory handle"
+        )));
+    };
+    if size != p.size {
+        return Err(vmm_err(format!(
+            "size {size} differs from the handle's size {} (aclrtMallocPhysical)",
+            p.size
+        )));
+    }
+    if let Some(at) = p.mapped_at {
+        return Err(vmm_err(format!(
+            "handle {handle:#x} is already mapped at {at:#x}"
+        )));
+    }
+    let device = p.device;
+    if ptr % VMM_GRANULARITY != 0 {
+        return Err(vmm_err(format!(
+            "virPtr {ptr:#x} is not aligned to the granularity {VMM_GRANULARITY}"
+        )));
+    }
+    let Some(r) = reg
+        .reservations
+        .range(..=ptr)
+        .next_back()
+        .map(|(_, r)| r)
+        .filter(|r| ptr < r.base + r.size)
+    else {
+        return Err(vmm_err(format!(
+            "virPtr {ptr:#x} is not inside a range reserved with aclrtReserveMemAddress"
+        )));
+    };
+    let (rbase, rend) = (r.base, r.base + r.size);
+    if size > rend - ptr {
+        return Err(vmm_err(format!(
+            "{ptr:#x}+{size} runs past the end of the reserved range {rbase:#x} of {} bytes",
+            rend - rbase
+        )));
+    }
+    for (_, a) in reg.allocs.range(rbase..rend) {
+        if a.base < ptr + size && ptr < a.base + a.size {
+            return Err(vmm_err(format!(
+                "{ptr:#x}+{size} overlaps memory already mapped at {:#x}+{}",
+                a.base, a.size
+            )));
+        }
+        if a.kind != MemKind::Device(device) {
+            return Err(vmm_err(format!(
+                "the range at {rbase:#x} already maps memory of another device ({}); one range binds one device's memory",
+                a.describe_kind()
+            )));
+        }
+    }
+    let p = reg.physical.get_mut(&handle).expect("checked above");
+    // SAFETY: [ptr, ptr + size) lies inside the live reservation
+    // [rbase, rend), whose bytes the mock owns and nothing else maps (no
+    // overlap with another mapping, checked above); `saved` has `size`
+    // bytes. The registry's write lock keeps the reservation alive.
+    unsafe {
+        match &p.saved {
+            Some(bytes) => {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr as *mut u8, size);
+            }
+            None => std::ptr::write_bytes(ptr as *mut u8, 0, size),
+        }
+    }
+    p.saved = None;
+    p.mapped_at = Some(ptr);
+    reg.allocs.insert(
+        ptr,
+        Allocation {
+            base: ptr,
+            size,
+            requested: size,
+            kind: MemKind::Device(device),
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            origin: gate::current_call(),
+            raw: ptr,
+            align: VMM_GRANULARITY,
+            mapped: Some(handle),
+        },
+    );
+    Ok(())
+}
+
+/// Unmaps the mapping that starts at `ptr`, keeping its bytes in its
+/// handle. The caller made sure no queued work still uses it.
+pub(crate) fn unmap(ptr: usize) -> MockResult<()> {
+    if ptr == 0 {
+        return Err(vmm_err("virPtr is NULL"));
+    }
+    let mut reg = write();
+    let handle = match reg.allocs.get(&ptr) {
+        Some(a) if a.mapped.is_some() => a.mapped.expect("checked"),
+        _ => {
+            return Err(vmm_err(format!(
+                "{ptr:#x} is not the start of a mapping made by aclrtMapMem"
+            )));
+        }
+    };
+    let a = reg.allocs.remove(&ptr).expect("checked above");
+    let saved = {
+        // SAFETY: [ptr, ptr + a.size) was a live mapping inside a live
+        // reservation (the write lock keeps it), so it is readable.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, a.size) };
+        bytes.to_vec().into_boxed_slice()
+    };
+    if let Some(p) = reg.physical.get_mut(&handle) {
+        p.saved = Some(saved);
+        p.mapped_at = None;
+    }
+    if let Some(site) = gate::current_call()
+        && let Some((_, r)) = reg.reservations.range_mut(..=ptr).next_back()
+    {
+        r.unmapped_by.insert(ptr, site);
+    }
+    Ok(())
+}
+
+/// The unmapped part of a reserved range containing `ptr`, if any.
+fn unmapped_part(ptr: usize) -> Option<FreedBlock> {
+    let reg = read();
+    let (_, r) = reg
+        .reservations
+        .range(..=ptr)
+        .next_back()
+        .filter(|(_, r)| ptr < r.base + r.size)?;
+    if reg
+        .allocs
+        .range(..=ptr)
+        .next_back()
+        .is_some_and(|(_, a)| ptr < a.base + a.size)
+    {
+        return None;
+    }
+    // The hole: from the end of the mapping before ptr to the start of the
+    // next one, within the range.
+    let end = r.base + r.size;
+    let start = reg
+        .allocs
+        .range(r.base..ptr)
+        .next_back()
+        .map_or(r.base, |(_, a)| a.base + a.size);
+    let stop = reg.allocs.range(ptr..end).next().map_or(end, |(b, _)| *b);
+    let last_unmap = r
+        .unmapped_by
+        .range(..=ptr)
+        .next_back()
+        .filter(|(b, _)| **b >= start)
+        .map(|(_, c)| *c);
+    Some(FreedBlock {
+        base: start,
+        size: stop - start,
+        kind: MemKind::Device(0),
+        allocated_by: r.origin,
+        freed_by: last_unmap,
+        unmapped: true,
+    })
+}
+
+/// The size of the addressable span starting at `base` (a block of
+/// `size` bytes): a mapping continues into the mappings that follow it
+/// without a gap in the same range.
+fn mapped_extent(base: usize, size: usize) -> usize {
+    let reg = read();
+    let Some(a) = reg.allocs.get(&base) else {
+        return size;
+    };
+    if a.mapped.is_none() {
+        return size;
+    }
+    let kind = a.kind;
+    let mut end = base + a.size;
+    while let Some(next) = reg.allocs.get(&end) {
+        if next.mapped.is_none() || next.kind != kind {
+            break;
+        }
+        end += next.size;
+    }
+    end - base
+}
+
+/// Releases the virtual memory state at a reset of `device` (its physical
+/// handles, unmapping them) or at finalize (`None`: everything); returns
+/// one leak line per handle and reservation the caller left alive. The
+/// streams that could touch the memory have stopped.
+pub(crate) fn release_virtual(device: Option<u32>) -> Vec<String> {
+    let mut reg = write();
+    let mut leaks = Vec::new();
+    let handles: Vec<usize> = reg
+        .physical
+        .iter()
+        .filter(|(_, p)| device.is_none_or(|d| p.device == d))
+        .map(|(h, _)| *h)
+        .collect();
+    for h in handles {
+        let p = reg.physical.remove(&h).expect("listed above");
+        if let Some(at) = p.mapped_at {
+            reg.allocs.remove(&at);
+        }
+        if let Some(u) = reg.used.get_mut(p.device as usize) {
+            *u = u.saturating_sub(p.size as u64);
+        }
+        leaks.push(format!(
+            "physical memory handle {h:#x} of {} bytes on device {}{} allocated by {}",
+            p.size,
+            p.device,
+            p.mapped_at
+                .map_or_else(String::new, |at| format!(" (mapped at {at:#x})")),
+            origin_text(p.origin)
+        ));
+    }
+    if device.is_none() {
+        let ranges = std::mem::take(&mut reg.reservations);
+        drop(reg);
+        for r in ranges.into_values() {
+            leaks.push(format!(
+                "reserved virtual range {:#x} of {} bytes reserved by {}",
+                r.base,
+                r.size,
+                origin_text(r.origin)
+            ));
+            free_reservation(&r);
+        }
+    }
+    leaks
 }
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ pub(crate) fn initialize() -> MockResult<()> {
     let cfg =
         config::activate().map_err(|e| MockError::new(ACL_ERROR_INVALID_PARAM, e.to_string()))?;
     memory::reset_registry(cfg.devices, cfg.memory_per_device);
+    memory::reload_strict();
     *guard = Some(Runtime {
         devices: (0..cfg.devices).map(|_| Device::default()).collect(),
         config: cfg,
@@ -161,6 +162,10 @@ pub(crate) fn finalize() -> MockResult<()> {
         s.shutdown(false);
     }
     drop(streams);
+    let virtual_leaks = memory::release_virtual(None);
+    if report::enabled() {
+        leaks.extend(virtual_leaks);
+    }
     drop(rt.contexts);
     drop(rt.events);
     memory::free_detached(blocks);
@@ -487,6 +492,19 @@ pub fn enqueue_named(
 /// work queued before the free. The observer may refuse the free first
 /// (queued work not ordered before the host still uses the block).
 pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
+    if ptr == 0 {
+        // CANN documents that aclrtFree refuses NULL; it is silent about
+        // aclrtFreeHost, which the mock treats like free(NULL) unless the
+        // run is strict (docs/mock.md, "NULL frees").
+        if device || memory::strict() {
+            let name = if device { "devPtr" } else { "hostPtr" };
+            return Err(MockError::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!("{name} is NULL"),
+            ));
+        }
+        return Ok(());
+    }
     if let Location::Device { device, .. } = memory::classify(ptr) {
         fault::check_device(device)?;
     }
@@ -505,6 +523,25 @@ pub(crate) fn free(ptr: usize, device: bool) -> MockResult<()> {
     })?;
     memory::free_after(block, waits);
     Ok(())
+}
+
+/// `aclrtUnmapMem`: waits until every stream ran the work queued before
+/// the call (CANN's unmap does not wait; the mock must not move the bytes
+/// under a running task), then unmaps.
+pub(crate) fn unmap(ptr: usize) -> MockResult<()> {
+    let waits = with_runtime(|rt| {
+        Ok(rt
+            .streams
+            .values()
+            .map(|s| (s.clone(), s.queued_point()))
+            .collect::<Vec<_>>())
+    })?;
+    for (s, seq) in waits {
+        if !s.is_current_worker() {
+            s.wait_for(seq, None);
+        }
+    }
+    memory::unmap(ptr)
 }
 
 /// `aclrtResetDevice` (`force`: `aclrtResetDeviceForce`): drops one
@@ -545,6 +582,10 @@ pub(crate) fn reset_device(device: i32, force: bool) -> MockResult<()> {
         leaks.extend(registered_leaks(Some(&blocks)));
     }
     stop_streams(streams, false);
+    let virtual_leaks = memory::release_virtual(Some(d));
+    if checking {
+        leaks.extend(virtual_leaks);
+    }
     hooks::blocks_released(&blocks.iter().map(|b| b.base).collect::<Vec<_>>());
     memory::release_detached(blocks);
     leak_check(&format!("released device {d}"), leaks)

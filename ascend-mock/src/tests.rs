@@ -96,6 +96,7 @@ fn run_child(mode: &str, env: &[(&str, &str)]) {
         "ASCEND_MOCK_DEVICES",
         "ASCEND_MOCK_MEMORY",
         "ASCEND_MOCK_SOC",
+        "ASCEND_MOCK_STRICT",
     ] {
         if !env.iter().any(|(n, _)| *n == k) {
             cmd.env_remove(k);
@@ -109,6 +110,95 @@ fn run_child(mode: &str, env: &[(&str, &str)]) {
         text.contains("1 passed"),
         "child {mode} ran nothing:\n{text}"
     );
+}
+
+#[test]
+fn strict_runs_follow_the_documented_minimum() {
+    run_child("strict", &[("ASCEND_MOCK_STRICT", "1")]);
+}
+
+#[test]
+fn device_blocks_are_512_aligned_and_bounded_by_their_size() {
+    init();
+    let ctx = own_context(0);
+    let s = new_stream();
+    for size in [1usize, 33, 100, 511, 4096] {
+        let p = dev_alloc(size);
+        assert_eq!(p as usize % crate::memory::DEVICE_ALIGN, 0, "size {size}");
+        let charged = crate::memory::charged_size(size, false).unwrap();
+        let host = vec![0u8; charged + 1];
+        // SAFETY: host has charged + 1 bytes; p is a live device block.
+        unsafe {
+            ok(aclrtMemcpy(
+                p,
+                charged,
+                host.as_ptr().cast(),
+                charged,
+                ACL_MEMCPY_HOST_TO_DEVICE,
+            ));
+            // The alignment padding is not addressable: one byte more is
+            // out of bounds.
+            assert_eq!(
+                aclrtMemcpy(
+                    p,
+                    charged + 1,
+                    host.as_ptr().cast(),
+                    charged + 1,
+                    ACL_MEMCPY_HOST_TO_DEVICE,
+                ),
+                ACL_ERROR_RT_PARAM_INVALID
+            );
+            let msg = take_message().unwrap();
+            assert!(msg.starts_with("out of bounds"), "{msg}");
+            ok(aclrtFree(p));
+        }
+    }
+    // SAFETY: s and ctx were created above.
+    unsafe { ok(aclrtDestroyStream(s)) };
+    drop_context(ctx);
+}
+
+#[test]
+fn null_frees() {
+    init();
+    // SAFETY: NULL is the argument under test.
+    unsafe {
+        // CANN documents that aclrtFree refuses NULL.
+        assert_eq!(aclrtFree(std::ptr::null_mut()), ACL_ERROR_INVALID_PARAM);
+        assert_eq!(take_message().as_deref(), Some("aclrtFree: devPtr is NULL"));
+        // Silent for aclrtFreeHost: like free(NULL) unless strict.
+        ok(aclrtFreeHost(std::ptr::null_mut()));
+        assert_eq!(take_message(), None);
+    }
+}
+
+#[test]
+fn a_read_clears_the_message_and_every_failure_sets_its_own() {
+    init();
+    // SAFETY: NULL config path; NULL outputs are refused, not written.
+    unsafe {
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        let first = take_message().unwrap();
+        assert!(first.contains("already called"), "{first}");
+        // Read once: cleared.
+        assert_eq!(take_message(), None);
+        // Unread, then overwritten by the next failure's own text.
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        assert_eq!(
+            aclrtGetDeviceCount(std::ptr::null_mut()),
+            ACL_ERROR_INVALID_PARAM
+        );
+        let msg = take_message().unwrap();
+        assert!(msg.contains("aclrtGetDeviceCount"), "{msg}");
+        assert!(!msg.contains("already called"), "{msg}");
+        // A success in between sets nothing and keeps the pending message
+        // (CANN: messages of failed calls, until read).
+        assert_eq!(aclInit(std::ptr::null()), ACL_ERROR_REPEAT_INITIALIZE);
+        let mut n = 0;
+        ok(aclrtGetDeviceCount(&mut n));
+        assert!(take_message().unwrap().contains("already called"));
+        assert_eq!(take_message(), None);
+    }
 }
 
 #[test]
@@ -251,6 +341,68 @@ fn child_process() {
                     "{msg}"
                 );
                 assert!(!crate::is_initialized());
+            }
+            "strict" => {
+                init();
+                ok(aclrtSetDevice(0));
+                // Strict runs: CANN's documented minimum alignment only, and
+                // aclrtFreeHost(NULL) refused like aclrtFree(NULL).
+                let mut seen_unaligned = false;
+                let blocks: Vec<_> = (0..16).map(|_| dev_alloc(100)).collect();
+                for &p in &blocks {
+                    assert_eq!(p as usize % crate::memory::ALIGN, 0);
+                    seen_unaligned |= p as usize % crate::memory::DEVICE_ALIGN != 0;
+                }
+                assert!(seen_unaligned, "strict blocks are only 64-aligned");
+                for p in blocks {
+                    ok(aclrtFree(p));
+                }
+                assert_eq!(aclrtFreeHost(std::ptr::null_mut()), ACL_ERROR_INVALID_PARAM);
+                assert_eq!(
+                    take_message().as_deref(),
+                    Some("aclrtFreeHost: hostPtr is NULL")
+                );
+                ok(aclFinalize());
+            }
+            "vmm-leaks" => {
+                init();
+                ok(aclrtSetDevice(0));
+                let prop = phys_prop(0, ACL_HBM_MEM_HUGE);
+                let (mut va, mut h) = (std::ptr::null_mut(), std::ptr::null_mut());
+                ok(aclrtReserveMemAddress(
+                    &mut va,
+                    GRAN,
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                ));
+                ok(aclrtMallocPhysical(&mut h, GRAN, &prop, 0));
+                ok(aclrtMapMem(va, GRAN, 0, h, 0));
+                let mut h2 = std::ptr::null_mut();
+                ok(aclrtMallocPhysical(&mut h2, GRAN, &prop, 0));
+                // The reset releases device 0's handles (reported), the
+                // finalize the reservation.
+                ok(aclrtResetDevice(0));
+                let msg = take_message().unwrap();
+                assert!(msg.starts_with("leak"), "{msg}");
+                assert!(
+                    msg.contains(&format!("physical memory handle {:#x}", h as usize)),
+                    "{msg}"
+                );
+                assert!(
+                    msg.contains(&format!("physical memory handle {:#x}", h2 as usize)),
+                    "{msg}"
+                );
+                assert!(
+                    msg.contains(&format!("mapped at {:#x}", va as usize)),
+                    "{msg}"
+                );
+                ok(aclFinalize());
+                let msg = take_message().unwrap();
+                assert!(
+                    msg.contains(&format!("reserved virtual range {:#x}", va as usize)),
+                    "{msg}"
+                );
             }
             "free-deferred" => {
                 init();
@@ -1506,4 +1658,396 @@ fn report_threads_run_callbacks() {
     assert_eq!(reporter.join().unwrap(), 2);
     destroy(s);
     drop_context(ctx);
+}
+
+/// A device-0 physical memory property with attribute `attr`.
+fn phys_prop(device: u32, attr: aclrtMemAttr) -> aclrtPhysicalMemProp {
+    aclrtPhysicalMemProp {
+        handleType: ACL_MEM_HANDLE_TYPE_NONE,
+        allocationType: ACL_MEM_ALLOCATION_TYPE_PINNED,
+        memAttr: attr,
+        location: aclrtMemLocation {
+            id: device,
+            type_: ACL_MEM_LOCATION_TYPE_DEVICE,
+        },
+        reserve: 0,
+    }
+}
+
+const GRAN: usize = crate::memory::VMM_GRANULARITY;
+
+#[test]
+fn vmm_map_copy_unmap_remap() {
+    let ctx = own_context(0);
+    let s = new_stream();
+    let mut prop = phys_prop(0, ACL_HBM_MEM_HUGE);
+    // SAFETY (whole block): outputs are locals, pointers come from the mock
+    // and host buffers outlive the synchronous copies.
+    unsafe {
+        let mut g = 0usize;
+        ok(aclrtMemGetAllocationGranularity(
+            &mut prop,
+            ACL_RT_MEM_ALLOC_GRANULARITY_MINIMUM,
+            &mut g,
+        ));
+        assert_eq!(g, GRAN);
+        ok(aclrtMemGetAllocationGranularity(
+            &mut prop,
+            ACL_RT_MEM_ALLOC_GRANULARITY_RECOMMENDED,
+            &mut g,
+        ));
+        assert_eq!(g, GRAN);
+
+        let mut va = std::ptr::null_mut();
+        ok(aclrtReserveMemAddress(
+            &mut va,
+            2 * GRAN,
+            0,
+            std::ptr::null_mut(),
+            0,
+        ));
+        assert_eq!(va as usize % GRAN, 0);
+        let (mut h1, mut h2) = (std::ptr::null_mut(), std::ptr::null_mut());
+        let (free0, _) = crate::memory::mem_info(0);
+        ok(aclrtMallocPhysical(&mut h1, GRAN, &prop, 0));
+        ok(aclrtMallocPhysical(&mut h2, GRAN, &prop, 0));
+        assert_eq!(crate::memory::mem_info(0).0, free0 - 2 * GRAN as u64);
+        // Map both halves; the range is one contiguous device buffer.
+        ok(aclrtMapMem(va, GRAN, 0, h1, 0));
+        let hi = va.cast::<u8>().add(GRAN).cast::<c_void>();
+        ok(aclrtMapMem(hi, GRAN, 0, h2, 0));
+        let mut attr: aclrtPtrAttributes = std::mem::zeroed();
+        ok(aclrtPointerGetAttributes(va, &mut attr));
+        assert_eq!(attr.location.type_, ACL_MEM_LOCATION_TYPE_DEVICE);
+        let n = 2 * GRAN;
+        let src: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        ok(aclrtMemcpy(
+            va,
+            n,
+            src.as_ptr().cast(),
+            n,
+            ACL_MEMCPY_HOST_TO_DEVICE,
+        ));
+        let mut back = vec![0u8; n];
+        ok(aclrtMemcpyAsync(
+            back.as_mut_ptr().cast(),
+            n,
+            va,
+            n,
+            ACL_MEMCPY_DEVICE_TO_HOST,
+            s,
+        ));
+        ok(aclrtSynchronizeStream(s));
+        assert_eq!(back, src, "copies cross the mapping boundary");
+        // A copy between a plain buffer and the mapped range.
+        let d = dev_alloc(64);
+        ok(aclrtMemcpy(d, 64, hi, 64, ACL_MEMCPY_DEVICE_TO_DEVICE));
+        ok(aclrtMemset(hi, 64, 7, 64));
+
+        // Unmap the upper half: access through it is a use-after-free.
+        ok(aclrtUnmapMem(hi));
+        assert_eq!(
+            aclrtMemcpy(
+                back.as_mut_ptr().cast(),
+                16,
+                hi,
+                16,
+                ACL_MEMCPY_DEVICE_TO_HOST
+            ),
+            ACL_ERROR_RT_PARAM_INVALID
+        );
+        let msg = take_message().unwrap();
+        assert!(
+            msg.starts_with("use-after-free") && msg.contains("unmapped part"),
+            "{msg}"
+        );
+        // A copy running from the mapped half into the unmapped one is out
+        // of bounds.
+        assert_eq!(
+            aclrtMemcpy(
+                back.as_mut_ptr().cast(),
+                n,
+                va,
+                n,
+                ACL_MEMCPY_DEVICE_TO_HOST
+            ),
+            ACL_ERROR_RT_PARAM_INVALID
+        );
+        assert!(take_message().unwrap().starts_with("out of bounds"));
+
+        // Remap: h1 moves to the upper half, h2 to the lower one; each
+        // keeps its bytes.
+        ok(aclrtUnmapMem(va));
+        ok(aclrtMapMem(hi, GRAN, 0, h1, 0));
+        ok(aclrtMapMem(va, GRAN, 0, h2, 0));
+        let mut first = vec![0u8; 64];
+        ok(aclrtMemcpy(
+            first.as_mut_ptr().cast(),
+            64,
+            hi,
+            64,
+            ACL_MEMCPY_DEVICE_TO_HOST,
+        ));
+        assert_eq!(first, src[..64], "h1's bytes followed it");
+        ok(aclrtMemcpy(
+            first.as_mut_ptr().cast(),
+            64,
+            va,
+            64,
+            ACL_MEMCPY_DEVICE_TO_HOST,
+        ));
+        assert_eq!(first, vec![7u8; 64], "h2's bytes (the memset) followed it");
+
+        // aclrtFree of mapped memory is refused.
+        assert_eq!(aclrtFree(va), ACL_ERROR_INVALID_PARAM);
+        assert!(take_message().unwrap().contains("aclrtUnmapMem"));
+
+        ok(aclrtUnmapMem(va));
+        ok(aclrtUnmapMem(hi));
+        ok(aclrtFreePhysical(h1));
+        ok(aclrtFreePhysical(h2));
+        assert_eq!(
+            crate::memory::mem_info(0).0,
+            free0 - crate::memory::charged_size(64, false).unwrap() as u64
+        );
+        ok(aclrtReleaseMemAddress(va));
+        ok(aclrtFree(d));
+        ok(aclrtDestroyStream(s));
+    }
+    drop_context(ctx);
+}
+
+#[test]
+fn vmm_bad_arguments_are_refused() {
+    let ctx = own_context(0);
+    let prop = phys_prop(0, ACL_HBM_MEM_HUGE);
+    let null: *mut c_void = std::ptr::null_mut();
+    let expect = |code: aclError, want: aclError, words: &str| {
+        let msg = take_message().unwrap_or_default();
+        assert_eq!(code, want, "{msg}");
+        assert!(msg.contains(words), "{msg:?} lacks {words:?}");
+    };
+    // SAFETY (whole block): every pointer is NULL, a local, or from the mock;
+    // the calls under test refuse the bad ones.
+    unsafe {
+        let mut va = null;
+        let mut g = 0usize;
+        let mut p2 = prop;
+        expect(
+            aclrtMemGetAllocationGranularity(&mut p2, 7, &mut g),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMemGetAllocationGranularity(null.cast(), 0, &mut g),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        let mut huge = phys_prop(0, ACL_MEM_HUGE1G);
+        ok(aclrtMemGetAllocationGranularity(&mut huge, 0, &mut g));
+        assert_eq!(g, crate::memory::VMM_GRANULARITY_1G);
+
+        expect(
+            aclrtReserveMemAddress(null.cast(), GRAN, 0, null, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtReserveMemAddress(&mut va, 0, 0, null, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtReserveMemAddress(&mut va, GRAN, 64, null, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtReserveMemAddress(&mut va, GRAN, 0, null, 2),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtReserveMemAddress(&mut va, GRAN, 0, 0x1000_0000usize as *mut c_void, 0),
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            "",
+        );
+        // A size that is not a multiple of the granularity is rounded up.
+        ok(aclrtReserveMemAddress(&mut va, GRAN + 1, 0, null, 0));
+
+        let mut h = null;
+        expect(
+            aclrtMallocPhysical(null.cast(), GRAN, &prop, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN + 4096, &prop, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMallocPhysical(&mut h, 0, &prop, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN, std::ptr::null(), 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN, &prop, 1),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        let mut bad = prop;
+        bad.handleType = 2;
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN, &bad, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        bad = prop;
+        bad.location.type_ = ACL_MEM_LOCATION_TYPE_HOST;
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN, &bad, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        bad = prop;
+        bad.location.id = 99;
+        expect(
+            aclrtMallocPhysical(&mut h, GRAN, &bad, 0),
+            ACL_ERROR_RT_INVALID_DEVICEID,
+            "",
+        );
+        let too_big = (crate::memory::mem_info(0).1 as usize / GRAN + 1) * GRAN;
+        expect(
+            aclrtMallocPhysical(&mut h, too_big, &prop, 0),
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            "",
+        );
+        ok(aclrtMallocPhysical(&mut h, GRAN, &prop, 0));
+
+        let base = va as usize;
+        let at = |off: usize| (base + off) as *mut c_void;
+        expect(
+            aclrtMapMem(null, GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMapMem(va, GRAN, 0, null, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMapMem(va, GRAN, 4096, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(aclrtMapMem(va, GRAN, 0, h, 1), ACL_ERROR_INVALID_PARAM, "");
+        expect(
+            aclrtMapMem(va, 2 * GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "size",
+        );
+        expect(
+            aclrtMapMem(at(4096), GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "aligned",
+        );
+        expect(
+            aclrtMapMem(at(4 * GRAN), GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "reserved",
+        );
+        let host = [0u8; 16];
+        expect(
+            aclrtMapMem(host.as_ptr() as *mut c_void, GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        expect(
+            aclrtMapMem(va, GRAN, 0, 0x1234usize as aclrtDrvMemHandle, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+        ok(aclrtMapMem(va, GRAN, 0, h, 0));
+        // Mapped twice, or over a mapping, or freed while mapped: refused.
+        expect(
+            aclrtMapMem(at(GRAN), GRAN, 0, h, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "already mapped",
+        );
+        let mut h2 = null;
+        ok(aclrtMallocPhysical(&mut h2, GRAN, &prop, 0));
+        expect(
+            aclrtMapMem(va, GRAN, 0, h2, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "overlaps",
+        );
+        // One range binds one device's memory.
+        let mut h1d = null;
+        ok(aclrtMallocPhysical(
+            &mut h1d,
+            GRAN,
+            &phys_prop(1, ACL_HBM_MEM_HUGE),
+            0,
+        ));
+        expect(
+            aclrtMapMem(at(GRAN), GRAN, 0, h1d, 0),
+            ACL_ERROR_INVALID_PARAM,
+            "device",
+        );
+        ok(aclrtFreePhysical(h1d));
+        expect(
+            aclrtFreePhysical(h),
+            ACL_ERROR_INVALID_PARAM,
+            "still mapped",
+        );
+        expect(
+            aclrtReleaseMemAddress(va),
+            ACL_ERROR_INVALID_PARAM,
+            "aclrtUnmapMem first",
+        );
+        expect(
+            aclrtUnmapMem(at(4096)),
+            ACL_ERROR_INVALID_PARAM,
+            "not the start",
+        );
+        expect(aclrtUnmapMem(null), ACL_ERROR_INVALID_PARAM, "");
+        ok(aclrtUnmapMem(va));
+        expect(
+            aclrtUnmapMem(va),
+            ACL_ERROR_INVALID_PARAM,
+            "not the start of a mapping",
+        );
+        ok(aclrtFreePhysical(h));
+        ok(aclrtFreePhysical(h2));
+        expect(
+            aclrtFreePhysical(h),
+            ACL_ERROR_INVALID_PARAM,
+            "already freed",
+        );
+        expect(aclrtFreePhysical(null), ACL_ERROR_INVALID_PARAM, "");
+        ok(aclrtReleaseMemAddress(va));
+        expect(
+            aclrtReleaseMemAddress(va),
+            ACL_ERROR_INVALID_PARAM,
+            "already released",
+        );
+        expect(
+            aclrtReleaseMemAddress(at(4096)),
+            ACL_ERROR_INVALID_PARAM,
+            "",
+        );
+    }
+    drop_context(ctx);
+}
+
+#[test]
+fn vmm_leaks_are_reported_at_finalize() {
+    run_child("vmm-leaks", &[]);
 }

@@ -218,7 +218,9 @@ pub use device::{Device, MemInfo};
 pub use error::{AclCode, AclnnCode, Error, HcclCode, Result};
 pub use event::Event;
 pub use hccl::{Communicator, ReduceOp, RootInfo};
-pub use memory::{DType, DeviceBuffer, DeviceRepr, MemPool, PinnedBuffer, PoolStats};
+pub use memory::{
+    DType, DeviceBuffer, DeviceRepr, MemPool, PhysicalMem, PinnedBuffer, PoolStats, VirtualRange,
+};
 pub use stream::Stream;
 pub use tensor::{Format, Layout, Tensor, TensorArg, TensorArgMut, TensorMut, TensorRef};
 

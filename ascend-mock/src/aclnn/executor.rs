@@ -640,13 +640,14 @@ fn queue(
                     ex.workspace
                 )));
             }
-            if workspace.is_null() {
-                if workspace_size > 0 {
+            // Nothing is read or written through a 0-byte workspace, so its
+            // pointer (NULL, host, stale) is not judged.
+            if workspace_size > 0 {
+                if workspace.is_null() {
                     return Err(null_err(format!(
                         "workspace is NULL but workspaceSize is {workspace_size}"
                     )));
                 }
-            } else {
                 let w = workspace as usize;
                 let loc = memory::classify(w);
                 if !matches!(loc, Location::Device { device, .. } if device == ex.device) {

@@ -736,6 +736,9 @@ fn repeatable_executor_with_new_input_address() {
         );
         nn_ok(aclnnAdd(b, 12, ex, dev.stream));
         dev.sync();
+        // Nothing goes through a 0-byte workspace: its pointer is not judged.
+        nn_ok(aclnnAdd(host.as_ptr() as *mut c_void, 0, ex, dev.stream));
+        dev.sync();
 
         // Descriptors may go away; the executor keeps its copies.
         ok(aclrtMemset(o2, 12, 0, 12));

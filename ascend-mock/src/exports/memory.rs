@@ -36,7 +36,8 @@ fn malloc(dev_ptr: *mut *mut c_void, size: usize, align32: bool) -> MockResult<(
     unsafe { write_out(dev_ptr, p as *mut c_void, "devPtr") }
 }
 
-/// Allocates device memory on the current device: 64-byte aligned,
+/// Allocates device memory on the current device: 512-byte aligned (64
+/// under `ASCEND_MOCK_STRICT`),
 /// charged `round_up(size, 32) + 32` bytes, zero-filled (CANN leaves it
 /// uninitialised; callers must not rely on the zeros). Any policy value
 /// is accepted.

@@ -18,6 +18,7 @@ mod event;
 mod init;
 mod memory;
 mod stream;
+mod vmm;
 
 pub use callback::*;
 pub use device::*;
@@ -25,6 +26,7 @@ pub use event::*;
 pub use init::*;
 pub use memory::*;
 pub use stream::*;
+pub use vmm::*;
 
 pub use crate::aclnn::attention::*;
 pub use crate::aclnn::binary::*;

@@ -10,8 +10,10 @@ pub mod device_buffer;
 pub mod dtype;
 pub mod pinned;
 pub mod pool;
+pub mod virtual_mem;
 
 pub use device_buffer::DeviceBuffer;
 pub use dtype::{DType, DeviceRepr};
 pub use pinned::PinnedBuffer;
 pub use pool::{MemPool, PoolStats};
+pub use virtual_mem::{PhysicalMem, VirtualRange};

@@ -40,6 +40,7 @@ pub mod ascendcl {
         unsafe extern "C" fn(event: aclrtEvent, timestamp: *mut u64) -> aclError;
     pub type aclrtFree = unsafe extern "C" fn(devPtr: *mut ::core::ffi::c_void) -> aclError;
     pub type aclrtFreeHost = unsafe extern "C" fn(hostPtr: *mut ::core::ffi::c_void) -> aclError;
+    pub type aclrtFreePhysical = unsafe extern "C" fn(handle: aclrtDrvMemHandle) -> aclError;
     pub type aclrtGetCurrentContext = unsafe extern "C" fn(context: *mut aclrtContext) -> aclError;
     pub type aclrtGetDevice = unsafe extern "C" fn(deviceId: *mut i32) -> aclError;
     pub type aclrtGetDeviceCount = unsafe extern "C" fn(count: *mut u32) -> aclError;
@@ -78,6 +79,24 @@ pub mod ascendcl {
     ) -> aclError;
     pub type aclrtMallocHost =
         unsafe extern "C" fn(hostPtr: *mut *mut ::core::ffi::c_void, size: usize) -> aclError;
+    pub type aclrtMallocPhysical = unsafe extern "C" fn(
+        handle: *mut aclrtDrvMemHandle,
+        size: usize,
+        prop: *const aclrtPhysicalMemProp,
+        flags: u64,
+    ) -> aclError;
+    pub type aclrtMapMem = unsafe extern "C" fn(
+        virPtr: *mut ::core::ffi::c_void,
+        size: usize,
+        offset: usize,
+        handle: aclrtDrvMemHandle,
+        flags: u64,
+    ) -> aclError;
+    pub type aclrtMemGetAllocationGranularity = unsafe extern "C" fn(
+        prop: *mut aclrtPhysicalMemProp,
+        option: aclrtMemGranularityOptions,
+        granularity: *mut usize,
+    ) -> aclError;
     pub type aclrtMemcpy = unsafe extern "C" fn(
         dst: *mut ::core::ffi::c_void,
         destMax: usize,
@@ -141,6 +160,15 @@ pub mod ascendcl {
         unsafe extern "C" fn(event: aclrtEvent, status: *mut aclrtEventWaitStatus) -> aclError;
     pub type aclrtRecordEvent =
         unsafe extern "C" fn(event: aclrtEvent, stream: aclrtStream) -> aclError;
+    pub type aclrtReleaseMemAddress =
+        unsafe extern "C" fn(virPtr: *mut ::core::ffi::c_void) -> aclError;
+    pub type aclrtReserveMemAddress = unsafe extern "C" fn(
+        virPtr: *mut *mut ::core::ffi::c_void,
+        size: usize,
+        alignment: usize,
+        expectPtr: *mut ::core::ffi::c_void,
+        flags: u64,
+    ) -> aclError;
     pub type aclrtResetDevice = unsafe extern "C" fn(deviceId: i32) -> aclError;
     pub type aclrtResetDeviceForce = unsafe extern "C" fn(deviceId: i32) -> aclError;
     pub type aclrtResetEvent =
@@ -167,6 +195,7 @@ pub mod ascendcl {
         unsafe extern "C" fn(stream: aclrtStream, timeout: i32) -> aclError;
     pub type aclrtUnSubscribeReport =
         unsafe extern "C" fn(threadId: u64, stream: aclrtStream) -> aclError;
+    pub type aclrtUnmapMem = unsafe extern "C" fn(virPtr: *mut ::core::ffi::c_void) -> aclError;
     pub type aclsysGetVersionNum =
         unsafe extern "C" fn(pkgName: *mut ::core::ffi::c_char, versionNum: *mut i32) -> aclError;
     pub type aclsysGetVersionStr = unsafe extern "C" fn(
@@ -1767,53 +1796,60 @@ crate::loader::function_tables! {
         aclrtEventGetTimestamp = 21,
         aclrtFree = 22,
         aclrtFreeHost = 23,
-        aclrtGetCurrentContext = 24,
-        aclrtGetDevice = 25,
-        aclrtGetDeviceCount = 26,
-        aclrtGetDeviceInfo = 27,
-        aclrtGetLastError = 28,
-        aclrtGetMemInfo = 29,
-        aclrtGetRunMode = 30,
-        aclrtGetSocName = 31,
-        aclrtGetVersion = 32,
-        aclrtLaunchCallback = 33,
-        aclrtLaunchHostFunc = 34,
-        aclrtMalloc = 35,
-        aclrtMallocAlign32 = 36,
-        aclrtMallocHost = 37,
-        aclrtMemcpy = 38,
-        aclrtMemcpy2d = 39,
-        aclrtMemcpy2dAsync = 40,
-        aclrtMemcpyAsync = 41,
-        aclrtMemset = 42,
-        aclrtMemsetAsync = 43,
-        aclrtPeekAtLastError = 44,
-        aclrtPointerGetAttributes = 45,
-        aclrtProcessReport = 46,
-        aclrtQueryDeviceStatus = 47,
-        aclrtQueryEvent = 48,
-        aclrtQueryEventStatus = 49,
-        aclrtQueryEventWaitStatus = 50,
-        aclrtRecordEvent = 51,
-        aclrtResetDevice = 52,
-        aclrtResetDeviceForce = 53,
-        aclrtResetEvent = 54,
-        aclrtSetCurrentContext = 55,
-        aclrtSetDevice = 56,
-        aclrtSetStreamFailureMode = 57,
-        aclrtStreamGetId = 58,
-        aclrtStreamQuery = 59,
-        aclrtStreamWaitEvent = 60,
-        aclrtSubscribeReport = 61,
-        aclrtSynchronizeDevice = 62,
-        aclrtSynchronizeDeviceWithTimeout = 63,
-        aclrtSynchronizeEvent = 64,
-        aclrtSynchronizeEventWithTimeout = 65,
-        aclrtSynchronizeStream = 66,
-        aclrtSynchronizeStreamWithTimeout = 67,
-        aclrtUnSubscribeReport = 68,
-        aclsysGetVersionNum = 69,
-        aclsysGetVersionStr = 70,
+        aclrtFreePhysical = 24,
+        aclrtGetCurrentContext = 25,
+        aclrtGetDevice = 26,
+        aclrtGetDeviceCount = 27,
+        aclrtGetDeviceInfo = 28,
+        aclrtGetLastError = 29,
+        aclrtGetMemInfo = 30,
+        aclrtGetRunMode = 31,
+        aclrtGetSocName = 32,
+        aclrtGetVersion = 33,
+        aclrtLaunchCallback = 34,
+        aclrtLaunchHostFunc = 35,
+        aclrtMalloc = 36,
+        aclrtMallocAlign32 = 37,
+        aclrtMallocHost = 38,
+        aclrtMallocPhysical = 39,
+        aclrtMapMem = 40,
+        aclrtMemGetAllocationGranularity = 41,
+        aclrtMemcpy = 42,
+        aclrtMemcpy2d = 43,
+        aclrtMemcpy2dAsync = 44,
+        aclrtMemcpyAsync = 45,
+        aclrtMemset = 46,
+        aclrtMemsetAsync = 47,
+        aclrtPeekAtLastError = 48,
+        aclrtPointerGetAttributes = 49,
+        aclrtProcessReport = 50,
+        aclrtQueryDeviceStatus = 51,
+        aclrtQueryEvent = 52,
+        aclrtQueryEventStatus = 53,
+        aclrtQueryEventWaitStatus = 54,
+        aclrtRecordEvent = 55,
+        aclrtReleaseMemAddress = 56,
+        aclrtReserveMemAddress = 57,
+        aclrtResetDevice = 58,
+        aclrtResetDeviceForce = 59,
+        aclrtResetEvent = 60,
+        aclrtSetCurrentContext = 61,
+        aclrtSetDevice = 62,
+        aclrtSetStreamFailureMode = 63,
+        aclrtStreamGetId = 64,
+        aclrtStreamQuery = 65,
+        aclrtStreamWaitEvent = 66,
+        aclrtSubscribeReport = 67,
+        aclrtSynchronizeDevice = 68,
+        aclrtSynchronizeDeviceWithTimeout = 69,
+        aclrtSynchronizeEvent = 70,
+        aclrtSynchronizeEventWithTimeout = 71,
+        aclrtSynchronizeStream = 72,
+        aclrtSynchronizeStreamWithTimeout = 73,
+        aclrtUnSubscribeReport = 74,
+        aclrtUnmapMem = 75,
+        aclsysGetVersionNum = 76,
+        aclsysGetVersionStr = 77,
     ],
     NnOpBase => nnopbase [
         aclCreateBoolArray = 0,
@@ -2094,6 +2130,7 @@ macro_rules! for_each_function {
             ascendcl::aclrtEventGetTimestamp,
             ascendcl::aclrtFree,
             ascendcl::aclrtFreeHost,
+            ascendcl::aclrtFreePhysical,
             ascendcl::aclrtGetCurrentContext,
             ascendcl::aclrtGetDevice,
             ascendcl::aclrtGetDeviceCount,
@@ -2108,6 +2145,9 @@ macro_rules! for_each_function {
             ascendcl::aclrtMalloc,
             ascendcl::aclrtMallocAlign32,
             ascendcl::aclrtMallocHost,
+            ascendcl::aclrtMallocPhysical,
+            ascendcl::aclrtMapMem,
+            ascendcl::aclrtMemGetAllocationGranularity,
             ascendcl::aclrtMemcpy,
             ascendcl::aclrtMemcpy2d,
             ascendcl::aclrtMemcpy2dAsync,
@@ -2122,6 +2162,8 @@ macro_rules! for_each_function {
             ascendcl::aclrtQueryEventStatus,
             ascendcl::aclrtQueryEventWaitStatus,
             ascendcl::aclrtRecordEvent,
+            ascendcl::aclrtReleaseMemAddress,
+            ascendcl::aclrtReserveMemAddress,
             ascendcl::aclrtResetDevice,
             ascendcl::aclrtResetDeviceForce,
             ascendcl::aclrtResetEvent,
@@ -2139,6 +2181,7 @@ macro_rules! for_each_function {
             ascendcl::aclrtSynchronizeStream,
             ascendcl::aclrtSynchronizeStreamWithTimeout,
             ascendcl::aclrtUnSubscribeReport,
+            ascendcl::aclrtUnmapMem,
             ascendcl::aclsysGetVersionNum,
             ascendcl::aclsysGetVersionStr,
             nnopbase::aclCreateBoolArray,

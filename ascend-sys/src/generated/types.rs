@@ -418,6 +418,49 @@ impl Default for aclrtMemLocation {
         }
     }
 }
+pub type aclrtDrvMemHandle = *mut ::core::ffi::c_void;
+pub const ACL_MEM_HANDLE_TYPE_NONE: aclrtMemHandleType = 0;
+pub type aclrtMemHandleType = ::core::ffi::c_uint;
+pub const ACL_MEM_ALLOCATION_TYPE_PINNED: aclrtMemAllocationType = 0;
+pub type aclrtMemAllocationType = ::core::ffi::c_uint;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct aclrtPhysicalMemProp {
+    pub handleType: aclrtMemHandleType,
+    pub allocationType: aclrtMemAllocationType,
+    pub memAttr: aclrtMemAttr,
+    pub location: aclrtMemLocation,
+    pub reserve: u64,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of aclrtPhysicalMemProp"][::core::mem::size_of::<aclrtPhysicalMemProp>() - 32usize];
+    ["Alignment of aclrtPhysicalMemProp"][::core::mem::align_of::<aclrtPhysicalMemProp>() - 8usize];
+    ["Offset of field: aclrtPhysicalMemProp::handleType"]
+        [::core::mem::offset_of!(aclrtPhysicalMemProp, handleType) - 0usize];
+    ["Offset of field: aclrtPhysicalMemProp::allocationType"]
+        [::core::mem::offset_of!(aclrtPhysicalMemProp, allocationType) - 4usize];
+    ["Offset of field: aclrtPhysicalMemProp::memAttr"]
+        [::core::mem::offset_of!(aclrtPhysicalMemProp, memAttr) - 8usize];
+    ["Offset of field: aclrtPhysicalMemProp::location"]
+        [::core::mem::offset_of!(aclrtPhysicalMemProp, location) - 12usize];
+    ["Offset of field: aclrtPhysicalMemProp::reserve"]
+        [::core::mem::offset_of!(aclrtPhysicalMemProp, reserve) - 24usize];
+};
+impl Default for aclrtPhysicalMemProp {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        // SAFETY: a plain C struct of integers, arrays and pointers: all-zero bytes are a valid value.
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub const ACL_RT_MEM_ALLOC_GRANULARITY_MINIMUM: aclrtMemGranularityOptions = 0;
+pub const ACL_RT_MEM_ALLOC_GRANULARITY_RECOMMENDED: aclrtMemGranularityOptions = 1;
+pub const ACL_RT_MEM_ALLOC_GRANULARITY_UNDEF: aclrtMemGranularityOptions = 65535;
+pub type aclrtMemGranularityOptions = ::core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct aclrtPtrAttributes {

@@ -122,3 +122,106 @@ pub unsafe fn memset_async(
         f(ptr, max, i32::from(value), count, stream)
     })
 }
+
+/// A device physical-memory property (`aclrtPhysicalMemProp`) for
+/// `device`: handle type none, pinned, huge pages.
+pub fn physical_prop(device: u32) -> ascend_sys::aclrtPhysicalMemProp {
+    ascend_sys::aclrtPhysicalMemProp {
+        handleType: ascend_sys::ACL_MEM_HANDLE_TYPE_NONE,
+        allocationType: ascend_sys::ACL_MEM_ALLOCATION_TYPE_PINNED,
+        memAttr: ascend_sys::ACL_HBM_MEM_HUGE,
+        location: ascend_sys::aclrtMemLocation {
+            id: device,
+            type_: ascend_sys::ACL_MEM_LOCATION_TYPE_DEVICE,
+        },
+        reserve: 0,
+    }
+}
+
+/// `aclrtMemGetAllocationGranularity`: the granularity for `prop`.
+pub fn allocation_granularity(
+    prop: &ascend_sys::aclrtPhysicalMemProp,
+    option: ascend_sys::aclrtMemGranularityOptions,
+) -> Result<usize> {
+    let f = acl()?.aclrtMemGetAllocationGranularity()?;
+    let mut g = 0usize;
+    let mut p = *prop;
+    // SAFETY: `p` is a valid property read by the call; `g` a valid place.
+    check("aclrtMemGetAllocationGranularity", unsafe {
+        f(&mut p, option, &mut g)
+    })?;
+    Ok(g)
+}
+
+/// `aclrtReserveMemAddress`: reserves `size` bytes of virtual address space
+/// (alignment 0, no expected address, normal pages).
+pub fn reserve_mem_address(size: usize) -> Result<*mut c_void> {
+    let f = acl()?.aclrtReserveMemAddress()?;
+    let mut p: *mut c_void = ptr::null_mut();
+    // SAFETY: `p` is a valid place for the pointer; the rest are values.
+    check("aclrtReserveMemAddress", unsafe {
+        f(&mut p, size, 0, ptr::null_mut(), 0)
+    })?;
+    Ok(p)
+}
+
+/// `aclrtReleaseMemAddress`.
+///
+/// # Safety
+/// `ptr` came from [`reserve_mem_address`], is not released yet, has no
+/// mapping, and is not used afterwards.
+pub unsafe fn release_mem_address(ptr: *mut c_void) -> Result<()> {
+    let f = acl()?.aclrtReleaseMemAddress()?;
+    // SAFETY: guaranteed by the caller.
+    check("aclrtReleaseMemAddress", unsafe { f(ptr) })
+}
+
+/// `aclrtMallocPhysical`: `size` bytes (a granularity multiple) of physical
+/// memory with `prop`.
+pub fn malloc_physical(
+    size: usize,
+    prop: &ascend_sys::aclrtPhysicalMemProp,
+) -> Result<ascend_sys::aclrtDrvMemHandle> {
+    let f = acl()?.aclrtMallocPhysical()?;
+    let mut h: ascend_sys::aclrtDrvMemHandle = ptr::null_mut();
+    // SAFETY: `h` is a valid place for the handle, `prop` a valid property.
+    check("aclrtMallocPhysical", unsafe { f(&mut h, size, prop, 0) })?;
+    Ok(h)
+}
+
+/// `aclrtFreePhysical`.
+///
+/// # Safety
+/// `handle` came from [`malloc_physical`], is not freed yet, is not
+/// mapped, and is not used afterwards.
+pub unsafe fn free_physical(handle: ascend_sys::aclrtDrvMemHandle) -> Result<()> {
+    let f = acl()?.aclrtFreePhysical()?;
+    // SAFETY: guaranteed by the caller.
+    check("aclrtFreePhysical", unsafe { f(handle) })
+}
+
+/// `aclrtMapMem`: maps the whole of `handle` (`size` bytes) at `ptr`.
+///
+/// # Safety
+/// `ptr` lies in a live reservation with `size` unmapped bytes from it,
+/// and `handle` is a live, unmapped handle of `size` bytes.
+pub unsafe fn map_mem(
+    ptr: *mut c_void,
+    size: usize,
+    handle: ascend_sys::aclrtDrvMemHandle,
+) -> Result<()> {
+    let f = acl()?.aclrtMapMem()?;
+    // SAFETY: guaranteed by the caller.
+    check("aclrtMapMem", unsafe { f(ptr, size, 0, handle, 0) })
+}
+
+/// `aclrtUnmapMem`.
+///
+/// # Safety
+/// `ptr` starts a live mapping that no queued work uses and that is not
+/// used afterwards.
+pub unsafe fn unmap_mem(ptr: *mut c_void) -> Result<()> {
+    let f = acl()?.aclrtUnmapMem()?;
+    // SAFETY: guaranteed by the caller.
+    check("aclrtUnmapMem", unsafe { f(ptr) })
+}
