@@ -18,7 +18,7 @@
 //! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
-//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax; [`add_rms_norm`]: aclnnAddRmsNorm |
+//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnLogSoftmax, aclnnCumsum; [`add_rms_norm`]: aclnnAddRmsNorm |
 //! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |

@@ -1,5 +1,6 @@
 //! The reductions: aclnnReduceSum, aclnnMean (over a list of dims, keeping
-//! them as size-1 dims or not) and aclnnArgMax (over one dim).
+//! them as size-1 dims or not) and aclnnArgMax (over one dim), and the
+//! operators along one dim: aclnnLogSoftmax and aclnnCumsum.
 //!
 //! Shapes: the reduced dims are named by `dims` (`dim` for Mean), each in
 //! `[-rank, rank-1]` (a rank-0 tensor accepts 0 and -1); `out` must have
@@ -436,6 +437,189 @@ pub mod arg_max {
     }
 }
 
+/// The dtypes of aclnnLogSoftmax's `self` and `out`.
+pub const LOG_SOFTMAX_DTYPES: [DType; 4] = [DType::F16, DType::F32, DType::F64, DType::BF16];
+
+/// The dtypes of aclnnCumsum's `self`, `dtype` and `out`.
+pub const CUMSUM_DTYPES: [DType; 9] = [
+    DType::F32,
+    DType::F16,
+    DType::I32,
+    DType::F64,
+    DType::U8,
+    DType::I8,
+    DType::I16,
+    DType::I64,
+    DType::BF16,
+];
+
+/// The mask of the one dim `dim` names (none for a rank-0 tensor).
+fn one_dim_mask(t: &TensorArg, dim: i64) -> Result<Vec<bool>, KernelError> {
+    let d = normalize_dim(dim, t.rank(), "dim")?;
+    let mut mask = vec![false; t.rank()];
+    if t.rank() > 0 {
+        mask[d] = true;
+    }
+    Ok(mask)
+}
+
+fn same_shape_as_self(self_: &TensorArg, out: &TensorArg) -> Result<(), KernelError> {
+    if out.shape != self_.shape {
+        return Err(KernelError::invalid(format!(
+            "out shape {} should be the same as self shape {}.",
+            fmt_shape(&out.shape),
+            fmt_shape(&self_.shape)
+        )));
+    }
+    Ok(())
+}
+
+/// Arguments of `aclnnLogSoftmaxGetWorkspaceSize`.
+#[derive(Debug, Clone)]
+pub struct LogSoftmaxArgs {
+    pub self_: TensorArg,
+    pub dim: i64,
+    pub out: TensorArg,
+}
+
+/// aclnnLogSoftmax: `out = x - max - log(sum(exp(x - max)))` along `dim`,
+/// in f64; a row holding NaN gives NaN throughout.
+pub mod log_softmax {
+    use super::*;
+
+    fn mask(a: &LogSoftmaxArgs) -> Result<Vec<bool>, KernelError> {
+        check_view(&a.self_, "self", 8)?;
+        check_view(&a.out, "out", 8)?;
+        check_dtype(&a.self_, "self", &LOG_SOFTMAX_DTYPES)?;
+        check_dtype(&a.out, "out", &LOG_SOFTMAX_DTYPES)?;
+        same_shape_as_self(&a.self_, &a.out)?;
+        one_dim_mask(&a.self_, a.dim)
+    }
+
+    /// Phase-one validation.
+    pub fn check(a: &LogSoftmaxArgs) -> Result<(), KernelError> {
+        mask(a).map(|_| ())
+    }
+
+    fn row(r: &[f64]) -> Vec<f64> {
+        let max = if r.iter().any(|v| v.is_nan()) {
+            f64::NAN
+        } else {
+            r.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        };
+        let lse = max + r.iter().map(|&v| (v - max).exp()).sum::<f64>().ln();
+        r.iter().map(|&v| v - lse).collect()
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for every tensor of `a`.
+    pub unsafe fn run(a: &LogSoftmaxArgs) -> Result<(), KernelError> {
+        let mask = mask(a)?;
+        let (view, len) = rows_view(&a.self_, &mask);
+        let (out_view, _) = rows_view(&a.out, &mask);
+        let rows = a.self_.numel().checked_div(len).unwrap_or(0);
+        // SAFETY: forwarded invariant (the view is a permutation of self).
+        let data = unsafe { read_f64(&view) };
+        let res: Vec<f64> = per_row(&data, rows, len, row).concat();
+        // SAFETY: forwarded invariant (a permutation of out, in the same
+        // order as the input view); every input was read.
+        unsafe { write_f64(&out_view, &res) };
+        Ok(())
+    }
+}
+
+/// Arguments of `aclnnCumsumGetWorkspaceSize`.
+#[derive(Debug, Clone)]
+pub struct CumsumArgs {
+    pub self_: TensorArg,
+    pub dim: i64,
+    /// The `aclDataType` value of the `dtype` parameter.
+    pub dtype: i32,
+    pub out: TensorArg,
+}
+
+/// aclnnCumsum: `out[i] = self[0] + ... + self[i]` along `dim`.
+pub mod cumsum {
+    use super::*;
+
+    fn mask(a: &CumsumArgs) -> Result<Vec<bool>, KernelError> {
+        check_view(&a.self_, "self", 8)?;
+        check_view(&a.out, "out", 8)?;
+        check_dtype(&a.self_, "self", &CUMSUM_DTYPES)?;
+        let want = param_dtype(a.dtype, &CUMSUM_DTYPES)?;
+        if a.out.dtype != want {
+            return Err(KernelError::invalid(format!(
+                "out dtype {} should be the same as dtype {}.",
+                a.out.dtype.name(),
+                want.name()
+            )));
+        }
+        same_shape_as_self(&a.self_, &a.out)?;
+        one_dim_mask(&a.self_, a.dim)
+    }
+
+    /// Phase-one validation.
+    pub fn check(a: &CumsumArgs) -> Result<(), KernelError> {
+        mask(a).map(|_| ())
+    }
+
+    /// Running compensated sums of `r`.
+    fn prefix_f64(r: &[f64]) -> Vec<f64> {
+        let (mut s, mut c) = (0f64, 0f64);
+        r.iter()
+            .map(|&v| {
+                let t = s + v;
+                if s.abs() >= v.abs() {
+                    c += (s - t) + v;
+                } else {
+                    c += (v - t) + s;
+                }
+                s = t;
+                s + c
+            })
+            .collect()
+    }
+
+    /// Running wrapping sums of `r`.
+    fn prefix_i64(r: &[i64]) -> Vec<i64> {
+        let mut s = 0i64;
+        r.iter()
+            .map(|&v| {
+                s = s.wrapping_add(v);
+                s
+            })
+            .collect()
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for every tensor of `a`.
+    pub unsafe fn run(a: &CumsumArgs) -> Result<(), KernelError> {
+        let mask = mask(a)?;
+        let (view, len) = rows_view(&a.self_, &mask);
+        let (out_view, _) = rows_view(&a.out, &mask);
+        let rows = a.self_.numel().checked_div(len).unwrap_or(0);
+        if is_int(a.self_.dtype) && is_int(a.out.dtype) {
+            // SAFETY: forwarded invariant (the view is a permutation of self).
+            let data = unsafe { view.read_i64() };
+            let res = per_row(&data, rows, len, prefix_i64).concat();
+            // SAFETY: forwarded invariant (a permutation of out in the
+            // input view's order); every input was read.
+            unsafe { out_view.write_i64(&res) };
+        } else {
+            // SAFETY: forwarded invariant.
+            let data = unsafe { read_f64(&view) };
+            let res = per_row(&data, rows, len, prefix_f64).concat();
+            // SAFETY: as above.
+            unsafe { write_f64(&out_view, &res) };
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,6 +978,148 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("out dtype")
+        );
+    }
+    #[test]
+    fn log_softmax_and_cumsum_along_each_dim() {
+        let mut rng = Rng::new(11);
+        let shape = [3i64, 4, 5];
+        for dt in [DType::F32, DType::F16, DType::BF16, DType::F64] {
+            let x = Buf::random(dt, 60, &mut rng);
+            let xv = x.to_f64();
+            for dim in [0i64, 1, -1] {
+                let d = dim.rem_euclid(3) as usize;
+                let st = strides(&shape);
+                // Plain loops: for each element, the elements of its line.
+                let line = |i: usize| -> (Vec<f64>, usize) {
+                    let pos = (i as i64 / st[d]) % shape[d];
+                    let base = i as i64 - pos * st[d];
+                    let l = (0..shape[d])
+                        .map(|k| xv[(base + k * st[d]) as usize])
+                        .collect();
+                    (l, pos as usize)
+                };
+                let want_ls: Vec<f64> = (0..60)
+                    .map(|i| {
+                        let (l, p) = line(i);
+                        let mut s = 0f64;
+                        for &v in &l {
+                            s += v.exp();
+                        }
+                        l[p] - s.ln()
+                    })
+                    .collect();
+                let want_cs: Vec<f64> = (0..60)
+                    .map(|i| {
+                        let (l, p) = line(i);
+                        plain_sum(&l[..=p])
+                    })
+                    .collect();
+                let out = Buf::zeros(dt, 60);
+                let a = LogSoftmaxArgs {
+                    self_: x.tensor(&shape),
+                    dim,
+                    out: out.tensor(&shape),
+                };
+                // SAFETY: views cover their buffers.
+                unsafe { log_softmax::run(&a) }.unwrap();
+                assert_close(&out.to_f32(), &want_ls, dt, "log_softmax");
+                let c = CumsumArgs {
+                    self_: x.tensor(&shape),
+                    dim,
+                    dtype: dt.acl(),
+                    out: out.tensor(&shape),
+                };
+                // SAFETY: as above.
+                unsafe { cumsum::run(&c) }.unwrap();
+                assert_close(&out.to_f32(), &want_cs, dt, "cumsum");
+            }
+        }
+    }
+
+    #[test]
+    fn log_softmax_nan_rank0_and_cumsum_integers_strided() {
+        let x = Buf::from_f32(DType::F32, &[1.0, f32::NAN, 2.0, 0.0, 0.0, 0.0]);
+        let o = Buf::zeros(DType::F32, 6);
+        let a = LogSoftmaxArgs {
+            self_: x.tensor(&[2, 3]),
+            dim: 1,
+            out: o.tensor(&[2, 3]),
+        };
+        // SAFETY: views cover their buffers.
+        unsafe { log_softmax::run(&a) }.unwrap();
+        let got = o.to_f32();
+        assert!(got[..3].iter().all(|v| v.is_nan()));
+        assert_close(&got[3..], &[-(3f64.ln()); 3], DType::F32, "uniform row");
+        let s = Buf::from_f32(DType::F32, &[7.0]);
+        let so = Buf::from_f32(DType::F32, &[9.0]);
+        let a = LogSoftmaxArgs {
+            self_: s.tensor(&[]),
+            dim: 0,
+            out: so.tensor(&[]),
+        };
+        // SAFETY: as above.
+        unsafe { log_softmax::run(&a) }.unwrap();
+        assert_eq!(so.to_f32(), vec![0.0]);
+        // int8 transposed view (3, 2) of a (2, 3) buffer, into int64.
+        let b = Buf::from_i64(DType::I8, &[100, 100, -3, 100, 1, 2]);
+        let v = b.view(&[3, 2], &[1, 3], 0);
+        let io = Buf::zeros(DType::I64, 6);
+        let c = CumsumArgs {
+            self_: v,
+            dim: 0,
+            dtype: DType::I64.acl(),
+            out: io.tensor(&[3, 2]),
+        };
+        // SAFETY: views inside their buffers.
+        unsafe { cumsum::run(&c) }.unwrap();
+        // View rows: (100, 100), (100, 1), (-3, 2).
+        assert_eq!(io.to_i64(), vec![100, 100, 200, 101, 197, 103]);
+        // Refusals.
+        let c = CumsumArgs {
+            self_: b.tensor(&[2, 3]),
+            dim: 2,
+            dtype: DType::I64.acl(),
+            out: io.tensor(&[2, 3]),
+        };
+        assert!(
+            cumsum::check(&c)
+                .unwrap_err()
+                .message
+                .contains("dim must be in range")
+        );
+        let c = CumsumArgs {
+            dim: 1,
+            dtype: DType::I32.acl(),
+            ..c
+        };
+        assert!(
+            cumsum::check(&c)
+                .unwrap_err()
+                .message
+                .contains("out dtype DT_INT64")
+        );
+        let a = LogSoftmaxArgs {
+            self_: b.tensor(&[2, 3]),
+            dim: 1,
+            out: o.tensor(&[2, 3]),
+        };
+        assert!(
+            log_softmax::check(&a)
+                .unwrap_err()
+                .message
+                .contains("self dtype DT_INT8")
+        );
+        let a = LogSoftmaxArgs {
+            self_: o.tensor(&[2, 3]),
+            dim: 1,
+            out: o.tensor(&[3, 2]),
+        };
+        assert!(
+            log_softmax::check(&a)
+                .unwrap_err()
+                .message
+                .contains("out shape [3, 2]")
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax) and
-//! aclnnAddRmsNorm, registered over `ascend_kernels::reduce` and
+//! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax), the operators
+//! along one dim (aclnnLogSoftmax, aclnnCumsum) and aclnnAddRmsNorm, registered over `ascend_kernels::reduce` and
 //! `ascend_kernels::add_rms_norm`.
 //!
 //! ReduceSum's `dims` and Mean's `dim` are required integer arrays: they
@@ -8,7 +8,10 @@
 
 use ascend_kernels::TensorArg;
 use ascend_kernels::add_rms_norm::{self, AddRmsNormArgs};
-use ascend_kernels::reduce::{ArgMaxArgs, MeanArgs, ReduceSumArgs, arg_max, mean, reduce_sum};
+use ascend_kernels::reduce::{
+    ArgMaxArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, ReduceSumArgs, arg_max, cumsum, log_softmax,
+    mean, reduce_sum,
+};
 use ascend_sys::*;
 
 use super::executor::Binder;
@@ -74,6 +77,21 @@ operator! {
         keepdim: bool = value,
         out: *mut aclTensor = output,
     ) => arg_max::check, arg_max::run, ArgMaxArgs { self_, dim, keepdim, out };
+
+    /// Phase one of `aclnnLogSoftmax` along `dim`.
+    aclnnLogSoftmax / aclnnLogSoftmaxGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        dim: i64 = value,
+        out: *mut aclTensor = output,
+    ) => log_softmax::check, log_softmax::run, LogSoftmaxArgs { self_, dim, out };
+
+    /// Phase one of `aclnnCumsum`: running sums along `dim`, stored as `dtype`.
+    aclnnCumsum / aclnnCumsumGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        dim: i64 = value,
+        dtype: aclDataType = value,
+        out: *mut aclTensor = output,
+    ) => cumsum::check, cumsum::run, CumsumArgs { self_, dim, dtype, out };
 
     /// Phase one of `aclnnAddRmsNorm`: `xOut = x1 + x2`, `yOut` its RmsNorm
     /// times `gamma`, `rstdOut` the reciprocal RMS.
@@ -444,5 +462,83 @@ mod tests {
             destroy_array(a);
         }
         destroy_tensors(&[xt, o3, o31, oi]);
+    }
+    #[test]
+    fn log_softmax_and_cumsum_dtypes_and_transposed() {
+        for dt in [ACL_FLOAT, ACL_FLOAT16, ACL_BF16] {
+            let mut dev = Dev::new();
+            let (x, xv) = store(&mut dev, dt, &X);
+            let (l, _) = store(&mut dev, dt, &[0.0; 12]);
+            let (c, _) = store(&mut dev, dt, &[0.0; 12]);
+            let xt = tensor(&[3, 4], dt, x);
+            let lt = tensor(&[3, 4], dt, l);
+            let ct = tensor(&[3, 4], dt, c);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |w, e| unsafe { aclnnLogSoftmaxGetWorkspaceSize(xt, -1, lt, w, e) },
+                aclnnLogSoftmax,
+            );
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |w, e| unsafe { aclnnCumsumGetWorkspaceSize(xt, -2, dt, ct, w, e) },
+                aclnnCumsum,
+            );
+            destroy_tensors(&[xt, lt, ct]);
+            dev.sync();
+            let mut want_l = Vec::new();
+            for r in xv.chunks(4) {
+                let lse = r.iter().map(|v| v.exp()).sum::<f64>().ln();
+                want_l.extend(r.iter().map(|v| v - lse));
+            }
+            let mut want_c = xv.clone();
+            for i in 4..12 {
+                want_c[i] += want_c[i - 4];
+            }
+            close(&load(&dev, dt, l, 12), &want_l, tol(dt));
+            close(&load(&dev, dt, c, 12), &want_c, tol(dt));
+        }
+        // Cumsum of a transposed int32 view into int64, and refusals.
+        let mut dev = Dev::new();
+        let iv: Vec<i32> = vec![5, -7, 100, 2, 9, 1];
+        let i = dev.buf(&iv);
+        let o = dev.zeros::<i64>(6);
+        // The (3, 2) transpose of the (2, 3) buffer: rows (5, 2), (-7, 9), (100, 1).
+        let it = strided(&[3, 2], Some(&[1, 3]), 0, ACL_INT32, &[6], i);
+        let ot = tensor(&[3, 2], ACL_INT64, o);
+        run_op(
+            &dev,
+            // SAFETY: live descriptors and output locations.
+            |w, e| unsafe { aclnnCumsumGetWorkspaceSize(it, 1, ACL_INT64, ot, w, e) },
+            aclnnCumsum,
+        );
+        let (mut ws, mut ex) = (0u64, null_mut());
+        // SAFETY (every call): live descriptors or NULL where tested.
+        unsafe {
+            nn_err(
+                aclnnCumsumGetWorkspaceSize(it, 1, ACL_INT32, ot, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_INVALID,
+                &["out dtype DT_INT64 should be the same as dtype DT_INT32"],
+            );
+            nn_err(
+                aclnnCumsumGetWorkspaceSize(it, -3, ACL_INT64, ot, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_INVALID,
+                &["dim must be in range [-2, 1], but got -3"],
+            );
+            nn_err(
+                aclnnLogSoftmaxGetWorkspaceSize(it, 0, ot, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_INVALID,
+                &["self dtype DT_INT32"],
+            );
+            nn_err(
+                aclnnLogSoftmaxGetWorkspaceSize(null_mut(), 0, ot, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_NULLPTR,
+                &["self"],
+            );
+        }
+        destroy_tensors(&[it, ot]);
+        dev.sync();
+        assert_eq!(dev.read::<i64>(o, 6), vec![5, 7, -7, 2, 100, 101]);
     }
 }
