@@ -18,7 +18,7 @@
 //! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
-//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnLogSoftmax, aclnnCumsum; [`add_rms_norm`]: aclnnAddRmsNorm |
+//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnLogSoftmax, aclnnCumsum; [`add_rms_norm`]: aclnnAddRmsNorm; [`layer_norm`]: aclnnLayerNorm |
 //! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
@@ -37,6 +37,7 @@ pub mod conversion;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;
+pub mod layer_norm;
 pub mod matmul;
 pub mod moe;
 pub mod par;

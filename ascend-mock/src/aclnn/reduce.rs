@@ -1,6 +1,7 @@
 //! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax), the operators
-//! along one dim (aclnnLogSoftmax, aclnnCumsum) and aclnnAddRmsNorm, registered over `ascend_kernels::reduce` and
-//! `ascend_kernels::add_rms_norm`.
+//! along one dim (aclnnLogSoftmax, aclnnCumsum), aclnnAddRmsNorm and
+//! aclnnLayerNorm, registered over `ascend_kernels::reduce` and
+//! `ascend_kernels::add_rms_norm` and `ascend_kernels::layer_norm`.
 //!
 //! ReduceSum's `dims` and Mean's `dim` are required integer arrays: they
 //! bind through [`IntArrayParam::int_array`], which refuses NULL with
@@ -8,6 +9,7 @@
 
 use ascend_kernels::TensorArg;
 use ascend_kernels::add_rms_norm::{self, AddRmsNormArgs};
+use ascend_kernels::layer_norm::{self, LayerNormArgs};
 use ascend_kernels::reduce::{
     ArgMaxArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, ReduceSumArgs, arg_max, cumsum, log_softmax,
     mean, reduce_sum,
@@ -92,6 +94,27 @@ operator! {
         dtype: aclDataType = value,
         out: *mut aclTensor = output,
     ) => cumsum::check, cumsum::run, CumsumArgs { self_, dim, dtype, out };
+
+    /// Phase one of `aclnnLayerNorm` over the trailing `normalizedShape` dims.
+    aclnnLayerNorm / aclnnLayerNormGetWorkspaceSize(
+        input: *const aclTensor = input,
+        normalizedShape: *const aclIntArray = int_array,
+        weightOptional: *const aclTensor = opt_input,
+        biasOptional: *const aclTensor = opt_input,
+        eps: f64 = value,
+        out: *mut aclTensor = output,
+        meanOutOptional: *mut aclTensor = opt_output,
+        rstdOutOptional: *mut aclTensor = opt_output,
+    ) => layer_norm::check, layer_norm::run, LayerNormArgs {
+        input,
+        normalized_shape: normalizedShape,
+        weight: weightOptional,
+        bias: biasOptional,
+        eps,
+        out,
+        mean_out: meanOutOptional,
+        rstd_out: rstdOutOptional,
+    };
 
     /// Phase one of `aclnnAddRmsNorm`: `xOut = x1 + x2`, `yOut` its RmsNorm
     /// times `gamma`, `rstdOut` the reciprocal RMS.
@@ -540,5 +563,121 @@ mod tests {
         destroy_tensors(&[it, ot]);
         dev.sync();
         assert_eq!(dev.read::<i64>(o, 6), vec![5, 7, -7, 2, 100, 101]);
+    }
+    #[test]
+    fn layer_norm_dtypes_optional_affine_and_refusals() {
+        let w = [1.0f32, 0.5, 2.0, -1.0];
+        let b = [0.0f32, 0.25, -0.5, 1.0];
+        for dt in [ACL_FLOAT, ACL_FLOAT16, ACL_BF16] {
+            for affine in [true, false] {
+                let mut dev = Dev::new();
+                let (x, xv) = store(&mut dev, dt, &X);
+                let (wp, wv) = store(&mut dev, dt, &w);
+                let (bp, bv) = store(&mut dev, dt, &b);
+                let (y, _) = store(&mut dev, dt, &[0.0; 12]);
+                let m = dev.zeros::<f32>(3);
+                let r = dev.zeros::<f32>(3);
+                let xt = tensor(&[3, 4], dt, x);
+                let (wt, bt) = if affine {
+                    (tensor(&[4], dt, wp), tensor(&[4], dt, bp))
+                } else {
+                    (null_mut(), null_mut())
+                };
+                let yt = tensor(&[3, 4], dt, y);
+                let mt = tensor(&[3, 1], ACL_FLOAT, m);
+                let rt = tensor(&[3, 1], ACL_FLOAT, r);
+                let ns = int_array(&[4]);
+                run_op(
+                    &dev,
+                    // SAFETY: live descriptors (or NULL optionals) and output locations.
+                    |ws, e| unsafe {
+                        aclnnLayerNormGetWorkspaceSize(xt, ns, wt, bt, 1e-5, yt, mt, rt, ws, e)
+                    },
+                    aclnnLayerNorm,
+                );
+                destroy_array(ns);
+                destroy_tensors(&[xt, yt, mt, rt]);
+                if affine {
+                    destroy_tensors(&[wt, bt]);
+                }
+                dev.sync();
+                let (mut wy, mut wm, mut wr) = (Vec::new(), Vec::new(), Vec::new());
+                for row in xv.chunks(4) {
+                    let mean = row.iter().sum::<f64>() / 4.0;
+                    let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0;
+                    let rstd = 1.0 / (var + 1e-5).sqrt();
+                    wm.push(mean);
+                    wr.push(rstd);
+                    for (j, v) in row.iter().enumerate() {
+                        let (g, c) = if affine { (wv[j], bv[j]) } else { (1.0, 0.0) };
+                        wy.push((v - mean) * rstd * g + c);
+                    }
+                }
+                close(&load(&dev, dt, y, 12), &wy, tol(dt));
+                close(&dev.read::<f32>(m, 3), &wm, 1e-5);
+                close(&dev.read::<f32>(r, 3), &wr, 1e-5);
+            }
+        }
+        let mut dev = Dev::new();
+        let x = dev.zeros::<f32>(12);
+        let xt = tensor(&[3, 4], ACL_FLOAT, x);
+        let bad = tensor(&[4, 3], ACL_FLOAT, x);
+        let ns = int_array(&[3]);
+        let ok = int_array(&[4]);
+        let (mut ws, mut ex) = (0u64, null_mut());
+        // SAFETY (every call): live descriptors or NULL where tested.
+        unsafe {
+            nn_err(
+                aclnnLayerNormGetWorkspaceSize(
+                    xt,
+                    null_mut(),
+                    null_mut(),
+                    null_mut(),
+                    1e-5,
+                    xt,
+                    null_mut(),
+                    null_mut(),
+                    &mut ws,
+                    &mut ex,
+                ),
+                ACLNN_ERR_PARAM_NULLPTR,
+                &["normalizedShape"],
+            );
+            nn_err(
+                aclnnLayerNormGetWorkspaceSize(
+                    xt,
+                    ns,
+                    null_mut(),
+                    null_mut(),
+                    1e-5,
+                    xt,
+                    null_mut(),
+                    null_mut(),
+                    &mut ws,
+                    &mut ex,
+                ),
+                ACLNN_ERR_PARAM_INVALID,
+                &["normalizedShape [3]"],
+            );
+            nn_err(
+                aclnnLayerNormGetWorkspaceSize(
+                    xt,
+                    ok,
+                    null_mut(),
+                    null_mut(),
+                    1e-5,
+                    bad,
+                    null_mut(),
+                    null_mut(),
+                    &mut ws,
+                    &mut ex,
+                ),
+                ACLNN_ERR_PARAM_INVALID,
+                &["out shape [4, 3]"],
+            );
+        }
+        destroy_array(ns);
+        destroy_array(ok);
+        destroy_tensors(&[xt, bad]);
     }
 }
