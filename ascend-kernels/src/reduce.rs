@@ -1,6 +1,6 @@
 //! The reductions: aclnnReduceSum, aclnnMean (over a list of dims, keeping
 //! them as size-1 dims or not) and aclnnArgMax (over one dim), and the
-//! operators along one dim: aclnnLogSoftmax and aclnnCumsum.
+//! operators along one dim: aclnnLogSoftmax, aclnnCumsum and aclnnArgsort.
 //!
 //! Shapes: the reduced dims are named by `dims` (`dim` for Mean), each in
 //! `[-rank, rank-1]` (a rank-0 tensor accepts 0 and -1); `out` must have
@@ -620,6 +620,96 @@ pub mod cumsum {
     }
 }
 
+/// The dtypes of aclnnArgsort's `self`.
+pub const ARGSORT_DTYPES: [DType; 8] = [
+    DType::BF16,
+    DType::F16,
+    DType::F32,
+    DType::I8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::U8,
+];
+
+/// Arguments of `aclnnArgsortGetWorkspaceSize`.
+#[derive(Debug, Clone)]
+pub struct ArgsortArgs {
+    pub self_: TensorArg,
+    pub dim: i64,
+    pub descending: bool,
+    pub out: TensorArg,
+}
+
+/// aclnnArgsort: the indices that sort each line along `dim`. The sort is
+/// stable (equal values keep their order, in both directions) and NaN is
+/// larger than every number (last ascending, first descending).
+pub mod argsort {
+    use std::cmp::Ordering;
+
+    use super::*;
+
+    fn mask(a: &ArgsortArgs) -> Result<Vec<bool>, KernelError> {
+        check_view(&a.self_, "self", 8)?;
+        check_view(&a.out, "out", 8)?;
+        check_dtype(&a.self_, "self", &ARGSORT_DTYPES)?;
+        check_dtype(&a.out, "out", &[DType::I64])?;
+        same_shape_as_self(&a.self_, &a.out)?;
+        one_dim_mask(&a.self_, a.dim)
+    }
+
+    /// Phase-one validation.
+    pub fn check(a: &ArgsortArgs) -> Result<(), KernelError> {
+        mask(a).map(|_| ())
+    }
+
+    /// Ascending order of floats with NaN above everything.
+    fn cmp_f64(x: f64, y: f64) -> Ordering {
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        }
+    }
+
+    /// The stable sorting permutation of `r` under `cmp`.
+    fn order<T: Copy>(r: &[T], descending: bool, cmp: impl Fn(T, T) -> Ordering) -> Vec<i64> {
+        let mut idx: Vec<usize> = (0..r.len()).collect();
+        if descending {
+            idx.sort_by(|&i, &j| cmp(r[j], r[i]));
+        } else {
+            idx.sort_by(|&i, &j| cmp(r[i], r[j]));
+        }
+        idx.into_iter().map(|i| i as i64).collect()
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for every tensor of `a`.
+    pub unsafe fn run(a: &ArgsortArgs) -> Result<(), KernelError> {
+        let mask = mask(a)?;
+        let (view, len) = rows_view(&a.self_, &mask);
+        let (out_view, _) = rows_view(&a.out, &mask);
+        let rows = a.self_.numel().checked_div(len).unwrap_or(0);
+        let desc = a.descending;
+        let res = if is_int(a.self_.dtype) {
+            // SAFETY: forwarded invariant (the view is a permutation of self).
+            let data = unsafe { view.read_i64() };
+            per_row(&data, rows, len, |r| order(r, desc, |x: i64, y| x.cmp(&y))).concat()
+        } else {
+            // SAFETY: forwarded invariant.
+            let data = unsafe { read_f64(&view) };
+            per_row(&data, rows, len, |r| order(r, desc, cmp_f64)).concat()
+        };
+        // SAFETY: forwarded invariant (a permutation of out in the input
+        // view's order); every input was read.
+        unsafe { out_view.write_i64(&res) };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1120,6 +1210,90 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("out shape [3, 2]")
+        );
+    }
+    #[test]
+    fn argsort_every_dtype_both_directions_stable_nan() {
+        let mut rng = Rng::new(12);
+        let shape = [3i64, 5];
+        for dt in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::I8,
+            DType::I32,
+            DType::I64,
+        ] {
+            // Few distinct values, so ties occur.
+            let vals: Vec<i64> = (0..15).map(|_| rng.below(4) as i64 - 2).collect();
+            let x = Buf::from_i64(dt, &vals);
+            for desc in [false, true] {
+                for dim in [0i64, -1] {
+                    let o = Buf::zeros(DType::I64, 15);
+                    let a = ArgsortArgs {
+                        self_: x.tensor(&shape),
+                        dim,
+                        descending: desc,
+                        out: o.tensor(&shape),
+                    };
+                    // SAFETY: views cover their buffers.
+                    unsafe { argsort::run(&a) }.unwrap();
+                    let got = o.to_i64();
+                    // Plain loops: selection of the next index by value,
+                    // ties to the lower index.
+                    let d = dim.rem_euclid(2) as usize;
+                    let st = strides(&shape);
+                    for (i, &g) in got.iter().enumerate() {
+                        let pos = (i as i64 / st[d]) % shape[d];
+                        let base = i as i64 - pos * st[d];
+                        let line: Vec<i64> = (0..shape[d])
+                            .map(|k| vals[(base + k * st[d]) as usize])
+                            .collect();
+                        let mut left: Vec<usize> = (0..line.len()).collect();
+                        let mut want = Vec::new();
+                        while !left.is_empty() {
+                            let mut b = 0;
+                            for k in 1..left.len() {
+                                let better = if desc {
+                                    line[left[k]] > line[left[b]]
+                                } else {
+                                    line[left[k]] < line[left[b]]
+                                };
+                                if better {
+                                    b = k;
+                                }
+                            }
+                            want.push(left.remove(b) as i64);
+                        }
+                        assert_eq!(g, want[pos as usize], "{dt:?} desc {desc} dim {dim}");
+                    }
+                }
+            }
+        }
+        let x = Buf::from_f32(DType::F32, &[2.0, f32::NAN, -1.0, 2.0]);
+        let o = Buf::zeros(DType::I64, 4);
+        for (desc, want) in [(false, vec![2, 0, 3, 1]), (true, vec![1, 0, 3, 2])] {
+            let a = ArgsortArgs {
+                self_: x.tensor(&[4]),
+                dim: 0,
+                descending: desc,
+                out: o.tensor(&[4]),
+            };
+            // SAFETY: as above.
+            unsafe { argsort::run(&a) }.unwrap();
+            assert_eq!(o.to_i64(), want);
+        }
+        let a = ArgsortArgs {
+            self_: x.tensor(&[4]),
+            dim: 0,
+            descending: false,
+            out: x.tensor(&[4]),
+        };
+        assert!(
+            argsort::check(&a)
+                .unwrap_err()
+                .message
+                .contains("out dtype DT_FLOAT")
         );
     }
 }

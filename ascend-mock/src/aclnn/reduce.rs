@@ -1,5 +1,5 @@
 //! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax), the operators
-//! along one dim (aclnnLogSoftmax, aclnnCumsum), aclnnAddRmsNorm and
+//! along one dim (aclnnLogSoftmax, aclnnCumsum, aclnnArgsort), aclnnAddRmsNorm and
 //! aclnnLayerNorm, registered over `ascend_kernels::reduce` and
 //! `ascend_kernels::add_rms_norm` and `ascend_kernels::layer_norm`.
 //!
@@ -11,8 +11,8 @@ use ascend_kernels::TensorArg;
 use ascend_kernels::add_rms_norm::{self, AddRmsNormArgs};
 use ascend_kernels::layer_norm::{self, LayerNormArgs};
 use ascend_kernels::reduce::{
-    ArgMaxArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, ReduceSumArgs, arg_max, cumsum, log_softmax,
-    mean, reduce_sum,
+    ArgMaxArgs, ArgsortArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, ReduceSumArgs, arg_max, argsort,
+    cumsum, log_softmax, mean, reduce_sum,
 };
 use ascend_sys::*;
 
@@ -115,6 +115,14 @@ operator! {
         mean_out: meanOutOptional,
         rstd_out: rstdOutOptional,
     };
+
+    /// Phase one of `aclnnArgsort`: the stable sorting indices along `dim`.
+    aclnnArgsort / aclnnArgsortGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        dim: i64 = value,
+        descending: bool = value,
+        out: *mut aclTensor = output,
+    ) => argsort::check, argsort::run, ArgsortArgs { self_, dim, descending, out };
 
     /// Phase one of `aclnnAddRmsNorm`: `xOut = x1 + x2`, `yOut` its RmsNorm
     /// times `gamma`, `rstdOut` the reciprocal RMS.
@@ -679,5 +687,60 @@ mod tests {
         destroy_array(ns);
         destroy_array(ok);
         destroy_tensors(&[xt, bad]);
+    }
+    #[test]
+    fn argsort_dtypes_directions_and_transposed() {
+        for dt in [ACL_FLOAT, ACL_FLOAT16, ACL_BF16] {
+            let mut dev = Dev::new();
+            let (x, _) = store(&mut dev, dt, &X);
+            let o = dev.zeros::<i64>(12);
+            let xt = tensor(&[3, 4], dt, x);
+            let ot = tensor(&[3, 4], ACL_INT64, o);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |w, e| unsafe { aclnnArgsortGetWorkspaceSize(xt, -1, true, ot, w, e) },
+                aclnnArgsort,
+            );
+            destroy_tensors(&[xt, ot]);
+            dev.sync();
+            // Rows (1, -2, 0.5, 3), (0.25, -1.5, 2, 4), (-0.75, 1.25, 0, -3).
+            assert_eq!(
+                dev.read::<i64>(o, 12),
+                vec![3, 0, 2, 1, 3, 2, 0, 1, 1, 2, 0, 3],
+                "{dt}"
+            );
+        }
+        let mut dev = Dev::new();
+        let iv: Vec<i32> = vec![5, -7, 100, 2, 9, 1];
+        let i = dev.buf(&iv);
+        let o = dev.zeros::<i64>(6);
+        // The (3, 2) transpose: columns of the view are (5, -7, 100) and (2, 9, 1).
+        let it = strided(&[3, 2], Some(&[1, 3]), 0, ACL_INT32, &[6], i);
+        let ot = tensor(&[3, 2], ACL_INT64, o);
+        run_op(
+            &dev,
+            // SAFETY: live descriptors and output locations.
+            |w, e| unsafe { aclnnArgsortGetWorkspaceSize(it, 0, false, ot, w, e) },
+            aclnnArgsort,
+        );
+        let bad = tensor(&[3, 2], ACL_INT32, o);
+        let (mut ws, mut ex) = (0u64, null_mut());
+        // SAFETY (every call): live descriptors or NULL where tested.
+        unsafe {
+            nn_err(
+                aclnnArgsortGetWorkspaceSize(it, 0, false, bad, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_INVALID,
+                &["out dtype DT_INT32"],
+            );
+            nn_err(
+                aclnnArgsortGetWorkspaceSize(it, 2, false, ot, &mut ws, &mut ex),
+                ACLNN_ERR_PARAM_INVALID,
+                &["dim must be in range [-2, 1], but got 2"],
+            );
+        }
+        destroy_tensors(&[it, ot, bad]);
+        dev.sync();
+        assert_eq!(dev.read::<i64>(o, 6), vec![1, 2, 0, 0, 2, 1]);
     }
 }
