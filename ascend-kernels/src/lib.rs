@@ -18,7 +18,7 @@
 //! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
-//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnLogSoftmax, aclnnCumsum, aclnnArgsort; [`add_rms_norm`]: aclnnAddRmsNorm; [`layer_norm`]: aclnnLayerNorm |
+//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnNorm, aclnnLogSoftmax, aclnnCumsum, aclnnArgsort; [`add_rms_norm`]: aclnnAddRmsNorm; [`layer_norm`]: aclnnLayerNorm |
 //! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |

@@ -1,6 +1,7 @@
 //! The reductions: aclnnReduceSum, aclnnMean (over a list of dims, keeping
 //! them as size-1 dims or not) and aclnnArgMax (over one dim), and the
-//! operators along one dim: aclnnLogSoftmax, aclnnCumsum and aclnnArgsort.
+//! operators along one dim: aclnnLogSoftmax, aclnnCumsum and aclnnArgsort,
+//! and the vector norm aclnnNorm.
 //!
 //! Shapes: the reduced dims are named by `dims` (`dim` for Mean), each in
 //! `[-rank, rank-1]` (a rank-0 tensor accepts 0 and -1); `out` must have
@@ -22,6 +23,7 @@
 use rayon::prelude::*;
 
 use crate::broadcast::{check_dtype, check_view, fmt_shape, normalize_dim, read_f64, write_f64};
+use crate::scalar::Scalar;
 use crate::tensor::{DType, KernelError, TensorArg};
 
 /// From this many elements on, rows are reduced by the rayon pool.
@@ -710,6 +712,102 @@ pub mod argsort {
     }
 }
 
+/// The dtypes of aclnnNorm's `self` and `out`.
+pub const NORM_DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+/// Arguments of `aclnnNormGetWorkspaceSize`.
+#[derive(Debug, Clone)]
+pub struct NormArgs {
+    pub self_: TensorArg,
+    pub p: Scalar,
+    pub dim: Vec<i64>,
+    pub keepdim: bool,
+    pub out: TensorArg,
+}
+
+/// aclnnNorm: the vector p-norm over `dim`: `sum(|x|^p)^(1/p)`, with
+/// `p = inf` the largest `|x|`, `p = -inf` the smallest, and `p = 0` the
+/// count of non-zero elements (PyTorch's rule; CANN is silent).
+pub mod norm {
+    use super::*;
+
+    fn mask(a: &NormArgs) -> Result<Vec<bool>, KernelError> {
+        let t = &a.self_;
+        check_view(t, "self", 8)?;
+        check_view(&a.out, "out", 8)?;
+        check_dtype(t, "self", &NORM_DTYPES)?;
+        check_dtype(&a.out, "out", &NORM_DTYPES)?;
+        if a.p.as_f64().is_nan() {
+            return Err(KernelError::invalid(
+                "pScalar should be a number, but got NaN.",
+            ));
+        }
+        let mask = reduce_mask(t.rank(), &a.dim, "dim")?;
+        let shape = reduced_shape(&t.shape, &mask, a.keepdim);
+        if a.out.shape != shape {
+            return Err(KernelError::invalid(format!(
+                "out shape {} should be {} (self {} reduced over dim {:?}, keepdim {}).",
+                fmt_shape(&a.out.shape),
+                fmt_shape(&shape),
+                fmt_shape(&t.shape),
+                a.dim,
+                a.keepdim
+            )));
+        }
+        Ok(mask)
+    }
+
+    /// Phase-one validation.
+    pub fn check(a: &NormArgs) -> Result<(), KernelError> {
+        mask(a).map(|_| ())
+    }
+
+    /// The p-norm of `r`.
+    fn p_norm(r: &[f64], p: f64) -> f64 {
+        if p.is_infinite() {
+            if r.iter().any(|v| v.is_nan()) {
+                return f64::NAN;
+            }
+            if r.is_empty() {
+                return 0.0;
+            }
+            let abs = r.iter().map(|v| v.abs());
+            return if p > 0.0 {
+                abs.fold(0.0, f64::max)
+            } else {
+                abs.fold(f64::INFINITY, f64::min)
+            };
+        }
+        let abs = r.iter().map(|v| v.abs());
+        if p == 0.0 {
+            r.iter().filter(|&&v| v != 0.0).count() as f64
+        } else if p == 1.0 {
+            sum_f64(&abs.collect::<Vec<_>>())
+        } else if p == 2.0 {
+            sum_f64(&r.iter().map(|v| v * v).collect::<Vec<_>>()).sqrt()
+        } else {
+            sum_f64(&abs.map(|v| v.powf(p)).collect::<Vec<_>>()).powf(1.0 / p)
+        }
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for every tensor of `a`.
+    pub unsafe fn run(a: &NormArgs) -> Result<(), KernelError> {
+        let mask = mask(a)?;
+        let (view, len) = rows_view(&a.self_, &mask);
+        let rows = a.out.numel();
+        let p = a.p.as_f64();
+        // SAFETY: forwarded invariant (the view is a permutation of self).
+        let data = unsafe { read_f64(&view) };
+        let res = per_row(&data, rows, len, |r| p_norm(r, p));
+        // SAFETY: forwarded invariant; every input was read.
+        unsafe { write_f64(&a.out, &res) };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1295,5 +1393,81 @@ mod tests {
                 .message
                 .contains("out dtype DT_FLOAT")
         );
+    }
+    #[test]
+    fn norm_every_p_dtype_and_dims() {
+        let mut rng = Rng::new(13);
+        let shape = [3i64, 4, 5];
+        for dt in NORM_DTYPES {
+            let x = Buf::random(dt, 60, &mut rng);
+            let xv = x.to_f64();
+            for p in [1.0f32, 2.0, 3.0, 0.5, 0.0, f32::INFINITY, f32::NEG_INFINITY] {
+                for (dims, mask) in [
+                    (vec![-1i64], [false, false, true]),
+                    (vec![0, 1], [true, true, false]),
+                ] {
+                    for keep in [true, false] {
+                        let os = reduced_shape(&shape, &mask, keep);
+                        let n = os.iter().product::<i64>() as usize;
+                        let o = Buf::zeros(dt, n);
+                        let a = NormArgs {
+                            self_: x.tensor(&shape),
+                            p: Scalar::F32(p),
+                            dim: dims.clone(),
+                            keepdim: keep,
+                            out: o.tensor(&os),
+                        };
+                        // SAFETY: views cover their buffers.
+                        unsafe { norm::run(&a) }.unwrap();
+                        let pf = f64::from(p);
+                        let want = reference(&xv, &shape, &mask, |g| {
+                            let mut acc = if pf == f64::NEG_INFINITY {
+                                f64::INFINITY
+                            } else {
+                                0.0
+                            };
+                            for &v in g {
+                                let v = v.abs();
+                                if pf == f64::INFINITY {
+                                    acc = acc.max(v);
+                                } else if pf == f64::NEG_INFINITY {
+                                    acc = acc.min(v);
+                                } else if pf == 0.0 {
+                                    acc += if v != 0.0 { 1.0 } else { 0.0 };
+                                } else {
+                                    acc += v.powf(pf);
+                                }
+                            }
+                            if pf.is_infinite() || pf == 0.0 {
+                                acc
+                            } else {
+                                acc.powf(1.0 / pf)
+                            }
+                        });
+                        assert_close(&o.to_f32(), &want, dt, "norm");
+                    }
+                }
+            }
+        }
+        let f = Buf::zeros(DType::F32, 8);
+        let a = NormArgs {
+            self_: f.tensor(&[2, 4]),
+            p: Scalar::F32(2.0),
+            dim: vec![1, 1],
+            keepdim: false,
+            out: f.tensor(&[2]),
+        };
+        assert!(
+            norm::check(&a)
+                .unwrap_err()
+                .message
+                .contains("more than once")
+        );
+        let a = NormArgs {
+            p: Scalar::F32(f32::NAN),
+            dim: vec![1],
+            ..a
+        };
+        assert!(norm::check(&a).unwrap_err().message.contains("pScalar"));
     }
 }

@@ -1,4 +1,4 @@
-//! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax), the operators
+//! The reductions (aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnNorm), the operators
 //! along one dim (aclnnLogSoftmax, aclnnCumsum, aclnnArgsort), aclnnAddRmsNorm and
 //! aclnnLayerNorm, registered over `ascend_kernels::reduce` and
 //! `ascend_kernels::add_rms_norm` and `ascend_kernels::layer_norm`.
@@ -11,8 +11,8 @@ use ascend_kernels::TensorArg;
 use ascend_kernels::add_rms_norm::{self, AddRmsNormArgs};
 use ascend_kernels::layer_norm::{self, LayerNormArgs};
 use ascend_kernels::reduce::{
-    ArgMaxArgs, ArgsortArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, ReduceSumArgs, arg_max, argsort,
-    cumsum, log_softmax, mean, reduce_sum,
+    ArgMaxArgs, ArgsortArgs, CumsumArgs, LogSoftmaxArgs, MeanArgs, NormArgs, ReduceSumArgs,
+    arg_max, argsort, cumsum, log_softmax, mean, norm, reduce_sum,
 };
 use ascend_sys::*;
 
@@ -123,6 +123,15 @@ operator! {
         descending: bool = value,
         out: *mut aclTensor = output,
     ) => argsort::check, argsort::run, ArgsortArgs { self_, dim, descending, out };
+
+    /// Phase one of `aclnnNorm`: the vector p-norm of `self` over `dim`.
+    aclnnNorm / aclnnNormGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        pScalar: *const aclScalar = scalar,
+        dim: *const aclIntArray = int_array,
+        keepdim: bool = value,
+        out: *mut aclTensor = output,
+    ) => norm::check, norm::run, NormArgs { self_, p: pScalar, dim, keepdim, out };
 
     /// Phase one of `aclnnAddRmsNorm`: `xOut = x1 + x2`, `yOut` its RmsNorm
     /// times `gamma`, `rstdOut` the reciprocal RMS.
@@ -742,5 +751,69 @@ mod tests {
         destroy_tensors(&[it, ot, bad]);
         dev.sync();
         assert_eq!(dev.read::<i64>(o, 6), vec![1, 2, 0, 0, 2, 1]);
+    }
+    #[test]
+    fn norm_p2_pinf_dtypes_and_refusals() {
+        for dt in [ACL_FLOAT, ACL_FLOAT16, ACL_BF16] {
+            let mut dev = Dev::new();
+            let (x, xv) = store(&mut dev, dt, &X);
+            let (o2, _) = store(&mut dev, dt, &[0.0; 3]);
+            let (oi, _) = store(&mut dev, dt, &[0.0; 4]);
+            let xt = tensor(&[3, 4], dt, x);
+            let o2t = tensor(&[3, 1], dt, o2);
+            let oit = tensor(&[4], dt, oi);
+            let last = int_array(&[-1]);
+            let first = int_array(&[0]);
+            let mut two = 2.0f32;
+            let mut inf = f32::INFINITY;
+            // SAFETY: live f32 values; copied.
+            let (p2, pinf) = unsafe {
+                (
+                    aclCreateScalar((&mut two as *mut f32).cast(), ACL_FLOAT),
+                    aclCreateScalar((&mut inf as *mut f32).cast(), ACL_FLOAT),
+                )
+            };
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |w, e| unsafe { aclnnNormGetWorkspaceSize(xt, p2, last, true, o2t, w, e) },
+                aclnnNorm,
+            );
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |w, e| unsafe { aclnnNormGetWorkspaceSize(xt, pinf, first, false, oit, w, e) },
+                aclnnNorm,
+            );
+            let (mut ws, mut ex) = (0u64, null_mut());
+            // SAFETY (every call): live descriptors or NULL where tested.
+            unsafe {
+                nn_err(
+                    aclnnNormGetWorkspaceSize(xt, null_mut(), last, true, o2t, &mut ws, &mut ex),
+                    ACLNN_ERR_PARAM_NULLPTR,
+                    &["pScalar"],
+                );
+                nn_err(
+                    aclnnNormGetWorkspaceSize(xt, p2, last, false, o2t, &mut ws, &mut ex),
+                    ACLNN_ERR_PARAM_INVALID,
+                    &["out shape [3, 1] should be [3]"],
+                );
+                assert_eq!(aclDestroyScalar(p2), ACLNN_SUCCESS);
+                assert_eq!(aclDestroyScalar(pinf), ACLNN_SUCCESS);
+            }
+            destroy_array(last);
+            destroy_array(first);
+            destroy_tensors(&[xt, o2t, oit]);
+            dev.sync();
+            let want2: Vec<f64> = xv
+                .chunks(4)
+                .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+                .collect();
+            let wanti: Vec<f64> = (0..4)
+                .map(|j| (0..3).map(|i| xv[i * 4 + j].abs()).fold(0.0, f64::max))
+                .collect();
+            close(&load(&dev, dt, o2, 3), &want2, tol(dt));
+            close(&load(&dev, dt, oi, 4), &wanti, tol(dt));
+        }
     }
 }
