@@ -18,6 +18,7 @@
 //! | [`matmul`] | aclnnMatmul, aclnnMm, aclnnBatchMatMul, aclnnMv, aclnnGer |
 //! | [`grouped_matmul`] | aclnnGroupedMatmulV4, aclnnGroupedMatmulV3 |
 //! | [`rms_norm`] | aclnnRmsNorm |
+//! | [`reduce`] | aclnnReduceSum, aclnnMean, aclnnArgMax, aclnnNorm, aclnnLogSoftmax, aclnnCumsum, aclnnArgsort; [`add_rms_norm`]: aclnnAddRmsNorm; [`layer_norm`]: aclnnLayerNorm |
 //! | [`rope`] | aclnnRotaryPositionEmbedding, aclnnApplyRotaryPosEmb, aclnnApplyRotaryPosEmbV2 |
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
@@ -28,6 +29,7 @@
 //! helpers, [`scalar`] the value of an `aclScalar`, [`par`] the parallel
 //! elementwise loops.
 
+pub mod add_rms_norm;
 pub mod attention;
 pub mod binary;
 pub mod broadcast;
@@ -35,9 +37,11 @@ pub mod conversion;
 pub mod elementwise;
 pub mod gemm;
 pub mod grouped_matmul;
+pub mod layer_norm;
 pub mod matmul;
 pub mod moe;
 pub mod par;
+pub mod reduce;
 pub mod rms_norm;
 pub mod rope;
 pub mod scalar;

@@ -64,6 +64,7 @@ pub mod matmul;
 pub mod meta;
 pub mod moe;
 pub mod norm;
+pub mod reduce;
 pub mod rope;
 pub mod topk;
 pub mod unary;

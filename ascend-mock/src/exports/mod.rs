@@ -37,6 +37,7 @@ pub use crate::aclnn::matmul::*;
 pub use crate::aclnn::meta::*;
 pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
+pub use crate::aclnn::reduce::*;
 pub use crate::aclnn::rope::*;
 pub use crate::aclnn::topk::*;
 pub use crate::aclnn::unary::*;
