@@ -22,6 +22,7 @@
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
 //! | [`topk`] | aclnnTopk |
+//! | [`shape`] | aclnnPermute, aclnnRepeat, aclnnCat, aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect, aclnnGatherV2, aclnnEmbedding |
 //! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
@@ -41,6 +42,7 @@ pub mod par;
 pub mod rms_norm;
 pub mod rope;
 pub mod scalar;
+pub mod shape;
 pub mod softmax;
 pub mod swiglu;
 pub mod tensor;

@@ -431,6 +431,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnCat = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnCatGetWorkspaceSize = unsafe extern "C" fn(
+        tensors: *const aclTensorList,
+        dim: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnClamp = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -467,6 +480,20 @@ pub mod opapi {
     pub type aclnnClampMinGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
         clipValueMin: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnConstantPadNd = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnConstantPadNdGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        pad: *const aclIntArray,
+        value: *const aclScalar,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -521,6 +548,19 @@ pub mod opapi {
         scale: *const aclScalar,
         inputScale: *const aclScalar,
         out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnEmbedding = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEmbeddingGetWorkspaceSize = unsafe extern "C" fn(
+        weight: *const aclTensor,
+        indices: *const aclTensor,
+        out: *const aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -652,6 +692,20 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnGatherV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGatherV2GetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGelu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -773,6 +827,20 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnHardswishGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnIndexSelect = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnIndexSelectGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclTensor,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1080,6 +1148,18 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnInplaceTriu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceTriuGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        diagonal: i64,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceZero = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1335,6 +1415,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnPermute = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPermuteGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dims: *const aclIntArray,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnPowScalarTensor = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1382,6 +1475,19 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnReluGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnRepeat = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRepeatGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        repeats: *const aclIntArray,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1461,6 +1567,22 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnSinGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSlice = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSliceGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        start: i64,
+        end: i64,
+        step: i64,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1585,6 +1707,32 @@ pub mod opapi {
         sorted: bool,
         valuesOut: *mut aclTensor,
         indicesOut: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTril = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTrilGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        diagonal: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTriu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTriuGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        diagonal: i64,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -1850,164 +1998,186 @@ crate::loader::function_tables! {
         aclnnBatchMatMulGetWorkspaceSize = 15,
         aclnnCast = 16,
         aclnnCastGetWorkspaceSize = 17,
-        aclnnClamp = 18,
-        aclnnClampGetWorkspaceSize = 19,
-        aclnnClampMax = 20,
-        aclnnClampMaxGetWorkspaceSize = 21,
-        aclnnClampMin = 22,
-        aclnnClampMinGetWorkspaceSize = 23,
-        aclnnCos = 24,
-        aclnnCosGetWorkspaceSize = 25,
-        aclnnDiv = 26,
-        aclnnDivGetWorkspaceSize = 27,
-        aclnnDivs = 28,
-        aclnnDivsGetWorkspaceSize = 29,
-        aclnnElu = 30,
-        aclnnEluGetWorkspaceSize = 31,
-        aclnnEqTensor = 32,
-        aclnnEqTensorGetWorkspaceSize = 33,
-        aclnnExp = 34,
-        aclnnExpGetWorkspaceSize = 35,
-        aclnnFusedInferAttentionScoreV2 = 36,
-        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 37,
-        aclnnFusedInferAttentionScoreV3 = 38,
-        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 39,
-        aclnnGelu = 40,
-        aclnnGeluGetWorkspaceSize = 41,
-        aclnnGeluV2 = 42,
-        aclnnGeluV2GetWorkspaceSize = 43,
-        aclnnGer = 44,
-        aclnnGerGetWorkspaceSize = 45,
-        aclnnGroupedMatmulV3 = 46,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 47,
-        aclnnGroupedMatmulV4 = 48,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 49,
-        aclnnGtScalar = 50,
-        aclnnGtScalarGetWorkspaceSize = 51,
-        aclnnHardsigmoid = 52,
-        aclnnHardsigmoidGetWorkspaceSize = 53,
-        aclnnHardswish = 54,
-        aclnnHardswishGetWorkspaceSize = 55,
-        aclnnInplaceAdd = 56,
-        aclnnInplaceAddGetWorkspaceSize = 57,
-        aclnnInplaceAddcdiv = 58,
-        aclnnInplaceAddcdivGetWorkspaceSize = 59,
-        aclnnInplaceAdds = 60,
-        aclnnInplaceAddsGetWorkspaceSize = 61,
-        aclnnInplaceClampMax = 62,
-        aclnnInplaceClampMaxGetWorkspaceSize = 63,
-        aclnnInplaceCopy = 64,
-        aclnnInplaceCopyGetWorkspaceSize = 65,
-        aclnnInplaceCos = 66,
-        aclnnInplaceCosGetWorkspaceSize = 67,
-        aclnnInplaceDiv = 68,
-        aclnnInplaceDivGetWorkspaceSize = 69,
-        aclnnInplaceDivs = 70,
-        aclnnInplaceDivsGetWorkspaceSize = 71,
-        aclnnInplaceElu = 72,
-        aclnnInplaceEluGetWorkspaceSize = 73,
-        aclnnInplaceExp = 74,
-        aclnnInplaceExpGetWorkspaceSize = 75,
-        aclnnInplaceFillScalar = 76,
-        aclnnInplaceFillScalarGetWorkspaceSize = 77,
-        aclnnInplaceLeakyRelu = 78,
-        aclnnInplaceLeakyReluGetWorkspaceSize = 79,
-        aclnnInplaceLog = 80,
-        aclnnInplaceLogGetWorkspaceSize = 81,
-        aclnnInplaceMaskedFillScalar = 82,
-        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 83,
-        aclnnInplaceMul = 84,
-        aclnnInplaceMulGetWorkspaceSize = 85,
-        aclnnInplaceMuls = 86,
-        aclnnInplaceMulsGetWorkspaceSize = 87,
-        aclnnInplacePowTensorTensor = 88,
-        aclnnInplacePowTensorTensorGetWorkspaceSize = 89,
-        aclnnInplaceRelu = 90,
-        aclnnInplaceReluGetWorkspaceSize = 91,
-        aclnnInplaceSigmoid = 92,
-        aclnnInplaceSigmoidGetWorkspaceSize = 93,
-        aclnnInplaceSin = 94,
-        aclnnInplaceSinGetWorkspaceSize = 95,
-        aclnnInplaceSqrt = 96,
-        aclnnInplaceSqrtGetWorkspaceSize = 97,
-        aclnnInplaceSub = 98,
-        aclnnInplaceSubGetWorkspaceSize = 99,
-        aclnnInplaceSubs = 100,
-        aclnnInplaceSubsGetWorkspaceSize = 101,
-        aclnnInplaceTanh = 102,
-        aclnnInplaceTanhGetWorkspaceSize = 103,
-        aclnnInplaceThreshold = 104,
-        aclnnInplaceThresholdGetWorkspaceSize = 105,
-        aclnnInplaceZero = 106,
-        aclnnInplaceZeroGetWorkspaceSize = 107,
-        aclnnLeakyRelu = 108,
-        aclnnLeakyReluGetWorkspaceSize = 109,
-        aclnnLog = 110,
-        aclnnLogGetWorkspaceSize = 111,
-        aclnnLogicalNot = 112,
-        aclnnLogicalNotGetWorkspaceSize = 113,
-        aclnnMatmul = 114,
-        aclnnMatmulGetWorkspaceSize = 115,
-        aclnnMm = 116,
-        aclnnMmGetWorkspaceSize = 117,
-        aclnnMoeComputeExpertTokens = 118,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 119,
-        aclnnMoeFinalizeRoutingV2 = 120,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 121,
-        aclnnMoeGatingTopK = 122,
-        aclnnMoeGatingTopKGetWorkspaceSize = 123,
-        aclnnMoeGatingTopKSoftmax = 124,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 125,
-        aclnnMoeGatingTopKSoftmaxV2 = 126,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 127,
-        aclnnMoeInitRoutingV2 = 128,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 129,
-        aclnnMoeInitRoutingV3 = 130,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 131,
-        aclnnMul = 132,
-        aclnnMulGetWorkspaceSize = 133,
-        aclnnMuls = 134,
-        aclnnMulsGetWorkspaceSize = 135,
-        aclnnMv = 136,
-        aclnnMvGetWorkspaceSize = 137,
-        aclnnPowScalarTensor = 138,
-        aclnnPowScalarTensorGetWorkspaceSize = 139,
-        aclnnPowTensorScalar = 140,
-        aclnnPowTensorScalarGetWorkspaceSize = 141,
-        aclnnPowTensorTensor = 142,
-        aclnnPowTensorTensorGetWorkspaceSize = 143,
-        aclnnRelu = 144,
-        aclnnReluGetWorkspaceSize = 145,
-        aclnnRmsNorm = 146,
-        aclnnRmsNormGetWorkspaceSize = 147,
-        aclnnRotaryPositionEmbedding = 148,
-        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 149,
-        aclnnSigmoid = 150,
-        aclnnSigmoidGetWorkspaceSize = 151,
-        aclnnSign = 152,
-        aclnnSignGetWorkspaceSize = 153,
-        aclnnSilu = 154,
-        aclnnSiluGetWorkspaceSize = 155,
-        aclnnSin = 156,
-        aclnnSinGetWorkspaceSize = 157,
-        aclnnSoftmax = 158,
-        aclnnSoftmaxGetWorkspaceSize = 159,
-        aclnnSoftplus = 160,
-        aclnnSoftplusGetWorkspaceSize = 161,
-        aclnnSqrt = 162,
-        aclnnSqrtGetWorkspaceSize = 163,
-        aclnnSub = 164,
-        aclnnSubGetWorkspaceSize = 165,
-        aclnnSubs = 166,
-        aclnnSubsGetWorkspaceSize = 167,
-        aclnnSwiGlu = 168,
-        aclnnSwiGluGetWorkspaceSize = 169,
-        aclnnTanh = 170,
-        aclnnTanhGetWorkspaceSize = 171,
-        aclnnThreshold = 172,
-        aclnnThresholdGetWorkspaceSize = 173,
-        aclnnTopk = 174,
-        aclnnTopkGetWorkspaceSize = 175,
+        aclnnCat = 18,
+        aclnnCatGetWorkspaceSize = 19,
+        aclnnClamp = 20,
+        aclnnClampGetWorkspaceSize = 21,
+        aclnnClampMax = 22,
+        aclnnClampMaxGetWorkspaceSize = 23,
+        aclnnClampMin = 24,
+        aclnnClampMinGetWorkspaceSize = 25,
+        aclnnConstantPadNd = 26,
+        aclnnConstantPadNdGetWorkspaceSize = 27,
+        aclnnCos = 28,
+        aclnnCosGetWorkspaceSize = 29,
+        aclnnDiv = 30,
+        aclnnDivGetWorkspaceSize = 31,
+        aclnnDivs = 32,
+        aclnnDivsGetWorkspaceSize = 33,
+        aclnnElu = 34,
+        aclnnEluGetWorkspaceSize = 35,
+        aclnnEmbedding = 36,
+        aclnnEmbeddingGetWorkspaceSize = 37,
+        aclnnEqTensor = 38,
+        aclnnEqTensorGetWorkspaceSize = 39,
+        aclnnExp = 40,
+        aclnnExpGetWorkspaceSize = 41,
+        aclnnFusedInferAttentionScoreV2 = 42,
+        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 43,
+        aclnnFusedInferAttentionScoreV3 = 44,
+        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 45,
+        aclnnGatherV2 = 46,
+        aclnnGatherV2GetWorkspaceSize = 47,
+        aclnnGelu = 48,
+        aclnnGeluGetWorkspaceSize = 49,
+        aclnnGeluV2 = 50,
+        aclnnGeluV2GetWorkspaceSize = 51,
+        aclnnGer = 52,
+        aclnnGerGetWorkspaceSize = 53,
+        aclnnGroupedMatmulV3 = 54,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 55,
+        aclnnGroupedMatmulV4 = 56,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 57,
+        aclnnGtScalar = 58,
+        aclnnGtScalarGetWorkspaceSize = 59,
+        aclnnHardsigmoid = 60,
+        aclnnHardsigmoidGetWorkspaceSize = 61,
+        aclnnHardswish = 62,
+        aclnnHardswishGetWorkspaceSize = 63,
+        aclnnIndexSelect = 64,
+        aclnnIndexSelectGetWorkspaceSize = 65,
+        aclnnInplaceAdd = 66,
+        aclnnInplaceAddGetWorkspaceSize = 67,
+        aclnnInplaceAddcdiv = 68,
+        aclnnInplaceAddcdivGetWorkspaceSize = 69,
+        aclnnInplaceAdds = 70,
+        aclnnInplaceAddsGetWorkspaceSize = 71,
+        aclnnInplaceClampMax = 72,
+        aclnnInplaceClampMaxGetWorkspaceSize = 73,
+        aclnnInplaceCopy = 74,
+        aclnnInplaceCopyGetWorkspaceSize = 75,
+        aclnnInplaceCos = 76,
+        aclnnInplaceCosGetWorkspaceSize = 77,
+        aclnnInplaceDiv = 78,
+        aclnnInplaceDivGetWorkspaceSize = 79,
+        aclnnInplaceDivs = 80,
+        aclnnInplaceDivsGetWorkspaceSize = 81,
+        aclnnInplaceElu = 82,
+        aclnnInplaceEluGetWorkspaceSize = 83,
+        aclnnInplaceExp = 84,
+        aclnnInplaceExpGetWorkspaceSize = 85,
+        aclnnInplaceFillScalar = 86,
+        aclnnInplaceFillScalarGetWorkspaceSize = 87,
+        aclnnInplaceLeakyRelu = 88,
+        aclnnInplaceLeakyReluGetWorkspaceSize = 89,
+        aclnnInplaceLog = 90,
+        aclnnInplaceLogGetWorkspaceSize = 91,
+        aclnnInplaceMaskedFillScalar = 92,
+        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 93,
+        aclnnInplaceMul = 94,
+        aclnnInplaceMulGetWorkspaceSize = 95,
+        aclnnInplaceMuls = 96,
+        aclnnInplaceMulsGetWorkspaceSize = 97,
+        aclnnInplacePowTensorTensor = 98,
+        aclnnInplacePowTensorTensorGetWorkspaceSize = 99,
+        aclnnInplaceRelu = 100,
+        aclnnInplaceReluGetWorkspaceSize = 101,
+        aclnnInplaceSigmoid = 102,
+        aclnnInplaceSigmoidGetWorkspaceSize = 103,
+        aclnnInplaceSin = 104,
+        aclnnInplaceSinGetWorkspaceSize = 105,
+        aclnnInplaceSqrt = 106,
+        aclnnInplaceSqrtGetWorkspaceSize = 107,
+        aclnnInplaceSub = 108,
+        aclnnInplaceSubGetWorkspaceSize = 109,
+        aclnnInplaceSubs = 110,
+        aclnnInplaceSubsGetWorkspaceSize = 111,
+        aclnnInplaceTanh = 112,
+        aclnnInplaceTanhGetWorkspaceSize = 113,
+        aclnnInplaceThreshold = 114,
+        aclnnInplaceThresholdGetWorkspaceSize = 115,
+        aclnnInplaceTriu = 116,
+        aclnnInplaceTriuGetWorkspaceSize = 117,
+        aclnnInplaceZero = 118,
+        aclnnInplaceZeroGetWorkspaceSize = 119,
+        aclnnLeakyRelu = 120,
+        aclnnLeakyReluGetWorkspaceSize = 121,
+        aclnnLog = 122,
+        aclnnLogGetWorkspaceSize = 123,
+        aclnnLogicalNot = 124,
+        aclnnLogicalNotGetWorkspaceSize = 125,
+        aclnnMatmul = 126,
+        aclnnMatmulGetWorkspaceSize = 127,
+        aclnnMm = 128,
+        aclnnMmGetWorkspaceSize = 129,
+        aclnnMoeComputeExpertTokens = 130,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 131,
+        aclnnMoeFinalizeRoutingV2 = 132,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 133,
+        aclnnMoeGatingTopK = 134,
+        aclnnMoeGatingTopKGetWorkspaceSize = 135,
+        aclnnMoeGatingTopKSoftmax = 136,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 137,
+        aclnnMoeGatingTopKSoftmaxV2 = 138,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 139,
+        aclnnMoeInitRoutingV2 = 140,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 141,
+        aclnnMoeInitRoutingV3 = 142,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 143,
+        aclnnMul = 144,
+        aclnnMulGetWorkspaceSize = 145,
+        aclnnMuls = 146,
+        aclnnMulsGetWorkspaceSize = 147,
+        aclnnMv = 148,
+        aclnnMvGetWorkspaceSize = 149,
+        aclnnPermute = 150,
+        aclnnPermuteGetWorkspaceSize = 151,
+        aclnnPowScalarTensor = 152,
+        aclnnPowScalarTensorGetWorkspaceSize = 153,
+        aclnnPowTensorScalar = 154,
+        aclnnPowTensorScalarGetWorkspaceSize = 155,
+        aclnnPowTensorTensor = 156,
+        aclnnPowTensorTensorGetWorkspaceSize = 157,
+        aclnnRelu = 158,
+        aclnnReluGetWorkspaceSize = 159,
+        aclnnRepeat = 160,
+        aclnnRepeatGetWorkspaceSize = 161,
+        aclnnRmsNorm = 162,
+        aclnnRmsNormGetWorkspaceSize = 163,
+        aclnnRotaryPositionEmbedding = 164,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 165,
+        aclnnSigmoid = 166,
+        aclnnSigmoidGetWorkspaceSize = 167,
+        aclnnSign = 168,
+        aclnnSignGetWorkspaceSize = 169,
+        aclnnSilu = 170,
+        aclnnSiluGetWorkspaceSize = 171,
+        aclnnSin = 172,
+        aclnnSinGetWorkspaceSize = 173,
+        aclnnSlice = 174,
+        aclnnSliceGetWorkspaceSize = 175,
+        aclnnSoftmax = 176,
+        aclnnSoftmaxGetWorkspaceSize = 177,
+        aclnnSoftplus = 178,
+        aclnnSoftplusGetWorkspaceSize = 179,
+        aclnnSqrt = 180,
+        aclnnSqrtGetWorkspaceSize = 181,
+        aclnnSub = 182,
+        aclnnSubGetWorkspaceSize = 183,
+        aclnnSubs = 184,
+        aclnnSubsGetWorkspaceSize = 185,
+        aclnnSwiGlu = 186,
+        aclnnSwiGluGetWorkspaceSize = 187,
+        aclnnTanh = 188,
+        aclnnTanhGetWorkspaceSize = 189,
+        aclnnThreshold = 190,
+        aclnnThresholdGetWorkspaceSize = 191,
+        aclnnTopk = 192,
+        aclnnTopkGetWorkspaceSize = 193,
+        aclnnTril = 194,
+        aclnnTrilGetWorkspaceSize = 195,
+        aclnnTriu = 196,
+        aclnnTriuGetWorkspaceSize = 197,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -2169,12 +2339,16 @@ macro_rules! for_each_function {
             opapi::aclnnBatchMatMulGetWorkspaceSize,
             opapi::aclnnCast,
             opapi::aclnnCastGetWorkspaceSize,
+            opapi::aclnnCat,
+            opapi::aclnnCatGetWorkspaceSize,
             opapi::aclnnClamp,
             opapi::aclnnClampGetWorkspaceSize,
             opapi::aclnnClampMax,
             opapi::aclnnClampMaxGetWorkspaceSize,
             opapi::aclnnClampMin,
             opapi::aclnnClampMinGetWorkspaceSize,
+            opapi::aclnnConstantPadNd,
+            opapi::aclnnConstantPadNdGetWorkspaceSize,
             opapi::aclnnCos,
             opapi::aclnnCosGetWorkspaceSize,
             opapi::aclnnDiv,
@@ -2183,6 +2357,8 @@ macro_rules! for_each_function {
             opapi::aclnnDivsGetWorkspaceSize,
             opapi::aclnnElu,
             opapi::aclnnEluGetWorkspaceSize,
+            opapi::aclnnEmbedding,
+            opapi::aclnnEmbeddingGetWorkspaceSize,
             opapi::aclnnEqTensor,
             opapi::aclnnEqTensorGetWorkspaceSize,
             opapi::aclnnExp,
@@ -2191,6 +2367,8 @@ macro_rules! for_each_function {
             opapi::aclnnFusedInferAttentionScoreV2GetWorkspaceSize,
             opapi::aclnnFusedInferAttentionScoreV3,
             opapi::aclnnFusedInferAttentionScoreV3GetWorkspaceSize,
+            opapi::aclnnGatherV2,
+            opapi::aclnnGatherV2GetWorkspaceSize,
             opapi::aclnnGelu,
             opapi::aclnnGeluGetWorkspaceSize,
             opapi::aclnnGeluV2,
@@ -2207,6 +2385,8 @@ macro_rules! for_each_function {
             opapi::aclnnHardsigmoidGetWorkspaceSize,
             opapi::aclnnHardswish,
             opapi::aclnnHardswishGetWorkspaceSize,
+            opapi::aclnnIndexSelect,
+            opapi::aclnnIndexSelectGetWorkspaceSize,
             opapi::aclnnInplaceAdd,
             opapi::aclnnInplaceAddGetWorkspaceSize,
             opapi::aclnnInplaceAddcdiv,
@@ -2257,6 +2437,8 @@ macro_rules! for_each_function {
             opapi::aclnnInplaceTanhGetWorkspaceSize,
             opapi::aclnnInplaceThreshold,
             opapi::aclnnInplaceThresholdGetWorkspaceSize,
+            opapi::aclnnInplaceTriu,
+            opapi::aclnnInplaceTriuGetWorkspaceSize,
             opapi::aclnnInplaceZero,
             opapi::aclnnInplaceZeroGetWorkspaceSize,
             opapi::aclnnLeakyRelu,
@@ -2289,6 +2471,8 @@ macro_rules! for_each_function {
             opapi::aclnnMulsGetWorkspaceSize,
             opapi::aclnnMv,
             opapi::aclnnMvGetWorkspaceSize,
+            opapi::aclnnPermute,
+            opapi::aclnnPermuteGetWorkspaceSize,
             opapi::aclnnPowScalarTensor,
             opapi::aclnnPowScalarTensorGetWorkspaceSize,
             opapi::aclnnPowTensorScalar,
@@ -2297,6 +2481,8 @@ macro_rules! for_each_function {
             opapi::aclnnPowTensorTensorGetWorkspaceSize,
             opapi::aclnnRelu,
             opapi::aclnnReluGetWorkspaceSize,
+            opapi::aclnnRepeat,
+            opapi::aclnnRepeatGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
             opapi::aclnnRotaryPositionEmbedding,
@@ -2309,6 +2495,8 @@ macro_rules! for_each_function {
             opapi::aclnnSiluGetWorkspaceSize,
             opapi::aclnnSin,
             opapi::aclnnSinGetWorkspaceSize,
+            opapi::aclnnSlice,
+            opapi::aclnnSliceGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
             opapi::aclnnSoftplus,
@@ -2327,6 +2515,10 @@ macro_rules! for_each_function {
             opapi::aclnnThresholdGetWorkspaceSize,
             opapi::aclnnTopk,
             opapi::aclnnTopkGetWorkspaceSize,
+            opapi::aclnnTril,
+            opapi::aclnnTrilGetWorkspaceSize,
+            opapi::aclnnTriu,
+            opapi::aclnnTriuGetWorkspaceSize,
             hccl::HcclAllGather,
             hccl::HcclAllReduce,
             hccl::HcclAlltoAll,
@@ -2372,17 +2564,21 @@ macro_rules! for_each_operator {
             aclnnArange / aclnnArangeGetWorkspaceSize (start: *const $crate::aclScalar, end: *const $crate::aclScalar, step: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnBatchMatMul / aclnnBatchMatMulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnCast / aclnnCastGetWorkspaceSize (self_: *const $crate::aclTensor, dtype: $crate::aclDataType, out: *mut $crate::aclTensor);
+            aclnnCat / aclnnCatGetWorkspaceSize (tensors: *const $crate::aclTensorList, dim: i64, out: *mut $crate::aclTensor);
             aclnnClamp / aclnnClampGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMax / aclnnClampMaxGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMin / aclnnClampMinGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnConstantPadNd / aclnnConstantPadNdGetWorkspaceSize (self_: *const $crate::aclTensor, pad: *const $crate::aclIntArray, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnCos / aclnnCosGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnDiv / aclnnDivGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnDivs / aclnnDivsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnElu / aclnnEluGetWorkspaceSize (self_: *const $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnEmbedding / aclnnEmbeddingGetWorkspaceSize (weight: *const $crate::aclTensor, indices: *const $crate::aclTensor, out: *const $crate::aclTensor);
             aclnnEqTensor / aclnnEqTensorGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnExp / aclnnExpGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnFusedInferAttentionScoreV2 / aclnnFusedInferAttentionScoreV2GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
             aclnnFusedInferAttentionScoreV3 / aclnnFusedInferAttentionScoreV3GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, queryRopeOptional: *const $crate::aclTensor, keyRopeOptional: *const $crate::aclTensor, keyRopeAntiquantScaleOptional: *const $crate::aclTensor, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnGatherV2 / aclnnGatherV2GetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGelu / aclnnGeluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGeluV2 / aclnnGeluV2GetWorkspaceSize (x: *const $crate::aclTensor, approximate: i64, y: *mut $crate::aclTensor);
             aclnnGer / aclnnGerGetWorkspaceSize (self_: *const $crate::aclTensor, vec2: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -2391,6 +2587,7 @@ macro_rules! for_each_operator {
             aclnnGtScalar / aclnnGtScalarGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnHardsigmoid / aclnnHardsigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnHardswish / aclnnHardswishGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnIndexSelect / aclnnIndexSelectGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
             aclnnInplaceAddcdiv / aclnnInplaceAddcdivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar);
             aclnnInplaceAdds / aclnnInplaceAddsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
@@ -2416,6 +2613,7 @@ macro_rules! for_each_operator {
             aclnnInplaceSubs / aclnnInplaceSubsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
             aclnnInplaceTanh / aclnnInplaceTanhGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceThreshold / aclnnInplaceThresholdGetWorkspaceSize (selfRef: *mut $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar);
+            aclnnInplaceTriu / aclnnInplaceTriuGetWorkspaceSize (selfRef: *mut $crate::aclTensor, diagonal: i64);
             aclnnInplaceZero / aclnnInplaceZeroGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnLeakyRelu / aclnnLeakyReluGetWorkspaceSize (self_: *const $crate::aclTensor, negativeSlope: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnLog / aclnnLogGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -2432,16 +2630,19 @@ macro_rules! for_each_operator {
             aclnnMul / aclnnMulGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnMuls / aclnnMulsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnMv / aclnnMvGetWorkspaceSize (self_: *const $crate::aclTensor, vec: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
+            aclnnPermute / aclnnPermuteGetWorkspaceSize (self_: *const $crate::aclTensor, dims: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
             aclnnPowScalarTensor / aclnnPowScalarTensorGetWorkspaceSize (self_: *const $crate::aclScalar, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnPowTensorScalar / aclnnPowTensorScalarGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnPowTensorTensor / aclnnPowTensorTensorGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnRelu / aclnnReluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnRepeat / aclnnRepeatGetWorkspaceSize (self_: *const $crate::aclTensor, repeats: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
             aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
             aclnnSigmoid / aclnnSigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSign / aclnnSignGetWorkspaceSize (self_: *const $crate::aclTensor, result: *mut $crate::aclTensor);
             aclnnSilu / aclnnSiluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSin / aclnnSinGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSlice / aclnnSliceGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, start: i64, end: i64, step: i64, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
             aclnnSoftplus / aclnnSoftplusGetWorkspaceSize (self_: *const $crate::aclTensor, beta: *const $crate::aclScalar, threshold: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnSqrt / aclnnSqrtGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -2451,6 +2652,8 @@ macro_rules! for_each_operator {
             aclnnTanh / aclnnTanhGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnThreshold / aclnnThresholdGetWorkspaceSize (self_: *const $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);
+            aclnnTril / aclnnTrilGetWorkspaceSize (self_: *const $crate::aclTensor, diagonal: i64, out: *mut $crate::aclTensor);
+            aclnnTriu / aclnnTriuGetWorkspaceSize (self_: *const $crate::aclTensor, diagonal: i64, out: *mut $crate::aclTensor);
         }
     };
 }

@@ -1,0 +1,1279 @@
+//! Shape and index operators: aclnnPermute, aclnnRepeat, aclnnCat,
+//! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
+//! aclnnGatherV2 and aclnnEmbedding.
+//!
+//! Every one of them moves elements without changing them, so they are
+//! written as copies between strided views, bytes of one element size, on
+//! every dtype the kernels model. The copy engine ([`copy_view`]) merges
+//! the innermost dimensions in which both views are contiguous into one run
+//! and copies whole runs (`memmove`), splitting large copies over the rayon
+//! pool. A permutation, a slice, a repetition or one concatenated piece is
+//! a view of the source or of `out` handed to that engine.
+//!
+//! Index values are read when the kernel runs; a value outside the
+//! documented range fails the kernel with a message naming it before
+//! anything is written, so no element is read or written out of bounds.
+
+use rayon::prelude::*;
+
+use crate::broadcast::{check_dtype, check_view, fmt_shape, normalize_dim};
+use crate::par::{CHUNK, PAR_MIN};
+use crate::tensor::{DType, KernelError, TensorArg};
+
+/// Maximum rank of every tensor of the family.
+pub const MAX_RANK: usize = 8;
+
+/// Element types of the data tensors (CANN lists these and the complex
+/// types, which the kernels do not model).
+pub const DATA_TYPES: [DType; 10] = DType::ALL;
+
+/// Element types of index tensors.
+pub const INDEX_TYPES: [DType; 2] = [DType::I32, DType::I64];
+
+/// Base addresses the rayon tasks share; each task copies disjoint
+/// destination runs (see [`copy_view`]).
+#[derive(Clone, Copy)]
+struct Addr(usize);
+
+/// A view with dimension `d` fixed at `i` (removed).
+fn fix_dim(t: &TensorArg, d: usize, i: i64) -> TensorArg {
+    let mut v = t.clone();
+    v.offset += i * t.strides[d];
+    v.shape.remove(d);
+    v.strides.remove(d);
+    v
+}
+
+/// A view with dimension `d` narrowed to `[start, start + len)`.
+fn narrow(t: &TensorArg, d: usize, start: i64, len: i64) -> TensorArg {
+    let mut v = t.clone();
+    v.offset += start * t.strides[d];
+    v.shape[d] = len;
+    v
+}
+
+/// The number of innermost elements both views hold contiguously (a run),
+/// and the number of leading dimensions outside the run.
+fn run_split(a: &TensorArg, b: &TensorArg) -> (usize, usize) {
+    let mut run = 1i64;
+    let mut k = a.rank();
+    while k > 0 {
+        let d = k - 1;
+        let n = a.shape[d];
+        if n != 1 && (a.strides[d] != run || b.strides[d] != run) {
+            break;
+        }
+        run *= n;
+        k -= 1;
+    }
+    (run.max(0) as usize, k)
+}
+
+/// The element offsets of the outer dimensions `..k` of `t`, in row-major
+/// order.
+fn outer_offsets(t: &TensorArg, k: usize) -> Vec<i64> {
+    TensorArg {
+        ptr: t.ptr,
+        dtype: t.dtype,
+        shape: t.shape[..k].to_vec(),
+        strides: t.strides[..k].to_vec(),
+        offset: t.offset,
+    }
+    .element_offsets()
+}
+
+/// Copies every element of `src` to the element of `dst` at the same index
+/// (same shape, same dtype), as bytes. `parallel` allows the rayon pool.
+///
+/// # Safety
+/// tensor.rs's module invariant for both views; `dst` writable; the views
+/// are either the same view or do not overlap.
+pub unsafe fn copy_view(src: &TensorArg, dst: &TensorArg, parallel: bool) {
+    debug_assert_eq!(src.shape, dst.shape);
+    debug_assert_eq!(src.dtype, dst.dtype);
+    let n = dst.numel();
+    if n == 0 {
+        return;
+    }
+    let es = dst.dtype.size();
+    let (run, k) = run_split(src, dst);
+    let so = outer_offsets(src, k);
+    let dof = outer_offsets(dst, k);
+    let (sb, db) = (Addr(src.ptr as usize), Addr(dst.ptr as usize));
+    // Copies `len` elements from element offset `s` of src to `d` of dst.
+    let copy = move |s: i64, d: i64, len: usize| {
+        let (sb, db) = (sb, db);
+        // SAFETY: the offsets come from the views' own shapes and strides
+        // (a run of `len` contiguous elements inside each view), which the
+        // caller's invariant places inside live allocations; `copy` is a
+        // memmove, so the same view as source and destination is fine.
+        unsafe {
+            std::ptr::copy(
+                (sb.0 as *const u8).offset(s as isize * es as isize),
+                (db.0 as *mut u8).offset(d as isize * es as isize),
+                len * es,
+            )
+        }
+    };
+    let par = parallel && n >= PAR_MIN && rayon::current_num_threads() > 1;
+    if !par {
+        for (&s, &d) in so.iter().zip(&dof) {
+            copy(s, d, run);
+        }
+    } else if so.len() == 1 {
+        // One long run: cut it into chunks.
+        let (s0, d0) = (so[0], dof[0]);
+        (0..run.div_ceil(CHUNK)).into_par_iter().for_each(|c| {
+            let lo = c * CHUNK;
+            copy(s0 + lo as i64, d0 + lo as i64, CHUNK.min(run - lo));
+        });
+    } else {
+        let per = CHUNK.div_ceil(run).max(1);
+        so.par_chunks(per)
+            .zip(dof.par_chunks(per))
+            .for_each(|(s, d)| {
+                for (&s, &d) in s.iter().zip(d) {
+                    copy(s, d, run);
+                }
+            });
+    }
+}
+
+/// Sets every element of the view to all-zero bytes (0, 0.0 or false in
+/// every dtype).
+///
+/// # Safety
+/// tensor.rs's module invariant for `t`, writable.
+unsafe fn zero_view(t: &TensorArg) {
+    let es = t.dtype.size();
+    for off in t.element_offsets() {
+        // SAFETY: the offset is an element of the view (caller's invariant).
+        unsafe { std::ptr::write_bytes(t.ptr.offset(off as isize * es as isize), 0, es) };
+    }
+}
+
+fn same_dtype(
+    out: &TensorArg,
+    src: &TensorArg,
+    op: &str,
+    src_name: &str,
+) -> Result<(), KernelError> {
+    if out.dtype != src.dtype {
+        return Err(KernelError::invalid(format!(
+            "{op}: the dtype of out ({}) must be the dtype of {src_name} ({}).",
+            out.dtype.name(),
+            src.dtype.name()
+        )));
+    }
+    Ok(())
+}
+
+fn exact_shape(out: &TensorArg, want: &[i64], op: &str) -> Result<(), KernelError> {
+    if out.shape != want {
+        return Err(KernelError::invalid(format!(
+            "{op}: the shape of out {} must be {}.",
+            fmt_shape(&out.shape),
+            fmt_shape(want)
+        )));
+    }
+    Ok(())
+}
+
+/// Checks of a data tensor: view sanity, rank, dtype.
+fn data(t: &TensorArg, name: &str) -> Result<(), KernelError> {
+    check_view(t, name, MAX_RANK)?;
+    check_dtype(t, name, &DATA_TYPES)
+}
+
+/// The shared gather: `out` (shape `self[..dim] ++ index_shape ++
+/// self[dim+1..]`) takes, for each index position `k`, the slab of `self`
+/// at `self[.., index[k], ..]`.
+///
+/// # Safety
+/// tensor.rs's module invariant for the three views; `out` writable and
+/// not overlapping the others.
+unsafe fn gather(
+    op: &str,
+    self_: &TensorArg,
+    dim: usize,
+    index: &TensorArg,
+    index_rank: usize,
+    out: &TensorArg,
+    allow_negative: bool,
+) -> Result<(), KernelError> {
+    let n = self_.shape[dim];
+    // SAFETY: forwarded invariant.
+    let mut idx = unsafe { index.read_i64() };
+    let lo = if allow_negative { -n } else { 0 };
+    if let Some((k, &bad)) = idx.iter().enumerate().find(|&(_, &v)| v < lo || v >= n) {
+        return Err(KernelError::invalid(format!(
+            "{op}: index value {bad} (at flat position {k}) is out of range [{lo}, {}) for dimension {dim} of size {n}; nothing was written.",
+            n
+        )));
+    }
+    idx.iter_mut().for_each(|v| {
+        if *v < 0 {
+            *v += n
+        }
+    });
+    // `out` with the index dimensions merged into one position: the slab of
+    // position k is `out` with dims dim..dim+index_rank fixed at k's
+    // multi-index.
+    let ishape = &out.shape[dim..dim + index_rank];
+    let istr = &out.strides[dim..dim + index_rank];
+    let mut slab_out = out.clone();
+    slab_out.shape.drain(dim..dim + index_rank);
+    slab_out.strides.drain(dim..dim + index_rank);
+    let base_out = slab_out.offset;
+    let positions = TensorArg {
+        ptr: out.ptr,
+        dtype: out.dtype,
+        shape: ishape.to_vec(),
+        strides: istr.to_vec(),
+        offset: 0,
+    }
+    .element_offsets();
+    let slab_in = fix_dim(self_, dim, 0);
+    let one = |k: usize, parallel: bool| {
+        let mut s = slab_in.clone();
+        s.offset += idx[k] * self_.strides[dim];
+        let mut d = slab_out.clone();
+        d.offset = base_out + positions[k];
+        // SAFETY: `idx[k]` is in [0, n) (checked above), so `s` is a slab
+        // inside `self`; `d` is a slab inside `out`; both by the caller's
+        // invariant, and they do not overlap.
+        unsafe { copy_view(&s, &d, parallel) };
+    };
+    if out.numel() >= PAR_MIN && idx.len() > 1 && rayon::current_num_threads() > 1 {
+        (0..idx.len()).into_par_iter().for_each(|k| one(k, false));
+    } else {
+        (0..idx.len()).for_each(|k| one(k, true));
+    }
+    Ok(())
+}
+
+/// aclnnIndexSelect: `out = self` with dimension `dim` replaced by the
+/// rows `index` (1-D, or 0-D as one index) names.
+pub mod index_select {
+    use super::*;
+
+    /// Arguments of `aclnnIndexSelectGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct IndexSelectArgs {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub index: TensorArg,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnIndexSelect";
+
+    /// `self` and `out`, a 0-D one seen as 1-D of one element.
+    fn as_1d(t: &TensorArg) -> TensorArg {
+        let mut v = t.clone();
+        if v.rank() == 0 {
+            v.shape = vec![1];
+            v.strides = vec![1];
+        }
+        v
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &IndexSelectArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        check_view(&args.index, "index", 1)?;
+        check_dtype(&args.index, "index", &INDEX_TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        let mut want = args.self_.shape.clone();
+        if want.is_empty() {
+            if args.index.numel() != 1 {
+                return Err(KernelError::invalid(format!(
+                    "{OP}: a 0-D self takes exactly one index, but index has {} elements.",
+                    args.index.numel()
+                )));
+            }
+        } else {
+            want[d] = args.index.numel() as i64;
+        }
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &IndexSelectArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let d = normalize_dim(args.dim, args.self_.rank(), "dim")?;
+        let mut index = args.index.clone();
+        index.shape = vec![index.numel() as i64];
+        index.strides = vec![index.strides.first().copied().unwrap_or(1)];
+        // SAFETY: forwarded invariant; shapes checked.
+        unsafe {
+            gather(
+                OP,
+                &as_1d(&args.self_),
+                d,
+                &index,
+                1,
+                &as_1d(&args.out),
+                false,
+            )
+        }
+    }
+}
+
+/// aclnnGatherV2: `out = self[..., index, ...]` along `dim`, `out`'s shape
+/// `self[..dim] ++ index.shape ++ self[dim+1..]`; negative indices count
+/// from the end.
+pub mod gather_v2 {
+    use super::*;
+
+    /// Arguments of `aclnnGatherV2GetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct GatherV2Args {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub index: TensorArg,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnGatherV2";
+
+    /// Phase-one validation.
+    pub fn check(args: &GatherV2Args) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        check_view(&args.index, "index", MAX_RANK)?;
+        check_dtype(&args.index, "index", &INDEX_TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        if args.self_.rank() == 0 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: self must have at least 1 dimension, but it is 0-D."
+            )));
+        }
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        let s = &args.self_.shape;
+        let want: Vec<i64> = s[..d]
+            .iter()
+            .chain(&args.index.shape)
+            .chain(&s[d + 1..])
+            .copied()
+            .collect();
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &GatherV2Args) -> Result<(), KernelError> {
+        check(args)?;
+        let d = normalize_dim(args.dim, args.self_.rank(), "dim")?;
+        // SAFETY: forwarded invariant; shapes checked.
+        unsafe {
+            gather(
+                OP,
+                &args.self_,
+                d,
+                &args.index,
+                args.index.rank(),
+                &args.out,
+                true,
+            )
+        }
+    }
+}
+
+/// aclnnEmbedding: `out[i.., :] = weight[indices[i..], :]`, `weight` 2-D,
+/// `out`'s shape `indices.shape ++ [weight.shape[1]]`.
+pub mod embedding {
+    use super::*;
+
+    /// Arguments of `aclnnEmbeddingGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct EmbeddingArgs {
+        pub weight: TensorArg,
+        pub indices: TensorArg,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnEmbedding";
+
+    /// Phase-one validation.
+    pub fn check(args: &EmbeddingArgs) -> Result<(), KernelError> {
+        data(&args.weight, "weight")?;
+        data(&args.out, "out")?;
+        check_view(&args.indices, "indices", MAX_RANK - 1)?;
+        check_dtype(&args.indices, "indices", &INDEX_TYPES)?;
+        same_dtype(&args.out, &args.weight, OP, "weight")?;
+        if args.weight.rank() != 2 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: weight must be 2-D, but its shape is {}.",
+                fmt_shape(&args.weight.shape)
+            )));
+        }
+        let mut want = args.indices.shape.clone();
+        want.push(args.weight.shape[1]);
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &EmbeddingArgs) -> Result<(), KernelError> {
+        check(args)?;
+        // SAFETY: forwarded invariant; shapes checked.
+        unsafe {
+            gather(
+                OP,
+                &args.weight,
+                0,
+                &args.indices,
+                args.indices.rank(),
+                &args.out,
+                false,
+            )
+        }
+    }
+}
+
+/// aclnnCat: the tensors of the list joined along `dim`.
+pub mod cat {
+    use super::*;
+
+    /// Arguments of `aclnnCatGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct CatArgs {
+        pub tensors: Vec<TensorArg>,
+        pub dim: i64,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnCat";
+
+    /// Phase-one validation.
+    pub fn check(args: &CatArgs) -> Result<(), KernelError> {
+        data(&args.out, "out")?;
+        let Some(first) = args.tensors.first() else {
+            return Err(KernelError::invalid(format!(
+                "{OP}: tensors is an empty list."
+            )));
+        };
+        if first.rank() == 0 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: tensors[0] is 0-D; zero-dimensional tensors cannot be concatenated."
+            )));
+        }
+        let d = normalize_dim(args.dim, first.rank(), &format!("{OP}: dim"))?;
+        let mut total = 0i64;
+        for (i, t) in args.tensors.iter().enumerate() {
+            let name = format!("tensors[{i}]");
+            data(t, &name)?;
+            same_dtype(&args.out, t, OP, &name)?;
+            let same_rest = t.rank() == first.rank()
+                && (0..t.rank()).all(|j| j == d || t.shape[j] == first.shape[j]);
+            if !same_rest {
+                return Err(KernelError::invalid(format!(
+                    "{OP}: {name} has shape {}, which must equal tensors[0]'s {} except in dimension {d}.",
+                    fmt_shape(&t.shape),
+                    fmt_shape(&first.shape)
+                )));
+            }
+            total += t.shape[d];
+        }
+        let mut want = first.shape.clone();
+        want[d] = total;
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &CatArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let d = normalize_dim(args.dim, args.out.rank(), "dim")?;
+        let mut at = 0;
+        for t in &args.tensors {
+            let piece = narrow(&args.out, d, at, t.shape[d]);
+            // SAFETY: forwarded invariant; the piece is inside `out`.
+            unsafe { copy_view(t, &piece, true) };
+            at += t.shape[d];
+        }
+        Ok(())
+    }
+}
+
+/// aclnnSlice: `out = self[start:end:step]` along `dim`.
+pub mod slice {
+    use super::*;
+
+    /// Arguments of `aclnnSliceGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct SliceArgs {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub start: i64,
+        pub end: i64,
+        pub step: i64,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnSlice";
+
+    /// The dimension, the clamped start and the length of the slice.
+    fn bounds(args: &SliceArgs) -> Result<(usize, i64, i64), KernelError> {
+        if args.self_.rank() == 0 {
+            return Err(KernelError::invalid(format!("{OP}: self must not be 0-D.")));
+        }
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        if args.step < 1 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: step must be positive, but got {}.",
+                args.step
+            )));
+        }
+        let n = args.self_.shape[d];
+        let clamp = |v: i64| {
+            let v = if v < 0 { v.saturating_add(n) } else { v };
+            v.clamp(0, n)
+        };
+        let (s, e) = (clamp(args.start), clamp(args.end));
+        let len = if e > s {
+            (e - s + args.step - 1) / args.step
+        } else {
+            0
+        };
+        Ok((d, s, len))
+    }
+
+    /// `self` seen through the slice.
+    fn view(args: &SliceArgs, d: usize, s: i64, len: i64) -> TensorArg {
+        let mut v = narrow(&args.self_, d, s, len);
+        v.strides[d] *= args.step;
+        v
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &SliceArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        let (d, _, len) = bounds(args)?;
+        let mut want = args.self_.shape.clone();
+        want[d] = len;
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &SliceArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let (d, s, len) = bounds(args)?;
+        // SAFETY: forwarded invariant; the sliced view addresses elements of
+        // `self` only (start + (len-1)*step < n).
+        unsafe { copy_view(&view(args, d, s, len), &args.out, true) };
+        Ok(())
+    }
+}
+
+/// aclnnPermute: `out` is `self` with its dimensions reordered by `dims`.
+pub mod permute {
+    use super::*;
+
+    /// Arguments of `aclnnPermuteGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct PermuteArgs {
+        pub self_: TensorArg,
+        pub dims: Vec<i64>,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnPermute";
+
+    fn order(args: &PermuteArgs) -> Result<Vec<usize>, KernelError> {
+        let r = args.self_.rank();
+        if args.dims.len() != r {
+            return Err(KernelError::invalid(format!(
+                "{OP}: dims has {} entries but self has {r} dimensions.",
+                args.dims.len()
+            )));
+        }
+        let mut seen = vec![false; r];
+        let mut out = Vec::with_capacity(r);
+        for &d in &args.dims {
+            let d = normalize_dim(d, r, &format!("{OP}: dims entry"))?;
+            if std::mem::replace(&mut seen[d], true) {
+                return Err(KernelError::invalid(format!(
+                    "{OP}: dims {:?} names dimension {d} twice.",
+                    args.dims
+                )));
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &PermuteArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        let o = order(args)?;
+        let want: Vec<i64> = o.iter().map(|&d| args.self_.shape[d]).collect();
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &PermuteArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let o = order(args)?;
+        let mut v = args.self_.clone();
+        v.shape = o.iter().map(|&d| args.self_.shape[d]).collect();
+        v.strides = o.iter().map(|&d| args.self_.strides[d]).collect();
+        // SAFETY: forwarded invariant; the permuted view addresses the same
+        // elements as `self`.
+        unsafe { copy_view(&v, &args.out, true) };
+        Ok(())
+    }
+}
+
+/// aclnnRepeat: `out` is `self` tiled `repeats[i]` times along each
+/// dimension (`self` padded with leading 1s to `repeats.len()` dims).
+pub mod repeat {
+    use super::*;
+
+    /// Arguments of `aclnnRepeatGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct RepeatArgs {
+        pub self_: TensorArg,
+        pub repeats: Vec<i64>,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnRepeat";
+
+    /// `self`'s shape and strides padded to `repeats.len()` dims.
+    fn padded(args: &RepeatArgs) -> (Vec<i64>, Vec<i64>) {
+        let extra = args.repeats.len() - args.self_.rank();
+        let mut shape = vec![1; extra];
+        shape.extend(&args.self_.shape);
+        let mut strides = vec![0; extra];
+        strides.extend(&args.self_.strides);
+        (shape, strides)
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &RepeatArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        if args.repeats.len() < args.self_.rank() || args.repeats.len() > MAX_RANK {
+            return Err(KernelError::invalid(format!(
+                "{OP}: repeats has {} entries; it needs at least self's {} and at most {MAX_RANK}.",
+                args.repeats.len(),
+                args.self_.rank()
+            )));
+        }
+        if let Some(r) = args.repeats.iter().find(|&&r| r < 0) {
+            return Err(KernelError::invalid(format!(
+                "{OP}: repeats {:?} has a negative entry {r}.",
+                args.repeats
+            )));
+        }
+        let (shape, _) = padded(args);
+        let want: Result<Vec<i64>, _> = shape
+            .iter()
+            .zip(&args.repeats)
+            .map(|(&s, &r)| s.checked_mul(r).ok_or(()))
+            .collect();
+        let want =
+            want.map_err(|()| KernelError::invalid(format!("{OP}: the output size overflows.")))?;
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &RepeatArgs) -> Result<(), KernelError> {
+        check(args)?;
+        if args.out.numel() == 0 {
+            return Ok(());
+        }
+        let (shape, strides) = padded(args);
+        // Each out dimension d of size r*s split into (r, s); the source
+        // repeats along r with stride 0.
+        let mut src = args.self_.clone();
+        let mut dst = args.out.clone();
+        src.shape.clear();
+        src.strides.clear();
+        dst.shape.clear();
+        dst.strides.clear();
+        for (d, &r) in args.repeats.iter().enumerate() {
+            let (s, st, ost) = (shape[d], strides[d], args.out.strides[d]);
+            src.shape.extend([r, s]);
+            src.strides.extend([0, st]);
+            dst.shape.extend([r, s]);
+            dst.strides.extend([s * ost, ost]);
+        }
+        // SAFETY: forwarded invariant; the split view of `out` addresses
+        // exactly `out`'s elements, the broadcast source only `self`'s.
+        unsafe { copy_view(&src, &dst, true) };
+        Ok(())
+    }
+}
+
+/// aclnnTril, aclnnTriu and aclnnInplaceTriu: the lower (upper) triangle of
+/// the last two dimensions, relative to `diagonal`, kept; the rest zero.
+pub mod triangle {
+    use super::*;
+
+    /// Arguments of `aclnnTrilGetWorkspaceSize` and `aclnnTriuGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct TriangleArgs {
+        pub self_: TensorArg,
+        pub diagonal: i64,
+        pub out: TensorArg,
+    }
+
+    /// Arguments of `aclnnInplaceTriuGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct InplaceTriuArgs {
+        pub self_ref: TensorArg,
+        pub diagonal: i64,
+    }
+
+    fn check_common(op: &str, self_: &TensorArg, out: &TensorArg) -> Result<(), KernelError> {
+        data(self_, "self")?;
+        data(out, "out")?;
+        same_dtype(out, self_, op, "self")?;
+        if self_.rank() < 2 {
+            return Err(KernelError::invalid(format!(
+                "{op}: self must have at least 2 dimensions, but its shape is {}.",
+                fmt_shape(&self_.shape)
+            )));
+        }
+        exact_shape(out, &self_.shape, op)
+    }
+
+    /// Zeroes the elements of `t` outside the kept triangle.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for `t`, writable.
+    unsafe fn mask(t: &TensorArg, diagonal: i64, lower: bool) {
+        let r = t.rank();
+        let (rows, cols) = (t.shape[r - 2], t.shape[r - 1]);
+        let mut batch = t.clone();
+        batch.shape.truncate(r - 2);
+        batch.strides.truncate(r - 2);
+        for off in batch.element_offsets() {
+            for i in 0..rows {
+                // Zeroed columns of row i: tril drops j > i + diagonal,
+                // triu drops j < i + diagonal.
+                let edge = i.saturating_add(diagonal);
+                let (lo, hi) = if lower {
+                    (edge.saturating_add(1).clamp(0, cols), cols)
+                } else {
+                    (0, edge.clamp(0, cols))
+                };
+                let row = TensorArg {
+                    ptr: t.ptr,
+                    dtype: t.dtype,
+                    shape: vec![(hi - lo).max(0)],
+                    strides: vec![t.strides[r - 1]],
+                    offset: off + i * t.strides[r - 2] + lo * t.strides[r - 1],
+                };
+                // SAFETY: columns [lo, hi) of row i of one matrix of `t`.
+                unsafe { zero_view(&row) };
+            }
+        }
+    }
+
+    macro_rules! out_of_place {
+        ($name:ident, $op:literal, $lower:expr) => {
+            /// The operator's checks and computation.
+            pub mod $name {
+                use super::*;
+
+                /// Phase-one validation.
+                pub fn check(args: &TriangleArgs) -> Result<(), KernelError> {
+                    check_common($op, &args.self_, &args.out)
+                }
+
+                /// Phase-two computation.
+                ///
+                /// # Safety
+                /// tensor.rs's module invariant for the tensors of `args`.
+                pub unsafe fn run(args: &TriangleArgs) -> Result<(), KernelError> {
+                    check(args)?;
+                    // SAFETY: forwarded invariant; same shapes.
+                    unsafe {
+                        copy_view(&args.self_, &args.out, true);
+                        mask(&args.out, args.diagonal, $lower);
+                    }
+                    Ok(())
+                }
+            }
+        };
+    }
+    out_of_place!(tril, "aclnnTril", true);
+    out_of_place!(triu, "aclnnTriu", false);
+
+    /// aclnnInplaceTriu.
+    pub mod inplace_triu {
+        use super::*;
+
+        /// Phase-one validation.
+        pub fn check(args: &InplaceTriuArgs) -> Result<(), KernelError> {
+            check_common("aclnnInplaceTriu", &args.self_ref, &args.self_ref)
+        }
+
+        /// Phase-two computation.
+        ///
+        /// # Safety
+        /// tensor.rs's module invariant for `selfRef`.
+        pub unsafe fn run(args: &InplaceTriuArgs) -> Result<(), KernelError> {
+            check(args)?;
+            // SAFETY: forwarded invariant.
+            unsafe { mask(&args.self_ref, args.diagonal, false) };
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each operator against a plain-loop reference over row-major
+    //! multi-indices, on contiguous and strided views and several dtypes.
+
+    use super::cat::*;
+    use super::embedding::*;
+    use super::gather_v2::*;
+    use super::index_select::*;
+    use super::permute::*;
+    use super::repeat::*;
+    use super::slice::*;
+    use super::triangle::*;
+    use super::*;
+    use crate::testutil::{Buf, Rng, strides};
+
+    /// Row-major multi-index of flat position `f` in `shape`.
+    fn unravel(mut f: usize, shape: &[i64]) -> Vec<i64> {
+        let mut idx = vec![0; shape.len()];
+        for d in (0..shape.len()).rev() {
+            let n = shape[d] as usize;
+            idx[d] = (f % n) as i64;
+            f /= n;
+        }
+        idx
+    }
+
+    /// Row-major flat position of `idx` in `shape`.
+    fn ravel(idx: &[i64], shape: &[i64]) -> usize {
+        idx.iter()
+            .zip(shape)
+            .fold(0usize, |acc, (&i, &n)| acc * n as usize + i as usize)
+    }
+
+    fn numel(shape: &[i64]) -> usize {
+        shape.iter().product::<i64>() as usize
+    }
+
+    /// Distinct integer values 1..=n (exact in every dtype up to 127).
+    fn ramp(dtype: DType, n: usize) -> Buf {
+        let v: Vec<i64> = (0..n as i64).map(|i| i % 120 + 1).collect();
+        Buf::from_i64(dtype, &v)
+    }
+
+    #[test]
+    fn copy_view_long_runs_parallel_and_transposed() {
+        // A contiguous copy larger than PAR_MIN, and a transposed one.
+        let n = PAR_MIN * 3 + 17;
+        let mut rng = Rng::new(1);
+        let a = Buf::random(DType::F32, n, &mut rng);
+        let b = Buf::zeros(DType::F32, n);
+        // SAFETY: both buffers hold n elements.
+        unsafe { copy_view(&a.flat(), &b.flat(), true) };
+        assert_eq!(a.to_f32(), b.to_f32());
+        let (r, c) = (300i64, 257i64);
+        let a = ramp(DType::I16, (r * c) as usize);
+        let b = Buf::zeros(DType::I16, (r * c) as usize);
+        let src = a.view(&[c, r], &[1, c], 0);
+        // SAFETY: the transposed view addresses a's r*c elements.
+        unsafe { copy_view(&src, &b.tensor(&[c, r]), true) };
+        let (av, bv) = (a.to_i64(), b.to_i64());
+        for i in 0..c {
+            for j in 0..r {
+                assert_eq!(bv[(i * r + j) as usize], av[(j * c + i) as usize]);
+            }
+        }
+    }
+
+    /// GatherV2 reference: out[pre, k.., post] = self[pre, index[k..], post].
+    fn gather_ref(s: &[i64], shape: &[i64], dim: usize, idx: &[i64], ishape: &[i64]) -> Vec<i64> {
+        let n = shape[dim];
+        let oshape: Vec<i64> = shape[..dim]
+            .iter()
+            .chain(ishape)
+            .chain(&shape[dim + 1..])
+            .copied()
+            .collect();
+        (0..numel(&oshape))
+            .map(|f| {
+                let o = unravel(f, &oshape);
+                let k = ravel(&o[dim..dim + ishape.len()], ishape);
+                let mut i = idx[k];
+                if i < 0 {
+                    i += n;
+                }
+                let mut si: Vec<i64> = o[..dim].to_vec();
+                si.push(i);
+                si.extend(&o[dim + ishape.len()..]);
+                s[ravel(&si, shape)]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gather_v2_matches_reference_every_dim_and_dtype() {
+        let shape = [3i64, 4, 5];
+        let idx = [2i64, -1, 0, 3, 1, -4];
+        let ishape = [2i64, 3];
+        for dt in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::I8,
+            DType::I64,
+            DType::Bool,
+        ] {
+            let s = ramp(dt, 60);
+            let sv = s.to_i64();
+            for dim in 0..3usize {
+                let n = shape[dim];
+                let ix: Vec<i64> = idx.iter().map(|&v| v.clamp(-n, n - 1)).collect();
+                for it in [DType::I32, DType::I64] {
+                    let ib = Buf::from_i64(it, &ix);
+                    let want = gather_ref(&sv, &shape, dim, &ix, &ishape);
+                    let oshape: Vec<i64> = shape[..dim]
+                        .iter()
+                        .chain(&ishape)
+                        .chain(&shape[dim + 1..])
+                        .copied()
+                        .collect();
+                    let o = Buf::zeros(dt, want.len());
+                    let args = GatherV2Args {
+                        self_: s.tensor(&shape),
+                        dim: dim as i64 - 3,
+                        index: ib.tensor(&ishape),
+                        out: o.tensor(&oshape),
+                    };
+                    // SAFETY: buffers match the shapes.
+                    unsafe { gather_v2::run(&args) }.unwrap();
+                    let got = o.to_i64();
+                    // Bytes are copied unchanged, BOOL included.
+                    assert_eq!(got, want, "{dt:?} dim {dim}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_select_strided_self_and_out_of_range() {
+        // self is the transpose of a [5, 3] buffer: shape [3, 5].
+        let s = ramp(DType::F32, 15);
+        let sv = s.to_i64();
+        let t = s.view(&[3, 5], &[1, 3], 0);
+        let ib = Buf::from_i64(DType::I32, &[4, 0, 4]);
+        let o = Buf::zeros(DType::F32, 9);
+        let args = IndexSelectArgs {
+            self_: t.clone(),
+            dim: 1,
+            index: ib.flat(),
+            out: o.tensor(&[3, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { index_select::run(&args) }.unwrap();
+        let want: Vec<i64> = (0..3)
+            .flat_map(|i| [4i64, 0, 4].map(|j| sv[(j * 3 + i) as usize]))
+            .collect();
+        assert_eq!(o.to_i64(), want);
+        // Negative and too large indices fail the kernel before any write.
+        for bad in [-1i64, 5] {
+            let ib = Buf::from_i64(DType::I64, &[0, bad, 1]);
+            let o = Buf::zeros(DType::F32, 9);
+            let args = IndexSelectArgs {
+                index: ib.flat(),
+                out: o.tensor(&[3, 3]),
+                ..args.clone()
+            };
+            // SAFETY: buffers match the shapes.
+            let e = unsafe { index_select::run(&args) }.unwrap_err();
+            assert!(
+                e.message.contains(&format!("index value {bad}")),
+                "{}",
+                e.message
+            );
+            assert!(o.to_i64().iter().all(|&v| v == 0));
+        }
+        // Phase one: a 2-D index, a wrong out shape, a float index.
+        let i2 = Buf::from_i64(DType::I64, &[0, 1]);
+        for (index, out) in [
+            (i2.tensor(&[1, 2]), o.tensor(&[3, 2])),
+            (i2.flat(), o.tensor(&[3, 3])),
+            (
+                Buf::from_f32(DType::F32, &[0.0, 1.0]).flat(),
+                o.tensor(&[3, 2]),
+            ),
+        ] {
+            let a = IndexSelectArgs {
+                index,
+                out,
+                ..args.clone()
+            };
+            assert_eq!(
+                index_select::check(&a).unwrap_err().code,
+                crate::tensor::PARAM_INVALID
+            );
+        }
+    }
+
+    #[test]
+    fn embedding_rows_and_range() {
+        let w = ramp(DType::BF16, 12); // [4, 3]
+        let wv = w.to_i64();
+        let ix = Buf::from_i64(DType::I64, &[3, 0, 2, 2]);
+        let o = Buf::zeros(DType::BF16, 12);
+        let args = EmbeddingArgs {
+            weight: w.tensor(&[4, 3]),
+            indices: ix.tensor(&[2, 2]),
+            out: o.tensor(&[2, 2, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { embedding::run(&args) }.unwrap();
+        let want: Vec<i64> = [3usize, 0, 2, 2]
+            .iter()
+            .flat_map(|&r| wv[r * 3..r * 3 + 3].to_vec())
+            .collect();
+        assert_eq!(o.to_i64(), want);
+        let bad = Buf::from_i64(DType::I32, &[4, 0, 0, 0]);
+        let a = EmbeddingArgs {
+            indices: bad.tensor(&[2, 2]),
+            ..args.clone()
+        };
+        // SAFETY: buffers match the shapes.
+        assert!(unsafe { embedding::run(&a) }.is_err());
+        let a = EmbeddingArgs {
+            weight: w.tensor(&[12]),
+            ..args
+        };
+        assert!(embedding::check(&a).is_err());
+    }
+
+    #[test]
+    fn cat_slice_permute_repeat_match_reference() {
+        // Cat along dim 1 of [2,1,3], [2,2,3] (strided), [2,0,3].
+        let a = ramp(DType::I32, 6);
+        let b = ramp(DType::I32, 12);
+        let bt = b.view(&[2, 2, 3], &[1, 6, 2], 0); // permuted view of b
+        let e = Buf::zeros(DType::I32, 0);
+        let o = Buf::zeros(DType::I32, 18);
+        let args = CatArgs {
+            tensors: vec![a.tensor(&[2, 1, 3]), bt.clone(), e.tensor(&[2, 0, 3])],
+            dim: -2,
+            out: o.tensor(&[2, 3, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { cat::run(&args) }.unwrap();
+        let (av, bv, ov) = (a.to_i64(), b.to_i64(), o.to_i64());
+        for (f, &got) in ov.iter().enumerate() {
+            let i = unravel(f, &[2, 3, 3]);
+            let want = if i[1] == 0 {
+                av[(i[0] * 3 + i[2]) as usize]
+            } else {
+                bv[(i[0] + (i[1] - 1) * 6 + i[2] * 2) as usize]
+            };
+            assert_eq!(got, want, "{i:?}");
+        }
+        let bad = CatArgs {
+            tensors: vec![a.tensor(&[2, 1, 3]), a.tensor(&[1, 2, 3])],
+            ..args.clone()
+        };
+        assert!(cat::check(&bad).is_err());
+        assert!(
+            cat::check(&CatArgs {
+                tensors: vec![],
+                ..args
+            })
+            .is_err()
+        );
+
+        // Slice [1:-1:2] and [-100:100] of dim 0 of [7, 2].
+        let s = ramp(DType::F16, 14);
+        let sv = s.to_i64();
+        for (start, end, step, want_rows) in [
+            (1i64, -1i64, 2i64, vec![1i64, 3, 5]),
+            (-100, 100, 3, vec![0, 3, 6]),
+            (5, 2, 1, vec![]),
+        ] {
+            let o = Buf::zeros(DType::F16, want_rows.len() * 2);
+            let args = SliceArgs {
+                self_: s.tensor(&[7, 2]),
+                dim: 0,
+                start,
+                end,
+                step,
+                out: o.tensor(&[want_rows.len() as i64, 2]),
+            };
+            // SAFETY: buffers match the shapes.
+            unsafe { slice::run(&args) }.unwrap();
+            let want: Vec<i64> = want_rows
+                .iter()
+                .flat_map(|&r| sv[r as usize * 2..r as usize * 2 + 2].to_vec())
+                .collect();
+            assert_eq!(o.to_i64(), want);
+            assert!(slice::check(&SliceArgs { step: 0, ..args }).is_err());
+        }
+
+        // Permute [2,3,4] by (2, 0, 1).
+        let p = ramp(DType::I64, 24);
+        let pv = p.to_i64();
+        let o = Buf::zeros(DType::I64, 24);
+        let args = PermuteArgs {
+            self_: p.tensor(&[2, 3, 4]),
+            dims: vec![-1, 0, 1],
+            out: o.tensor(&[4, 2, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { permute::run(&args) }.unwrap();
+        let ov = o.to_i64();
+        for (f, &got) in ov.iter().enumerate() {
+            let i = unravel(f, &[4, 2, 3]);
+            assert_eq!(got, pv[ravel(&[i[1], i[2], i[0]], &[2, 3, 4])]);
+        }
+        assert!(
+            permute::check(&PermuteArgs {
+                dims: vec![0, 0, 1],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            permute::check(&PermuteArgs {
+                dims: vec![0, 1],
+                ..args
+            })
+            .is_err()
+        );
+
+        // Repeat [2,3] (transposed view) by (2, 1, 3) -> [2, 2, 9].
+        let r = ramp(DType::U8, 6);
+        let rv = r.to_i64();
+        let src = r.view(&[2, 3], &[1, 2], 0);
+        let o = Buf::zeros(DType::U8, 36);
+        let args = RepeatArgs {
+            self_: src,
+            repeats: vec![2, 1, 3],
+            out: o.tensor(&[2, 2, 9]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { repeat::run(&args) }.unwrap();
+        let ov = o.to_i64();
+        for (f, &got) in ov.iter().enumerate() {
+            let i = unravel(f, &[2, 2, 9]);
+            let (a, b) = (i[1] % 2, i[2] % 3);
+            assert_eq!(got, rv[(a + b * 2) as usize]);
+        }
+        assert!(
+            repeat::check(&RepeatArgs {
+                repeats: vec![3],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            repeat::check(&RepeatArgs {
+                repeats: vec![1, -1, 1],
+                ..args
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn tril_triu_every_diagonal() {
+        let shape = [2i64, 3, 4];
+        for dt in [DType::F32, DType::BF16, DType::I32] {
+            let s = ramp(dt, 24);
+            let sv = s.to_i64();
+            for diag in -4i64..=5 {
+                for lower in [true, false] {
+                    let o = Buf::zeros(dt, 24);
+                    let args = TriangleArgs {
+                        self_: s.tensor(&shape),
+                        diagonal: diag,
+                        out: o.tensor(&shape),
+                    };
+                    // SAFETY: buffers match the shapes.
+                    unsafe {
+                        if lower {
+                            tril::run(&args)
+                        } else {
+                            triu::run(&args)
+                        }
+                    }
+                    .unwrap();
+                    let want: Vec<i64> = (0..24)
+                        .map(|f| {
+                            let i = unravel(f, &shape);
+                            let keep = if lower {
+                                i[2] - i[1] <= diag
+                            } else {
+                                i[2] - i[1] >= diag
+                            };
+                            if keep { sv[f] } else { 0 }
+                        })
+                        .collect();
+                    assert_eq!(o.to_i64(), want, "{dt:?} diag {diag} lower {lower}");
+                }
+            }
+            // In place on a transposed view.
+            let b = ramp(dt, 12);
+            let bv = b.to_i64();
+            let v = b.view(&[4, 3], &[1, 4], 0);
+            // SAFETY: the view addresses b's 12 elements.
+            unsafe {
+                inplace_triu::run(&InplaceTriuArgs {
+                    self_ref: v,
+                    diagonal: 0,
+                })
+            }
+            .unwrap();
+            let got = b.to_i64();
+            for r in 0..4 {
+                for c in 0..3 {
+                    let want = if c >= r { bv[(r + c * 4) as usize] } else { 0 };
+                    assert_eq!(got[(r + c * 4) as usize], want);
+                }
+            }
+        }
+        let s = ramp(DType::F32, 4);
+        let a = TriangleArgs {
+            self_: s.flat(),
+            diagonal: 0,
+            out: s.flat(),
+        };
+        assert!(tril::check(&a).is_err());
+        let _ = strides(&[1]);
+    }
+}
