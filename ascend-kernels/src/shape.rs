@@ -1,6 +1,6 @@
 //! Shape and index operators: aclnnPermute, aclnnRepeat, aclnnCat,
 //! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
-//! aclnnGatherV2 and aclnnEmbedding.
+//! aclnnGatherV2, aclnnEmbedding and aclnnConstantPadNd.
 //!
 //! Every one of them moves elements without changing them, so they are
 //! written as copies between strided views, bytes of one element size, on
@@ -851,12 +851,110 @@ pub mod triangle {
     }
 }
 
+/// aclnnConstantPadNd: `self` padded (or, with negative amounts, cropped)
+/// by `pad`, pairs `(before, after)` from the last dimension backwards,
+/// new elements set to `value`.
+pub mod constant_pad_nd {
+    use super::*;
+    use crate::broadcast::write_f64;
+    use crate::scalar::Scalar;
+
+    /// Arguments of `aclnnConstantPadNdGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct ConstantPadNdArgs {
+        pub self_: TensorArg,
+        pub pad: Vec<i64>,
+        pub value: Scalar,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnConstantPadNd";
+
+    /// `(before, after)` of every dimension of `self`.
+    fn amounts(args: &ConstantPadNdArgs) -> Result<Vec<(i64, i64)>, KernelError> {
+        let r = args.self_.rank();
+        if args.pad.len() % 2 != 0 || args.pad.len() > 2 * r {
+            return Err(KernelError::invalid(format!(
+                "{OP}: pad must have an even number of entries, at most twice self's rank {r}, but has {}.",
+                args.pad.len()
+            )));
+        }
+        let mut out = vec![(0, 0); r];
+        for (i, p) in args.pad.chunks(2).enumerate() {
+            out[r - 1 - i] = (p[0], p[1]);
+        }
+        Ok(out)
+    }
+
+    fn out_shape(args: &ConstantPadNdArgs) -> Result<Vec<i64>, KernelError> {
+        let am = amounts(args)?;
+        let mut want = Vec::with_capacity(am.len());
+        for (d, (&n, &(b, a))) in args.self_.shape.iter().zip(&am).enumerate() {
+            let m = n.checked_add(b).and_then(|v| v.checked_add(a));
+            match m {
+                Some(m) if m >= 0 => want.push(m),
+                _ => {
+                    return Err(KernelError::invalid(format!(
+                        "{OP}: padding ({b}, {a}) of dimension {d} of size {n} gives a negative or overflowing size."
+                    )));
+                }
+            }
+        }
+        Ok(want)
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &ConstantPadNdArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        exact_shape(&args.out, &out_shape(args)?, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &ConstantPadNdArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let n = args.out.numel();
+        // SAFETY (whole block): forwarded invariant; `out` is filled first,
+        // then the kept region of `self` (a view inside it) is copied into
+        // the matching region of `out`.
+        unsafe {
+            if args.out.dtype.is_float() {
+                write_f64(&args.out, &vec![args.value.as_f64(); n]);
+            } else {
+                let v = args.value.as_i64();
+                let v = if args.out.dtype == DType::Bool {
+                    i64::from(v != 0)
+                } else {
+                    v
+                };
+                args.out.write_i64(&vec![v; n]);
+            }
+            let (mut src, mut dst) = (args.self_.clone(), args.out.clone());
+            for (d, &(b, a)) in amounts(args)?.iter().enumerate() {
+                let len = args.self_.shape[d] - (-b).max(0) - (-a).max(0);
+                if len <= 0 {
+                    return Ok(());
+                }
+                src = narrow(&src, d, (-b).max(0), len);
+                dst = narrow(&dst, d, b.max(0), len);
+            }
+            copy_view(&src, &dst, true);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each operator against a plain-loop reference over row-major
     //! multi-indices, on contiguous and strided views and several dtypes.
 
     use super::cat::*;
+    use super::constant_pad_nd::*;
     use super::embedding::*;
     use super::gather_v2::*;
     use super::index_select::*;
@@ -1275,5 +1373,65 @@ mod tests {
         };
         assert!(tril::check(&a).is_err());
         let _ = strides(&[1]);
+    }
+}
+
+#[cfg(test)]
+mod pad_tests {
+    //! ConstantPadNd against a plain-loop reference.
+
+    use super::constant_pad_nd::*;
+    use super::*;
+    use crate::scalar::Scalar;
+    use crate::testutil::Buf;
+
+    #[test]
+    fn pads_and_crops() {
+        // self [3, 4]; pad last dim (1, -2), first dim (-1, 2): out [4, 3].
+        let s = Buf::from_i64(DType::F16, &(1..=12).collect::<Vec<i64>>());
+        let o = Buf::zeros(DType::F16, 12);
+        let args = ConstantPadNdArgs {
+            self_: s.tensor(&[3, 4]),
+            pad: vec![1, -2, -1, 2],
+            value: Scalar::F64(-7.0),
+            out: o.tensor(&[4, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { constant_pad_nd::run(&args) }.unwrap();
+        let mut want = Vec::new();
+        for i in 0..4i64 {
+            for j in 0..3i64 {
+                // out (i, j) comes from self (i + 1, j - 1) when inside.
+                let (si, sj) = (i + 1, j - 1);
+                want.push(if (0..3).contains(&si) && (0..2).contains(&sj) {
+                    si * 4 + sj + 1
+                } else {
+                    -7
+                });
+            }
+        }
+        assert_eq!(o.to_i64(), want);
+        assert!(
+            constant_pad_nd::check(&ConstantPadNdArgs {
+                pad: vec![1],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            constant_pad_nd::check(&ConstantPadNdArgs {
+                pad: vec![-3, -2],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        let o2 = Buf::zeros(DType::F16, 12);
+        assert!(
+            constant_pad_nd::check(&ConstantPadNdArgs {
+                out: o2.tensor(&[3, 4]),
+                ..args
+            })
+            .is_err()
+        );
     }
 }

@@ -65,6 +65,7 @@ pub mod meta;
 pub mod moe;
 pub mod norm;
 pub mod rope;
+pub mod shape;
 pub mod topk;
 pub mod unary;
 
