@@ -1,6 +1,7 @@
 //! Shape and index operators: aclnnPermute, aclnnRepeat, aclnnCat,
 //! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
-//! aclnnGatherV2, aclnnEmbedding and aclnnConstantPadNd.
+//! aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll and
+//! aclnnRepeatInterleaveIntWithDim.
 //!
 //! Every one of them moves elements without changing them, so they are
 //! written as copies between strided views, bytes of one element size, on
@@ -948,13 +949,199 @@ pub mod constant_pad_nd {
     }
 }
 
+/// aclnnRoll: `out[.., i, ..] = x[.., (i - shift) mod n, ..]` along every
+/// dimension of `dims` (a dimension named twice rolls by the sum).
+pub mod roll {
+    use super::*;
+
+    /// Element types CANN lists for `x` (less UINT32, which the kernels do
+    /// not model).
+    pub const TYPES: [DType; 8] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::I8,
+        DType::U8,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+    ];
+
+    /// Arguments of `aclnnRollGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct RollArgs {
+        pub x: TensorArg,
+        pub shifts: Vec<i64>,
+        pub dims: Vec<i64>,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnRoll";
+
+    /// The shift of every dimension of `x`, in `[0, n)`.
+    fn per_dim(args: &RollArgs) -> Result<Vec<i64>, KernelError> {
+        if args.dims.len() != args.shifts.len() || args.dims.is_empty() {
+            return Err(KernelError::invalid(format!(
+                "{OP}: shifts ({} entries) and dims ({} entries) must have the same, non-zero length (the flattened roll without dims is not implemented).",
+                args.shifts.len(),
+                args.dims.len()
+            )));
+        }
+        let r = args.x.rank();
+        let mut out = vec![0i64; r];
+        for (&d, &s) in args.dims.iter().zip(&args.shifts) {
+            let d = normalize_dim(d, r, &format!("{OP}: dims entry"))?;
+            if r > 0 && args.x.shape[d] > 0 {
+                let n = args.x.shape[d];
+                out[d] = (out[d] + s.rem_euclid(n)) % n;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &RollArgs) -> Result<(), KernelError> {
+        check_view(&args.x, "x", MAX_RANK)?;
+        check_view(&args.out, "out", MAX_RANK)?;
+        check_dtype(&args.x, "x", &TYPES)?;
+        same_dtype(&args.out, &args.x, OP, "x")?;
+        per_dim(args)?;
+        exact_shape(&args.out, &args.x.shape, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &RollArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let shifts = per_dim(args)?;
+        // Every rolled dimension splits into two pieces: out[s..] takes
+        // x[..n-s], out[..s] takes x[n-s..]. Copy each combination.
+        let mut pieces = vec![(args.x.clone(), args.out.clone())];
+        for (d, &s) in shifts.iter().enumerate() {
+            if s == 0 {
+                continue;
+            }
+            let n = args.x.shape[d];
+            pieces = pieces
+                .into_iter()
+                .flat_map(|(x, o)| {
+                    [
+                        (narrow(&x, d, 0, n - s), narrow(&o, d, s, n - s)),
+                        (narrow(&x, d, n - s, s), narrow(&o, d, 0, s)),
+                    ]
+                })
+                .collect();
+        }
+        for (x, o) in &pieces {
+            // SAFETY: forwarded invariant; each piece is a sub-view of `x`
+            // and of `out` of the same shape.
+            unsafe { copy_view(x, o, true) };
+        }
+        Ok(())
+    }
+}
+
+/// aclnnRepeatInterleaveIntWithDim: every slice of `self` along `dim`
+/// repeated `repeats` times in place (`[a, b]` by 2 is `[a, a, b, b]`).
+pub mod repeat_interleave {
+    use super::*;
+
+    /// Element types CANN lists for `self`.
+    pub const TYPES: [DType; 9] = [
+        DType::U8,
+        DType::I8,
+        DType::I16,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+        DType::F16,
+        DType::BF16,
+        DType::F32,
+    ];
+
+    /// Arguments of `aclnnRepeatInterleaveIntWithDimGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct RepeatInterleaveIntWithDimArgs {
+        pub self_: TensorArg,
+        pub repeats: i64,
+        pub dim: i64,
+        pub output_size: i64,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnRepeatInterleaveIntWithDim";
+
+    /// `self` with a 0-D one seen as 1-D of one element.
+    fn as_1d(t: &TensorArg) -> TensorArg {
+        let mut v = t.clone();
+        if v.rank() == 0 {
+            v.shape = vec![1];
+            v.strides = vec![1];
+        }
+        v
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &RepeatInterleaveIntWithDimArgs) -> Result<(), KernelError> {
+        check_view(&args.self_, "self", MAX_RANK)?;
+        check_view(&args.out, "out", MAX_RANK)?;
+        check_dtype(&args.self_, "self", &TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        if args.repeats < 0 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: repeats must not be negative, but got {}.",
+                args.repeats
+            )));
+        }
+        let s = as_1d(&args.self_);
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        let want_size = s.shape[d].checked_mul(args.repeats);
+        if want_size != Some(args.output_size) {
+            return Err(KernelError::invalid(format!(
+                "{OP}: outputSize ({}) must be repeats ({}) times the size of dimension {d} ({}).",
+                args.output_size, args.repeats, s.shape[d]
+            )));
+        }
+        let mut want = s.shape.clone();
+        want[d] = args.output_size;
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &RepeatInterleaveIntWithDimArgs) -> Result<(), KernelError> {
+        check(args)?;
+        if args.out.numel() == 0 {
+            return Ok(());
+        }
+        let d = normalize_dim(args.dim, args.self_.rank(), "dim")?;
+        let r = args.repeats;
+        // Dimension d of `out` (n*r) split into (n, r); the source repeats
+        // along r with stride 0.
+        let (mut src, mut dst) = (as_1d(&args.self_), args.out.clone());
+        let n = src.shape[d];
+        let (sst, ost) = (src.strides[d], dst.strides[d]);
+        src.shape.splice(d..=d, [n, r]);
+        src.strides.splice(d..=d, [sst, 0]);
+        dst.shape.splice(d..=d, [n, r]);
+        dst.strides.splice(d..=d, [r * ost, ost]);
+        // SAFETY: forwarded invariant; the split view of `out` addresses
+        // exactly `out`'s elements, the broadcast source only `self`'s.
+        unsafe { copy_view(&src, &dst, true) };
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each operator against a plain-loop reference over row-major
     //! multi-indices, on contiguous and strided views and several dtypes.
 
     use super::cat::*;
-    use super::constant_pad_nd::*;
     use super::embedding::*;
     use super::gather_v2::*;
     use super::index_select::*;
@@ -963,7 +1150,7 @@ mod tests {
     use super::slice::*;
     use super::triangle::*;
     use super::*;
-    use crate::testutil::{Buf, Rng, strides};
+    use crate::testutil::{Buf, Rng};
 
     /// Row-major multi-index of flat position `f` in `shape`.
     fn unravel(mut f: usize, shape: &[i64]) -> Vec<i64> {
@@ -1372,7 +1559,6 @@ mod tests {
             out: s.flat(),
         };
         assert!(tril::check(&a).is_err());
-        let _ = strides(&[1]);
     }
 }
 
@@ -1433,5 +1619,96 @@ mod pad_tests {
             })
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod roll_tests {
+    //! Roll and RepeatInterleaveIntWithDim against plain-loop references.
+
+    use super::repeat_interleave::*;
+    use super::roll::*;
+    use super::*;
+    use crate::testutil::Buf;
+
+    #[test]
+    fn roll_two_dims_strided() {
+        // x is the transpose of a [4, 3] buffer: shape [3, 4].
+        let b = Buf::from_i64(DType::I32, &(1..=12).collect::<Vec<i64>>());
+        let bv = b.to_i64();
+        let x = b.view(&[3, 4], &[1, 3], 0);
+        let o = Buf::zeros(DType::I32, 12);
+        let args = RollArgs {
+            x,
+            shifts: vec![-1, 5, 1],
+            dims: vec![-1, 0, 0],
+            out: o.tensor(&[3, 4]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { roll::run(&args) }.unwrap();
+        // dim 0 rolls by 6 mod 3 = 0, dim 1 by -1 mod 4 = 3.
+        let got = o.to_i64();
+        for i in 0..3i64 {
+            for j in 0..4i64 {
+                let sj = (j + 1).rem_euclid(4);
+                assert_eq!(got[(i * 4 + j) as usize], bv[(sj * 3 + i) as usize]);
+            }
+        }
+        assert!(
+            roll::check(&RollArgs {
+                dims: vec![],
+                shifts: vec![],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            roll::check(&RollArgs {
+                dims: vec![2],
+                shifts: vec![1],
+                ..args
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn repeat_interleave_along_dims() {
+        let b = Buf::from_i64(DType::F16, &(1..=6).collect::<Vec<i64>>());
+        for (dim, oshape, want) in [
+            (
+                0i64,
+                [6i64, 3],
+                vec![1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6, 4, 5, 6],
+            ),
+            (
+                -1,
+                [2, 9],
+                vec![1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6],
+            ),
+        ] {
+            let (r, n) = if dim == 0 { (3, 2) } else { (3, 3) };
+            let o = Buf::zeros(DType::F16, 18);
+            let args = RepeatInterleaveIntWithDimArgs {
+                self_: b.tensor(&[2, 3]),
+                repeats: r,
+                dim,
+                output_size: n * r,
+                out: o.tensor(&oshape),
+            };
+            // SAFETY: buffers match the shapes.
+            unsafe { repeat_interleave::run(&args) }.unwrap();
+            assert_eq!(o.to_i64(), want, "dim {dim}");
+            let bad = RepeatInterleaveIntWithDimArgs {
+                output_size: 5,
+                ..args.clone()
+            };
+            assert!(repeat_interleave::check(&bad).is_err());
+            let bad = RepeatInterleaveIntWithDimArgs {
+                repeats: -1,
+                ..args
+            };
+            assert!(repeat_interleave::check(&bad).is_err());
+        }
     }
 }

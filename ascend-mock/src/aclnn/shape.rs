@@ -1,4 +1,5 @@
-//! Shape and index operators: Permute, Repeat, Cat, Slice, ConstantPadNd,
+//! Shape and index operators: Permute, Repeat, RepeatInterleaveIntWithDim,
+//! Roll, Cat, Slice, ConstantPadNd,
 //! Tril, Triu, InplaceTriu, IndexSelect, GatherV2 and Embedding,
 //! registered over `ascend_kernels::shape`.
 
@@ -10,6 +11,8 @@ use ascend_kernels::shape::gather_v2::{self, GatherV2Args};
 use ascend_kernels::shape::index_select::{self, IndexSelectArgs};
 use ascend_kernels::shape::permute::{self, PermuteArgs};
 use ascend_kernels::shape::repeat::{self, RepeatArgs};
+use ascend_kernels::shape::repeat_interleave::{self, RepeatInterleaveIntWithDimArgs};
+use ascend_kernels::shape::roll::{self, RollArgs};
 use ascend_kernels::shape::slice::{self, SliceArgs};
 use ascend_kernels::shape::triangle::{InplaceTriuArgs, TriangleArgs, inplace_triu, tril, triu};
 use ascend_sys::*;
@@ -125,6 +128,24 @@ operator! {
         selfRef: *mut aclTensor = inout,
         diagonal: i64 = value,
     ) => inplace_triu::check, inplace_triu::run, InplaceTriuArgs { self_ref: selfRef, diagonal };
+
+    /// Phase one of `aclnnRoll`: `x` rolled by `shifts` along `dims`.
+    aclnnRoll / aclnnRollGetWorkspaceSize(
+        x: *const aclTensor = input,
+        shifts: *const aclIntArray = int_array,
+        dims: *const aclIntArray = int_array,
+        out: *mut aclTensor = output,
+    ) => roll::check, roll::run, RollArgs { x, shifts, dims, out };
+
+    /// Phase one of `aclnnRepeatInterleaveIntWithDim`: each slice along `dim` repeated.
+    aclnnRepeatInterleaveIntWithDim / aclnnRepeatInterleaveIntWithDimGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        repeats: i64 = value,
+        dim: i64 = value,
+        outputSize: i64 = value,
+        out: *mut aclTensor = output,
+    ) => repeat_interleave::check, repeat_interleave::run,
+        RepeatInterleaveIntWithDimArgs { self_, repeats, dim, output_size: outputSize, out };
 }
 
 #[cfg(test)]
@@ -539,6 +560,85 @@ mod tests {
             // SAFETY: a live scalar destroyed once.
             assert_eq!(unsafe { aclDestroyScalar(value) }, ACLNN_SUCCESS);
             destroy_tensors(&[st, pt, tv, lt, ut, it]);
+        }
+    }
+
+    #[test]
+    fn roll_and_repeat_interleave_every_dtype() {
+        let mut dev = Dev::new();
+        for dt in DTYPES {
+            // Roll a transposed [3, 2] view of a [2, 3] buffer by 1 along
+            // dim 0 and -1 along dim -1.
+            let s = ramp(6);
+            let sp = upload(&mut dev, dt, &s);
+            let tv = strided(&[3, 2], Some(&[1, 3]), 0, dt, &[6], sp);
+            let (shifts, dims) = (int_array(&[1, -1]), int_array(&[0, -1]));
+            let rp = zeros(&mut dev, dt, 6);
+            let rt = tensor(&[3, 2], dt, rp);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe { aclnnRollGetWorkspaceSize(tv, shifts, dims, rt, ws, e) },
+                aclnnRoll,
+            );
+            // RepeatInterleave of [2, 3] by 2 along dim -2 -> [4, 3]; a 0-D
+            // self by 3 -> [3].
+            let st = tensor(&[2, 3], dt, sp);
+            let ip = zeros(&mut dev, dt, 12);
+            let it = tensor(&[4, 3], dt, ip);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe {
+                    aclnnRepeatInterleaveIntWithDimGetWorkspaceSize(st, 2, -2, 4, it, ws, e)
+                },
+                aclnnRepeatInterleaveIntWithDim,
+            );
+            let s0 = tensor(&[], dt, sp);
+            let zp = zeros(&mut dev, dt, 3);
+            let zt = tensor(&[3], dt, zp);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe {
+                    aclnnRepeatInterleaveIntWithDimGetWorkspaceSize(s0, 3, 0, 3, zt, ws, e)
+                },
+                aclnnRepeatInterleaveIntWithDim,
+            );
+            dev.sync();
+            // view[i][j] = s[j * 3 + i]; out[i][j] = view[(i - 1) mod 3][(j + 1) mod 2].
+            let want_r: Vec<i64> = (0..3usize)
+                .flat_map(|i| (0..2usize).map(move |j| ((i + 2) % 3, (j + 1) % 2)))
+                .map(|(a, b)| s[b * 3 + a])
+                .collect();
+            assert_eq!(download(&dev, dt, rp, 6), want_r, "Roll {dt}");
+            let want_i: Vec<i64> = (0..4)
+                .flat_map(|i| s[(i / 2) * 3..][..3].to_vec())
+                .collect();
+            assert_eq!(
+                download(&dev, dt, ip, 12),
+                want_i,
+                "RepeatInterleaveIntWithDim {dt}"
+            );
+            assert_eq!(download(&dev, dt, zp, 3), vec![s[0]; 3]);
+            // Refusals: a dims entry out of range, an outputSize that does
+            // not match, a NULL shifts.
+            let bad = int_array(&[2, 0]);
+            // SAFETY: live descriptors (or NULL) and output locations.
+            unsafe {
+                let code = phase1(|w, e| aclnnRollGetWorkspaceSize(tv, shifts, bad, rt, w, e));
+                nn_err(code, ACLNN_ERR_PARAM_INVALID, &["dims"]);
+                let code = phase1(|w, e| aclnnRollGetWorkspaceSize(tv, null(), dims, rt, w, e));
+                nn_err(code, ACLNN_ERR_PARAM_NULLPTR, &["shifts"]);
+                let code = phase1(|w, e| {
+                    aclnnRepeatInterleaveIntWithDimGetWorkspaceSize(st, 2, 0, 5, it, w, e)
+                });
+                nn_err(code, ACLNN_ERR_PARAM_INVALID, &["outputSize"]);
+            }
+            for a in [shifts, dims, bad] {
+                destroy_array(a);
+            }
+            destroy_tensors(&[tv, rt, st, it, s0, zt]);
         }
     }
 
