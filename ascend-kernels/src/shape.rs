@@ -1,7 +1,8 @@
 //! Shape and index operators: aclnnPermute, aclnnRepeat, aclnnCat,
 //! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
 //! aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll and
-//! aclnnRepeatInterleaveIntWithDim.
+//! aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy,
+//! aclnnIndexFillTensor and aclnnInplaceIndexFillTensor.
 //!
 //! Every one of them moves elements without changing them, so they are
 //! written as copies between strided views, bytes of one element size, on
@@ -1136,6 +1137,193 @@ pub mod repeat_interleave {
     }
 }
 
+/// Whether two views address the same elements in the same order.
+fn same_view(a: &TensorArg, b: &TensorArg) -> bool {
+    a.ptr == b.ptr && a.offset == b.offset && a.shape == b.shape && a.strides == b.strides
+}
+
+/// aclnnIndexCopy and aclnnInplaceIndexCopy: `out = self`, then
+/// `out[.., index[k], ..] = source[.., k, ..]` along `dim`.
+pub mod index_copy {
+    use super::*;
+
+    /// Arguments of both operators (`out` is `selfRef` for the in-place form).
+    #[derive(Debug, Clone)]
+    pub struct IndexCopyArgs {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub index: TensorArg,
+        pub source: TensorArg,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnIndexCopy";
+
+    /// A 0-D view seen as 1-D of one element.
+    fn as_1d(t: &TensorArg) -> TensorArg {
+        let mut v = t.clone();
+        if v.rank() == 0 {
+            v.shape = vec![1];
+            v.strides = vec![1];
+        }
+        v
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &IndexCopyArgs) -> Result<(), KernelError> {
+        data(&args.self_, "selfRef")?;
+        data(&args.source, "source")?;
+        data(&args.out, "out")?;
+        check_view(&args.index, "index", 1)?;
+        check_dtype(&args.index, "index", &INDEX_TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "selfRef")?;
+        same_dtype(&args.source, &args.self_, OP, "selfRef")?;
+        exact_shape(&args.out, &args.self_.shape, OP)?;
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        let (s, src) = (as_1d(&args.self_), as_1d(&args.source));
+        let mut want = s.shape.clone();
+        want[d] = args.index.numel() as i64;
+        if src.shape != want {
+            return Err(KernelError::invalid(format!(
+                "{OP}: source has shape {}, but it must be selfRef's {} with dimension {d} of the index's {} elements.",
+                fmt_shape(&args.source.shape),
+                fmt_shape(&args.self_.shape),
+                args.index.numel()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &IndexCopyArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let d = normalize_dim(args.dim, args.self_.rank(), "dim")?;
+        let out = as_1d(&args.out);
+        let n = out.shape[d];
+        // SAFETY: forwarded invariant.
+        let idx = unsafe { args.index.read_i64() };
+        if let Some((k, &bad)) = idx.iter().enumerate().find(|&(_, &v)| v < 0 || v >= n) {
+            return Err(KernelError::invalid(format!(
+                "{OP}: index value {bad} (at position {k}) is out of range [0, {n}) for dimension {d}; nothing was written."
+            )));
+        }
+        let src = as_1d(&args.source);
+        // SAFETY (whole block): forwarded invariant; every slab is inside
+        // its tensor (indices checked above).
+        unsafe {
+            if !same_view(&args.self_, &args.out) {
+                copy_view(&args.self_, &args.out, true);
+            }
+            for (k, &i) in idx.iter().enumerate() {
+                copy_view(&fix_dim(&src, d, k as i64), &fix_dim(&out, d, i), true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// aclnnIndexFillTensor and aclnnInplaceIndexFillTensor: `out = self`,
+/// then `out[.., i, ..] = value` along `dim` for every `i` of `index`.
+pub mod index_fill {
+    use super::*;
+    use crate::broadcast::write_f64;
+    use crate::scalar::Scalar;
+
+    /// Element types CANN lists for `self`.
+    pub const TYPES: [DType; 6] = [
+        DType::F16,
+        DType::F32,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+        DType::BF16,
+    ];
+
+    /// Arguments of both operators (`out` is `selfRef` for the in-place form).
+    #[derive(Debug, Clone)]
+    pub struct IndexFillArgs {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub index: Vec<i64>,
+        pub value: Scalar,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnIndexFillTensor";
+
+    fn as_1d(t: &TensorArg) -> TensorArg {
+        let mut v = t.clone();
+        if v.rank() == 0 {
+            v.shape = vec![1];
+            v.strides = vec![1];
+        }
+        v
+    }
+
+    /// The dimension and the indices made non-negative.
+    fn resolve(args: &IndexFillArgs) -> Result<(usize, Vec<i64>), KernelError> {
+        let d = normalize_dim(args.dim, args.self_.rank(), &format!("{OP}: dim"))?;
+        let n = as_1d(&args.self_).shape[d];
+        let mut out = Vec::with_capacity(args.index.len());
+        for &i in &args.index {
+            if i < -n || i >= n {
+                return Err(KernelError::invalid(format!(
+                    "{OP}: index value {i} is out of range [{}, {n}) for dimension {d}.",
+                    -n
+                )));
+            }
+            out.push(if i < 0 { i + n } else { i });
+        }
+        Ok((d, out))
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &IndexFillArgs) -> Result<(), KernelError> {
+        check_view(&args.self_, "self", MAX_RANK)?;
+        check_view(&args.out, "out", MAX_RANK)?;
+        check_dtype(&args.self_, "self", &TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        exact_shape(&args.out, &args.self_.shape, OP)?;
+        resolve(args).map(|_| ())
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &IndexFillArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let (d, idx) = resolve(args)?;
+        let out = as_1d(&args.out);
+        // SAFETY (whole block): forwarded invariant; each slab is inside
+        // `out` (indices resolved into [0, n)).
+        unsafe {
+            if !same_view(&args.self_, &args.out) {
+                copy_view(&args.self_, &args.out, true);
+            }
+            for &i in &idx {
+                let slab = fix_dim(&out, d, i);
+                let m = slab.numel();
+                if args.out.dtype.is_float() {
+                    write_f64(&slab, &vec![args.value.as_f64(); m]);
+                } else {
+                    let v = args.value.as_i64();
+                    let v = if args.out.dtype == DType::Bool {
+                        i64::from(v != 0)
+                    } else {
+                        v
+                    };
+                    slab.write_i64(&vec![v; m]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each operator against a plain-loop reference over row-major
@@ -1710,5 +1898,79 @@ mod roll_tests {
             };
             assert!(repeat_interleave::check(&bad).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+mod index_write_tests {
+    //! IndexCopy and IndexFillTensor against plain-loop references.
+
+    use super::index_copy::*;
+    use super::index_fill::*;
+    use super::*;
+    use crate::scalar::Scalar;
+    use crate::testutil::Buf;
+
+    #[test]
+    fn index_copy_columns_in_place_and_out_of_range() {
+        // selfRef [2, 4] in place; source [2, 2] into columns 3 and 0.
+        let s = Buf::from_i64(DType::BF16, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let src = Buf::from_i64(DType::BF16, &[10, 20, 30, 40]);
+        let ix = Buf::from_i64(DType::I32, &[3, 0]);
+        let args = IndexCopyArgs {
+            self_: s.tensor(&[2, 4]),
+            dim: -1,
+            index: ix.flat(),
+            source: src.tensor(&[2, 2]),
+            out: s.tensor(&[2, 4]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { index_copy::run(&args) }.unwrap();
+        assert_eq!(s.to_i64(), [20, 2, 3, 10, 40, 6, 7, 30]);
+        let bad = Buf::from_i64(DType::I64, &[4, 0]);
+        let a = IndexCopyArgs {
+            index: bad.flat(),
+            ..args.clone()
+        };
+        // SAFETY: buffers match the shapes.
+        assert!(unsafe { index_copy::run(&a) }.is_err());
+        assert_eq!(s.to_i64(), [20, 2, 3, 10, 40, 6, 7, 30]);
+        let a = IndexCopyArgs {
+            source: src.tensor(&[4]),
+            ..args
+        };
+        assert!(index_copy::check(&a).is_err());
+    }
+
+    #[test]
+    fn index_fill_rows_out_of_place() {
+        let s = Buf::from_i64(DType::I64, &(1..=9).collect::<Vec<i64>>());
+        let o = Buf::zeros(DType::I64, 9);
+        let args = IndexFillArgs {
+            self_: s.tensor(&[3, 3]),
+            dim: 0,
+            index: vec![0, -1],
+            value: Scalar::I64(-5),
+            out: o.tensor(&[3, 3]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { index_fill::run(&args) }.unwrap();
+        assert_eq!(o.to_i64(), [-5, -5, -5, 4, 5, 6, -5, -5, -5]);
+        assert!(
+            index_fill::check(&IndexFillArgs {
+                index: vec![3],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        let f = Buf::zeros(DType::I8, 9);
+        assert!(
+            index_fill::check(&IndexFillArgs {
+                self_: f.tensor(&[3, 3]),
+                out: f.tensor(&[3, 3]),
+                ..args
+            })
+            .is_err()
+        );
     }
 }

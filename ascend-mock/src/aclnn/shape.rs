@@ -1,6 +1,7 @@
 //! Shape and index operators: Permute, Repeat, RepeatInterleaveIntWithDim,
 //! Roll, Cat, Slice, ConstantPadNd,
-//! Tril, Triu, InplaceTriu, IndexSelect, GatherV2 and Embedding,
+//! Tril, Triu, InplaceTriu, IndexSelect, GatherV2, Embedding, IndexCopy,
+//! InplaceIndexCopy, IndexFillTensor and InplaceIndexFillTensor,
 //! registered over `ascend_kernels::shape`.
 
 use ascend_kernels::TensorArg;
@@ -8,6 +9,8 @@ use ascend_kernels::shape::cat::{self, CatArgs};
 use ascend_kernels::shape::constant_pad_nd::{self, ConstantPadNdArgs};
 use ascend_kernels::shape::embedding::{self, EmbeddingArgs};
 use ascend_kernels::shape::gather_v2::{self, GatherV2Args};
+use ascend_kernels::shape::index_copy::{self, IndexCopyArgs};
+use ascend_kernels::shape::index_fill::{self, IndexFillArgs};
 use ascend_kernels::shape::index_select::{self, IndexSelectArgs};
 use ascend_kernels::shape::permute::{self, PermuteArgs};
 use ascend_kernels::shape::repeat::{self, RepeatArgs};
@@ -146,6 +149,43 @@ operator! {
         out: *mut aclTensor = output,
     ) => repeat_interleave::check, repeat_interleave::run,
         RepeatInterleaveIntWithDimArgs { self_, repeats, dim, output_size: outputSize, out };
+
+    /// Phase one of `aclnnIndexCopy`: `outRef = selfRef` with `source` copied to the indexed slices.
+    aclnnIndexCopy / aclnnIndexCopyGetWorkspaceSize(
+        selfRef: *mut aclTensor = input,
+        dim: i64 = value,
+        index: *const aclTensor = input,
+        source: *const aclTensor = input,
+        outRef: *mut aclTensor = output,
+    ) => index_copy::check, index_copy::run,
+        IndexCopyArgs { self_: selfRef, dim, index, source, out: outRef };
+
+    /// Phase one of `aclnnInplaceIndexCopy`: `source` copied to the indexed slices of `selfRef`.
+    aclnnInplaceIndexCopy / aclnnInplaceIndexCopyGetWorkspaceSize(
+        selfRef: *mut aclTensor = inout,
+        dim: i64 = value,
+        index: *const aclTensor = input,
+        source: *const aclTensor = input,
+    ) => index_copy::check, index_copy::run,
+        IndexCopyArgs { self_: selfRef, dim, index, source, out: selfRef };
+
+    /// Phase one of `aclnnIndexFillTensor`: `out = self` with the indexed slices set to `value`.
+    aclnnIndexFillTensor / aclnnIndexFillTensorGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        dim: i64 = value,
+        index: *const aclIntArray = int_array,
+        value: *const aclScalar = scalar,
+        out: *mut aclTensor = output,
+    ) => index_fill::check, index_fill::run, IndexFillArgs { self_, dim, index, value, out };
+
+    /// Phase one of `aclnnInplaceIndexFillTensor`: the indexed slices of `selfRef` set to `value`.
+    aclnnInplaceIndexFillTensor / aclnnInplaceIndexFillTensorGetWorkspaceSize(
+        selfRef: *mut aclTensor = inout,
+        dim: i64 = value,
+        index: *const aclIntArray = int_array,
+        value: *const aclScalar = scalar,
+    ) => index_fill::check, index_fill::run,
+        IndexFillArgs { self_: selfRef, dim, index, value, out: selfRef };
 }
 
 #[cfg(test)]
@@ -639,6 +679,110 @@ mod tests {
                 destroy_array(a);
             }
             destroy_tensors(&[tv, rt, st, it, s0, zt]);
+        }
+    }
+
+    #[test]
+    fn index_copy_and_fill_every_dtype_in_place_and_out() {
+        let mut dev = Dev::new();
+        for dt in DTYPES {
+            // IndexCopy out of place: self [3, 2], rows 2 and 0 from source [2, 2].
+            let s = ramp(6);
+            let sp = upload(&mut dev, dt, &s);
+            let st = tensor(&[3, 2], dt, sp);
+            let srcp = upload(&mut dev, dt, &[50, 51, 52, 53]);
+            let srct = tensor(&[2, 2], dt, srcp);
+            let ip = dev.buf(&[2i64, 0]);
+            let it = tensor(&[2], ACL_INT64, ip);
+            let op = zeros(&mut dev, dt, 6);
+            let ot = tensor(&[3, 2], dt, op);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe { aclnnIndexCopyGetWorkspaceSize(st, 0, it, srct, ot, ws, e) },
+                aclnnIndexCopy,
+            );
+            // In place through a transposed [2, 3] view: columns 1 of the
+            // view (= row 1 of the buffer) from a source [2, 1].
+            let cp = upload(&mut dev, dt, &s);
+            let cv = strided(&[2, 3], Some(&[1, 2]), 0, dt, &[6], cp);
+            let c1p = upload(&mut dev, dt, &[60, 61]);
+            let c1t = tensor(&[2, 1], dt, c1p);
+            let i1p = dev.buf(&[1i32]);
+            let i1t = tensor(&[1], ACL_INT32, i1p);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe { aclnnInplaceIndexCopyGetWorkspaceSize(cv, -1, i1t, c1t, ws, e) },
+                aclnnInplaceIndexCopy,
+            );
+            dev.sync();
+            let mut want = s.clone();
+            want[4..6].copy_from_slice(&[50, 51]);
+            want[0..2].copy_from_slice(&[52, 53]);
+            assert_eq!(download(&dev, dt, op, 6), want, "IndexCopy {dt}");
+            assert_eq!(
+                download(&dev, dt, sp, 6),
+                s,
+                "IndexCopy left self alone {dt}"
+            );
+            let mut want = s.clone();
+            want[2..4].copy_from_slice(&[60, 61]);
+            assert_eq!(download(&dev, dt, cp, 6), want, "InplaceIndexCopy {dt}");
+            destroy_tensors(&[st, srct, it, ot, cv, c1t, i1t]);
+            if dt == ACL_INT8 {
+                continue; // not in IndexFillTensor's dtype list
+            }
+            // IndexFillTensor along dim -1 with index [-1], value 7; in place along dim 0.
+            let fp = zeros(&mut dev, dt, 6);
+            let ft = tensor(&[3, 2], dt, fp);
+            let st = tensor(&[3, 2], dt, sp);
+            let idx = int_array(&[-1]);
+            let mut seven = 7i64;
+            // SAFETY: a live i64; the value is copied.
+            let value = unsafe { aclCreateScalar((&mut seven as *mut i64).cast(), ACL_INT64) };
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe {
+                    aclnnIndexFillTensorGetWorkspaceSize(st, -1, idx, value, ft, ws, e)
+                },
+                aclnnIndexFillTensor,
+            );
+            let gp = upload(&mut dev, dt, &s);
+            let gt = tensor(&[3, 2], dt, gp);
+            let rows = int_array(&[0, 2]);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe {
+                    aclnnInplaceIndexFillTensorGetWorkspaceSize(gt, 0, rows, value, ws, e)
+                },
+                aclnnInplaceIndexFillTensor,
+            );
+            dev.sync();
+            assert_eq!(
+                download(&dev, dt, fp, 6),
+                vec![s[0], 7, s[2], 7, s[4], 7],
+                "IndexFillTensor {dt}"
+            );
+            assert_eq!(
+                download(&dev, dt, gp, 6),
+                vec![7, 7, s[2], s[3], 7, 7],
+                "InplaceIndexFillTensor {dt}"
+            );
+            let bad = int_array(&[3]);
+            // SAFETY: live descriptors and output locations.
+            let code = phase1(|w, e| unsafe {
+                aclnnInplaceIndexFillTensorGetWorkspaceSize(gt, 0, bad, value, w, e)
+            });
+            nn_err(code, ACLNN_ERR_PARAM_INVALID, &["index value 3"]);
+            for a in [idx, rows, bad] {
+                destroy_array(a);
+            }
+            // SAFETY: a live scalar destroyed once.
+            assert_eq!(unsafe { aclDestroyScalar(value) }, ACLNN_SUCCESS);
+            destroy_tensors(&[ft, st, gt]);
         }
     }
 
