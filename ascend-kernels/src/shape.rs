@@ -2,7 +2,7 @@
 //! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
 //! aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll and
 //! aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy,
-//! aclnnIndexFillTensor and aclnnInplaceIndexFillTensor.
+//! aclnnIndexFillTensor, aclnnInplaceIndexFillTensor and aclnnReflectionPad1d.
 //!
 //! Every one of them moves elements without changing them, so they are
 //! written as copies between strided views, bytes of one element size, on
@@ -1324,6 +1324,74 @@ pub mod index_fill {
     }
 }
 
+/// aclnnReflectionPad1d: the last dimension of a 2-D or 3-D `self` padded
+/// by `padding = [left, right]` with its reflection about the edges
+/// (`[0, 1, 2]` by `[2, 2]` is `[2, 1, 0, 1, 2, 1, 0]`).
+pub mod reflection_pad1d {
+    use super::*;
+
+    /// Arguments of `aclnnReflectionPad1dGetWorkspaceSize`.
+    #[derive(Debug, Clone)]
+    pub struct ReflectionPad1dArgs {
+        pub self_: TensorArg,
+        pub padding: Vec<i64>,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnReflectionPad1d";
+
+    /// Phase-one validation.
+    pub fn check(args: &ReflectionPad1dArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.out, "out")?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        let r = args.self_.rank();
+        if r != 2 && r != 3 {
+            return Err(KernelError::invalid(format!(
+                "{OP}: self must be 2-D or 3-D, but its shape is {}.",
+                fmt_shape(&args.self_.shape)
+            )));
+        }
+        let w = args.self_.shape[r - 1];
+        let ok = args.padding.len() == 2 && args.padding.iter().all(|&p| (0..w).contains(&p));
+        if !ok {
+            return Err(KernelError::invalid(format!(
+                "{OP}: padding {:?} must be two values in [0, {w}) (less than the last dimension of self).",
+                args.padding
+            )));
+        }
+        let mut want = args.self_.shape.clone();
+        want[r - 1] = w + args.padding[0] + args.padding[1];
+        exact_shape(&args.out, &want, OP)
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &ReflectionPad1dArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let d = args.self_.rank() - 1;
+        let w = args.self_.shape[d];
+        let (l, r) = (args.padding[0], args.padding[1]);
+        // SAFETY (whole block): forwarded invariant; every column index is
+        // inside its tensor (reflections of [-l, w + r) with l, r < w).
+        unsafe {
+            copy_view(&args.self_, &narrow(&args.out, d, l, w), true);
+            for j in (0..l).chain(l + w..l + w + r) {
+                let i = j - l;
+                let src = if i < 0 { -i } else { 2 * (w - 1) - i };
+                copy_view(
+                    &fix_dim(&args.self_, d, src),
+                    &fix_dim(&args.out, d, j),
+                    false,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each operator against a plain-loop reference over row-major
@@ -1968,6 +2036,61 @@ mod index_write_tests {
             index_fill::check(&IndexFillArgs {
                 self_: f.tensor(&[3, 3]),
                 out: f.tensor(&[3, 3]),
+                ..args
+            })
+            .is_err()
+        );
+    }
+}
+
+#[cfg(test)]
+mod reflection_tests {
+    //! ReflectionPad1d against a plain-loop reference.
+
+    use super::reflection_pad1d::*;
+    use super::*;
+    use crate::testutil::Buf;
+
+    #[test]
+    fn reflects_both_edges_on_a_strided_view() {
+        // self [2, 4] as the transpose of a [4, 2] buffer; padding [3, 2].
+        let b = Buf::from_i64(DType::I16, &(1..=8).collect::<Vec<i64>>());
+        let bv = b.to_i64();
+        let o = Buf::zeros(DType::I16, 18);
+        let args = ReflectionPad1dArgs {
+            self_: b.view(&[2, 4], &[1, 2], 0),
+            padding: vec![3, 2],
+            out: o.tensor(&[2, 9]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { reflection_pad1d::run(&args) }.unwrap();
+        let got = o.to_i64();
+        for i in 0..2i64 {
+            for j in 0..9i64 {
+                let mut c = j - 3;
+                if c < 0 {
+                    c = -c;
+                }
+                if c > 3 {
+                    c = 6 - c;
+                }
+                assert_eq!(
+                    got[(i * 9 + j) as usize],
+                    bv[(c * 2 + i) as usize],
+                    "({i}, {j})"
+                );
+            }
+        }
+        assert!(
+            reflection_pad1d::check(&ReflectionPad1dArgs {
+                padding: vec![4, 0],
+                ..args.clone()
+            })
+            .is_err()
+        );
+        assert!(
+            reflection_pad1d::check(&ReflectionPad1dArgs {
+                self_: b.tensor(&[8]),
                 ..args
             })
             .is_err()

@@ -1,7 +1,8 @@
 //! Shape and index operators: Permute, Repeat, RepeatInterleaveIntWithDim,
 //! Roll, Cat, Slice, ConstantPadNd,
 //! Tril, Triu, InplaceTriu, IndexSelect, GatherV2, Embedding, IndexCopy,
-//! InplaceIndexCopy, IndexFillTensor and InplaceIndexFillTensor,
+//! InplaceIndexCopy, IndexFillTensor, InplaceIndexFillTensor and
+//! ReflectionPad1d,
 //! registered over `ascend_kernels::shape`.
 
 use ascend_kernels::TensorArg;
@@ -13,6 +14,7 @@ use ascend_kernels::shape::index_copy::{self, IndexCopyArgs};
 use ascend_kernels::shape::index_fill::{self, IndexFillArgs};
 use ascend_kernels::shape::index_select::{self, IndexSelectArgs};
 use ascend_kernels::shape::permute::{self, PermuteArgs};
+use ascend_kernels::shape::reflection_pad1d::{self, ReflectionPad1dArgs};
 use ascend_kernels::shape::repeat::{self, RepeatArgs};
 use ascend_kernels::shape::repeat_interleave::{self, RepeatInterleaveIntWithDimArgs};
 use ascend_kernels::shape::roll::{self, RollArgs};
@@ -186,6 +188,13 @@ operator! {
         value: *const aclScalar = scalar,
     ) => index_fill::check, index_fill::run,
         IndexFillArgs { self_: selfRef, dim, index, value, out: selfRef };
+
+    /// Phase one of `aclnnReflectionPad1d`: the last dimension padded by reflection.
+    aclnnReflectionPad1d / aclnnReflectionPad1dGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        padding: *const aclIntArray = int_array,
+        out: *mut aclTensor = output,
+    ) => reflection_pad1d::check, reflection_pad1d::run, ReflectionPad1dArgs { self_, padding, out };
 }
 
 #[cfg(test)]
@@ -783,6 +792,39 @@ mod tests {
             // SAFETY: a live scalar destroyed once.
             assert_eq!(unsafe { aclDestroyScalar(value) }, ACLNN_SUCCESS);
             destroy_tensors(&[ft, st, gt]);
+        }
+    }
+
+    #[test]
+    fn reflection_pad1d_every_dtype() {
+        let mut dev = Dev::new();
+        for dt in DTYPES {
+            // self [1, 2, 3] (3-D); padding [2, 2] -> [1, 2, 7].
+            let s = ramp(6);
+            let sp = upload(&mut dev, dt, &s);
+            let st = tensor(&[1, 2, 3], dt, sp);
+            let pad = int_array(&[2, 2]);
+            let op = zeros(&mut dev, dt, 14);
+            let ot = tensor(&[1, 2, 7], dt, op);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe { aclnnReflectionPad1dGetWorkspaceSize(st, pad, ot, ws, e) },
+                aclnnReflectionPad1d,
+            );
+            dev.sync();
+            let want: Vec<i64> = (0..2)
+                .flat_map(|i| [2, 1, 0, 1, 2, 1, 0].map(|c| s[i * 3 + c]))
+                .collect();
+            assert_eq!(download(&dev, dt, op, 14), want, "ReflectionPad1d {dt}");
+            let big = int_array(&[3, 0]);
+            // SAFETY: live descriptors and output locations.
+            let code =
+                phase1(|w, e| unsafe { aclnnReflectionPad1dGetWorkspaceSize(st, big, ot, w, e) });
+            nn_err(code, ACLNN_ERR_PARAM_INVALID, &["padding"]);
+            destroy_array(pad);
+            destroy_array(big);
+            destroy_tensors(&[st, ot]);
         }
     }
 
