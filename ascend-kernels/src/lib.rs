@@ -22,7 +22,7 @@
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
 //! | [`topk`] | aclnnTopk |
-//! | [`shape`] | aclnnPermute, aclnnRepeat, aclnnCat, aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect, aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll, aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy, aclnnIndexFillTensor, aclnnInplaceIndexFillTensor, aclnnReflectionPad1d |
+//! | [`shape`] | aclnnPermute, aclnnRepeat, aclnnCat, aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect, aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll, aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy, aclnnIndexFillTensor, aclnnInplaceIndexFillTensor, aclnnReflectionPad1d, aclnnScatter, aclnnInplaceScatter |
 //! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape

@@ -2,7 +2,8 @@
 //! aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect,
 //! aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll and
 //! aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy,
-//! aclnnIndexFillTensor, aclnnInplaceIndexFillTensor and aclnnReflectionPad1d.
+//! aclnnIndexFillTensor, aclnnInplaceIndexFillTensor, aclnnReflectionPad1d,
+//! aclnnScatter and aclnnInplaceScatter.
 //!
 //! Every one of them moves elements without changing them, so they are
 //! written as copies between strided views, bytes of one element size, on
@@ -1392,6 +1393,143 @@ pub mod reflection_pad1d {
     }
 }
 
+/// aclnnScatter and aclnnInplaceScatter: `out = self`, then for every
+/// position `p` of `index`, `out[p with p[dim] = index[p]]` is replaced by
+/// (`reduce` 0), added to (1) or multiplied by (2) `src[p]`.
+pub mod scatter {
+    use super::*;
+    use crate::broadcast::{read_f64, write_f64};
+
+    /// Arguments of both operators (`out` is `selfRef` for the in-place form).
+    #[derive(Debug, Clone)]
+    pub struct ScatterArgs {
+        pub self_: TensorArg,
+        pub dim: i64,
+        pub index: TensorArg,
+        pub src: TensorArg,
+        pub reduce: i64,
+        pub out: TensorArg,
+    }
+
+    const OP: &str = "aclnnScatter";
+
+    fn as_1d(t: &TensorArg) -> TensorArg {
+        let mut v = t.clone();
+        if v.rank() == 0 {
+            v.shape = vec![1];
+            v.strides = vec![1];
+        }
+        v
+    }
+
+    /// Phase-one validation.
+    pub fn check(args: &ScatterArgs) -> Result<(), KernelError> {
+        data(&args.self_, "self")?;
+        data(&args.src, "src")?;
+        data(&args.out, "out")?;
+        check_view(&args.index, "index", MAX_RANK)?;
+        check_dtype(&args.index, "index", &INDEX_TYPES)?;
+        same_dtype(&args.out, &args.self_, OP, "self")?;
+        same_dtype(&args.src, &args.self_, OP, "self")?;
+        exact_shape(&args.out, &args.self_.shape, OP)?;
+        if !(0..=2).contains(&args.reduce) {
+            return Err(KernelError::invalid(format!(
+                "{OP}: reduce must be 0 (replace), 1 (add) or 2 (multiply), but got {}.",
+                args.reduce
+            )));
+        }
+        let r = args.self_.rank();
+        if args.index.rank() != r || args.src.rank() != r {
+            return Err(KernelError::invalid(format!(
+                "{OP}: self, index and src must have the same number of dimensions, but have {r}, {} and {}.",
+                args.index.rank(),
+                args.src.rank()
+            )));
+        }
+        let d = normalize_dim(args.dim, r, &format!("{OP}: dim"))?;
+        let (s, i, src) = (as_1d(&args.self_), as_1d(&args.index), as_1d(&args.src));
+        for k in 0..s.rank() {
+            if i.shape[k] > src.shape[k] || (k != d && i.shape[k] > s.shape[k]) {
+                return Err(KernelError::invalid(format!(
+                    "{OP}: index shape {} must be no larger than src {} in every dimension, and than self {} outside dimension {d}.",
+                    fmt_shape(&args.index.shape),
+                    fmt_shape(&args.src.shape),
+                    fmt_shape(&args.self_.shape)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Phase-two computation.
+    ///
+    /// # Safety
+    /// tensor.rs's module invariant for the tensors of `args`.
+    pub unsafe fn run(args: &ScatterArgs) -> Result<(), KernelError> {
+        check(args)?;
+        let d = normalize_dim(args.dim, args.self_.rank(), "dim")?;
+        let (s, index, src) = (as_1d(&args.self_), as_1d(&args.index), as_1d(&args.src));
+        let n = s.shape[d];
+        // SAFETY: forwarded invariant.
+        let idx = unsafe { index.read_i64() };
+        if let Some((k, &bad)) = idx.iter().enumerate().find(|&(_, &v)| v < 0 || v >= n) {
+            return Err(KernelError::invalid(format!(
+                "{OP}: index value {bad} (at flat position {k}) is out of range [0, {n}) for dimension {d}; nothing was written."
+            )));
+        }
+        // The part of src the index covers, and where each lands in `out`
+        // (row-major positions over self's shape).
+        let mut part = src.clone();
+        part.shape = index.shape.clone();
+        let ishape = &index.shape;
+        let sstr = crate::tensor::contiguous_strides(&s.shape);
+        let target: Vec<usize> = (0..idx.len())
+            .map(|f| {
+                let mut rem = f;
+                let mut pos = 0i64;
+                for k in (0..ishape.len()).rev() {
+                    let n = ishape[k] as usize;
+                    let c = (rem % n) as i64;
+                    rem /= n;
+                    pos += if k == d { idx[f] } else { c } * sstr[k];
+                }
+                pos as usize
+            })
+            .collect();
+        let float = args.out.dtype.is_float();
+        let boolean = args.out.dtype == DType::Bool;
+        // SAFETY (whole block): forwarded invariant; the host vectors are
+        // read whole before `out` is written.
+        unsafe {
+            if float {
+                let mut v = read_f64(&args.self_);
+                let sv = read_f64(&part);
+                for (&t, &x) in target.iter().zip(&sv) {
+                    v[t] = match args.reduce {
+                        0 => x,
+                        1 => v[t] + x,
+                        _ => v[t] * x,
+                    };
+                }
+                write_f64(&args.out, &v);
+            } else {
+                let mut v = args.self_.read_i64();
+                let sv = part.read_i64();
+                for (&t, &x) in target.iter().zip(&sv) {
+                    let y = match args.reduce {
+                        0 => x,
+                        1 => v[t].wrapping_add(x),
+                        _ => v[t].wrapping_mul(x),
+                    };
+                    v[t] = if boolean { i64::from(y != 0) } else { y };
+                }
+                args.out.write_i64(&v);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each operator against a plain-loop reference over row-major
@@ -2095,5 +2233,69 @@ mod reflection_tests {
             })
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod scatter_tests {
+    //! Scatter against a plain-loop reference.
+
+    use super::scatter::*;
+    use super::*;
+    use crate::testutil::Buf;
+
+    #[test]
+    fn scatter_replace_add_mul_along_dim_1() {
+        // self [2, 4]; index [2, 2] (dim 1); src [2, 3] (larger than index).
+        let src = Buf::from_i64(DType::F32, &[10, 20, 30, 40, 50, 60]);
+        let ix = Buf::from_i64(DType::I64, &[3, 3, 0, 2]);
+        for reduce in 0..3i64 {
+            let s = Buf::from_i64(DType::F32, &[1, 2, 3, 4, 5, 6, 7, 8]);
+            let args = ScatterArgs {
+                self_: s.tensor(&[2, 4]),
+                dim: 1,
+                index: ix.tensor(&[2, 2]),
+                src: src.tensor(&[2, 3]),
+                reduce,
+                out: s.tensor(&[2, 4]),
+            };
+            // SAFETY: buffers match the shapes.
+            unsafe { scatter::run(&args) }.unwrap();
+            let mut want = vec![1i64, 2, 3, 4, 5, 6, 7, 8];
+            for (i, j, v) in [(0usize, 3usize, 10i64), (0, 3, 20), (1, 0, 40), (1, 2, 50)] {
+                let t = &mut want[i * 4 + j];
+                *t = match reduce {
+                    0 => v,
+                    1 => *t + v,
+                    _ => *t * v,
+                };
+            }
+            assert_eq!(s.to_i64(), want, "reduce {reduce}");
+            assert!(
+                scatter::check(&ScatterArgs {
+                    reduce: 3,
+                    ..args.clone()
+                })
+                .is_err()
+            );
+            assert!(
+                scatter::check(&ScatterArgs {
+                    index: ix.tensor(&[4]),
+                    ..args.clone()
+                })
+                .is_err()
+            );
+            let bad = Buf::from_i64(DType::I32, &[4, 0, 0, 0]);
+            // SAFETY: buffers match the shapes.
+            assert!(
+                unsafe {
+                    scatter::run(&ScatterArgs {
+                        index: bad.tensor(&[2, 2]),
+                        ..args
+                    })
+                }
+                .is_err()
+            );
+        }
     }
 }

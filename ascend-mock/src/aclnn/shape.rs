@@ -1,8 +1,8 @@
 //! Shape and index operators: Permute, Repeat, RepeatInterleaveIntWithDim,
 //! Roll, Cat, Slice, ConstantPadNd,
 //! Tril, Triu, InplaceTriu, IndexSelect, GatherV2, Embedding, IndexCopy,
-//! InplaceIndexCopy, IndexFillTensor, InplaceIndexFillTensor and
-//! ReflectionPad1d,
+//! InplaceIndexCopy, IndexFillTensor, InplaceIndexFillTensor,
+//! ReflectionPad1d, Scatter and InplaceScatter,
 //! registered over `ascend_kernels::shape`.
 
 use ascend_kernels::TensorArg;
@@ -18,6 +18,7 @@ use ascend_kernels::shape::reflection_pad1d::{self, ReflectionPad1dArgs};
 use ascend_kernels::shape::repeat::{self, RepeatArgs};
 use ascend_kernels::shape::repeat_interleave::{self, RepeatInterleaveIntWithDimArgs};
 use ascend_kernels::shape::roll::{self, RollArgs};
+use ascend_kernels::shape::scatter::{self, ScatterArgs};
 use ascend_kernels::shape::slice::{self, SliceArgs};
 use ascend_kernels::shape::triangle::{InplaceTriuArgs, TriangleArgs, inplace_triu, tril, triu};
 use ascend_sys::*;
@@ -195,6 +196,26 @@ operator! {
         padding: *const aclIntArray = int_array,
         out: *mut aclTensor = output,
     ) => reflection_pad1d::check, reflection_pad1d::run, ReflectionPad1dArgs { self_, padding, out };
+
+    /// Phase one of `aclnnScatter`: `src` scattered into a copy of `self` along `dim`.
+    aclnnScatter / aclnnScatterGetWorkspaceSize(
+        self_ as "self": *const aclTensor = input,
+        dim: i64 = value,
+        index: *const aclTensor = input,
+        src: *const aclTensor = input,
+        reduce: i64 = value,
+        out: *mut aclTensor = output,
+    ) => scatter::check, scatter::run, ScatterArgs { self_, dim, index, src, reduce, out };
+
+    /// Phase one of `aclnnInplaceScatter`: `src` scattered into `selfRef` along `dim`.
+    aclnnInplaceScatter / aclnnInplaceScatterGetWorkspaceSize(
+        selfRef: *mut aclTensor = inout,
+        dim: i64 = value,
+        index: *const aclTensor = input,
+        src: *const aclTensor = input,
+        reduce: i64 = value,
+    ) => scatter::check, scatter::run,
+        ScatterArgs { self_: selfRef, dim, index, src, reduce, out: selfRef };
 }
 
 #[cfg(test)]
@@ -825,6 +846,66 @@ mod tests {
             destroy_array(pad);
             destroy_array(big);
             destroy_tensors(&[st, ot]);
+        }
+    }
+
+    #[test]
+    fn scatter_every_dtype_and_reduction() {
+        let mut dev = Dev::new();
+        for dt in DTYPES {
+            // self [2, 3]; index [1, 3] along dim 0; src [2, 3].
+            let s = ramp(6);
+            let sp = upload(&mut dev, dt, &s);
+            let st = tensor(&[2, 3], dt, sp);
+            let srcp = upload(&mut dev, dt, &[2, 3, 4, 9, 9, 9]);
+            let srct = tensor(&[2, 3], dt, srcp);
+            let ip = dev.buf(&[1i32, 0, 1]);
+            let it = tensor(&[1, 3], ACL_INT32, ip);
+            let op = zeros(&mut dev, dt, 6);
+            let ot = tensor(&[2, 3], dt, op);
+            run_op(
+                &dev,
+                // SAFETY: live descriptors and output locations.
+                |ws, e| unsafe { aclnnScatterGetWorkspaceSize(st, 0, it, srct, 0, ot, ws, e) },
+                aclnnScatter,
+            );
+            // In place, add then multiply, on a copy.
+            let cp = upload(&mut dev, dt, &s);
+            let ct = tensor(&[2, 3], dt, cp);
+            for reduce in [1, 2] {
+                run_op(
+                    &dev,
+                    // SAFETY: live descriptors and output locations.
+                    |ws, e| unsafe {
+                        aclnnInplaceScatterGetWorkspaceSize(ct, -2, it, srct, reduce, ws, e)
+                    },
+                    aclnnInplaceScatter,
+                );
+            }
+            dev.sync();
+            let want = vec![s[0], 3, s[2], 2, s[4], 4];
+            assert_eq!(download(&dev, dt, op, 6), want, "Scatter {dt}");
+            let want = vec![
+                s[0],
+                (s[1] + 3) * 3,
+                s[2],
+                (s[3] + 2) * 2,
+                s[4],
+                (s[5] + 4) * 4,
+            ];
+            let got = download(&dev, dt, cp, 6);
+            let want: Vec<i64> = if dt == ACL_INT8 {
+                want.iter().map(|&v| i64::from(v as i8)).collect()
+            } else {
+                want
+            };
+            assert_eq!(got, want, "InplaceScatter {dt}");
+            // SAFETY: live descriptors and output locations.
+            let code = phase1(|w, e| unsafe {
+                aclnnScatterGetWorkspaceSize(st, 0, it, srct, 3, ot, w, e)
+            });
+            nn_err(code, ACLNN_ERR_PARAM_INVALID, &["reduce"]);
+            destroy_tensors(&[st, srct, it, ot, ct]);
         }
     }
 
