@@ -2299,3 +2299,52 @@ mod scatter_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod large_tests {
+    //! The parallel paths (more than `PAR_MIN` elements) against plain loops.
+
+    use super::cat::*;
+    use super::embedding::*;
+    use super::*;
+    use crate::testutil::{Buf, Rng};
+
+    #[test]
+    fn large_embedding_and_cat_match_plain_loops() {
+        let (rows, width, count) = (97usize, 384usize, 300usize);
+        let mut rng = Rng::new(7);
+        let w = Buf::random(DType::F32, rows * width, &mut rng);
+        let wv = w.to_f32();
+        let idx: Vec<i64> = (0..count).map(|_| rng.below(rows as u64) as i64).collect();
+        let ix = Buf::from_i64(DType::I64, &idx);
+        let o = Buf::zeros(DType::F32, count * width);
+        let args = EmbeddingArgs {
+            weight: w.tensor(&[rows as i64, width as i64]),
+            indices: ix.flat(),
+            out: o.tensor(&[count as i64, width as i64]),
+        };
+        assert!(o.len >= PAR_MIN);
+        // SAFETY: buffers match the shapes.
+        unsafe { embedding::run(&args) }.unwrap();
+        let got = o.to_f32();
+        for (k, &r) in idx.iter().enumerate() {
+            for c in 0..width {
+                assert_eq!(got[k * width + c], wv[r as usize * width + c]);
+            }
+        }
+        // Cat of the embedding output and the weight along dim 0.
+        let o2 = Buf::zeros(DType::F32, (count + rows) * width);
+        let args = CatArgs {
+            tensors: vec![
+                o.tensor(&[count as i64, width as i64]),
+                w.tensor(&[rows as i64, width as i64]),
+            ],
+            dim: 0,
+            out: o2.tensor(&[(count + rows) as i64, width as i64]),
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { cat::run(&args) }.unwrap();
+        let want: Vec<f32> = got.iter().chain(&wv).copied().collect();
+        assert_eq!(o2.to_f32(), want);
+    }
+}
