@@ -546,8 +546,9 @@ pub mod slice {
             v.clamp(0, n)
         };
         let (s, e) = (clamp(args.start), clamp(args.end));
+        // (e - s - 1) / step + 1 cannot overflow, whatever the step.
         let len = if e > s {
-            (e - s + args.step - 1) / args.step
+            (e - s - 1) / args.step + 1
         } else {
             0
         };
@@ -557,7 +558,11 @@ pub mod slice {
     /// `self` seen through the slice.
     fn view(args: &SliceArgs, d: usize, s: i64, len: i64) -> TensorArg {
         let mut v = narrow(&args.self_, d, s, len);
-        v.strides[d] *= args.step;
+        // With one element the stride is never used (and step may be huge);
+        // with more, step < n keeps the product inside self's extent.
+        if len > 1 {
+            v.strides[d] *= args.step;
+        }
         v
     }
 
@@ -1804,6 +1809,7 @@ mod tests {
             (1i64, -1i64, 2i64, vec![1i64, 3, 5]),
             (-100, 100, 3, vec![0, 3, 6]),
             (5, 2, 1, vec![]),
+            (2, i64::MAX, i64::MAX, vec![2]),
         ] {
             let o = Buf::zeros(DType::F16, want_rows.len() * 2);
             let args = SliceArgs {
