@@ -943,11 +943,14 @@ pub mod constant_pad_nd {
             }
             let (mut src, mut dst) = (args.self_.clone(), args.out.clone());
             for (d, &(b, a)) in amounts(args)?.iter().enumerate() {
-                let len = args.self_.shape[d] - (-b).max(0) - (-a).max(0);
+                let (cut_b, cut_a) = (b.saturating_neg().max(0), a.saturating_neg().max(0));
+                let len = args.self_.shape[d]
+                    .saturating_sub(cut_b)
+                    .saturating_sub(cut_a);
                 if len <= 0 {
                     return Ok(());
                 }
-                src = narrow(&src, d, (-b).max(0), len);
+                src = narrow(&src, d, cut_b, len);
                 dst = narrow(&dst, d, b.max(0), len);
             }
             copy_view(&src, &dst, true);
@@ -1997,6 +2000,16 @@ mod pad_tests {
             }
         }
         assert_eq!(o.to_i64(), want);
+        // Extreme amounts whose sum is small: everything cropped, all value.
+        let o3 = Buf::zeros(DType::F16, 9);
+        let extreme = ConstantPadNdArgs {
+            pad: vec![i64::MIN, i64::MAX],
+            out: o3.tensor(&[3, 3]),
+            ..args.clone()
+        };
+        // SAFETY: buffers match the shapes.
+        unsafe { constant_pad_nd::run(&extreme) }.unwrap();
+        assert_eq!(o3.to_i64(), vec![-7; 9]);
         assert!(
             constant_pad_nd::check(&ConstantPadNdArgs {
                 pad: vec![1],
