@@ -23,6 +23,7 @@
 //! | [`softmax`] | aclnnSoftmax |
 //! | [`swiglu`] | aclnnSwiGlu |
 //! | [`topk`] | aclnnTopk |
+//! | [`shape`] | aclnnPermute, aclnnRepeat, aclnnCat, aclnnSlice, aclnnTril, aclnnTriu, aclnnInplaceTriu, aclnnIndexSelect, aclnnGatherV2, aclnnEmbedding, aclnnConstantPadNd, aclnnRoll, aclnnRepeatInterleaveIntWithDim, aclnnIndexCopy, aclnnInplaceIndexCopy, aclnnIndexFillTensor, aclnnInplaceIndexFillTensor, aclnnReflectionPad1d, aclnnScatter, aclnnInplaceScatter |
 //! | [`moe`] | the MoE routing operators (gating top-k, init/finalize routing, expert token counts) |
 //!
 //! [`gemm`] holds the shared matrix-product engine, [`broadcast`] the shape
@@ -45,6 +46,7 @@ pub mod reduce;
 pub mod rms_norm;
 pub mod rope;
 pub mod scalar;
+pub mod shape;
 pub mod softmax;
 pub mod swiglu;
 pub mod tensor;

@@ -66,6 +66,7 @@ pub mod moe;
 pub mod norm;
 pub mod reduce;
 pub mod rope;
+pub mod shape;
 pub mod topk;
 pub mod unary;
 

@@ -39,6 +39,7 @@ pub use crate::aclnn::moe::*;
 pub use crate::aclnn::norm::*;
 pub use crate::aclnn::reduce::*;
 pub use crate::aclnn::rope::*;
+pub use crate::aclnn::shape::*;
 pub use crate::aclnn::topk::*;
 pub use crate::aclnn::unary::*;
 pub use crate::hccl::exports::*;

@@ -505,6 +505,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnCat = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnCatGetWorkspaceSize = unsafe extern "C" fn(
+        tensors: *const aclTensorList,
+        dim: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnClamp = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -541,6 +554,20 @@ pub mod opapi {
     pub type aclnnClampMinGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
         clipValueMin: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnConstantPadNd = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnConstantPadNdGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        pad: *const aclIntArray,
+        value: *const aclScalar,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -609,6 +636,19 @@ pub mod opapi {
         scale: *const aclScalar,
         inputScale: *const aclScalar,
         out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnEmbedding = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnEmbeddingGetWorkspaceSize = unsafe extern "C" fn(
+        weight: *const aclTensor,
+        indices: *const aclTensor,
+        out: *const aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -740,6 +780,20 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnGatherV2 = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnGatherV2GetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnGelu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -861,6 +915,50 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnHardswishGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnIndexCopy = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnIndexCopyGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        source: *const aclTensor,
+        outRef: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnIndexFillTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnIndexFillTensorGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclIntArray,
+        value: *const aclScalar,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnIndexSelect = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnIndexSelectGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclTensor,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1001,6 +1099,34 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnInplaceIndexCopy = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceIndexCopyGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        source: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceIndexFillTensor = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceIndexFillTensorGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        dim: i64,
+        index: *const aclIntArray,
+        value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceLeakyRelu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1096,6 +1222,21 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnInplaceScatter = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceScatterGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        src: *const aclTensor,
+        reduce: i64,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnInplaceSigmoid = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1176,6 +1317,18 @@ pub mod opapi {
         selfRef: *mut aclTensor,
         threshold: *const aclScalar,
         value: *const aclScalar,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceTriu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnInplaceTriuGetWorkspaceSize = unsafe extern "C" fn(
+        selfRef: *mut aclTensor,
+        diagonal: i64,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -1507,6 +1660,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnPermute = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnPermuteGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dims: *const aclIntArray,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnPowScalarTensor = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1561,6 +1727,19 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnReflectionPad1d = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnReflectionPad1dGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        padding: *const aclIntArray,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnRelu = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1573,6 +1752,35 @@ pub mod opapi {
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
+    pub type aclnnRepeat = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRepeatGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        repeats: *const aclIntArray,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnRepeatInterleaveIntWithDim = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRepeatInterleaveIntWithDimGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        repeats: i64,
+        dim: i64,
+        outputSize: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    )
+        -> aclnnStatus;
     pub type aclnnRmsNorm = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1585,6 +1793,20 @@ pub mod opapi {
         epsilon: f64,
         yOut: *const aclTensor,
         rstdOut: *const aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnRoll = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnRollGetWorkspaceSize = unsafe extern "C" fn(
+        x: *const aclTensor,
+        shifts: *const aclIntArray,
+        dims: *const aclIntArray,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -1604,6 +1826,22 @@ pub mod opapi {
         executor: *mut *mut aclOpExecutor,
     )
         -> aclnnStatus;
+    pub type aclnnScatter = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnScatterGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        index: *const aclTensor,
+        src: *const aclTensor,
+        reduce: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
     pub type aclnnSigmoid = unsafe extern "C" fn(
         workspace: *mut ::core::ffi::c_void,
         workspaceSize: u64,
@@ -1648,6 +1886,22 @@ pub mod opapi {
     ) -> aclnnStatus;
     pub type aclnnSinGetWorkspaceSize = unsafe extern "C" fn(
         self_: *const aclTensor,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnSlice = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnSliceGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        dim: i64,
+        start: i64,
+        end: i64,
+        step: i64,
         out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
@@ -1772,6 +2026,32 @@ pub mod opapi {
         sorted: bool,
         valuesOut: *mut aclTensor,
         indicesOut: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTril = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTrilGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        diagonal: i64,
+        out: *mut aclTensor,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus;
+    pub type aclnnTriu = unsafe extern "C" fn(
+        workspace: *mut ::core::ffi::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus;
+    pub type aclnnTriuGetWorkspaceSize = unsafe extern "C" fn(
+        self_: *const aclTensor,
+        diagonal: i64,
+        out: *mut aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus;
@@ -2050,180 +2330,220 @@ crate::loader::function_tables! {
         aclnnBatchMatMulGetWorkspaceSize = 21,
         aclnnCast = 22,
         aclnnCastGetWorkspaceSize = 23,
-        aclnnClamp = 24,
-        aclnnClampGetWorkspaceSize = 25,
-        aclnnClampMax = 26,
-        aclnnClampMaxGetWorkspaceSize = 27,
-        aclnnClampMin = 28,
-        aclnnClampMinGetWorkspaceSize = 29,
-        aclnnCos = 30,
-        aclnnCosGetWorkspaceSize = 31,
-        aclnnCumsum = 32,
-        aclnnCumsumGetWorkspaceSize = 33,
-        aclnnDiv = 34,
-        aclnnDivGetWorkspaceSize = 35,
-        aclnnDivs = 36,
-        aclnnDivsGetWorkspaceSize = 37,
-        aclnnElu = 38,
-        aclnnEluGetWorkspaceSize = 39,
-        aclnnEqTensor = 40,
-        aclnnEqTensorGetWorkspaceSize = 41,
-        aclnnExp = 42,
-        aclnnExpGetWorkspaceSize = 43,
-        aclnnFusedInferAttentionScoreV2 = 44,
-        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 45,
-        aclnnFusedInferAttentionScoreV3 = 46,
-        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 47,
-        aclnnGelu = 48,
-        aclnnGeluGetWorkspaceSize = 49,
-        aclnnGeluV2 = 50,
-        aclnnGeluV2GetWorkspaceSize = 51,
-        aclnnGer = 52,
-        aclnnGerGetWorkspaceSize = 53,
-        aclnnGroupedMatmulV3 = 54,
-        aclnnGroupedMatmulV3GetWorkspaceSize = 55,
-        aclnnGroupedMatmulV4 = 56,
-        aclnnGroupedMatmulV4GetWorkspaceSize = 57,
-        aclnnGtScalar = 58,
-        aclnnGtScalarGetWorkspaceSize = 59,
-        aclnnHardsigmoid = 60,
-        aclnnHardsigmoidGetWorkspaceSize = 61,
-        aclnnHardswish = 62,
-        aclnnHardswishGetWorkspaceSize = 63,
-        aclnnInplaceAdd = 64,
-        aclnnInplaceAddGetWorkspaceSize = 65,
-        aclnnInplaceAddcdiv = 66,
-        aclnnInplaceAddcdivGetWorkspaceSize = 67,
-        aclnnInplaceAdds = 68,
-        aclnnInplaceAddsGetWorkspaceSize = 69,
-        aclnnInplaceClampMax = 70,
-        aclnnInplaceClampMaxGetWorkspaceSize = 71,
-        aclnnInplaceCopy = 72,
-        aclnnInplaceCopyGetWorkspaceSize = 73,
-        aclnnInplaceCos = 74,
-        aclnnInplaceCosGetWorkspaceSize = 75,
-        aclnnInplaceDiv = 76,
-        aclnnInplaceDivGetWorkspaceSize = 77,
-        aclnnInplaceDivs = 78,
-        aclnnInplaceDivsGetWorkspaceSize = 79,
-        aclnnInplaceElu = 80,
-        aclnnInplaceEluGetWorkspaceSize = 81,
-        aclnnInplaceExp = 82,
-        aclnnInplaceExpGetWorkspaceSize = 83,
-        aclnnInplaceFillScalar = 84,
-        aclnnInplaceFillScalarGetWorkspaceSize = 85,
-        aclnnInplaceLeakyRelu = 86,
-        aclnnInplaceLeakyReluGetWorkspaceSize = 87,
-        aclnnInplaceLog = 88,
-        aclnnInplaceLogGetWorkspaceSize = 89,
-        aclnnInplaceMaskedFillScalar = 90,
-        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 91,
-        aclnnInplaceMul = 92,
-        aclnnInplaceMulGetWorkspaceSize = 93,
-        aclnnInplaceMuls = 94,
-        aclnnInplaceMulsGetWorkspaceSize = 95,
-        aclnnInplaceNeg = 96,
-        aclnnInplaceNegGetWorkspaceSize = 97,
-        aclnnInplacePowTensorTensor = 98,
-        aclnnInplacePowTensorTensorGetWorkspaceSize = 99,
-        aclnnInplaceRelu = 100,
-        aclnnInplaceReluGetWorkspaceSize = 101,
-        aclnnInplaceSigmoid = 102,
-        aclnnInplaceSigmoidGetWorkspaceSize = 103,
-        aclnnInplaceSin = 104,
-        aclnnInplaceSinGetWorkspaceSize = 105,
-        aclnnInplaceSqrt = 106,
-        aclnnInplaceSqrtGetWorkspaceSize = 107,
-        aclnnInplaceSub = 108,
-        aclnnInplaceSubGetWorkspaceSize = 109,
-        aclnnInplaceSubs = 110,
-        aclnnInplaceSubsGetWorkspaceSize = 111,
-        aclnnInplaceTanh = 112,
-        aclnnInplaceTanhGetWorkspaceSize = 113,
-        aclnnInplaceThreshold = 114,
-        aclnnInplaceThresholdGetWorkspaceSize = 115,
-        aclnnInplaceZero = 116,
-        aclnnInplaceZeroGetWorkspaceSize = 117,
-        aclnnLayerNorm = 118,
-        aclnnLayerNormGetWorkspaceSize = 119,
-        aclnnLeakyRelu = 120,
-        aclnnLeakyReluGetWorkspaceSize = 121,
-        aclnnLog = 122,
-        aclnnLogGetWorkspaceSize = 123,
-        aclnnLogSoftmax = 124,
-        aclnnLogSoftmaxGetWorkspaceSize = 125,
-        aclnnLogicalNot = 126,
-        aclnnLogicalNotGetWorkspaceSize = 127,
-        aclnnMatmul = 128,
-        aclnnMatmulGetWorkspaceSize = 129,
-        aclnnMean = 130,
-        aclnnMeanGetWorkspaceSize = 131,
-        aclnnMm = 132,
-        aclnnMmGetWorkspaceSize = 133,
-        aclnnMoeComputeExpertTokens = 134,
-        aclnnMoeComputeExpertTokensGetWorkspaceSize = 135,
-        aclnnMoeFinalizeRoutingV2 = 136,
-        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 137,
-        aclnnMoeGatingTopK = 138,
-        aclnnMoeGatingTopKGetWorkspaceSize = 139,
-        aclnnMoeGatingTopKSoftmax = 140,
-        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 141,
-        aclnnMoeGatingTopKSoftmaxV2 = 142,
-        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 143,
-        aclnnMoeInitRoutingV2 = 144,
-        aclnnMoeInitRoutingV2GetWorkspaceSize = 145,
-        aclnnMoeInitRoutingV3 = 146,
-        aclnnMoeInitRoutingV3GetWorkspaceSize = 147,
-        aclnnMul = 148,
-        aclnnMulGetWorkspaceSize = 149,
-        aclnnMuls = 150,
-        aclnnMulsGetWorkspaceSize = 151,
-        aclnnMv = 152,
-        aclnnMvGetWorkspaceSize = 153,
-        aclnnNeg = 154,
-        aclnnNegGetWorkspaceSize = 155,
-        aclnnNorm = 156,
-        aclnnNormGetWorkspaceSize = 157,
-        aclnnPowScalarTensor = 158,
-        aclnnPowScalarTensorGetWorkspaceSize = 159,
-        aclnnPowTensorScalar = 160,
-        aclnnPowTensorScalarGetWorkspaceSize = 161,
-        aclnnPowTensorTensor = 162,
-        aclnnPowTensorTensorGetWorkspaceSize = 163,
-        aclnnReduceSum = 164,
-        aclnnReduceSumGetWorkspaceSize = 165,
-        aclnnRelu = 166,
-        aclnnReluGetWorkspaceSize = 167,
-        aclnnRmsNorm = 168,
-        aclnnRmsNormGetWorkspaceSize = 169,
-        aclnnRotaryPositionEmbedding = 170,
-        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 171,
-        aclnnSigmoid = 172,
-        aclnnSigmoidGetWorkspaceSize = 173,
-        aclnnSign = 174,
-        aclnnSignGetWorkspaceSize = 175,
-        aclnnSilu = 176,
-        aclnnSiluGetWorkspaceSize = 177,
-        aclnnSin = 178,
-        aclnnSinGetWorkspaceSize = 179,
-        aclnnSoftmax = 180,
-        aclnnSoftmaxGetWorkspaceSize = 181,
-        aclnnSoftplus = 182,
-        aclnnSoftplusGetWorkspaceSize = 183,
-        aclnnSqrt = 184,
-        aclnnSqrtGetWorkspaceSize = 185,
-        aclnnSub = 186,
-        aclnnSubGetWorkspaceSize = 187,
-        aclnnSubs = 188,
-        aclnnSubsGetWorkspaceSize = 189,
-        aclnnSwiGlu = 190,
-        aclnnSwiGluGetWorkspaceSize = 191,
-        aclnnTanh = 192,
-        aclnnTanhGetWorkspaceSize = 193,
-        aclnnThreshold = 194,
-        aclnnThresholdGetWorkspaceSize = 195,
-        aclnnTopk = 196,
-        aclnnTopkGetWorkspaceSize = 197,
+        aclnnCat = 24,
+        aclnnCatGetWorkspaceSize = 25,
+        aclnnClamp = 26,
+        aclnnClampGetWorkspaceSize = 27,
+        aclnnClampMax = 28,
+        aclnnClampMaxGetWorkspaceSize = 29,
+        aclnnClampMin = 30,
+        aclnnClampMinGetWorkspaceSize = 31,
+        aclnnConstantPadNd = 32,
+        aclnnConstantPadNdGetWorkspaceSize = 33,
+        aclnnCos = 34,
+        aclnnCosGetWorkspaceSize = 35,
+        aclnnCumsum = 36,
+        aclnnCumsumGetWorkspaceSize = 37,
+        aclnnDiv = 38,
+        aclnnDivGetWorkspaceSize = 39,
+        aclnnDivs = 40,
+        aclnnDivsGetWorkspaceSize = 41,
+        aclnnElu = 42,
+        aclnnEluGetWorkspaceSize = 43,
+        aclnnEmbedding = 44,
+        aclnnEmbeddingGetWorkspaceSize = 45,
+        aclnnEqTensor = 46,
+        aclnnEqTensorGetWorkspaceSize = 47,
+        aclnnExp = 48,
+        aclnnExpGetWorkspaceSize = 49,
+        aclnnFusedInferAttentionScoreV2 = 50,
+        aclnnFusedInferAttentionScoreV2GetWorkspaceSize = 51,
+        aclnnFusedInferAttentionScoreV3 = 52,
+        aclnnFusedInferAttentionScoreV3GetWorkspaceSize = 53,
+        aclnnGatherV2 = 54,
+        aclnnGatherV2GetWorkspaceSize = 55,
+        aclnnGelu = 56,
+        aclnnGeluGetWorkspaceSize = 57,
+        aclnnGeluV2 = 58,
+        aclnnGeluV2GetWorkspaceSize = 59,
+        aclnnGer = 60,
+        aclnnGerGetWorkspaceSize = 61,
+        aclnnGroupedMatmulV3 = 62,
+        aclnnGroupedMatmulV3GetWorkspaceSize = 63,
+        aclnnGroupedMatmulV4 = 64,
+        aclnnGroupedMatmulV4GetWorkspaceSize = 65,
+        aclnnGtScalar = 66,
+        aclnnGtScalarGetWorkspaceSize = 67,
+        aclnnHardsigmoid = 68,
+        aclnnHardsigmoidGetWorkspaceSize = 69,
+        aclnnHardswish = 70,
+        aclnnHardswishGetWorkspaceSize = 71,
+        aclnnIndexCopy = 72,
+        aclnnIndexCopyGetWorkspaceSize = 73,
+        aclnnIndexFillTensor = 74,
+        aclnnIndexFillTensorGetWorkspaceSize = 75,
+        aclnnIndexSelect = 76,
+        aclnnIndexSelectGetWorkspaceSize = 77,
+        aclnnInplaceAdd = 78,
+        aclnnInplaceAddGetWorkspaceSize = 79,
+        aclnnInplaceAddcdiv = 80,
+        aclnnInplaceAddcdivGetWorkspaceSize = 81,
+        aclnnInplaceAdds = 82,
+        aclnnInplaceAddsGetWorkspaceSize = 83,
+        aclnnInplaceClampMax = 84,
+        aclnnInplaceClampMaxGetWorkspaceSize = 85,
+        aclnnInplaceCopy = 86,
+        aclnnInplaceCopyGetWorkspaceSize = 87,
+        aclnnInplaceCos = 88,
+        aclnnInplaceCosGetWorkspaceSize = 89,
+        aclnnInplaceDiv = 90,
+        aclnnInplaceDivGetWorkspaceSize = 91,
+        aclnnInplaceDivs = 92,
+        aclnnInplaceDivsGetWorkspaceSize = 93,
+        aclnnInplaceElu = 94,
+        aclnnInplaceEluGetWorkspaceSize = 95,
+        aclnnInplaceExp = 96,
+        aclnnInplaceExpGetWorkspaceSize = 97,
+        aclnnInplaceFillScalar = 98,
+        aclnnInplaceFillScalarGetWorkspaceSize = 99,
+        aclnnInplaceIndexCopy = 100,
+        aclnnInplaceIndexCopyGetWorkspaceSize = 101,
+        aclnnInplaceIndexFillTensor = 102,
+        aclnnInplaceIndexFillTensorGetWorkspaceSize = 103,
+        aclnnInplaceLeakyRelu = 104,
+        aclnnInplaceLeakyReluGetWorkspaceSize = 105,
+        aclnnInplaceLog = 106,
+        aclnnInplaceLogGetWorkspaceSize = 107,
+        aclnnInplaceMaskedFillScalar = 108,
+        aclnnInplaceMaskedFillScalarGetWorkspaceSize = 109,
+        aclnnInplaceMul = 110,
+        aclnnInplaceMulGetWorkspaceSize = 111,
+        aclnnInplaceMuls = 112,
+        aclnnInplaceMulsGetWorkspaceSize = 113,
+        aclnnInplaceNeg = 114,
+        aclnnInplaceNegGetWorkspaceSize = 115,
+        aclnnInplacePowTensorTensor = 116,
+        aclnnInplacePowTensorTensorGetWorkspaceSize = 117,
+        aclnnInplaceRelu = 118,
+        aclnnInplaceReluGetWorkspaceSize = 119,
+        aclnnInplaceScatter = 120,
+        aclnnInplaceScatterGetWorkspaceSize = 121,
+        aclnnInplaceSigmoid = 122,
+        aclnnInplaceSigmoidGetWorkspaceSize = 123,
+        aclnnInplaceSin = 124,
+        aclnnInplaceSinGetWorkspaceSize = 125,
+        aclnnInplaceSqrt = 126,
+        aclnnInplaceSqrtGetWorkspaceSize = 127,
+        aclnnInplaceSub = 128,
+        aclnnInplaceSubGetWorkspaceSize = 129,
+        aclnnInplaceSubs = 130,
+        aclnnInplaceSubsGetWorkspaceSize = 131,
+        aclnnInplaceTanh = 132,
+        aclnnInplaceTanhGetWorkspaceSize = 133,
+        aclnnInplaceThreshold = 134,
+        aclnnInplaceThresholdGetWorkspaceSize = 135,
+        aclnnInplaceTriu = 136,
+        aclnnInplaceTriuGetWorkspaceSize = 137,
+        aclnnInplaceZero = 138,
+        aclnnInplaceZeroGetWorkspaceSize = 139,
+        aclnnLayerNorm = 140,
+        aclnnLayerNormGetWorkspaceSize = 141,
+        aclnnLeakyRelu = 142,
+        aclnnLeakyReluGetWorkspaceSize = 143,
+        aclnnLog = 144,
+        aclnnLogGetWorkspaceSize = 145,
+        aclnnLogSoftmax = 146,
+        aclnnLogSoftmaxGetWorkspaceSize = 147,
+        aclnnLogicalNot = 148,
+        aclnnLogicalNotGetWorkspaceSize = 149,
+        aclnnMatmul = 150,
+        aclnnMatmulGetWorkspaceSize = 151,
+        aclnnMean = 152,
+        aclnnMeanGetWorkspaceSize = 153,
+        aclnnMm = 154,
+        aclnnMmGetWorkspaceSize = 155,
+        aclnnMoeComputeExpertTokens = 156,
+        aclnnMoeComputeExpertTokensGetWorkspaceSize = 157,
+        aclnnMoeFinalizeRoutingV2 = 158,
+        aclnnMoeFinalizeRoutingV2GetWorkspaceSize = 159,
+        aclnnMoeGatingTopK = 160,
+        aclnnMoeGatingTopKGetWorkspaceSize = 161,
+        aclnnMoeGatingTopKSoftmax = 162,
+        aclnnMoeGatingTopKSoftmaxGetWorkspaceSize = 163,
+        aclnnMoeGatingTopKSoftmaxV2 = 164,
+        aclnnMoeGatingTopKSoftmaxV2GetWorkspaceSize = 165,
+        aclnnMoeInitRoutingV2 = 166,
+        aclnnMoeInitRoutingV2GetWorkspaceSize = 167,
+        aclnnMoeInitRoutingV3 = 168,
+        aclnnMoeInitRoutingV3GetWorkspaceSize = 169,
+        aclnnMul = 170,
+        aclnnMulGetWorkspaceSize = 171,
+        aclnnMuls = 172,
+        aclnnMulsGetWorkspaceSize = 173,
+        aclnnMv = 174,
+        aclnnMvGetWorkspaceSize = 175,
+        aclnnNeg = 176,
+        aclnnNegGetWorkspaceSize = 177,
+        aclnnNorm = 178,
+        aclnnNormGetWorkspaceSize = 179,
+        aclnnPermute = 180,
+        aclnnPermuteGetWorkspaceSize = 181,
+        aclnnPowScalarTensor = 182,
+        aclnnPowScalarTensorGetWorkspaceSize = 183,
+        aclnnPowTensorScalar = 184,
+        aclnnPowTensorScalarGetWorkspaceSize = 185,
+        aclnnPowTensorTensor = 186,
+        aclnnPowTensorTensorGetWorkspaceSize = 187,
+        aclnnReduceSum = 188,
+        aclnnReduceSumGetWorkspaceSize = 189,
+        aclnnReflectionPad1d = 190,
+        aclnnReflectionPad1dGetWorkspaceSize = 191,
+        aclnnRelu = 192,
+        aclnnReluGetWorkspaceSize = 193,
+        aclnnRepeat = 194,
+        aclnnRepeatGetWorkspaceSize = 195,
+        aclnnRepeatInterleaveIntWithDim = 196,
+        aclnnRepeatInterleaveIntWithDimGetWorkspaceSize = 197,
+        aclnnRmsNorm = 198,
+        aclnnRmsNormGetWorkspaceSize = 199,
+        aclnnRoll = 200,
+        aclnnRollGetWorkspaceSize = 201,
+        aclnnRotaryPositionEmbedding = 202,
+        aclnnRotaryPositionEmbeddingGetWorkspaceSize = 203,
+        aclnnScatter = 204,
+        aclnnScatterGetWorkspaceSize = 205,
+        aclnnSigmoid = 206,
+        aclnnSigmoidGetWorkspaceSize = 207,
+        aclnnSign = 208,
+        aclnnSignGetWorkspaceSize = 209,
+        aclnnSilu = 210,
+        aclnnSiluGetWorkspaceSize = 211,
+        aclnnSin = 212,
+        aclnnSinGetWorkspaceSize = 213,
+        aclnnSlice = 214,
+        aclnnSliceGetWorkspaceSize = 215,
+        aclnnSoftmax = 216,
+        aclnnSoftmaxGetWorkspaceSize = 217,
+        aclnnSoftplus = 218,
+        aclnnSoftplusGetWorkspaceSize = 219,
+        aclnnSqrt = 220,
+        aclnnSqrtGetWorkspaceSize = 221,
+        aclnnSub = 222,
+        aclnnSubGetWorkspaceSize = 223,
+        aclnnSubs = 224,
+        aclnnSubsGetWorkspaceSize = 225,
+        aclnnSwiGlu = 226,
+        aclnnSwiGluGetWorkspaceSize = 227,
+        aclnnTanh = 228,
+        aclnnTanhGetWorkspaceSize = 229,
+        aclnnThreshold = 230,
+        aclnnThresholdGetWorkspaceSize = 231,
+        aclnnTopk = 232,
+        aclnnTopkGetWorkspaceSize = 233,
+        aclnnTril = 234,
+        aclnnTrilGetWorkspaceSize = 235,
+        aclnnTriu = 236,
+        aclnnTriuGetWorkspaceSize = 237,
     ],
     Hccl => hccl [
         HcclAllGather = 0,
@@ -2398,12 +2718,16 @@ macro_rules! for_each_function {
             opapi::aclnnBatchMatMulGetWorkspaceSize,
             opapi::aclnnCast,
             opapi::aclnnCastGetWorkspaceSize,
+            opapi::aclnnCat,
+            opapi::aclnnCatGetWorkspaceSize,
             opapi::aclnnClamp,
             opapi::aclnnClampGetWorkspaceSize,
             opapi::aclnnClampMax,
             opapi::aclnnClampMaxGetWorkspaceSize,
             opapi::aclnnClampMin,
             opapi::aclnnClampMinGetWorkspaceSize,
+            opapi::aclnnConstantPadNd,
+            opapi::aclnnConstantPadNdGetWorkspaceSize,
             opapi::aclnnCos,
             opapi::aclnnCosGetWorkspaceSize,
             opapi::aclnnCumsum,
@@ -2414,6 +2738,8 @@ macro_rules! for_each_function {
             opapi::aclnnDivsGetWorkspaceSize,
             opapi::aclnnElu,
             opapi::aclnnEluGetWorkspaceSize,
+            opapi::aclnnEmbedding,
+            opapi::aclnnEmbeddingGetWorkspaceSize,
             opapi::aclnnEqTensor,
             opapi::aclnnEqTensorGetWorkspaceSize,
             opapi::aclnnExp,
@@ -2422,6 +2748,8 @@ macro_rules! for_each_function {
             opapi::aclnnFusedInferAttentionScoreV2GetWorkspaceSize,
             opapi::aclnnFusedInferAttentionScoreV3,
             opapi::aclnnFusedInferAttentionScoreV3GetWorkspaceSize,
+            opapi::aclnnGatherV2,
+            opapi::aclnnGatherV2GetWorkspaceSize,
             opapi::aclnnGelu,
             opapi::aclnnGeluGetWorkspaceSize,
             opapi::aclnnGeluV2,
@@ -2438,6 +2766,12 @@ macro_rules! for_each_function {
             opapi::aclnnHardsigmoidGetWorkspaceSize,
             opapi::aclnnHardswish,
             opapi::aclnnHardswishGetWorkspaceSize,
+            opapi::aclnnIndexCopy,
+            opapi::aclnnIndexCopyGetWorkspaceSize,
+            opapi::aclnnIndexFillTensor,
+            opapi::aclnnIndexFillTensorGetWorkspaceSize,
+            opapi::aclnnIndexSelect,
+            opapi::aclnnIndexSelectGetWorkspaceSize,
             opapi::aclnnInplaceAdd,
             opapi::aclnnInplaceAddGetWorkspaceSize,
             opapi::aclnnInplaceAddcdiv,
@@ -2460,6 +2794,10 @@ macro_rules! for_each_function {
             opapi::aclnnInplaceExpGetWorkspaceSize,
             opapi::aclnnInplaceFillScalar,
             opapi::aclnnInplaceFillScalarGetWorkspaceSize,
+            opapi::aclnnInplaceIndexCopy,
+            opapi::aclnnInplaceIndexCopyGetWorkspaceSize,
+            opapi::aclnnInplaceIndexFillTensor,
+            opapi::aclnnInplaceIndexFillTensorGetWorkspaceSize,
             opapi::aclnnInplaceLeakyRelu,
             opapi::aclnnInplaceLeakyReluGetWorkspaceSize,
             opapi::aclnnInplaceLog,
@@ -2476,6 +2814,8 @@ macro_rules! for_each_function {
             opapi::aclnnInplacePowTensorTensorGetWorkspaceSize,
             opapi::aclnnInplaceRelu,
             opapi::aclnnInplaceReluGetWorkspaceSize,
+            opapi::aclnnInplaceScatter,
+            opapi::aclnnInplaceScatterGetWorkspaceSize,
             opapi::aclnnInplaceSigmoid,
             opapi::aclnnInplaceSigmoidGetWorkspaceSize,
             opapi::aclnnInplaceSin,
@@ -2490,6 +2830,8 @@ macro_rules! for_each_function {
             opapi::aclnnInplaceTanhGetWorkspaceSize,
             opapi::aclnnInplaceThreshold,
             opapi::aclnnInplaceThresholdGetWorkspaceSize,
+            opapi::aclnnInplaceTriu,
+            opapi::aclnnInplaceTriuGetWorkspaceSize,
             opapi::aclnnInplaceZero,
             opapi::aclnnInplaceZeroGetWorkspaceSize,
             opapi::aclnnLayerNorm,
@@ -2532,6 +2874,8 @@ macro_rules! for_each_function {
             opapi::aclnnNegGetWorkspaceSize,
             opapi::aclnnNorm,
             opapi::aclnnNormGetWorkspaceSize,
+            opapi::aclnnPermute,
+            opapi::aclnnPermuteGetWorkspaceSize,
             opapi::aclnnPowScalarTensor,
             opapi::aclnnPowScalarTensorGetWorkspaceSize,
             opapi::aclnnPowTensorScalar,
@@ -2540,12 +2884,22 @@ macro_rules! for_each_function {
             opapi::aclnnPowTensorTensorGetWorkspaceSize,
             opapi::aclnnReduceSum,
             opapi::aclnnReduceSumGetWorkspaceSize,
+            opapi::aclnnReflectionPad1d,
+            opapi::aclnnReflectionPad1dGetWorkspaceSize,
             opapi::aclnnRelu,
             opapi::aclnnReluGetWorkspaceSize,
+            opapi::aclnnRepeat,
+            opapi::aclnnRepeatGetWorkspaceSize,
+            opapi::aclnnRepeatInterleaveIntWithDim,
+            opapi::aclnnRepeatInterleaveIntWithDimGetWorkspaceSize,
             opapi::aclnnRmsNorm,
             opapi::aclnnRmsNormGetWorkspaceSize,
+            opapi::aclnnRoll,
+            opapi::aclnnRollGetWorkspaceSize,
             opapi::aclnnRotaryPositionEmbedding,
             opapi::aclnnRotaryPositionEmbeddingGetWorkspaceSize,
+            opapi::aclnnScatter,
+            opapi::aclnnScatterGetWorkspaceSize,
             opapi::aclnnSigmoid,
             opapi::aclnnSigmoidGetWorkspaceSize,
             opapi::aclnnSign,
@@ -2554,6 +2908,8 @@ macro_rules! for_each_function {
             opapi::aclnnSiluGetWorkspaceSize,
             opapi::aclnnSin,
             opapi::aclnnSinGetWorkspaceSize,
+            opapi::aclnnSlice,
+            opapi::aclnnSliceGetWorkspaceSize,
             opapi::aclnnSoftmax,
             opapi::aclnnSoftmaxGetWorkspaceSize,
             opapi::aclnnSoftplus,
@@ -2572,6 +2928,10 @@ macro_rules! for_each_function {
             opapi::aclnnThresholdGetWorkspaceSize,
             opapi::aclnnTopk,
             opapi::aclnnTopkGetWorkspaceSize,
+            opapi::aclnnTril,
+            opapi::aclnnTrilGetWorkspaceSize,
+            opapi::aclnnTriu,
+            opapi::aclnnTriuGetWorkspaceSize,
             hccl::HcclAllGather,
             hccl::HcclAllReduce,
             hccl::HcclAlltoAll,
@@ -2620,18 +2980,22 @@ macro_rules! for_each_operator {
             aclnnArgsort / aclnnArgsortGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, descending: bool, out: *mut $crate::aclTensor);
             aclnnBatchMatMul / aclnnBatchMatMulGetWorkspaceSize (self_: *const $crate::aclTensor, mat2: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnCast / aclnnCastGetWorkspaceSize (self_: *const $crate::aclTensor, dtype: $crate::aclDataType, out: *mut $crate::aclTensor);
+            aclnnCat / aclnnCatGetWorkspaceSize (tensors: *const $crate::aclTensorList, dim: i64, out: *mut $crate::aclTensor);
             aclnnClamp / aclnnClampGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMax / aclnnClampMaxGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMax: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnClampMin / aclnnClampMinGetWorkspaceSize (self_: *const $crate::aclTensor, clipValueMin: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnConstantPadNd / aclnnConstantPadNdGetWorkspaceSize (self_: *const $crate::aclTensor, pad: *const $crate::aclIntArray, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnCos / aclnnCosGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnCumsum / aclnnCumsumGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, dtype: $crate::aclDataType, out: *mut $crate::aclTensor);
             aclnnDiv / aclnnDivGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnDivs / aclnnDivsGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnElu / aclnnEluGetWorkspaceSize (self_: *const $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnEmbedding / aclnnEmbeddingGetWorkspaceSize (weight: *const $crate::aclTensor, indices: *const $crate::aclTensor, out: *const $crate::aclTensor);
             aclnnEqTensor / aclnnEqTensorGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnExp / aclnnExpGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnFusedInferAttentionScoreV2 / aclnnFusedInferAttentionScoreV2GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
             aclnnFusedInferAttentionScoreV3 / aclnnFusedInferAttentionScoreV3GetWorkspaceSize (query: *const $crate::aclTensor, key: *const $crate::aclTensorList, value: *const $crate::aclTensorList, pseShiftOptional: *const $crate::aclTensor, attenMaskOptional: *const $crate::aclTensor, actualSeqLengthsOptional: *const $crate::aclIntArray, actualSeqLengthsKvOptional: *const $crate::aclIntArray, deqScale1Optional: *const $crate::aclTensor, quantScale1Optional: *const $crate::aclTensor, deqScale2Optional: *const $crate::aclTensor, quantScale2Optional: *const $crate::aclTensor, quantOffset2Optional: *const $crate::aclTensor, antiquantScaleOptional: *const $crate::aclTensor, antiquantOffsetOptional: *const $crate::aclTensor, blockTableOptional: *const $crate::aclTensor, queryPaddingSizeOptional: *const $crate::aclTensor, kvPaddingSizeOptional: *const $crate::aclTensor, keyAntiquantScaleOptional: *const $crate::aclTensor, keyAntiquantOffsetOptional: *const $crate::aclTensor, valueAntiquantScaleOptional: *const $crate::aclTensor, valueAntiquantOffsetOptional: *const $crate::aclTensor, keySharedPrefixOptional: *const $crate::aclTensor, valueSharedPrefixOptional: *const $crate::aclTensor, actualSharedPrefixLenOptional: *const $crate::aclIntArray, queryRopeOptional: *const $crate::aclTensor, keyRopeOptional: *const $crate::aclTensor, keyRopeAntiquantScaleOptional: *const $crate::aclTensor, numHeads: i64, scaleValue: f64, preTokens: i64, nextTokens: i64, inputLayout: *mut ::core::ffi::c_char, numKeyValueHeads: i64, sparseMode: i64, innerPrecise: i64, blockSize: i64, antiquantMode: i64, softmaxLseFlag: bool, keyAntiquantMode: i64, valueAntiquantMode: i64, attentionOut: *const $crate::aclTensor, softmaxLse: *const $crate::aclTensor);
+            aclnnGatherV2 / aclnnGatherV2GetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGelu / aclnnGeluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnGeluV2 / aclnnGeluV2GetWorkspaceSize (x: *const $crate::aclTensor, approximate: i64, y: *mut $crate::aclTensor);
             aclnnGer / aclnnGerGetWorkspaceSize (self_: *const $crate::aclTensor, vec2: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -2640,6 +3004,9 @@ macro_rules! for_each_operator {
             aclnnGtScalar / aclnnGtScalarGetWorkspaceSize (self_: *const $crate::aclTensor, other: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnHardsigmoid / aclnnHardsigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnHardswish / aclnnHardswishGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnIndexCopy / aclnnIndexCopyGetWorkspaceSize (selfRef: *mut $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, source: *const $crate::aclTensor, outRef: *mut $crate::aclTensor);
+            aclnnIndexFillTensor / aclnnIndexFillTensorGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclIntArray, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
+            aclnnIndexSelect / aclnnIndexSelectGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnInplaceAdd / aclnnInplaceAddGetWorkspaceSize (selfRef: *const $crate::aclTensor, other: *const $crate::aclTensor, alpha: *const $crate::aclScalar);
             aclnnInplaceAddcdiv / aclnnInplaceAddcdivGetWorkspaceSize (selfRef: *mut $crate::aclTensor, tensor1: *const $crate::aclTensor, tensor2: *const $crate::aclTensor, value: *const $crate::aclScalar);
             aclnnInplaceAdds / aclnnInplaceAddsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
@@ -2651,6 +3018,8 @@ macro_rules! for_each_operator {
             aclnnInplaceElu / aclnnInplaceEluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, alpha: *const $crate::aclScalar, scale: *const $crate::aclScalar, inputScale: *const $crate::aclScalar);
             aclnnInplaceExp / aclnnInplaceExpGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceFillScalar / aclnnInplaceFillScalarGetWorkspaceSize (selfRef: *mut $crate::aclTensor, value: *const $crate::aclScalar);
+            aclnnInplaceIndexCopy / aclnnInplaceIndexCopyGetWorkspaceSize (selfRef: *mut $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, source: *const $crate::aclTensor);
+            aclnnInplaceIndexFillTensor / aclnnInplaceIndexFillTensorGetWorkspaceSize (selfRef: *mut $crate::aclTensor, dim: i64, index: *const $crate::aclIntArray, value: *const $crate::aclScalar);
             aclnnInplaceLeakyRelu / aclnnInplaceLeakyReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor, negativeSlope: *const $crate::aclScalar);
             aclnnInplaceLog / aclnnInplaceLogGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceMaskedFillScalar / aclnnInplaceMaskedFillScalarGetWorkspaceSize (selfRef: *mut $crate::aclTensor, mask: *const $crate::aclTensor, value: *const $crate::aclScalar);
@@ -2659,6 +3028,7 @@ macro_rules! for_each_operator {
             aclnnInplaceNeg / aclnnInplaceNegGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplacePowTensorTensor / aclnnInplacePowTensorTensorGetWorkspaceSize (selfRef: *mut $crate::aclTensor, exponent: *const $crate::aclTensor);
             aclnnInplaceRelu / aclnnInplaceReluGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
+            aclnnInplaceScatter / aclnnInplaceScatterGetWorkspaceSize (selfRef: *mut $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, src: *const $crate::aclTensor, reduce: i64);
             aclnnInplaceSigmoid / aclnnInplaceSigmoidGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceSin / aclnnInplaceSinGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceSqrt / aclnnInplaceSqrtGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
@@ -2666,6 +3036,7 @@ macro_rules! for_each_operator {
             aclnnInplaceSubs / aclnnInplaceSubsGetWorkspaceSize (selfRef: *mut $crate::aclTensor, other: *const $crate::aclScalar, alpha: *const $crate::aclScalar);
             aclnnInplaceTanh / aclnnInplaceTanhGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnInplaceThreshold / aclnnInplaceThresholdGetWorkspaceSize (selfRef: *mut $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar);
+            aclnnInplaceTriu / aclnnInplaceTriuGetWorkspaceSize (selfRef: *mut $crate::aclTensor, diagonal: i64);
             aclnnInplaceZero / aclnnInplaceZeroGetWorkspaceSize (selfRef: *mut $crate::aclTensor);
             aclnnLayerNorm / aclnnLayerNormGetWorkspaceSize (input: *const $crate::aclTensor, normalizedShape: *const $crate::aclIntArray, weightOptional: *const $crate::aclTensor, biasOptional: *const $crate::aclTensor, eps: f64, out: *mut $crate::aclTensor, meanOutOptional: *mut $crate::aclTensor, rstdOutOptional: *mut $crate::aclTensor);
             aclnnLeakyRelu / aclnnLeakyReluGetWorkspaceSize (self_: *const $crate::aclTensor, negativeSlope: *const $crate::aclScalar, out: *mut $crate::aclTensor);
@@ -2687,17 +3058,24 @@ macro_rules! for_each_operator {
             aclnnMv / aclnnMvGetWorkspaceSize (self_: *const $crate::aclTensor, vec: *const $crate::aclTensor, out: *mut $crate::aclTensor, cubeMathType: i8);
             aclnnNeg / aclnnNegGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnNorm / aclnnNormGetWorkspaceSize (self_: *const $crate::aclTensor, pScalar: *const $crate::aclScalar, dim: *const $crate::aclIntArray, keepdim: bool, out: *mut $crate::aclTensor);
+            aclnnPermute / aclnnPermuteGetWorkspaceSize (self_: *const $crate::aclTensor, dims: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
             aclnnPowScalarTensor / aclnnPowScalarTensorGetWorkspaceSize (self_: *const $crate::aclScalar, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnPowTensorScalar / aclnnPowTensorScalarGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnPowTensorTensor / aclnnPowTensorTensorGetWorkspaceSize (self_: *const $crate::aclTensor, exponent: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnReduceSum / aclnnReduceSumGetWorkspaceSize (self_: *const $crate::aclTensor, dims: *const $crate::aclIntArray, keepDims: bool, dtype: $crate::aclDataType, out: *mut $crate::aclTensor);
+            aclnnReflectionPad1d / aclnnReflectionPad1dGetWorkspaceSize (self_: *const $crate::aclTensor, padding: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
             aclnnRelu / aclnnReluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnRepeat / aclnnRepeatGetWorkspaceSize (self_: *const $crate::aclTensor, repeats: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
+            aclnnRepeatInterleaveIntWithDim / aclnnRepeatInterleaveIntWithDimGetWorkspaceSize (self_: *const $crate::aclTensor, repeats: i64, dim: i64, outputSize: i64, out: *mut $crate::aclTensor);
             aclnnRmsNorm / aclnnRmsNormGetWorkspaceSize (x: *const $crate::aclTensor, gamma: *const $crate::aclTensor, epsilon: f64, yOut: *const $crate::aclTensor, rstdOut: *const $crate::aclTensor);
+            aclnnRoll / aclnnRollGetWorkspaceSize (x: *const $crate::aclTensor, shifts: *const $crate::aclIntArray, dims: *const $crate::aclIntArray, out: *mut $crate::aclTensor);
             aclnnRotaryPositionEmbedding / aclnnRotaryPositionEmbeddingGetWorkspaceSize (x: *const $crate::aclTensor, cos: *const $crate::aclTensor, sin: *const $crate::aclTensor, mode: i64, out: *mut $crate::aclTensor);
+            aclnnScatter / aclnnScatterGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, index: *const $crate::aclTensor, src: *const $crate::aclTensor, reduce: i64, out: *mut $crate::aclTensor);
             aclnnSigmoid / aclnnSigmoidGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSign / aclnnSignGetWorkspaceSize (self_: *const $crate::aclTensor, result: *mut $crate::aclTensor);
             aclnnSilu / aclnnSiluGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnSin / aclnnSinGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
+            aclnnSlice / aclnnSliceGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, start: i64, end: i64, step: i64, out: *mut $crate::aclTensor);
             aclnnSoftmax / aclnnSoftmaxGetWorkspaceSize (self_: *const $crate::aclTensor, dim: i64, out: *mut $crate::aclTensor);
             aclnnSoftplus / aclnnSoftplusGetWorkspaceSize (self_: *const $crate::aclTensor, beta: *const $crate::aclScalar, threshold: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnSqrt / aclnnSqrtGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
@@ -2707,6 +3085,8 @@ macro_rules! for_each_operator {
             aclnnTanh / aclnnTanhGetWorkspaceSize (self_: *const $crate::aclTensor, out: *mut $crate::aclTensor);
             aclnnThreshold / aclnnThresholdGetWorkspaceSize (self_: *const $crate::aclTensor, threshold: *const $crate::aclScalar, value: *const $crate::aclScalar, out: *mut $crate::aclTensor);
             aclnnTopk / aclnnTopkGetWorkspaceSize (self_: *const $crate::aclTensor, k: i64, dim: i64, largest: bool, sorted: bool, valuesOut: *mut $crate::aclTensor, indicesOut: *mut $crate::aclTensor);
+            aclnnTril / aclnnTrilGetWorkspaceSize (self_: *const $crate::aclTensor, diagonal: i64, out: *mut $crate::aclTensor);
+            aclnnTriu / aclnnTriuGetWorkspaceSize (self_: *const $crate::aclTensor, diagonal: i64, out: *mut $crate::aclTensor);
         }
     };
 }
